@@ -7,9 +7,12 @@ PYTHON ?= /usr/bin/python3
 ORT_LIB := .ort/1.29.0/libonnxruntime.so
 FUZZTIME ?= 10s
 
-.PHONY: all build run test test-go fuzz parity proto check-proto ort models bench clean
+.PHONY: all build run test fuzz proto gen-into check-proto ort deps models clean
 
 all: build
+
+deps:
+	@scripts/install_deps.sh
 
 ort: $(ORT_LIB)
 $(ORT_LIB): scripts/fetch_ort.sh
@@ -49,3 +52,35 @@ check-proto: bin/protoc-gen-go bin/protoc-gen-go-grpc
 	$(MAKE) --no-print-directory -s gen-into GEN=$$tmp/gen TUT=$$tmp/tut >/dev/null && \
 	diff -r gen $$tmp/gen && diff -r test/e2e/tutorialpb $$tmp/tut || \
 	{ echo "check-proto: generated code is stale: run 'make proto' and commit" >&2; exit 1; }
+
+# Every test. Tests that need ONNX Runtime, torch or ../shared fail (never
+# skip) under CI=true. The race detector covers the concurrency tests.
+test: deps ort check-proto
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go' | grep -v '^gen/\|/tutorialpb/')); \
+	  [ -z "$$unformatted" ] || { echo "gofmt needed: $$unformatted" >&2; exit 1; }
+	$(GO) vet ./...
+	$(GO) test -race -count=1 -timeout 20m ./...
+	$(MAKE) --no-print-directory fuzz
+
+# Brief fuzzing of everything that takes untrusted bytes; the committed seed
+# corpus also runs in every plain `go test`.
+fuzz:
+	$(GO) test -run=NONE -fuzz=FuzzDecode -fuzztime=$(FUZZTIME) ./internal/graphwire
+
+# Regenerate the bundled models, their golden fixtures and the example
+# request with scripts/export_onnx.py (Debian's python3-torch).
+models:
+	$(PYTHON) scripts/export_onnx.py --karate --out model/karate.onnx \
+	  --fixtures model/testdata/karate --example-request examples/karate.json
+	$(PYTHON) scripts/export_onnx.py --data ../shared/datasets/cora --name cora --out model/cora.onnx
+
+# Load test: gcnserve against the Python reference server (bench/pyserver.py)
+# and a no-inference Go server; writes docs/BENCHMARKS.md. About 7 minutes;
+# BENCH_QUICK=1 takes under 2. See bench/run.sh for the other knobs.
+# Phony: the bench/ directory would otherwise make it always up to date.
+.PHONY: bench
+bench: build
+	bench/run.sh
+
+clean:
+	rm -rf bin .cache

@@ -21,6 +21,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"time"
 
 	ort "github.com/yalue/onnxruntime_go"
 )
@@ -115,6 +116,19 @@ type Prediction struct {
 	// Scores is each node's score: the probability of Info.ScoreClass, or of
 	// the node's top class when ScoreClass is -1.
 	Scores []float32
+	// Timing says where the time went.
+	Timing Timing
+}
+
+// Timing splits one prediction's wall time.
+type Timing struct {
+	// Queue is the time spent waiting for a run slot (and, when batching,
+	// for the batch to fill).
+	Queue time.Duration
+	// Run is the ONNX Runtime run, tensor creation included.
+	Run time.Duration
+	// BatchGraphs is how many request graphs shared the run (0 or 1: alone).
+	BatchGraphs int
 }
 
 // Model is a loaded ONNX model. Predict is safe for concurrent use.
@@ -366,6 +380,7 @@ func (m *Model) Predict(ctx context.Context, g Graph) (Prediction, error) {
 		return Prediction{}, fmt.Errorf("predict: graph of %d nodes has %d features (want %d per node) and %d edge index entries (want 2 per edge)",
 			g.NumNodes, len(g.Features), f, len(g.EdgeIndex))
 	}
+	start := time.Now()
 	select {
 	case m.runSlots <- struct{}{}:
 		defer func() { <-m.runSlots }()
@@ -377,13 +392,16 @@ func (m *Model) Predict(ctx context.Context, g Graph) (Prediction, error) {
 	}
 
 	probs := make([]float32, g.NumNodes*c)
+	running := time.Now()
 	if err := m.run(ctx, g, probs); err != nil {
 		if ctxErr := ctx.Err(); ctxErr != nil {
 			return Prediction{}, ctxErr
 		}
 		return Prediction{}, err
 	}
-	return m.postprocess(g.NumNodes, probs), nil
+	p := m.postprocess(g.NumNodes, probs)
+	p.Timing = Timing{Queue: running.Sub(start), Run: time.Since(running)}
+	return p, nil
 }
 
 // run executes one inference, writing the output into out. Every ORT value it

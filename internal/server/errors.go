@@ -1,0 +1,41 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/gcnserve/gcnserve/internal/batch"
+	"github.com/gcnserve/gcnserve/internal/graphwire"
+)
+
+// toStatus is the one place where errors become gRPC statuses. Bad input and
+// limits keep their message, which names the offending node, edge or limit;
+// anything else is logged with its detail and reaches the client as a
+// generic Internal error.
+func toStatus(log *slog.Logger, method string, err error) error {
+	var invalid *graphwire.InvalidError
+	var limit *graphwire.LimitError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &invalid):
+		return status.Error(codes.InvalidArgument, invalid.Error())
+	case errors.As(err, &limit):
+		return status.Error(codes.ResourceExhausted, limit.Error())
+	case errors.Is(err, context.Canceled):
+		return status.Error(codes.Canceled, "request canceled")
+	case errors.Is(err, context.DeadlineExceeded):
+		return status.Error(codes.DeadlineExceeded, "deadline exceeded before the model finished")
+	case errors.Is(err, batch.ErrClosed):
+		return status.Error(codes.Unavailable, "server is shutting down")
+	}
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	log.Error("request failed", "method", method, "err", err)
+	return status.Error(codes.Internal, "internal error (details in the server log)")
+}
