@@ -81,8 +81,10 @@ type Batcher struct {
 	model Model
 	opts  Options
 	jobs  chan *job
-	// closing is closed by Close; workers drain and exit.
+	// closing is closed by Close; workers drain and exit. stopped is
+	// closed once they have.
 	closing   chan struct{}
+	stopped   chan struct{}
 	closeOnce sync.Once
 	workers   sync.WaitGroup
 }
@@ -95,6 +97,7 @@ func New(model Model, opts Options) *Batcher {
 		opts:    opts,
 		jobs:    make(chan *job, 4*opts.MaxNodes),
 		closing: make(chan struct{}),
+		stopped: make(chan struct{}),
 	}
 	b.workers.Add(opts.Workers)
 	for range opts.Workers {
@@ -112,6 +115,11 @@ func (b *Batcher) Predict(ctx context.Context, g infer.Graph) (infer.Prediction,
 	if g.NumNodes > b.opts.MaxNodes || g.NumEdges() > b.opts.MaxEdges {
 		return b.model.Predict(ctx, g)
 	}
+	select {
+	case <-b.closing:
+		return infer.Prediction{}, ErrClosed
+	default:
+	}
 	j := &job{ctx: ctx, graph: g, enqueued: time.Now(), done: make(chan result, 1)}
 	select {
 	case b.jobs <- j:
@@ -126,6 +134,14 @@ func (b *Batcher) Predict(ctx context.Context, g infer.Graph) (infer.Prediction,
 	case <-ctx.Done():
 		// The worker may still run the job; its result is dropped.
 		return infer.Prediction{}, ctx.Err()
+	case <-b.stopped:
+		// Enqueued as Close began: no worker is left to answer.
+		select {
+		case r := <-j.done:
+			return r.pred, r.err
+		default:
+			return infer.Prediction{}, ErrClosed
+		}
 	}
 }
 
@@ -286,7 +302,11 @@ func (b *Batcher) failQueued() {
 // Close stops the workers after their current batch; queued and later
 // Predict calls fail. It does not close the model.
 func (b *Batcher) Close() error {
-	b.closeOnce.Do(func() { close(b.closing) })
-	b.workers.Wait()
+	b.closeOnce.Do(func() {
+		close(b.closing)
+		b.workers.Wait()
+		close(b.stopped)
+	})
+	<-b.stopped
 	return nil
 }
