@@ -72,7 +72,7 @@ fuzz:
 models:
 	$(PYTHON) scripts/export_onnx.py --karate --out model/karate.onnx \
 	  --fixtures model/testdata/karate --example-request examples/karate.json
-	$(PYTHON) scripts/export_onnx.py --data ../shared/datasets/cora --name cora --out model/cora.onnx
+	$(PYTHON) scripts/export_onnx.py --data ../shared/datasets/cora --out model/cora.onnx
 
 # Load test: gcnserve against the Python reference server (bench/pyserver.py)
 # and a no-inference Go server; writes docs/BENCHMARKS.md. About 7 minutes;

@@ -48,6 +48,9 @@ type Options struct {
 	// IntraOpThreads is ORT's thread count inside one run. Default 1: the
 	// server runs concurrent requests on their own goroutines, which uses the
 	// cores better than splitting each small run (onnxruntime issue 16304).
+	// A model whose metadata sets "max_intra_op_threads" gets at most that
+	// many: ORT's ScatterND(reduction=add) kernel races with more than one
+	// (onnxruntime issue 18048).
 	IntraOpThreads int
 	// InterOpThreads is ORT's thread count across independent graph nodes.
 	// Default 1 (the GCN graph is a chain).
@@ -89,6 +92,9 @@ type Info struct {
 	Batchable bool
 	// Metadata holds every metadata_props entry verbatim.
 	Metadata map[string]string
+	// IntraOpThreads is the thread count the session really uses: the
+	// option, capped by the model's "max_intra_op_threads".
+	IntraOpThreads int
 }
 
 // Graph is one model input.
@@ -174,7 +180,7 @@ func Open(path string, opts Options) (_ *Model, err error) {
 		return nil, fmt.Errorf("model %s: %w", path, err)
 	}
 
-	session, err := newSession(data, outputName, opts)
+	session, meta, err := openSession(data, outputName, &opts)
 	if err != nil {
 		return nil, fmt.Errorf("model %s: %w", path, err)
 	}
@@ -183,16 +189,13 @@ func Open(path string, opts Options) (_ *Model, err error) {
 			err = errors.Join(err, session.Destroy())
 		}
 	}()
-	meta, err := readMetadata(session)
-	if err != nil {
-		return nil, fmt.Errorf("model %s: %w", path, err)
-	}
 	sum := sha256.Sum256(data)
 	info, err := describe(meta, featureDim, numClasses)
 	if err != nil {
 		return nil, fmt.Errorf("model %s: %w", path, err)
 	}
 	info.SHA256 = hex.EncodeToString(sum[:])
+	info.IntraOpThreads = opts.IntraOpThreads
 	info.ORTVersion = ort.GetVersion()
 
 	return &Model{
@@ -234,6 +237,37 @@ func checkContract(inputs, outputs []ort.InputOutputInfo) (featureDim, numClasse
 		return 0, 0, "", fmt.Errorf("output %q has no fixed class dimension (%s), %s", out.Name, out.Dimensions, want)
 	}
 	return int(x.Dimensions[1]), int(out.Dimensions[1]), out.Name, nil
+}
+
+// openSession creates the session and reads the model's metadata. When the
+// metadata caps the intra-op threads below opts.IntraOpThreads, it lowers
+// the option and creates the session again.
+func openSession(data []byte, outputName string, opts *Options) (*ort.DynamicAdvancedSession, map[string]string, error) {
+	session, err := newSession(data, outputName, *opts)
+	if err != nil {
+		return nil, nil, err
+	}
+	meta, err := readMetadata(session)
+	if err != nil {
+		return nil, nil, errors.Join(err, session.Destroy())
+	}
+	limit, ok := meta["max_intra_op_threads"]
+	if !ok {
+		return session, meta, nil
+	}
+	n, err := strconv.Atoi(limit)
+	if err != nil || n < 1 {
+		return nil, nil, errors.Join(fmt.Errorf("metadata max_intra_op_threads %q is not a positive integer", limit), session.Destroy())
+	}
+	if opts.IntraOpThreads <= n {
+		return session, meta, nil
+	}
+	opts.IntraOpThreads = n
+	if err := session.Destroy(); err != nil {
+		return nil, nil, err
+	}
+	session, err = newSession(data, outputName, *opts)
+	return session, meta, err
 }
 
 func newSession(data []byte, outputName string, opts Options) (_ *ort.DynamicAdvancedSession, err error) {

@@ -287,3 +287,28 @@ func TestSoftmaxOfLogits(t *testing.T) {
 		t.Errorf("softmax sums to %v, want 1", sum)
 	}
 }
+
+// TestThreadCapKeepsScatterNDExact: the bundled model aggregates with
+// ScatterND(reduction=add), whose ORT kernel races with more than one
+// intra-op thread. Asking for two threads must get one, and repeated runs of
+// a graph with many edges per node must agree bit for bit.
+func TestThreadCapKeepsScatterNDExact(t *testing.T) {
+	m := openKarate(t, infer.Options{IntraOpThreads: 2})
+	if got := m.Info().IntraOpThreads; got != 1 {
+		t.Fatalf("IntraOpThreads = %d with max_intra_op_threads=1 in the metadata, want 1", got)
+	}
+	g := randomGraph(11, 2_000, 200_000, m.Info().FeatureDim)
+	first, err := m.Predict(context.Background(), g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 4 {
+		p, err := m.Predict(context.Background(), g)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := golden.MaxAbsDiff(p.Probabilities, first.Probabilities); d != 0 {
+			t.Fatalf("repeated run differs by %.3g: the aggregation is racing", d)
+		}
+	}
+}

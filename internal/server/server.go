@@ -100,6 +100,10 @@ func New(cfg Config) (_ *Server, err error) {
 		return nil, err
 	}
 	info := model.Info()
+	if want := max(cfg.Infer.IntraOpThreads, 1); info.IntraOpThreads < want {
+		cfg.Logger.Warn("the model caps ONNX Runtime's intra-op threads", "requested", want,
+			"using", info.IntraOpThreads, "max_intra_op_threads", info.Metadata["max_intra_op_threads"])
+	}
 	cfg.Logger.Info("model loaded",
 		"model", cfg.ModelPath, "name", info.Name, "version", info.Version,
 		"sha256", info.SHA256, "onnxruntime", info.ORTVersion,
