@@ -1,0 +1,162 @@
+package graphwire
+
+import (
+	"sync"
+	"testing"
+
+	"google.golang.org/protobuf/proto"
+
+	gcnpb "github.com/gcnserve/gcnserve/gen"
+)
+
+// benchPayloads are the request shapes the benchmarks decode.
+var benchPayloads = []struct {
+	name                   string
+	nodes, edges, features int
+	bagOfWords             bool // binary features, like Cora's
+}{
+	{name: "karate", nodes: 34, edges: 78, features: 34},
+	{name: "medium", nodes: 2708, edges: 10556, features: 32},
+	{name: "cora", nodes: 2708, edges: 5278, features: 1433, bagOfWords: true},
+	{name: "large", nodes: 100_000, edges: 500_000, features: 16},
+}
+
+var (
+	benchWireMu sync.Mutex
+	benchWire   = map[string][]byte{}
+)
+
+// benchRequest returns payload i's wire bytes, built once per process: the
+// large one takes a while to generate.
+func benchRequest(b *testing.B, i int) []byte {
+	b.Helper()
+	benchWireMu.Lock()
+	defer benchWireMu.Unlock()
+	p := benchPayloads[i]
+	if w, ok := benchWire[p.name]; ok {
+		return w
+	}
+	var m *gcnpb.GraphData
+	if p.bagOfWords {
+		m = SyntheticBagOfWordsGraph(p.nodes, p.edges, p.features, 0.0127, 1)
+	} else {
+		m = SyntheticGraph(p.nodes, p.edges, p.features, 1)
+	}
+	w, err := proto.Marshal(m)
+	if err != nil {
+		b.Fatal(err)
+	}
+	benchWire[p.name] = w
+	return w
+}
+
+func BenchmarkDecode(b *testing.B) {
+	for i, p := range benchPayloads {
+		b.Run(p.name, func(b *testing.B) {
+			w := benchRequest(b, i)
+			b.SetBytes(int64(len(w)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := Decode(w, p.features, Limits{}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkProtoUnmarshalFromMessage is the generated path Decode replaces:
+// proto.Unmarshal into gcnpb.GraphData, then FromMessage.
+func BenchmarkProtoUnmarshalFromMessage(b *testing.B) {
+	for i, p := range benchPayloads {
+		b.Run(p.name, func(b *testing.B) {
+			w := benchRequest(b, i)
+			b.SetBytes(int64(len(w)))
+			b.ReportAllocs()
+			for b.Loop() {
+				var m gcnpb.GraphData
+				if err := proto.Unmarshal(w, &m); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := FromMessage(&m, p.features, Limits{}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// benchResult returns payload i's ids, scores and 7-class predictions.
+func benchResult(b *testing.B, i int) ([]string, []float32, *Predictions) {
+	b.Helper()
+	g, err := Decode(benchRequest(b, i), benchPayloads[i].features, Limits{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	const classes = 7
+	n := g.NumNodes()
+	pred := &Predictions{
+		NumClasses:    classes,
+		Probabilities: make([]float32, n*classes),
+		ClassIndex:    make([]int32, n),
+		ClassNames:    []string{"Case_Based", "Genetic_Algorithms", "Neural_Networks", "Probabilistic_Methods", "Reinforcement_Learning", "Rule_Learning", "Theory"},
+	}
+	scores := make([]float32, n)
+	for i := range n {
+		scores[i] = float32(i%1000) / 1000
+		pred.ClassIndex[i] = int32(i % classes)
+		for c := range classes {
+			pred.Probabilities[i*classes+c] = float32(c+1) / 28
+		}
+	}
+	return g.IDs, scores, pred
+}
+
+// BenchmarkAppendResult encodes a response the way the server does: one
+// buffer of ResultSize, then AppendResult.
+func BenchmarkAppendResult(b *testing.B) {
+	for i, p := range benchPayloads {
+		for _, withPred := range []bool{false, true} {
+			name := p.name
+			if withPred {
+				name += "+predictions"
+			}
+			b.Run(name, func(b *testing.B) {
+				ids, scores, pred := benchResult(b, i)
+				if !withPred {
+					pred = nil
+				}
+				b.ReportAllocs()
+				for b.Loop() {
+					out := make([]byte, 0, ResultSize(ids, pred))
+					AppendResult(out, ids, scores, pred)
+				}
+			})
+		}
+	}
+}
+
+// BenchmarkProtoMarshalResult is the generated path AppendResult replaces:
+// build a gcnpb.GCNResult, then proto.Marshal.
+func BenchmarkProtoMarshalResult(b *testing.B) {
+	for i, p := range benchPayloads {
+		for _, withPred := range []bool{false, true} {
+			name := p.name
+			if withPred {
+				name += "+predictions"
+			}
+			b.Run(name, func(b *testing.B) {
+				ids, scores, pred := benchResult(b, i)
+				if !withPred {
+					pred = nil
+				}
+				b.ReportAllocs()
+				for b.Loop() {
+					if _, err := proto.Marshal(resultMessage(ids, scores, pred)); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
+}
