@@ -68,7 +68,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		fmt.Fprintln(stdout, protojson.MarshalOptions{Multiline: true}.Format(info))
+		fmt.Fprintln(stdout, protojson.MarshalOptions{Multiline: true, EmitUnpopulated: true}.Format(info))
 		return nil
 	}
 
