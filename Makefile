@@ -75,7 +75,7 @@ models:
 	$(PYTHON) scripts/export_onnx.py --data ../shared/datasets/cora --out model/cora.onnx
 
 # Load test: gcnserve against the Python reference server (bench/pyserver.py)
-# and a no-inference Go server; writes docs/BENCHMARKS.md. About 7 minutes;
+# and a no-inference Go server; writes docs/BENCHMARKS.md. Under 10 minutes;
 # BENCH_QUICK=1 takes under 2. See bench/run.sh for the other knobs.
 # Phony: the bench/ directory would otherwise make it always up to date.
 .PHONY: bench

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"runtime/debug"
 	"time"
 
@@ -47,6 +48,10 @@ type Config struct {
 	// ShutdownGrace is how long shutdown waits for in-flight requests before
 	// cancelling them. Default 10s.
 	ShutdownGrace time.Duration
+	// DebugAddr, when set, serves /metrics (Prometheus text format) and
+	// /debug/pprof/ over HTTP on that address. Default "" (off): keep it off
+	// public interfaces.
+	DebugAddr string
 	// Logger receives the server's logs. Default slog.Default().
 	Logger *slog.Logger
 }
@@ -71,6 +76,7 @@ type Server struct {
 	// closeModel releases the model; Close calls it last.
 	closeModel func() error
 	batch      *batch.Batcher // nil when batching is off
+	metrics    *metrics
 	grpc       *grpc.Server
 	health     *health.Server
 }
@@ -118,7 +124,7 @@ func New(cfg Config) (_ *Server, err error) {
 func newServer(cfg Config, model Predictor, closeModel func() error) (*Server, error) {
 	log := cfg.Logger
 	info := model.Info()
-	s := &Server{cfg: cfg, log: log, closeModel: closeModel, health: health.NewServer()}
+	s := &Server{cfg: cfg, log: log, closeModel: closeModel, health: health.NewServer(), metrics: newMetrics()}
 	predictor := model
 	if cfg.BatchEnabled {
 		if !info.Batchable {
@@ -144,6 +150,7 @@ func newServer(cfg Config, model Predictor, closeModel func() error) (*Server, e
 		limits:    graphwire.Limits{MaxNodes: cfg.MaxNodes, MaxEdges: cfg.MaxEdges},
 		modelInfo: newModelInfo(info, &cfg, s.batch != nil),
 		log:       log,
+		metrics:   s.metrics,
 	}
 	s.grpc.RegisterService(&gcnServiceDesc, svc)
 	healthpb.RegisterHealthServer(s.grpc, s.health)
@@ -235,6 +242,16 @@ func Run(ctx context.Context, cfg Config, ready chan<- net.Addr) error {
 	lis, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return errors.Join(fmt.Errorf("listen on %s: %w", cfg.Addr, err), s.Close())
+	}
+	if cfg.DebugAddr != "" {
+		debugLis, err := net.Listen("tcp", cfg.DebugAddr)
+		if err != nil {
+			return errors.Join(fmt.Errorf("listen on --debug-addr %s: %w", cfg.DebugAddr, err), lis.Close(), s.Close())
+		}
+		debug := &http.Server{Handler: debugHandler(s.metrics), ReadHeaderTimeout: 10 * time.Second}
+		go debug.Serve(debugLis)
+		defer debug.Close()
+		s.log.Info("debug endpoints", "addr", debugLis.Addr().String(), "paths", "/metrics /debug/pprof/")
 	}
 	served := make(chan error, 1)
 	go func() { served <- s.Serve(lis) }()

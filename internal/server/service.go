@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/status"
 
 	gcnpb "github.com/gcnserve/gcnserve/gen"
 	"github.com/gcnserve/gcnserve/internal/graphwire"
@@ -25,6 +26,7 @@ type gcnService struct {
 	limits    graphwire.Limits
 	modelInfo *gcnpb.ModelInfo
 	log       *slog.Logger
+	metrics   *metrics
 }
 
 // gcnServiceHandler is the handler type gcnServiceDesc registers.
@@ -78,7 +80,17 @@ func getModelInfoHandler(srv any, ctx context.Context, dec func(any) error, inte
 
 // processGraph decodes the request straight into the model's tensors, runs
 // the model and encodes the response bytes directly.
-func (s *gcnService) processGraph(ctx context.Context, req *rawMessage) (*rawMessage, error) {
+func (s *gcnService) processGraph(ctx context.Context, req *rawMessage) (res *rawMessage, err error) {
+	s.metrics.inFlight.Add(1)
+	defer func() {
+		s.metrics.inFlight.Add(-1)
+		s.metrics.finish(status.Code(err))
+	}()
+	return s.handleGraph(ctx, req)
+}
+
+// handleGraph does processGraph's work; errors it returns are statuses.
+func (s *gcnService) handleGraph(ctx context.Context, req *rawMessage) (*rawMessage, error) {
 	// The request buffer backs every node id until the response is encoded.
 	defer req.free()
 	const method = "ProcessGraph"
@@ -112,6 +124,8 @@ func (s *gcnService) processGraph(ctx context.Context, req *rawMessage) (*rawMes
 	}
 	out := make([]byte, 0, graphwire.ResultSize(g.IDs, detail))
 	out = graphwire.AppendResult(out, g.IDs, pred.Scores, detail)
+	s.metrics.observe(g.NumNodes(), g.NumEdges(), decoded.Sub(start), pred.Timing.Queue,
+		pred.Timing.Run, time.Since(predicted), pred.Timing.BatchGraphs)
 	if s.log.Enabled(ctx, slog.LevelDebug) {
 		s.log.LogAttrs(ctx, slog.LevelDebug, "ProcessGraph",
 			slog.Int("nodes", g.NumNodes()), slog.Int("edges", g.NumEdges()),
