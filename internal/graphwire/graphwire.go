@@ -103,13 +103,12 @@ func checkFeatureDim(featureDim int) error {
 // so their message, the same for the same request.
 type validator struct {
 	featureDim int
-	// index maps each accepted node id to its node index. Keys alias the
-	// ids the caller passed, so they live as long as those do.
-	index map[string]int32
+	// index maps each accepted node id to its node index.
+	index *idIndex
 }
 
 func newValidator(featureDim, nodes int) validator {
-	return validator{featureDim: featureDim, index: make(map[string]int32, nodes)}
+	return validator{featureDim: featureDim, index: newIDIndex(nodes)}
 }
 
 // node checks node i, whose id is valid UTF-8 (Decode checks that while
@@ -120,7 +119,8 @@ func (v *validator) node(i int, id string, count, bad int, badBits uint32) error
 	if id == "" {
 		return invalidf("node %d: empty id", i)
 	}
-	if j, dup := v.index[id]; dup {
+	slot, h, j, dup := v.index.find(id)
+	if dup {
 		return invalidf("node %d: duplicate id %s (also node %d)", i, quoteID(id), j)
 	}
 	if count != v.featureDim {
@@ -129,7 +129,7 @@ func (v *validator) node(i int, id string, count, bad int, badBits uint32) error
 	if bad >= 0 {
 		return invalidf("node %d (%s): feature %d is %s", i, quoteID(id), bad, nonFiniteName(badBits))
 	}
-	v.index[id] = int32(i)
+	v.index.add(slot, h, id)
 	return nil
 }
 
@@ -140,8 +140,8 @@ func (v *validator) node(i int, id string, count, bad int, badBits uint32) error
 // (every node id is valid UTF-8, so a found endpoint is too), which keeps its
 // hot path cheap and reports the same first error.
 func (v *validator) edge(j int, source, target string) (s, t int32, err error) {
-	s, okS := v.index[source]
-	t, okT := v.index[target]
+	s, okS := v.index.lookup(source)
+	t, okT := v.index.lookup(target)
 	if okS && okT {
 		return s, t, nil
 	}
