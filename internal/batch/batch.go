@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gcnserve/gcnserve/internal/infer"
@@ -81,6 +82,11 @@ type Batcher struct {
 	model Model
 	opts  Options
 	jobs  chan *job
+	// waiting counts Predict calls queued or running in a batch. When every
+	// one of them is already in the batch being collected, nobody can join
+	// it, so it runs at once instead of waiting out MaxDelay: a lone request
+	// pays no batching delay.
+	waiting atomic.Int64
 	// closing is closed by Close; workers drain and exit. stopped is
 	// closed once they have.
 	closing   chan struct{}
@@ -121,6 +127,8 @@ func (b *Batcher) Predict(ctx context.Context, g infer.Graph) (infer.Prediction,
 	default:
 	}
 	j := &job{ctx: ctx, graph: g, enqueued: time.Now(), done: make(chan result, 1)}
+	b.waiting.Add(1)
+	defer b.waiting.Add(-1)
 	select {
 	case b.jobs <- j:
 	case <-ctx.Done():
@@ -160,8 +168,9 @@ func (b *Batcher) work() {
 	}
 }
 
-// collect adds queued jobs to first's batch until a bound is reached or
-// MaxDelay has passed since first arrived.
+// collect adds queued jobs to first's batch until a bound is reached,
+// MaxDelay has passed since first arrived, or no other request is in the
+// batcher to wait for.
 func (b *Batcher) collect(first *job) []*job {
 	batch := []*job{first}
 	nodes, edges := first.graph.NumNodes, first.graph.NumEdges()
@@ -169,13 +178,23 @@ func (b *Batcher) collect(first *job) []*job {
 	defer timer.Stop()
 	for {
 		var j *job
-		select {
-		case j = <-b.jobs:
-		case <-timer.C:
-			return batch
-		case <-b.closing:
-			return batch
+		if b.waiting.Load() <= int64(len(batch)) {
+			// Take what is queued, but wait for no one.
+			select {
+			case j = <-b.jobs:
+			default:
+				return batch
+			}
+		} else {
+			select {
+			case j = <-b.jobs:
+			case <-timer.C:
+				return batch
+			case <-b.closing:
+				return batch
+			}
 		}
+
 		if nodes+j.graph.NumNodes > b.opts.MaxNodes || edges+j.graph.NumEdges() > b.opts.MaxEdges {
 			// j starts the next batch: run it alone rather than reorder.
 			b.run(batch)

@@ -200,3 +200,18 @@ func TestClosedBatcherRefuses(t *testing.T) {
 		t.Errorf("Predict after Close: %v, want ErrClosed", err)
 	}
 }
+
+// TestLoneRequestDoesNotWait: with nobody else in the batcher, a request
+// runs at once rather than waiting out MaxDelay for company.
+func TestLoneRequestDoesNotWait(t *testing.T) {
+	f := &fakeModel{}
+	b := batch.New(f, batch.Options{MaxDelay: time.Second, Workers: 1})
+	defer b.Close()
+	start := time.Now()
+	if _, err := b.Predict(context.Background(), infer.Graph{NumNodes: 1, Features: make([]float32, 1)}); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > 500*time.Millisecond {
+		t.Errorf("a lone request took %v with MaxDelay 1s, want no batching wait", d)
+	}
+}
