@@ -13,11 +13,11 @@ import json
 import os
 import statistics
 
-SERVER_ORDER = ["python", "gcnserve", "gcnserve-batch", "null"]
+SERVER_ORDER = ["python", "gcnserve", "gcnserve-nobatch", "null"]
 SERVER_NAMES = {
     "python": "Python (grpcio + PyTorch)",
     "gcnserve": "gcnserve",
-    "gcnserve-batch": "gcnserve --batch=true",
+    "gcnserve-nobatch": "gcnserve --batch=false",
     "null": "null (Go, no inference)",
 }
 PAYLOAD_NOTES = {
@@ -145,7 +145,7 @@ def render(runs, meta):
     w("```")
     w("/usr/bin/python3 bench/pyserver.py --model M --port P      # 127.0.0.1, 10 workers")
     w("bin/gcnserve --addr 127.0.0.1:P --model M --max-request-bytes 67108864 \\")
-    w("  --intra-op-threads 1 --batch=false                        # --batch=true: the batch row")
+    w("  --intra-op-threads 1 --batch=true                         # --batch=false: the unbatched row")
     w("bin/nullserver --addr 127.0.0.1:P --max-request-bytes 67108864")
     w("```")
     w("")
@@ -186,6 +186,14 @@ def render(runs, meta):
               f"| {ratio(go['rps'], get(py, 'rps'))} "
               f"| {ratio(go['server_cpu_ms_per_req'], get(null, 'server_cpu_ms_per_req'))} |")
     w("")
+    for p in payloads:
+        for c in sorted({r["concurrency"] for r in runs if r["payload"] == p}):
+            on, off = find(p, "gcnserve", c), find(p, "gcnserve-nobatch", c)
+            if on and off:
+                w(f"Dynamic batching, {p} at c={c}: server CPU per request {ratio(off['server_cpu_ms_per_req'], on['server_cpu_ms_per_req'])} "
+                  f"lower with batching ({off['server_cpu_ms_per_req']:.3g} -> {on['server_cpu_ms_per_req']:.3g} ms), "
+                  f"rps {ratio(on['rps'], off['rps'])} ({off['rps']:,.0f} -> {on['rps']:,.0f}).")
+                w("")
     if meta.get("start_ms"):
         times = [int(t) for t in meta["start_ms"].split()]
         w(f"gcnserve start to SERVING with the bundled model/karate.onnx (process start until")

@@ -122,9 +122,10 @@ start_server() {
         sleep 0.1
       done
       log "python server did not start; its log:"; cat "$logfile" >&2; return 1 ;;
-    gcnserve | gcnserve-batch)
-      local batch=false
-      [ "$kind" = gcnserve-batch ] && batch=true
+    gcnserve | gcnserve-nobatch)
+      # The default (batching on), and the unbatched baseline row.
+      local batch=true
+      [ "$kind" = gcnserve-nobatch ] && batch=false
       bin/gcnserve --addr "127.0.0.1:$port" --model "$model" --max-request-bytes $((64 << 20)) \
         --intra-op-threads 1 --batch=$batch >"$logfile" 2>&1 &
       SERVER_PID=$! ;;
@@ -162,7 +163,7 @@ for spec in "${PAYLOADS[@]}"; do
     kinds=$SERVERS
     if [ "$name" = karate ] && [ "$conc" = 64 ]; then
       # Batching on vs off where it should matter: many tiny graphs.
-      [[ " $SERVERS " == *" gcnserve "* ]] && kinds="$kinds gcnserve-batch"
+      [[ " $SERVERS " == *" gcnserve "* ]] && kinds="$kinds gcnserve-nobatch"
       # Quick runs skip the reference servers here; they add no new point.
       [ "$QUICK" = 1 ] && kinds=$(echo " $kinds " | sed 's/ python / /; s/ null / /')
     fi

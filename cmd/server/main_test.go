@@ -11,7 +11,7 @@ func TestParseConfigEnvironmentTwins(t *testing.T) {
 	env := map[string]string{
 		"GCNSERVE_ADDR":            "127.0.0.1:7000",
 		"GCNSERVE_MAX_NODES":       "50",
-		"GCNSERVE_BATCH":           "true",
+		"GCNSERVE_BATCH":           "false",
 		"GCNSERVE_BATCH_MAX_DELAY": "1ms",
 		"GCNSERVE_MODEL":           "/nonexistent.onnx", // the flag below wins
 	}
@@ -20,9 +20,9 @@ func TestParseConfigEnvironmentTwins(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Addr != "127.0.0.1:7000" || cfg.MaxNodes != 70 || !cfg.BatchEnabled ||
+	if cfg.Addr != "127.0.0.1:7000" || cfg.MaxNodes != 70 || cfg.BatchEnabled ||
 		cfg.Batch.MaxDelay != time.Millisecond || cfg.ModelPath != "main.go" {
-		t.Errorf("got addr %q, max nodes %d, batch %v, delay %v, model %q; want 127.0.0.1:7000, 70 (flag wins), true, 1ms, main.go",
+		t.Errorf("got addr %q, max nodes %d, batch %v, delay %v, model %q; want 127.0.0.1:7000, 70 (flag wins), false, 1ms, main.go",
 			cfg.Addr, cfg.MaxNodes, cfg.BatchEnabled, cfg.Batch.MaxDelay, cfg.ModelPath)
 	}
 }
