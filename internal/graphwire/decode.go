@@ -137,8 +137,30 @@ func Decode(b []byte, featureDim int, lim Limits) (*Graph, error) {
 		return nil, fmt.Errorf("graphwire: internal error: a node too short for %d features passed validation", featureDim)
 	}
 
-	// Pass 3: edges.
-	j := 0
+	// Pass 3: edges, resolved a chunk at a time (see idIndex.lookupAll). The
+	// endpoints go straight into EdgeIndex's halves; an edge that does not
+	// resolve is checked again alone for its precise error.
+	var ends [2 * lookupChunk]string
+	var found [2 * lookupChunk]int32
+	j, chunkStart := 0, 0
+	flush := func() error {
+		k := j - chunkStart
+		if v.index.lookupAll(ends[:2*k], found[:2*k]) {
+			for e := range k {
+				g.EdgeIndex[chunkStart+e], g.EdgeIndex[edges+chunkStart+e] = int64(found[2*e]), int64(found[2*e+1])
+			}
+		} else {
+			for e := range k {
+				s, t, err := v.edge(chunkStart+e, ends[2*e], ends[2*e+1])
+				if err != nil {
+					return err
+				}
+				g.EdgeIndex[chunkStart+e], g.EdgeIndex[edges+chunkStart+e] = int64(s), int64(t)
+			}
+		}
+		chunkStart = j
+		return nil
+	}
 	for off := edgesFrom; off < edgesTo; {
 		f, _ := nextField(b, off)
 		if f.num == fieldGraphEdges && f.typ == protowire.BytesType {
@@ -146,16 +168,20 @@ func Decode(b []byte, featureDim int, lim Limits) (*Graph, error) {
 			if err != nil {
 				return nil, err
 			}
-			s, t, err := v.edge(j,
-				unsafe.String(unsafe.SliceData(source), len(source)),
-				unsafe.String(unsafe.SliceData(target), len(target)))
-			if err != nil {
-				return nil, err
-			}
-			g.EdgeIndex[j], g.EdgeIndex[edges+j] = int64(s), int64(t)
+			k := j - chunkStart
+			ends[2*k] = unsafe.String(unsafe.SliceData(source), len(source))
+			ends[2*k+1] = unsafe.String(unsafe.SliceData(target), len(target))
 			j++
+			if j-chunkStart == lookupChunk {
+				if err := flush(); err != nil {
+					return nil, err
+				}
+			}
 		}
 		off = f.end
+	}
+	if err := flush(); err != nil {
+		return nil, err
 	}
 	return g, nil
 }

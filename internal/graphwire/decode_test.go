@@ -333,6 +333,15 @@ func TestDecodeEqualsFromMessage(t *testing.T) {
 		},
 		"NaN":       {Nodes: []*gcnpb.Node{{Id: "a", Features: []float32{1, nan, 3}}}},
 		"wide rows": SyntheticGraph(10, 10, 40, 4),
+		// Edges resolve a chunk (lookupChunk) at a time: cross chunk
+		// boundaries, with and without a bad endpoint late in a chunk.
+		"many edges": SyntheticGraph(300, 3*lookupChunk+7, 3, 6),
+		"bad edge in the third chunk": func() *gcnpb.GraphData {
+			m := SyntheticGraph(300, 3*lookupChunk+7, 3, 7)
+			m.Edges[2*lookupChunk+300].TargetId = "nowhere"
+			m.Edges[2*lookupChunk+301].SourceId = "nowhere either"
+			return m
+		}(),
 		"NaN in a wide row": func() *gcnpb.GraphData {
 			m := SyntheticGraph(10, 10, 40, 5)
 			m.Nodes[6].Features[37] = nan

@@ -22,6 +22,8 @@ type idIndex struct {
 	slots []uint64 // hash<<32 | index+1; 0 is an empty slot
 	arena []byte
 	ends  []uint32
+	// touched keeps lookupAll's prefetching loads from being optimized away.
+	touched uint64
 }
 
 func newIDIndex(nodes int) *idIndex {
@@ -51,17 +53,29 @@ func (x *idIndex) id(i int32) string {
 // (for add), with id's hash.
 func (x *idIndex) find(id string) (slot int, h uint64, index int32, found bool) {
 	h = maphash.String(x.seed, id)
+	slot, index, found = x.probe(id, h)
+	return slot, h, index, found
+}
+
+// findHashed is lookup for an id whose hash is known.
+func (x *idIndex) findHashed(id string, h uint64) (int32, bool) {
+	_, k, ok := x.probe(id, h)
+	return k, ok
+}
+
+// probe walks id's probe sequence from its hash h.
+func (x *idIndex) probe(id string, h uint64) (slot int, index int32, found bool) {
 	tag := h >> 32
 	mask := len(x.slots) - 1
 	for i := int(h) & mask; ; i = (i + 1) & mask {
 		s := x.slots[i]
 		if s == 0 {
-			return i, h, 0, false
+			return i, 0, false
 		}
 		if s>>32 == tag {
 			k := int32(uint32(s)) - 1
 			if x.id(k) == id {
-				return i, h, k, true
+				return i, k, true
 			}
 		}
 	}
@@ -80,4 +94,45 @@ func (x *idIndex) add(slot int, h uint64, id string) {
 	x.arena = append(x.arena, id...)
 	x.ends = append(x.ends, uint32(len(x.arena)))
 	x.slots[slot] = h>>32<<32 | uint64(next+1)
+}
+
+// lookupChunk is how many ids lookupAll resolves together.
+const lookupChunk = 512
+
+// lookupAll resolves every id into out (same length) and reports whether
+// all were found. It is lookup for many ids at once: on big graphs each
+// lookup is a cache miss on its slot and another on its id in the arena, and
+// taken one at a time those misses are paid one after the other. Touching
+// every id's slot first, then every candidate's arena bytes, lets the CPU
+// have many misses in flight, so the final pass finds its data in cache.
+func (x *idIndex) lookupAll(ids []string, out []int32) bool {
+	var hashes [lookupChunk]uint64
+	mask := len(x.slots) - 1
+	var touched uint64
+	for len(ids) > 0 {
+		n := min(len(ids), lookupChunk)
+		for i, id := range ids[:n] {
+			h := maphash.String(x.seed, id)
+			hashes[i] = h
+			touched += x.slots[int(h)&mask]
+		}
+		for i := range n {
+			if s := x.slots[int(hashes[i])&mask]; s != 0 {
+				k := uint32(s) - 1
+				if k > 0 {
+					touched += uint64(x.arena[x.ends[k-1]:][0])
+				}
+			}
+		}
+		for i, id := range ids[:n] {
+			k, ok := x.findHashed(id, hashes[i])
+			if !ok {
+				return false
+			}
+			out[i] = k
+		}
+		ids, out = ids[n:], out[n:]
+	}
+	x.touched = touched
+	return true
 }
