@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math"
 	"net"
+	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -349,3 +350,32 @@ func (rawClientCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	return proto.Unmarshal(data.Materialize(), v.(proto.Message))
 }
 func (rawClientCodec) Name() string { return "proto" }
+
+func TestMetricsCountRequests(t *testing.T) {
+	s, err := New(testConfig(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := gcnpb.NewGCNServiceClient(serve(t, s))
+	if _, err := client.ProcessGraph(context.Background(), triangle()); err != nil {
+		t.Fatal(err)
+	}
+	bad := triangle()
+	bad.Nodes[0].Id = ""
+	client.ProcessGraph(context.Background(), bad)
+
+	rec := httptest.NewRecorder()
+	debugHandler(s.metrics).ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	body := rec.Body.String()
+	for _, want := range []string{
+		`gcnserve_requests_total{code="OK"} 1`,
+		`gcnserve_requests_total{code="InvalidArgument"} 1`,
+		`gcnserve_nodes_total 3`,
+		`gcnserve_edges_total 2`,
+		`gcnserve_phase_seconds_total{phase="run"}`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %q:\n%s", want, body)
+		}
+	}
+}

@@ -124,8 +124,9 @@ func (s *gcnService) handleGraph(ctx context.Context, req *rawMessage) (*rawMess
 	}
 	out := make([]byte, 0, graphwire.ResultSize(g.IDs, detail))
 	out = graphwire.AppendResult(out, g.IDs, pred.Scores, detail)
+	encode := time.Since(predicted)
 	s.metrics.observe(g.NumNodes(), g.NumEdges(), decoded.Sub(start), pred.Timing.Queue,
-		pred.Timing.Run, time.Since(predicted), pred.Timing.BatchGraphs)
+		pred.Timing.Run, encode, pred.Timing.BatchGraphs)
 	if s.log.Enabled(ctx, slog.LevelDebug) {
 		s.log.LogAttrs(ctx, slog.LevelDebug, "ProcessGraph",
 			slog.Int("nodes", g.NumNodes()), slog.Int("edges", g.NumEdges()),
@@ -134,7 +135,7 @@ func (s *gcnService) handleGraph(ctx context.Context, req *rawMessage) (*rawMess
 			slog.Duration("queue", pred.Timing.Queue),
 			slog.Duration("run", pred.Timing.Run),
 			slog.Duration("predict", predicted.Sub(decoded)),
-			slog.Duration("encode", time.Since(predicted)),
+			slog.Duration("encode", encode),
 			slog.Int("batch_graphs", max(pred.Timing.BatchGraphs, 1)),
 		)
 	}
