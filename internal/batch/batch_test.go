@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -12,42 +11,13 @@ import (
 	"github.com/gcnserve/gcnserve/internal/batch"
 	"github.com/gcnserve/gcnserve/internal/golden"
 	"github.com/gcnserve/gcnserve/internal/infer"
-	"github.com/gcnserve/gcnserve/internal/testenv"
+	"github.com/gcnserve/gcnserve/internal/infer/infertest"
 )
-
-func openKarate(t *testing.T) *infer.Model {
-	t.Helper()
-	m, err := infer.Open(filepath.Join(testenv.RepoRoot(t), "model", "karate.onnx"),
-		infer.Options{LibraryPath: testenv.ORTLibrary(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { m.Close() })
-	return m
-}
-
-// smallGraph is a random graph of 1 to 40 nodes, with duplicate edges and
-// self loops as chance gives them.
-func smallGraph(seed uint64, f int) infer.Graph {
-	r := rand.New(rand.NewPCG(seed, 3))
-	n := 1 + r.IntN(40)
-	e := r.IntN(3 * n)
-	g := infer.Graph{NumNodes: n, Features: make([]float32, n*f), EdgeIndex: make([]int64, 2*e)}
-	for i := range g.Features {
-		if r.IntN(3) == 0 {
-			g.Features[i] = r.Float32()
-		}
-	}
-	for i := range g.EdgeIndex {
-		g.EdgeIndex[i] = int64(r.IntN(n))
-	}
-	return g
-}
 
 // TestBatchedEqualsUnbatched: every graph's batched result equals its
 // unbatched result within 1e-6, and batches really formed.
 func TestBatchedEqualsUnbatched(t *testing.T) {
-	m := openKarate(t)
+	m := infertest.OpenKarate(t, infer.Options{})
 	b := batch.New(m, batch.Options{MaxDelay: 5 * time.Millisecond, Workers: 1})
 	t.Cleanup(func() { b.Close() })
 
@@ -55,7 +25,9 @@ func TestBatchedEqualsUnbatched(t *testing.T) {
 	inputs := make([]infer.Graph, graphs)
 	want := make([]infer.Prediction, graphs)
 	for i := range graphs {
-		inputs[i] = smallGraph(uint64(i), m.Info().FeatureDim)
+		r := rand.New(rand.NewPCG(uint64(i), 3))
+		n := 1 + r.IntN(40)
+		inputs[i] = infertest.RandomGraph(uint64(i), n, r.IntN(3*n), m.Info().FeatureDim)
 		p, err := m.Predict(context.Background(), inputs[i])
 		if err != nil {
 			t.Fatal(err)

@@ -112,9 +112,9 @@ func benchResult(b *testing.B, i int) ([]string, []float32, *Predictions) {
 	return g.IDs, scores, pred
 }
 
-// BenchmarkAppendResult encodes a response the way the server does: one
-// buffer of ResultSize, then AppendResult.
-func BenchmarkAppendResult(b *testing.B) {
+// benchEachResult runs encode for every payload's response, with and
+// without predictions.
+func benchEachResult(b *testing.B, encode func(b *testing.B, ids []string, scores []float32, pred *Predictions)) {
 	for i, p := range benchPayloads {
 		for _, withPred := range []bool{false, true} {
 			name := p.name
@@ -127,38 +127,33 @@ func BenchmarkAppendResult(b *testing.B) {
 					pred = nil
 				}
 				b.ReportAllocs()
-				for b.Loop() {
-					out := make([]byte, 0, ResultSize(ids, pred))
-					AppendResult(out, ids, scores, pred)
-				}
+				encode(b, ids, scores, pred)
 			})
 		}
 	}
 }
 
+// BenchmarkAppendResult encodes a response the way the server does: one
+// buffer of ResultSize, then AppendResult.
+func BenchmarkAppendResult(b *testing.B) {
+	benchEachResult(b, func(b *testing.B, ids []string, scores []float32, pred *Predictions) {
+		for b.Loop() {
+			out := make([]byte, 0, ResultSize(ids, pred))
+			AppendResult(out, ids, scores, pred)
+		}
+	})
+}
+
 // BenchmarkProtoMarshalResult is the generated path AppendResult replaces:
 // build a gcnpb.GCNResult, then proto.Marshal.
 func BenchmarkProtoMarshalResult(b *testing.B) {
-	for i, p := range benchPayloads {
-		for _, withPred := range []bool{false, true} {
-			name := p.name
-			if withPred {
-				name += "+predictions"
+	benchEachResult(b, func(b *testing.B, ids []string, scores []float32, pred *Predictions) {
+		for b.Loop() {
+			if _, err := proto.Marshal(resultMessage(ids, scores, pred)); err != nil {
+				b.Fatal(err)
 			}
-			b.Run(name, func(b *testing.B) {
-				ids, scores, pred := benchResult(b, i)
-				if !withPred {
-					pred = nil
-				}
-				b.ReportAllocs()
-				for b.Loop() {
-					if _, err := proto.Marshal(resultMessage(ids, scores, pred)); err != nil {
-						b.Fatal(err)
-					}
-				}
-			})
 		}
-	}
+	})
 }
 
 // BenchmarkIDIndex is id mapping alone, the part of Decode that grows with

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"math"
-	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,30 +16,15 @@ import (
 
 	"github.com/gcnserve/gcnserve/internal/golden"
 	"github.com/gcnserve/gcnserve/internal/infer"
+	"github.com/gcnserve/gcnserve/internal/infer/infertest"
 	"github.com/gcnserve/gcnserve/internal/testenv"
 )
-
-// openKarate opens the bundled default model on the real ONNX Runtime.
-func openKarate(t *testing.T, opts infer.Options) *infer.Model {
-	t.Helper()
-	opts.LibraryPath = testenv.ORTLibrary(t)
-	m, err := infer.Open(filepath.Join(testenv.RepoRoot(t), "model", "karate.onnx"), opts)
-	if err != nil {
-		t.Fatalf("Open: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := m.Close(); err != nil {
-			t.Errorf("Close: %v", err)
-		}
-	})
-	return m
-}
 
 // TestPredictMatchesPyTorch runs every committed golden fixture of the
 // bundled model and compares with the outputs PyTorch computed for the same
 // weights (written by scripts/export_onnx.py).
 func TestPredictMatchesPyTorch(t *testing.T) {
-	m := openKarate(t, infer.Options{})
+	m := infertest.OpenKarate(t, infer.Options{})
 	fixtures := golden.Load(t, filepath.Join(testenv.RepoRoot(t), "model", "testdata", "karate"))
 	for _, fx := range fixtures {
 		t.Run(fx.Name, func(t *testing.T) {
@@ -65,7 +49,7 @@ func TestPredictMatchesPyTorch(t *testing.T) {
 }
 
 func TestInfoFromMetadata(t *testing.T) {
-	m := openKarate(t, infer.Options{})
+	m := infertest.OpenKarate(t, infer.Options{})
 	info := m.Info()
 	data, err := os.ReadFile(filepath.Join(testenv.RepoRoot(t), "model", "karate.onnx"))
 	if err != nil {
@@ -92,30 +76,15 @@ func TestInfoFromMetadata(t *testing.T) {
 	}
 }
 
-// randomGraph is a reproducible graph with n nodes and e random edges.
-func randomGraph(seed uint64, n, e, f int) infer.Graph {
-	r := rand.New(rand.NewPCG(seed, 1))
-	g := infer.Graph{NumNodes: n, Features: make([]float32, n*f), EdgeIndex: make([]int64, 2*e)}
-	for i := range g.Features {
-		if r.IntN(4) == 0 {
-			g.Features[i] = r.Float32()
-		}
-	}
-	for i := range g.EdgeIndex {
-		g.EdgeIndex[i] = int64(r.IntN(n))
-	}
-	return g
-}
-
 // TestPredictConcurrent shares one session among many goroutines (run it
 // with -race): every result must equal the serial one bit for bit.
 func TestPredictConcurrent(t *testing.T) {
-	m := openKarate(t, infer.Options{MaxConcurrentRuns: 4})
+	m := infertest.OpenKarate(t, infer.Options{MaxConcurrentRuns: 4})
 	const graphs = 8
 	want := make([]infer.Prediction, graphs)
 	inputs := make([]infer.Graph, graphs)
 	for i := range graphs {
-		inputs[i] = randomGraph(uint64(i), 5+i*20, 10+i*60, m.Info().FeatureDim)
+		inputs[i] = infertest.RandomGraph(uint64(i), 5+i*20, 10+i*60, m.Info().FeatureDim)
 		p, err := m.Predict(context.Background(), inputs[i])
 		if err != nil {
 			t.Fatal(err)
@@ -150,8 +119,8 @@ func TestPredictConcurrent(t *testing.T) {
 // TestPredictHonoursContext: a context that has ended stops the run inside
 // ONNX Runtime, and the model keeps working afterwards.
 func TestPredictHonoursContext(t *testing.T) {
-	m := openKarate(t, infer.Options{})
-	big := randomGraph(7, 50_000, 500_000, m.Info().FeatureDim)
+	m := infertest.OpenKarate(t, infer.Options{})
+	big := infertest.RandomGraph(7, 50_000, 500_000, m.Info().FeatureDim)
 
 	start := time.Now()
 	if _, err := m.Predict(context.Background(), big); err != nil {
@@ -174,13 +143,13 @@ func TestPredictHonoursContext(t *testing.T) {
 	}
 	t.Logf("full run %v; run with deadline %v returned after %v", full, full/10, time.Since(start))
 
-	if _, err := m.Predict(context.Background(), randomGraph(1, 3, 2, m.Info().FeatureDim)); err != nil {
+	if _, err := m.Predict(context.Background(), infertest.RandomGraph(1, 3, 2, m.Info().FeatureDim)); err != nil {
 		t.Errorf("Predict after a terminated run: %v", err)
 	}
 }
 
 func TestPredictRejectsMalformedGraph(t *testing.T) {
-	m := openKarate(t, infer.Options{})
+	m := infertest.OpenKarate(t, infer.Options{})
 	f := m.Info().FeatureDim
 	for _, g := range []infer.Graph{
 		{NumNodes: 0},
@@ -293,11 +262,11 @@ func TestSoftmaxOfLogits(t *testing.T) {
 // intra-op thread. Asking for two threads must get one, and repeated runs of
 // a graph with many edges per node must agree bit for bit.
 func TestThreadCapKeepsScatterNDExact(t *testing.T) {
-	m := openKarate(t, infer.Options{IntraOpThreads: 2})
+	m := infertest.OpenKarate(t, infer.Options{IntraOpThreads: 2})
 	if got := m.Info().IntraOpThreads; got != 1 {
 		t.Fatalf("IntraOpThreads = %d with max_intra_op_threads=1 in the metadata, want 1", got)
 	}
-	g := randomGraph(11, 2_000, 200_000, m.Info().FeatureDim)
+	g := infertest.RandomGraph(11, 2_000, 200_000, m.Info().FeatureDim)
 	first, err := m.Predict(context.Background(), g)
 	if err != nil {
 		t.Fatal(err)
