@@ -101,7 +101,9 @@ func New(model Model, opts Options) *Batcher {
 	b := &Batcher{
 		model:   model,
 		opts:    opts,
-		jobs:    make(chan *job, 4*opts.MaxNodes),
+		// Enough room that a burst never blocks callers on the channel;
+		// the gRPC server bounds concurrent requests anyway.
+		jobs:    make(chan *job, 1024),
 		closing: make(chan struct{}),
 		stopped: make(chan struct{}),
 	}
@@ -196,7 +198,7 @@ func (b *Batcher) collect(first *job) []*job {
 		}
 
 		if nodes+j.graph.NumNodes > b.opts.MaxNodes || edges+j.graph.NumEdges() > b.opts.MaxEdges {
-			// j starts the next batch: run it alone rather than reorder.
+			// j does not fit: run the batch so far and start the next with j.
 			b.run(batch)
 			batch = []*job{j}
 			nodes, edges = 0, 0
