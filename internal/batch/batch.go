@@ -99,8 +99,8 @@ type Batcher struct {
 func New(model Model, opts Options) *Batcher {
 	opts = opts.withDefaults()
 	b := &Batcher{
-		model:   model,
-		opts:    opts,
+		model: model,
+		opts:  opts,
 		// Enough room that a burst never blocks callers on the channel;
 		// the gRPC server bounds concurrent requests anyway.
 		jobs:    make(chan *job, 1024),
