@@ -39,8 +39,8 @@ const (
 // The returned IDs alias b: b must stay unchanged, and alive, for as long as
 // the Graph (or any of its ids) is in use.
 //
-// Decode allocates its outputs (Features, EdgeIndex, IDs), a map from id to
-// node index while decoding, and a constant number of small objects: nothing
+// Decode allocates its outputs (Features, EdgeIndex, IDs), an id index
+// (idIndex) while decoding, and a constant number of small objects: nothing
 // per node or per edge.
 func Decode(b []byte, featureDim int, lim Limits) (*Graph, error) {
 	if err := checkFeatureDim(featureDim); err != nil {

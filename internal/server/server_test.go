@@ -67,6 +67,13 @@ func serve(t *testing.T, s *Server) *grpc.ClientConn {
 // startReal serves the real bundled model in memory.
 func startReal(t *testing.T, edit func(*Config)) gcnpb.GCNServiceClient {
 	t.Helper()
+	return gcnpb.NewGCNServiceClient(startRealConn(t, edit))
+}
+
+// startRealConn is startReal's connection, for calls beyond the generated
+// client.
+func startRealConn(t *testing.T, edit func(*Config)) *grpc.ClientConn {
+	t.Helper()
 	cfg := testConfig(t)
 	if edit != nil {
 		edit(&cfg)
@@ -75,7 +82,7 @@ func startReal(t *testing.T, edit func(*Config)) gcnpb.GCNServiceClient {
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
-	return gcnpb.NewGCNServiceClient(serve(t, s))
+	return serve(t, s)
 }
 
 // node is a karate-model node with features 1 at position i%34.
@@ -209,22 +216,13 @@ func TestBadInput(t *testing.T) {
 
 // TestMalformedBytes sends bytes that are not a GraphData at all.
 func TestMalformedBytes(t *testing.T) {
-	cc := startRealConn(t)
+	cc := startRealConn(t, nil)
 	var out gcnpb.GCNResult
 	err := cc.Invoke(context.Background(), gcnpb.GCNService_ProcessGraph_FullMethodName,
 		rawBytes{0x0a, 0xff, 0xff, 0xff}, &out, grpc.ForceCodecV2(rawClientCodec{}))
 	if st := status.Convert(err); st.Code() != codes.InvalidArgument || !strings.Contains(st.Message(), "malformed") {
 		t.Errorf("got %v %q, want InvalidArgument naming a malformed message", st.Code(), st.Message())
 	}
-}
-
-func startRealConn(t *testing.T) *grpc.ClientConn {
-	t.Helper()
-	s, err := New(testConfig(t))
-	if err != nil {
-		t.Fatalf("New: %v", err)
-	}
-	return serve(t, s)
 }
 
 func TestGetModelInfo(t *testing.T) {
@@ -252,11 +250,7 @@ func TestGetModelInfo(t *testing.T) {
 }
 
 func TestHealthServing(t *testing.T) {
-	s, err := New(testConfig(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	health := healthpb.NewHealthClient(serve(t, s))
+	health := healthpb.NewHealthClient(startRealConn(t, nil))
 	for _, svc := range []string{"", "GCNService"} {
 		res, err := health.Check(context.Background(), &healthpb.HealthCheckRequest{Service: svc})
 		if err != nil || res.Status != healthpb.HealthCheckResponse_SERVING {
