@@ -19,12 +19,9 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/gcnserve/gcnserve/internal/ortcache"
 	"github.com/gcnserve/gcnserve/internal/server"
 )
-
-// ortVersion is the ONNX Runtime release scripts/fetch_ort.sh installs and
-// onnxruntime_go in go.mod is built for.
-const ortVersion = "1.29.0"
 
 func main() {
 	cfg, err := parseConfig(os.Args[1:], os.Getenv, os.Stderr)
@@ -53,7 +50,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (s
 	fs.StringVar(&cfg.Addr, "addr", cfg.Addr, "listen address (the tutorial's port is 9999)")
 	fs.StringVar(&cfg.ModelPath, "model", defaultModel(), "ONNX model file")
 	fs.StringVar(&cfg.Infer.LibraryPath, "ort-lib", defaultORTLibrary(),
-		"ONNX Runtime shared library (default: .ort/"+ortVersion+"/libonnxruntime.so fetched by 'make build', else the system's)")
+		"ONNX Runtime shared library (default: ${XDG_CACHE_HOME:-~/.cache}/gcnserve/ort/"+ortcache.Version+
+			"/libonnxruntime.so, fetched by 'make ort', else the system's)")
 	fs.IntVar(&cfg.Infer.IntraOpThreads, "intra-op-threads", 1, "ONNX Runtime threads inside one model run")
 	fs.IntVar(&cfg.Infer.MaxConcurrentRuns, "max-concurrent-runs", 0, "model runs in flight at once; more requests wait (0: number of CPUs)")
 	fs.IntVar(&cfg.MaxNodes, "max-nodes", cfg.MaxNodes, "most nodes in one request (0: unlimited)")
@@ -140,9 +138,13 @@ func defaultModel() string {
 	return p
 }
 
+// defaultORTLibrary is the per-user copy scripts/fetch_ort.sh caches, else
+// the system's library (found by the dynamic loader's search path).
 func defaultORTLibrary() string {
-	if p, ok := repoFile(filepath.Join(".ort", ortVersion, "libonnxruntime.so")); ok {
-		return p
+	if p, err := ortcache.Library(); err == nil {
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
 	}
 	return "libonnxruntime.so"
 }
