@@ -1,5 +1,6 @@
 // Package testenv finds what tests need outside the Go toolchain: the repo
-// root, the ONNX Runtime library and Debian's Python with torch.
+// root, the ONNX Runtime library, Debian's Python with torch, and the Cora
+// data set the repository carries as test data.
 //
 // A test that needs one of them and cannot find it skips on a developer's
 // machine, but fails under CI=true: CI never skips silently.
@@ -10,11 +11,14 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"testing"
+
+	"github.com/gcnserve/gcnserve/internal/ortcache"
 )
 
 // ORTVersion is the ONNX Runtime version scripts/fetch_ort.sh installs.
-const ORTVersion = "1.29.0"
+const ORTVersion = ortcache.Version
 
 // RepoRoot returns the repository root (the directory holding go.mod).
 func RepoRoot(t testing.TB) string {
@@ -27,24 +31,33 @@ func RepoRoot(t testing.TB) string {
 }
 
 // Missing skips the test, or fails it under CI=true, for want of what.
-func Missing(t testing.TB, what string) {
+// remedy, when given, says how to get it ("run 'make ort'").
+func Missing(t testing.TB, what string, remedy ...string) {
 	t.Helper()
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("%s is missing, and CI=true forbids skipping", what)
+	msg := what + " is missing"
+	if len(remedy) > 0 {
+		msg += " (" + strings.Join(remedy, "; ") + ")"
 	}
-	t.Skipf("%s is missing (run 'make test' to fetch it)", what)
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("%s, and CI=true forbids skipping", msg)
+	}
+	t.Skip(msg)
 }
 
 // ORTLibrary returns the ONNX Runtime shared library: $GCNSERVE_ORT_LIB, else
-// the copy scripts/fetch_ort.sh caches under .ort/.
+// the per-user copy scripts/fetch_ort.sh caches (internal/ortcache).
 func ORTLibrary(t testing.TB) string {
 	t.Helper()
 	path := os.Getenv("GCNSERVE_ORT_LIB")
 	if path == "" {
-		path = filepath.Join(RepoRoot(t), ".ort", ORTVersion, "libonnxruntime.so")
+		var err error
+		if path, err = ortcache.Library(); err != nil {
+			Missing(t, "the ONNX Runtime library (no cache directory: "+err.Error()+")",
+				"set GCNSERVE_ORT_LIB, or HOME and run 'make ort'")
+		}
 	}
 	if _, err := os.Stat(path); err != nil {
-		Missing(t, "the ONNX Runtime library ("+path+")")
+		Missing(t, "the ONNX Runtime library ("+path+")", "run 'make ort', or set GCNSERVE_ORT_LIB")
 	}
 	return path
 }
@@ -54,21 +67,24 @@ func Python(t testing.TB) string {
 	t.Helper()
 	const python = "/usr/bin/python3"
 	if err := exec.Command(python, "-c", "import torch, onnx, networkx").Run(); err != nil {
-		Missing(t, python+" with torch, onnx and networkx")
+		Missing(t, python+" with torch, onnx and networkx", "run 'make deps' (scripts/install_deps.sh)")
 	}
 	return python
 }
 
-// CoraDir returns the Cora dataset directory (../shared/datasets/cora from
-// the repo root, or $GCNSERVE_CORA_DIR).
+// CoraDir returns the Cora data set directory: testdata/cora in the
+// repository (nodes.csv.gz, edges.csv.gz), or $GCNSERVE_CORA_DIR.
 func CoraDir(t testing.TB) string {
 	t.Helper()
 	dir := os.Getenv("GCNSERVE_CORA_DIR")
 	if dir == "" {
-		dir = filepath.Join(RepoRoot(t), "..", "shared", "datasets", "cora")
+		dir = filepath.Join(RepoRoot(t), "testdata", "cora")
 	}
-	if _, err := os.Stat(filepath.Join(dir, "nodes.csv")); err != nil {
-		Missing(t, "the Cora dataset ("+dir+")")
+	for _, name := range []string{"nodes.csv", "nodes.csv.gz"} {
+		if _, err := os.Stat(filepath.Join(dir, name)); err == nil {
+			return dir
+		}
 	}
+	Missing(t, "the Cora data set ("+dir+"/nodes.csv[.gz])", "it ships in testdata/cora; check GCNSERVE_CORA_DIR")
 	return dir
 }
