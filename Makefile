@@ -1,20 +1,27 @@
 # gcnserve: one Go binary that serves a GCN exported to ONNX.
 #   make run    serve the bundled model on :9999
 #   make test   every test: proto freshness, vet, unit, race, e2e, fuzz, parity, accuracy
+#   make tools  grpcurl and ghz into bin/, at the versions go.mod pins
 SHELL := /bin/bash
+# Go installed the standard way (/usr/local/go) works without a PATH change.
+ifeq ($(shell command -v go),)
+export PATH := /usr/local/go/bin:$(PATH)
+endif
 GO ?= go
 PYTHON ?= /usr/bin/python3
-ORT_LIB := .ort/1.29.0/libonnxruntime.so
+# The per-user ONNX Runtime cache (scripts/fetch_ort.sh, internal/ortcache).
+ORT_LIB = $(shell scripts/fetch_ort.sh --print-path)
 FUZZTIME ?= 10s
 
-.PHONY: all build run test fuzz proto gen-into check-proto ort deps models clean
+.PHONY: all build run test fuzz proto gen-into check-proto check-fmt check-tidy ort deps models tools clean
 
 all: build
 
 deps:
 	@scripts/install_deps.sh
 
-# Idempotent: a cached library is only re-verified (sha256).
+# Idempotent: a cached library is only re-verified (sha256). Cached once per
+# user in ${XDG_CACHE_HOME:-~/.cache}/gcnserve/ort/, shared by every clone.
 ort:
 	@scripts/fetch_ort.sh
 
@@ -34,7 +41,7 @@ bin/protoc-gen-go bin/protoc-gen-go-grpc: go.mod
 	$(GO) build -o bin/protoc-gen-go google.golang.org/protobuf/cmd/protoc-gen-go
 	$(GO) build -o bin/protoc-gen-go-grpc google.golang.org/grpc/cmd/protoc-gen-go-grpc
 
-proto: bin/protoc-gen-go bin/protoc-gen-go-grpc
+proto: deps bin/protoc-gen-go bin/protoc-gen-go-grpc
 	@$(MAKE) --no-print-directory gen-into GEN=gen TUT=test/e2e/tutorialpb
 
 gen-into:
@@ -47,22 +54,30 @@ gen-into:
 	  --go-grpc_out=$(TUT) --go-grpc_opt=paths=source_relative --go-grpc_opt=Mgcn.proto=$(TUTORIAL_PKG) \
 	  test/e2e/testdata/gcn.proto
 
-check-proto: bin/protoc-gen-go bin/protoc-gen-go-grpc
+check-proto: deps bin/protoc-gen-go bin/protoc-gen-go-grpc
 	@tmp=$$(mktemp -d) && trap 'rm -rf $$tmp' EXIT && \
 	$(MAKE) --no-print-directory -s gen-into GEN=$$tmp/gen TUT=$$tmp/tut >/dev/null && \
 	diff -r gen $$tmp/gen && diff -r test/e2e/tutorialpb $$tmp/tut || \
 	{ echo "check-proto: generated code is stale: run 'make proto' and commit" >&2; exit 1; }
 
-# Every test. Tests that need ONNX Runtime, torch or ../shared fail (never
-# skip) under CI=true. The race detector covers the concurrency tests.
-test: deps ort check-proto
-	@unformatted=$$(gofmt -l $$(git ls-files '*.go' | grep -v '^gen/\|/tutorialpb/')); \
-	  [ -z "$$unformatted" ] || { echo "gofmt needed: $$unformatted" >&2; exit 1; }
+# Every test. Tests that need ONNX Runtime or torch fail (never skip) under
+# CI=true; Cora is in testdata/. The race detector covers the concurrency tests.
+test: deps ort check-proto check-fmt check-tidy
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 20m ./...
 	@# Allocation counts are only meaningful without -race.
 	$(GO) test -count=1 -run Allocations ./internal/graphwire
 	$(MAKE) --no-print-directory fuzz
+
+# gofmt over the tree (no git needed: works on an unpacked tarball too),
+# generated code excepted.
+check-fmt:
+	@unformatted=$$(find . \( -path ./gen -o -path ./.git -o -path ./bin -o -path ./.cache -o -name tutorialpb \) -prune \
+	  -o -name '*.go' -print | xargs gofmt -l); \
+	  [ -z "$$unformatted" ] || { echo "gofmt needed: $$unformatted" >&2; exit 1; }
+
+check-tidy:
+	@$(GO) mod tidy -diff || { echo "check-tidy: go.mod or go.sum is not tidy: run 'go mod tidy' and commit" >&2; exit 1; }
 
 # Brief fuzzing of everything that takes untrusted bytes; the committed seed
 # corpus also runs in every plain `go test`.
@@ -71,18 +86,28 @@ fuzz:
 
 # Regenerate the bundled models, their golden fixtures and the example
 # request with scripts/export_onnx.py (Debian's python3-torch).
-models:
+models: deps
 	$(PYTHON) scripts/export_onnx.py --karate --out model/karate.onnx \
 	  --fixtures model/testdata/karate --example-request examples/karate.json
-	$(PYTHON) scripts/export_onnx.py --data ../shared/datasets/cora --out model/cora.onnx
+	$(PYTHON) scripts/export_onnx.py --data testdata/cora --out model/cora.onnx
 
 # Load test: gcnserve against the Python reference server (bench/pyserver.py)
 # and a no-inference Go server; writes docs/BENCHMARKS.md. Under 10 minutes;
 # BENCH_QUICK=1 takes under 2. See bench/run.sh for the other knobs.
 # Phony: the bench/ directory would otherwise make it always up to date.
 .PHONY: bench
-bench: build
+bench: deps build
 	bench/run.sh
+
+# Command-line gRPC tools the README uses, built from the versions pinned by
+# go.mod's tool directives (go get -tool ...@vX to change one).
+tools: bin/grpcurl bin/ghz
+
+bin/grpcurl: go.mod
+	$(GO) build -o $@ github.com/fullstorydev/grpcurl/cmd/grpcurl
+
+bin/ghz: go.mod
+	$(GO) build -o $@ github.com/bojand/ghz/cmd/ghz
 
 clean:
 	rm -rf bin .cache
