@@ -13,6 +13,7 @@ the torch module. The Go tests close the loop by replaying the golden fixtures
 through ONNX Runtime.
 """
 
+import gzip
 import json
 import os
 import sys
@@ -180,6 +181,55 @@ class DataLoadingTest(unittest.TestCase):
             self.write(d, ["a,1,train,1,0"], ["a,zz"])
             with self.assertRaisesRegex(ex.DataError, "'zz' is not a node id"):
                 ex.load_csv_dataset(d, None)
+
+
+    def test_gzipped_tables(self):
+        with tempfile.TemporaryDirectory() as d:
+            self.write(d, ["a,dog,train,1,0", "b,cat,test,0,1"], ["a,b"])
+            for name in ("nodes.csv", "edges.csv"):
+                path = os.path.join(d, name)
+                with open(path, "rb") as f, gzip.open(path + ".gz", "wb") as g:
+                    g.write(f.read())
+                os.remove(path)
+            data = ex.load_csv_dataset(d, None)
+        self.assertEqual(data.node_ids, ["a", "b"])
+        self.assertEqual(data.edge_index.tolist(), [[0], [1]])
+
+    def test_missing_table_is_named_plain(self):
+        with tempfile.TemporaryDirectory() as d:
+            with self.assertRaisesRegex(OSError, "nodes.csv"):
+                ex.load_csv_dataset(d, None)
+
+
+class CommandLineTest(unittest.TestCase):
+    def parse_error(self, argv):
+        with self.assertRaises(SystemExit), open(os.devnull, "w") as devnull:
+            stderr, sys.stderr = sys.stderr, devnull
+            try:
+                ex.parse_args(argv)
+            finally:
+                sys.stderr = stderr
+
+    def test_recipe_defaults_are_kipf(self):
+        args = ex.parse_args(["--karate", "--out", "m.onnx"])
+        self.assertEqual((args.hidden, args.dropout, args.lr, args.weight_decay, args.epochs, args.early_stopping,
+                          args.bias), (16, 0.5, 0.01, 5e-4, 200, 10, False))
+
+    def test_seeds_writes_nothing(self):
+        self.assertEqual(ex.parse_args(["--karate", "--seeds", "3"]).seeds, 3)
+        self.parse_error(["--karate", "--seeds", "3", "--out", "m.onnx"])
+        self.parse_error(["--karate", "--seeds", "0"])
+        self.parse_error(["--random-init", "--features", "2", "--classes", "2", "--seeds", "2"])
+        self.parse_error(["--karate"])  # no --out and no --seeds
+
+
+class TrainingTest(unittest.TestCase):
+    def test_biases_stay_zero_without_bias(self):
+        torch.manual_seed(0)
+        model = ex.GCN(34, 16, 2, 0.5)
+        args = ex.parse_args(["--karate", "--out", "m.onnx", "--epochs", "5"])
+        ex.train(model, ex.load_karate(), args, verbose=False)
+        self.assertEqual(float(model.bias1.abs().sum() + model.bias2.abs().sum()), 0.0)
 
 
 class FixtureFormatTest(unittest.TestCase):

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"os"
 	"os/exec"
@@ -204,19 +205,64 @@ func TestParityCora(t *testing.T) {
 	checkFixtures(t, serveModel(t, e.model), e.fixtures)
 }
 
-// TestCoraAccuracy: the script's GCN reaches Kipf & Welling's accuracy on
-// Cora (81.5% in the paper): at least 0.81, mean of three seeds.
+// TestCoraAccuracy: the script's recipe reaches Kipf & Welling's accuracy on
+// Cora (81.5% in the paper) on every seed, not on lucky ones: three seeds,
+// mean at least 0.810 and none below 0.800. Training only (--seeds writes
+// nothing); about 40 s of CPU.
 func TestCoraAccuracy(t *testing.T) {
-	cora := testenv.CoraDir(t)
+	const seeds, wantMean, wantEach = 3, 0.810, 0.800
+	python := testenv.Python(t)
+	root := testenv.RepoRoot(t)
+	cmd := exec.Command(python, filepath.Join(root, "scripts", "export_onnx.py"),
+		"--data", testenv.CoraDir(t), "--seed", "0", "--seeds", strconv.Itoa(seeds))
+	cmd.Dir = root
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("export_onnx.py --seeds: %v\n%s\n%s", err, out, stderr.Bytes())
+	}
+	accuracies, err := seedAccuracies(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(accuracies) != seeds {
+		t.Fatalf("got %d seed lines, want %d:\n%s", len(accuracies), seeds, out)
+	}
 	var sum float64
-	for seed := range 3 {
-		e := runExport(t, "cora-seed"+strconv.Itoa(seed), "--data", cora, "--seed", strconv.Itoa(seed))
-		t.Logf("seed %d: test_accuracy=%.4f", seed, e.accuracy)
-		sum += e.accuracy
+	for seed, acc := range accuracies {
+		t.Logf("seed %d: test_accuracy=%.4f", seed, acc)
+		if acc < wantEach {
+			t.Errorf("seed %d: test accuracy %.4f, want >= %.3f", seed, acc, wantEach)
+		}
+		sum += acc
 	}
-	if mean := sum / 3; mean < 0.81 {
-		t.Errorf("mean test accuracy %.4f over seeds 0-2, want >= 0.81", mean)
-	} else {
-		t.Logf("mean test accuracy %.4f", mean)
+	mean := sum / seeds
+	if mean < wantMean {
+		t.Errorf("mean test accuracy %.4f over seeds 0-%d, want >= %.3f", mean, seeds-1, wantMean)
 	}
+	if last, err := lastAccuracy(out); err != nil || math.Abs(last-mean) > 1e-4 {
+		t.Errorf("last line says test_accuracy=%.4f (%v), want the mean %.4f", last, err, mean)
+	}
+	t.Logf("mean test accuracy %.4f", mean)
+}
+
+// seedAccuracies parses the per-seed lines of --seeds, in order:
+// "seed=S epochs=E val_accuracy=V test_accuracy=T".
+func seedAccuracies(out []byte) ([]float64, error) {
+	var accs []float64
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, "seed=") {
+			continue
+		}
+		var seed, epochs int
+		var val, test float64
+		if _, err := fmt.Sscanf(line, "seed=%d epochs=%d val_accuracy=%g test_accuracy=%g", &seed, &epochs, &val, &test); err != nil {
+			return nil, fmt.Errorf("seed line %q: %v", line, err)
+		}
+		accs = append(accs, test)
+	}
+	return accs, sc.Err()
 }
