@@ -346,7 +346,8 @@ func Open(cfg Config) (*Repository, error) {
 	ctx := context.Background()
 	start := time.Now()
 	for {
-		if err := r.Reload(ctx); err != nil {
+		// Not Reload: OnChange is for changes after Open returned.
+		if _, err := r.reconcile(ctx); err != nil {
 			return nil, errors.Join(err, r.Close())
 		}
 		if !r.hasPending() || time.Since(start) > 3*cfg.MinFileAge+time.Second {
@@ -670,7 +671,12 @@ func (r *Repository) reconcileModel(ctx context.Context, name string, d *diskMod
 			}
 		}
 	}
-	r.updatePolicy(e, d)
+	if d.hasPolicy && now.Sub(d.policyMtime) < r.cfg.MinFileAge {
+		// Being written, maybe: keep the policy in force until it settles.
+		due = d.policyMtime.Add(r.cfg.MinFileAge)
+	} else {
+		r.updatePolicy(e, d)
+	}
 	r.mu.Unlock()
 
 	tried := make(map[int64]bool)
@@ -692,8 +698,8 @@ func (r *Repository) reconcileModel(ctx context.Context, name string, d *diskMod
 		if next == nil {
 			break
 		}
-		if d := r.loadVersion(ctx, e, next, now); !d.IsZero() && (due.IsZero() || d.Before(due)) {
-			due = d
+		if when := r.loadVersion(ctx, e, next, now); !when.IsZero() && (due.IsZero() || when.Before(due)) {
+			due = when
 		}
 		r.serve(e) // a new version takes traffic before the next one loads
 	}

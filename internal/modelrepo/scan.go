@@ -54,8 +54,9 @@ type diskVersion struct {
 type diskModel struct {
 	versions map[int64]diskVersion
 	// policy is the version_policy file's text; hasPolicy says it exists.
-	policy    string
-	hasPolicy bool
+	policy      string
+	hasPolicy   bool
+	policyMtime time.Time
 	// partial is set when part of the directory could not be read: versions
 	// missing from the scan are then not treated as removed.
 	partial bool
@@ -119,13 +120,17 @@ func scanModel(dir string, skipped map[string]string) *diskModel {
 			continue
 		}
 		if name == PolicyFileName {
-			data, err := os.ReadFile(path)
+			fi, err := os.Stat(path)
+			var data []byte
+			if err == nil {
+				data, err = os.ReadFile(path)
+			}
 			if err != nil {
 				skipped[path] = err.Error()
 				m.partial = true
 				continue
 			}
-			m.policy, m.hasPolicy = string(data), true
+			m.policy, m.hasPolicy, m.policyMtime = string(data), true, fi.ModTime()
 			continue
 		}
 		v, ok := parseVersion(name)
