@@ -7,12 +7,14 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/gcnserve/gcnserve/internal/gcnerr"
 )
 
 // isOverloaded reports whether err is an admission refusal.
 func isOverloaded(err error) bool {
-	var e *Error
-	return errors.As(err, &e)
+	var e *gcnerr.Error
+	return errors.As(err, &e) && e.Kind == gcnerr.Overloaded
 }
 
 // recorder is an Observer that keeps what it was told.

@@ -1,14 +1,9 @@
 package admission
 
-import "fmt"
+import "github.com/gcnserve/gcnserve/internal/gcnerr"
 
-// Error is a refusal. It stands in for gcn.Errorf(gcn.KindOverloaded, ...)
-// until the gcn package lands on main.
-type Error struct{ Msg string }
-
-func (e *Error) Error() string { return e.Msg }
-
-// overloaded is the error every refusal returns.
+// overloaded is the error every refusal returns: gcn.KindOverloaded, which
+// the server answers with RESOURCE_EXHAUSTED (HTTP 429).
 func overloaded(format string, args ...any) error {
-	return &Error{Msg: fmt.Sprintf(format, args...)}
+	return gcnerr.New(gcnerr.Overloaded, format, args...)
 }

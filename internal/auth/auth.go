@@ -24,6 +24,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/gcnserve/gcnserve/internal/gcnerr"
 )
 
 // The messages a client gets; their gRPC code is UNAUTHENTICATED, their
@@ -47,11 +49,9 @@ type Observer interface {
 	Unauthenticated(reason Reason)
 }
 
-// Error is a refused credential; Error() is the client's message.
-type Error struct{ Reason Reason }
-
-func (e *Error) Error() string {
-	if e.Reason == ReasonMissing {
+// message is the client's message for a refusal.
+func (r Reason) message() string {
+	if r == ReasonMissing {
 		return MsgMissing
 	}
 	return MsgInvalid
@@ -163,27 +163,35 @@ func (t *Tokens) refresh() [][sha256.Size]byte {
 }
 
 // Check accepts a request whose authorization header values are values
-// (gRPC metadata or HTTP headers), or returns an *Error. Every refusal is
-// counted.
+// (gRPC metadata or HTTP headers), or returns a gcn.Error of kind
+// Unauthenticated with MsgMissing or MsgInvalid. Every refusal is counted.
 func (t *Tokens) Check(values []string) error {
-	err := t.check(values)
-	if err != nil && t.obs != nil {
-		t.obs.Unauthenticated(err.(*Error).Reason)
+	if reason := t.check(values); reason != "" {
+		return gcnerr.New(gcnerr.Unauthenticated, "%s", reason.message())
 	}
-	return err
+	return nil
 }
 
-func (t *Tokens) check(values []string) error {
+// check returns why values are refused, or "" when they are accepted.
+func (t *Tokens) check(values []string) Reason {
+	reason := t.verify(values)
+	if reason != "" && t.obs != nil {
+		t.obs.Unauthenticated(reason)
+	}
+	return reason
+}
+
+func (t *Tokens) verify(values []string) Reason {
 	if len(values) == 0 {
-		return &Error{ReasonMissing}
+		return ReasonMissing
 	}
 	if len(values) > 1 {
 		// Two credentials are ambiguous; a proxy may have added one.
-		return &Error{ReasonInvalid}
+		return ReasonInvalid
 	}
 	tok, ok := ParseBearer(values[0])
 	if !ok {
-		return &Error{ReasonMissing}
+		return ReasonMissing
 	}
 	sum := sha256.Sum256([]byte(tok))
 	match := 0
@@ -193,9 +201,9 @@ func (t *Tokens) check(values []string) error {
 		match |= subtle.ConstantTimeCompare(sum[:], d[:])
 	}
 	if match != 1 {
-		return &Error{ReasonInvalid}
+		return ReasonInvalid
 	}
-	return nil
+	return ""
 }
 
 // ParseBearer returns the token of an authorization header value

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -19,6 +20,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+
+	"github.com/gcnserve/gcnserve/internal/gcnerr"
 )
 
 type counter struct {
@@ -136,21 +139,22 @@ func TestCheck(t *testing.T) {
 	tests := []struct {
 		name   string
 		values []string
-		want   error
+		want   string
 	}{
-		{"first token", []string{"Bearer alpha-1"}, nil},
-		{"second token", []string{"bearer beta-2"}, nil},
-		{"no header", nil, &Error{ReasonMissing}},
-		{"empty header", []string{""}, &Error{ReasonMissing}},
-		{"basic scheme", []string{"Basic alpha-1"}, &Error{ReasonMissing}},
-		{"wrong token", []string{"Bearer alpha-2"}, &Error{ReasonInvalid}},
-		{"prefix of a token", []string{"Bearer alpha"}, &Error{ReasonInvalid}},
-		{"two headers", []string{"Bearer alpha-1", "Bearer beta-2"}, &Error{ReasonInvalid}},
+		{"first token", []string{"Bearer alpha-1"}, ""},
+		{"second token", []string{"bearer beta-2"}, ""},
+		{"no header", nil, MsgMissing},
+		{"empty header", []string{""}, MsgMissing},
+		{"basic scheme", []string{"Basic alpha-1"}, MsgMissing},
+		{"wrong token", []string{"Bearer alpha-2"}, MsgInvalid},
+		{"prefix of a token", []string{"Bearer alpha"}, MsgInvalid},
+		{"two headers", []string{"Bearer alpha-1", "Bearer beta-2"}, MsgInvalid},
 	}
 	for _, tt := range tests {
 		err := tok.Check(tt.values)
-		if (err == nil) != (tt.want == nil) || (err != nil && err.Error() != tt.want.Error()) {
-			t.Errorf("%s: Check = %v, want %v", tt.name, err, tt.want)
+		var e *gcnerr.Error
+		if tt.want == "" && err != nil || tt.want != "" && (!errors.As(err, &e) || e.Kind != gcnerr.Unauthenticated || e.Msg != tt.want) {
+			t.Errorf("%s: Check = %v, want %q", tt.name, err, tt.want)
 		}
 	}
 	if c.get(ReasonMissing) != 3 || c.get(ReasonInvalid) != 3 {

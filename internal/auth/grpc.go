@@ -32,8 +32,8 @@ func (t *Tokens) checkGRPC(ctx context.Context, fullMethod string) error {
 		return nil
 	}
 	md, _ := metadata.FromIncomingContext(ctx)
-	if err := t.Check(md.Get("authorization")); err != nil {
-		return status.Error(codes.Unauthenticated, err.Error())
+	if reason := t.check(md.Get("authorization")); reason != "" {
+		return status.Error(codes.Unauthenticated, reason.message())
 	}
 	return nil
 }

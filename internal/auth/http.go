@@ -22,18 +22,18 @@ func (t *Tokens) Middleware(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		err := t.Check(r.Header.Values("Authorization"))
-		if err == nil {
+		reason := t.check(r.Header.Values("Authorization"))
+		if reason == "" {
 			next.ServeHTTP(w, r)
 			return
 		}
 		challenge := `Bearer realm="gcnserve"`
-		if err.(*Error).Reason == ReasonInvalid {
+		if reason == ReasonInvalid {
 			challenge += `, error="invalid_token"`
 		}
 		w.Header().Set("WWW-Authenticate", challenge)
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusUnauthorized)
-		json.NewEncoder(w).Encode(map[string]string{"error": err.Error()})
+		json.NewEncoder(w).Encode(map[string]string{"error": reason.message()})
 	})
 }
