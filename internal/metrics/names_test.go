@@ -1,11 +1,13 @@
 package metrics_test
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -104,6 +106,29 @@ func TestMonitoringReferencesExist(t *testing.T) {
 			if !exported[base] {
 				t.Errorf("%s references %s, which /metrics does not export", file, ref)
 			}
+		}
+	}
+}
+
+// TestAlertRules runs promtool on the shipped alert rules: they parse, and
+// their unit tests (deploy/monitoring/alerts_test.yaml) fire as expected.
+func TestAlertRules(t *testing.T) {
+	promtool, err := exec.LookPath("promtool")
+	if err != nil {
+		testenv.Missing(t, "promtool (Debian package prometheus)")
+	}
+	dir := filepath.Join(testenv.RepoRoot(t), "deploy", "monitoring")
+	for _, args := range [][]string{
+		{"check", "rules", "alerts.yaml"},
+		{"test", "rules", "alerts_test.yaml"},
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		cmd := exec.CommandContext(ctx, promtool, args...)
+		cmd.Dir = dir
+		out, err := cmd.CombinedOutput()
+		cancel()
+		if err != nil {
+			t.Errorf("promtool %s: %v\n%s", strings.Join(args, " "), err, out)
 		}
 	}
 }
