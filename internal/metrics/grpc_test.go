@@ -31,9 +31,9 @@ import (
 	"google.golang.org/grpc/test/bufconn"
 	"google.golang.org/protobuf/encoding/protojson"
 
+	"github.com/gcnserve/gcnserve/gcn"
 	gcnpb "github.com/gcnserve/gcnserve/gen"
 	"github.com/gcnserve/gcnserve/internal/graphwire"
-	"github.com/gcnserve/gcnserve/internal/infer"
 	"github.com/gcnserve/gcnserve/internal/metrics"
 	"github.com/gcnserve/gcnserve/internal/reqlog"
 	"github.com/gcnserve/gcnserve/internal/testenv"
@@ -54,7 +54,7 @@ const (
 // what a transport does (decode, predict, encode) and reports phases.
 type modelService struct {
 	gcnpb.UnimplementedGCNServiceServer
-	model *infer.Model
+	model *gcn.Model
 	m     *metrics.Metrics
 }
 
@@ -72,7 +72,7 @@ func (s *modelService) ProcessGraph(ctx context.Context, req *gcnpb.GraphData) (
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
 	decoded := time.Now()
-	pred, err := s.model.Predict(ctx, infer.Graph{NumNodes: g.NumNodes(), Features: g.Features, EdgeIndex: g.EdgeIndex})
+	pred, err := s.model.Predict(ctx, gcn.Tensors{NumNodes: g.NumNodes(), Features: g.Features, EdgeIndex: g.EdgeIndex})
 	if err != nil {
 		return nil, status.FromContextError(err).Err()
 	}
@@ -132,8 +132,8 @@ type testServer struct {
 
 func startServer(t *testing.T) *testServer {
 	t.Helper()
-	model, err := infer.Open(filepath.Join(testenv.RepoRoot(t), "model", "karate.onnx"),
-		infer.Options{LibraryPath: testenv.ORTLibrary(t)})
+	model, err := gcn.Open(filepath.Join(testenv.RepoRoot(t), "model", "karate.onnx"),
+		gcn.WithLibraryPath(testenv.ORTLibrary(t)))
 	if err != nil {
 		t.Fatal(err)
 	}
