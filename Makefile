@@ -73,7 +73,7 @@ test: deps ort check-proto check-fmt check-tidy
 # generated code excepted.
 check-fmt:
 	@unformatted=$$(find . \( -path ./gen -o -path ./.git -o -path ./bin -o -path ./.cache -o -name tutorialpb \) -prune \
-	  -o -name '*.go' -print | xargs gofmt -l); \
+	  -o -name '*.go' -print | xargs -r gofmt -l); \
 	  [ -z "$$unformatted" ] || { echo "gofmt needed: $$unformatted" >&2; exit 1; }
 
 check-tidy:
