@@ -1,0 +1,141 @@
+package oip
+
+import (
+	"context"
+	"slices"
+	"strconv"
+	"sync"
+)
+
+// fakeBackend serves fake models for the transport's tests: no model runs.
+// Its predictions are a pure function of the input (see fakeModel.Predict),
+// so the tests can check that tensors reach the model intact and that
+// outputs come back in the right places.
+type fakeBackend struct {
+	mu       sync.Mutex
+	models   map[string][]int64 // name -> served versions, ascending
+	loading  map[string]bool    // names whose versions exist but are not ready
+	def      string
+	ready    bool
+	admitted int64 // bytes admitted by the last Admit
+	predicts []Tensors
+	err      error // returned by Predict when set
+}
+
+func newFakeBackend() *fakeBackend {
+	return &fakeBackend{
+		models:  map[string][]int64{"gcn-karate": {1, 2}, "gcn-cora": {1}},
+		loading: map[string]bool{},
+		def:     "gcn-karate",
+		ready:   true,
+	}
+}
+
+func (b *fakeBackend) Acquire(model, version string) (Model, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if model == "" {
+		model = b.def
+	}
+	versions, ok := b.models[model]
+	if !ok {
+		return nil, notFoundf("model %q is not served (models: gcn-cora, gcn-karate)", model)
+	}
+	if b.loading[model] {
+		return nil, unavailablef("model %q is loading", model)
+	}
+	v := versions[len(versions)-1]
+	if version != "" {
+		n, err := strconv.ParseInt(version, 10, 64)
+		if err != nil || !slices.Contains(versions, n) {
+			return nil, notFoundf("model %q has no version %q", model, version)
+		}
+		v = n
+	}
+	info := Info{Name: model, FeatureDim: 3, NumClasses: 2, ClassNames: []string{"a", "b"}, ScoreClass: 0}
+	return &fakeModel{b: b, name: model, version: v, info: info}, nil
+}
+
+func (b *fakeBackend) Admit(_ context.Context, bytes int64) (func(), error) {
+	b.mu.Lock()
+	b.admitted = bytes
+	b.mu.Unlock()
+	return func() {}, nil
+}
+
+func (b *fakeBackend) Versions(model string) []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out []string
+	for _, v := range b.models[model] {
+		out = append(out, strconv.FormatInt(v, 10))
+	}
+	return out
+}
+
+func (b *fakeBackend) Ready() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.ready
+}
+
+// lastPredict returns the tensors of the last Predict call.
+func (b *fakeBackend) lastPredict() (Tensors, int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.predicts) == 0 {
+		return Tensors{}, 0
+	}
+	return b.predicts[len(b.predicts)-1], len(b.predicts)
+}
+
+type fakeModel struct {
+	b       *fakeBackend
+	name    string
+	version int64
+	info    Info
+}
+
+func (m *fakeModel) Name() string    { return m.name }
+func (m *fakeModel) Version() string { return strconv.FormatInt(m.version, 10) }
+func (m *fakeModel) Info() Info      { return m.info }
+func (m *fakeModel) Release()        {}
+
+// Predict gives node i the score fakeScore(t, i): its feature sum plus
+// its out-degree, squashed into [0, 1); probabilities [s, 1-s]; class 0
+// when s >= 0.5.
+func (m *fakeModel) Predict(_ context.Context, t Tensors) (Prediction, error) {
+	m.b.mu.Lock()
+	m.b.predicts = append(m.b.predicts, t)
+	err := m.b.err
+	m.b.mu.Unlock()
+	if err != nil {
+		return Prediction{}, err
+	}
+	p := Prediction{NumClasses: 2, Probabilities: make([]float32, 2*t.NumNodes),
+		ClassIndex: make([]int32, t.NumNodes), Scores: make([]float32, t.NumNodes)}
+	for i := range t.NumNodes {
+		s := fakeScore(t, i)
+		p.Scores[i] = s
+		p.Probabilities[2*i], p.Probabilities[2*i+1] = s, 1-s
+		if s < 0.5 {
+			p.ClassIndex[i] = 1
+		}
+	}
+	return p, nil
+}
+
+func fakeScore(t Tensors, node int) float32 {
+	f := len(t.Features) / t.NumNodes
+	var sum float32
+	for _, v := range t.Features[node*f : (node+1)*f] {
+		sum += v
+	}
+	e := len(t.EdgeIndex) / 2
+	for _, src := range t.EdgeIndex[:e] {
+		if int(src) == node {
+			sum++
+		}
+	}
+	return sum / (1 + sum)
+}
