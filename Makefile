@@ -73,6 +73,9 @@ test: deps ort check-proto
 # corpus also runs in every plain `go test`.
 fuzz:
 	$(GO) test -run=NONE -fuzz=FuzzDecode -fuzztime=$(FUZZTIME) ./internal/graphwire
+	@# Open Inference Protocol: gRPC request decoding, REST bodies, JSON tensor data.
+	for f in FuzzModelInferRequest FuzzRESTInferBody FuzzTensorData; do \
+	  $(GO) test -run=NONE -fuzz="^$$f\$$" -fuzztime=$(FUZZTIME) ./internal/transport/oip || exit 1; done
 
 # Regenerate the bundled models, their golden fixtures and the example
 # request with scripts/export_onnx.py (Debian's python3-torch).

@@ -31,7 +31,7 @@ func startFakeGRPC(t *testing.T) (pb.GRPCInferenceServiceClient, *fakeBackend, *
 	backend := newFakeBackend()
 	lis := bufconn.Listen(1 << 20)
 	srv := grpc.NewServer()
-	New(backend, Options{ServerVersion: "test"}).Register(srv)
+	New(backend, Options{ServerVersion: "test", Logger: discardLogger}).Register(srv)
 	go func() { _ = srv.Serve(lis) }()
 	t.Cleanup(srv.Stop)
 	conn, err := grpc.NewClient("passthrough:///bufnet",
