@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+
+	"github.com/gcnserve/gcnserve/gcn"
 )
 
 // fakeBackend serves fake models for the transport's tests: no model runs.
@@ -40,16 +42,16 @@ func (b *fakeBackend) Acquire(model, version string) (Model, error) {
 	}
 	versions, ok := b.models[model]
 	if !ok {
-		return nil, notFoundf("model %q is not served (models: gcn-cora, gcn-karate)", model)
+		return nil, gcn.Errorf(gcn.KindNotFound, "model %q is not served (models: gcn-cora, gcn-karate)", model)
 	}
 	if b.loading[model] {
-		return nil, unavailablef("model %q is loading", model)
+		return nil, gcn.Errorf(gcn.KindUnavailable, "model %q is loading", model)
 	}
 	v := versions[len(versions)-1]
 	if version != "" {
 		n, err := strconv.ParseInt(version, 10, 64)
 		if err != nil || !slices.Contains(versions, n) {
-			return nil, notFoundf("model %q has no version %q", model, version)
+			return nil, gcn.Errorf(gcn.KindNotFound, "model %q has no version %q", model, version)
 		}
 		v = n
 	}

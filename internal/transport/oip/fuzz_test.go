@@ -9,20 +9,23 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/gcnserve/gcnserve/gcn"
+
 	pb "github.com/gcnserve/gcnserve/gen/inferencepb"
 )
 
 // fuzzInfo is the model the fuzz targets decode for: 3 features, 2 classes.
 var fuzzInfo = Info{FeatureDim: 3, NumClasses: 2}
 
-// checkDecoded asserts what every accepted request must satisfy, and that
+// checkDecoded asserts what every accepted request must satisfy (tensors
+// whose sizes agree; the values are gcn.Model.Predict's to check), and that
 // every refused one is refused as bad input (never a panic, never an
 // internal error).
 func checkDecoded(t *testing.T, tensors Tensors, err error) {
 	t.Helper()
 	if err != nil {
-		var ke *kindError
-		if !errors.As(err, &ke) || ke.kind != kindInvalidArgument || ke.msg == "" {
+		var e *gcn.Error
+		if !errors.As(err, &e) || e.Kind != gcn.KindInvalidArgument || e.Msg == "" {
 			t.Fatalf("refused with %T %v, want an InvalidArgument message", err, err)
 		}
 		return
@@ -30,16 +33,6 @@ func checkDecoded(t *testing.T, tensors Tensors, err error) {
 	if tensors.NumNodes < 0 || len(tensors.Features) != tensors.NumNodes*fuzzInfo.FeatureDim || len(tensors.EdgeIndex)%2 != 0 {
 		t.Fatalf("accepted inconsistent tensors: %d nodes, %d features, %d edge entries",
 			tensors.NumNodes, len(tensors.Features), len(tensors.EdgeIndex))
-	}
-	for _, v := range tensors.Features {
-		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
-			t.Fatalf("accepted a non-finite feature %v", v)
-		}
-	}
-	for _, v := range tensors.EdgeIndex {
-		if v < 0 || v >= int64(tensors.NumNodes) {
-			t.Fatalf("accepted edge index %d with %d nodes", v, tensors.NumNodes)
-		}
 	}
 }
 
@@ -51,9 +44,6 @@ func predictFake(t *testing.T, tensors Tensors, requested []string) []outputTens
 	if err != nil {
 		checkDecoded(t, Tensors{}, err)
 		return nil
-	}
-	if tensors.NumNodes == 0 {
-		return buildOutputs(names, 0, Prediction{}, fuzzInfo.NumClasses)
 	}
 	m := &fakeModel{b: newFakeBackend(), info: fuzzInfo}
 	p, err := m.Predict(context.Background(), tensors)

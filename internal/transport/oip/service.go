@@ -14,11 +14,6 @@ func (s *Server) predict(ctx context.Context, m Model, inputs []inputTensor, req
 	if err != nil {
 		return nil, err
 	}
-	if t.NumNodes == 0 {
-		// An empty graph is valid, as for ProcessGraph: empty outputs,
-		// and the model does not run.
-		return buildOutputs(names, 0, Prediction{}, info.NumClasses), nil
-	}
 	release, err := s.backend.Admit(ctx, inputBytes(t, info.NumClasses))
 	if err != nil {
 		return nil, err

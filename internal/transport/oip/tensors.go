@@ -167,8 +167,11 @@ func checkCount(t *inputTensor, got int, field string) error {
 	return nil
 }
 
-// buildTensors checks the decoded inputs against the model and returns the
-// model's input. Every message names the offending tensor.
+// buildTensors checks the decoded inputs' names, datatypes and shapes
+// against the model and returns the model's input. Every message names the
+// offending tensor. The values (finite features, node indices in range)
+// are the model's contract: gcn.Model.Predict checks them, as it does for
+// ProcessGraph, and its messages name the tensor and the entry.
 func buildTensors(info Info, inputs []inputTensor) (Tensors, error) {
 	var x, edges *inputTensor
 	for i := range inputs {
@@ -207,11 +210,6 @@ func buildTensors(info Info, inputs []inputTensor) (Tensors, error) {
 	if len(x.fp32) != numNodes*f {
 		return Tensors{}, invalidf("input %q: shape %s needs %d elements, got %d", x.name, formatShape(x.shape), numNodes*f, len(x.fp32))
 	}
-	for i, v := range x.fp32 {
-		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
-			return Tensors{}, invalidf("input %q: element [%d, %d] is %v; features must be finite", x.name, i/f, i%f, v)
-		}
-	}
 
 	if edges.datatype != typeINT64 && edges.datatype != typeINT32 {
 		return Tensors{}, invalidf("input %q: datatype %q, want INT64 or INT32", edges.name, edges.datatype)
@@ -222,11 +220,6 @@ func buildTensors(info Info, inputs []inputTensor) (Tensors, error) {
 	numEdges := int(edges.shape[1])
 	if len(edges.ints) != 2*numEdges {
 		return Tensors{}, invalidf("input %q: shape %s needs %d elements, got %d", edges.name, formatShape(edges.shape), 2*numEdges, len(edges.ints))
-	}
-	for i, v := range edges.ints {
-		if v < 0 || v >= int64(numNodes) {
-			return Tensors{}, invalidf("input %q: element [%d, %d] is %d, not a node index in [0, %d)", edges.name, i/numEdges, i%numEdges, v, numNodes)
-		}
 	}
 	return Tensors{NumNodes: numNodes, Features: x.fp32, EdgeIndex: edges.ints}, nil
 }
