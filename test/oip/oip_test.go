@@ -30,7 +30,6 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	gcnpb "github.com/gcnserve/gcnserve/gen"
-	"github.com/gcnserve/gcnserve/internal/infertest"
 	"github.com/gcnserve/gcnserve/internal/testenv"
 	"github.com/gcnserve/gcnserve/internal/transport/oip"
 	"github.com/gcnserve/gcnserve/internal/transport/oip/oiptest"
@@ -149,12 +148,11 @@ func startBinary(t *testing.T, model string) *server {
 	}
 }
 
-// startInProcess serves the protocol from the oip package over the real
-// model on loopback ports, as the server will: gRPC and REST.
+// startInProcess serves the protocol from the oip package, over the real
+// serving layer and model, on loopback ports: gRPC and REST.
 func startInProcess(t *testing.T, model string) (grpcAddr, httpAddr string) {
 	t.Helper()
-	m := infertest.Open(t, model)
-	s := oip.New(oiptest.NewBackend(m), oip.Options{MaxRequestBytes: maxRequestBytes})
+	s := oip.New(oiptest.Backend(t, model, maxRequestBytes), oip.Options{MaxRequestBytes: maxRequestBytes})
 	g := grpc.NewServer(grpc.MaxRecvMsgSize(maxRequestBytes))
 	s.Register(g)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")

@@ -11,16 +11,19 @@ import (
 )
 
 // fakeBackend serves fake models for the transport's tests: no model runs.
-// Its predictions are a pure function of the input (see fakeModel.Predict),
-// so the tests can check that tensors reach the model intact and that
-// outputs come back in the right places.
+// Its predictions are a pure function of the input (see fakeScore), so the
+// tests can check that tensors reach the model intact and that outputs come
+// back in the right places.
 type fakeBackend struct {
 	mu       sync.Mutex
 	models   map[string][]int64 // name -> served versions, ascending
 	loading  map[string]bool    // names whose versions exist but are not ready
 	def      string
 	ready    bool
-	admitted int64 // bytes admitted by the last Admit
+	begun    int   // Begin calls
+	closed   int   // Request.Close calls
+	finished int   // Request.Finish calls
+	wire     int64 // the last SetWireBytes
 	predicts []Tensors
 	err      error // returned by Predict when set
 }
@@ -32,6 +35,13 @@ func newFakeBackend() *fakeBackend {
 		def:     "gcn-karate",
 		ready:   true,
 	}
+}
+
+func (b *fakeBackend) Begin(context.Context, int64) (Request, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.begun++
+	return &fakeRequest{b: b}, nil
 }
 
 func (b *fakeBackend) Acquire(model, version string) (Model, error) {
@@ -56,14 +66,7 @@ func (b *fakeBackend) Acquire(model, version string) (Model, error) {
 		v = n
 	}
 	info := Info{Name: model, FeatureDim: 3, NumClasses: 2, ClassNames: []string{"a", "b"}, ScoreClass: 0}
-	return &fakeModel{b: b, name: model, version: v, info: info}, nil
-}
-
-func (b *fakeBackend) Admit(_ context.Context, bytes int64) (func(), error) {
-	b.mu.Lock()
-	b.admitted = bytes
-	b.mu.Unlock()
-	return func() {}, nil
+	return &fakeModel{name: model, version: v, info: info}, nil
 }
 
 func (b *fakeBackend) Versions(model string) []string {
@@ -82,7 +85,7 @@ func (b *fakeBackend) Ready() bool {
 	return b.ready
 }
 
-// lastPredict returns the tensors of the last Predict call.
+// lastPredict returns the tensors of the last Predict call and the count.
 func (b *fakeBackend) lastPredict() (Tensors, int) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -92,26 +95,39 @@ func (b *fakeBackend) lastPredict() (Tensors, int) {
 	return b.predicts[len(b.predicts)-1], len(b.predicts)
 }
 
-type fakeModel struct {
-	b       *fakeBackend
-	name    string
-	version int64
-	info    Info
+// counts returns how many requests began, closed and finished.
+func (b *fakeBackend) counts() (begun, closed, finished int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.begun, b.closed, b.finished
 }
 
-func (m *fakeModel) Name() string    { return m.name }
-func (m *fakeModel) Version() string { return strconv.FormatInt(m.version, 10) }
-func (m *fakeModel) Info() Info      { return m.info }
-func (m *fakeModel) Release()        {}
+// fakeRequest is a fake serving.Request.
+type fakeRequest struct {
+	b     *fakeBackend
+	model Model
+}
 
-// Predict gives node i the score fakeScore(t, i): its feature sum plus
-// its out-degree, squashed into [0, 1); probabilities [s, 1-s]; class 0
-// when s >= 0.5.
-func (m *fakeModel) Predict(_ context.Context, t Tensors) (Prediction, error) {
-	m.b.mu.Lock()
-	m.b.predicts = append(m.b.predicts, t)
-	err := m.b.err
-	m.b.mu.Unlock()
+func (r *fakeRequest) SetWireBytes(_ context.Context, n int64) error {
+	r.b.mu.Lock()
+	r.b.wire = n
+	r.b.mu.Unlock()
+	return nil
+}
+
+func (r *fakeRequest) Route(model, version string) (Model, error) {
+	m, err := r.b.Acquire(model, version)
+	r.model = m
+	return m, err
+}
+
+// Predict gives node i the score fakeScore(t, i); probabilities [s, 1-s];
+// class 0 when s >= 0.5.
+func (r *fakeRequest) Predict(_ context.Context, t Tensors) (Prediction, error) {
+	r.b.mu.Lock()
+	r.b.predicts = append(r.b.predicts, t)
+	err := r.b.err
+	r.b.mu.Unlock()
 	if err != nil {
 		return Prediction{}, err
 	}
@@ -128,6 +144,30 @@ func (m *fakeModel) Predict(_ context.Context, t Tensors) (Prediction, error) {
 	return p, nil
 }
 
+func (r *fakeRequest) Finish() {
+	r.b.mu.Lock()
+	r.b.finished++
+	r.b.mu.Unlock()
+}
+
+func (r *fakeRequest) Close() {
+	r.b.mu.Lock()
+	r.b.closed++
+	r.b.mu.Unlock()
+}
+
+type fakeModel struct {
+	name    string
+	version int64
+	info    Info
+}
+
+func (m *fakeModel) Name() string    { return m.name }
+func (m *fakeModel) Version() string { return strconv.FormatInt(m.version, 10) }
+func (m *fakeModel) Info() Info      { return m.info }
+func (m *fakeModel) Release()        {}
+
+// fakeScore is node's feature sum plus its out-degree, squashed into [0, 1).
 func fakeScore(t Tensors, node int) float32 {
 	f := len(t.Features) / t.NumNodes
 	var sum float32

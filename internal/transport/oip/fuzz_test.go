@@ -45,8 +45,8 @@ func predictFake(t *testing.T, tensors Tensors, requested []string) []outputTens
 		checkDecoded(t, Tensors{}, err)
 		return nil
 	}
-	m := &fakeModel{b: newFakeBackend(), info: fuzzInfo}
-	p, err := m.Predict(context.Background(), tensors)
+	r := &fakeRequest{b: newFakeBackend()}
+	p, err := r.Predict(context.Background(), tensors)
 	if err != nil {
 		t.Fatal(err)
 	}

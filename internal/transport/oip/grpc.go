@@ -4,10 +4,13 @@ import (
 	"context"
 	"encoding/binary"
 	"math"
+	"slices"
 
 	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
 
 	pb "github.com/gcnserve/gcnserve/gen/inferencepb"
+	"github.com/gcnserve/gcnserve/internal/serving"
 )
 
 // Register adds inference.GRPCInferenceService to a gRPC server. The
@@ -15,7 +18,38 @@ import (
 // KServe specification; Triton's repository, statistics, shared-memory and
 // streaming extensions) answer UNIMPLEMENTED.
 func (s *Server) Register(r grpc.ServiceRegistrar) {
-	pb.RegisterGRPCInferenceServiceServer(r, &grpcService{s: s})
+	r.RegisterService(&serviceDesc, &grpcService{s: s})
+}
+
+// serviceDesc is the generated GRPCInferenceService, except that ModelInfer
+// reads its request message only after memory admission (serving's Begin),
+// as ProcessGraph does: grpc-go reads a unary message only when the handler
+// calls dec, so a request waiting for memory holds no more than HTTP/2's
+// flow-control window.
+var serviceDesc = func() grpc.ServiceDesc {
+	d := pb.GRPCInferenceService_ServiceDesc
+	d.Methods = slices.Clone(d.Methods)
+	for i := range d.Methods {
+		if d.Methods[i].MethodName == "ModelInfer" {
+			d.Methods[i].Handler = modelInferHandler
+		}
+	}
+	return d
+}()
+
+// modelInferHandler runs the interceptors (authentication, panic recovery)
+// first, then admission, and only then decodes the request.
+func modelInferHandler(srv any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
+	g := srv.(*grpcService)
+	handle := func(ctx context.Context, _ any) (any, error) {
+		res, err := g.s.modelInferGRPC(ctx, dec)
+		return res, serving.GRPCStatus(g.s.log, pb.GRPCInferenceService_ModelInfer_FullMethodName, err)
+	}
+	if interceptor == nil {
+		return handle(ctx, nil)
+	}
+	info := &grpc.UnaryServerInfo{Server: srv, FullMethod: pb.GRPCInferenceService_ModelInfer_FullMethodName}
+	return interceptor(ctx, (*pb.ModelInferRequest)(nil), info, handle)
 }
 
 // grpcService implements GRPCInferenceService; every error it returns is a
@@ -36,7 +70,7 @@ func (g *grpcService) ServerReady(context.Context, *pb.ServerReadyRequest) (*pb.
 func (g *grpcService) ModelReady(_ context.Context, req *pb.ModelReadyRequest) (*pb.ModelReadyResponse, error) {
 	ready, err := g.s.modelReady(req.GetName(), req.GetVersion())
 	if err != nil {
-		return nil, grpcStatus(g.s.log, "ModelReady", err)
+		return nil, serving.GRPCStatus(g.s.log, pb.GRPCInferenceService_ModelReady_FullMethodName, err)
 	}
 	return &pb.ModelReadyResponse{Ready: ready}, nil
 }
@@ -48,7 +82,7 @@ func (g *grpcService) ServerMetadata(context.Context, *pb.ServerMetadataRequest)
 func (g *grpcService) ModelMetadata(_ context.Context, req *pb.ModelMetadataRequest) (*pb.ModelMetadataResponse, error) {
 	md, err := g.s.modelMetadata(req.GetName(), req.GetVersion())
 	if err != nil {
-		return nil, grpcStatus(g.s.log, "ModelMetadata", err)
+		return nil, serving.GRPCStatus(g.s.log, pb.GRPCInferenceService_ModelMetadata_FullMethodName, err)
 	}
 	res := &pb.ModelMetadataResponse{Name: md.Name, Versions: md.Versions, Platform: md.Platform, Properties: md.Properties}
 	for _, t := range md.Inputs {
@@ -60,36 +94,36 @@ func (g *grpcService) ModelMetadata(_ context.Context, req *pb.ModelMetadataRequ
 	return res, nil
 }
 
-func (g *grpcService) ModelInfer(ctx context.Context, req *pb.ModelInferRequest) (*pb.ModelInferResponse, error) {
-	res, err := g.s.modelInfer(ctx, req)
-	if err != nil {
-		return nil, grpcStatus(g.s.log, "ModelInfer", err)
-	}
-	return res, nil
-}
-
-// modelInfer decodes a gRPC request, runs it and encodes the answer: raw
-// outputs when the request used raw inputs, typed contents otherwise.
-func (s *Server) modelInfer(ctx context.Context, req *pb.ModelInferRequest) (*pb.ModelInferResponse, error) {
-	inputs, err := decodeGRPCInputs(req)
+// modelInferGRPC admits, decodes, runs and encodes one ModelInfer call:
+// raw outputs when the request used raw inputs, typed contents otherwise.
+func (s *Server) modelInferGRPC(ctx context.Context, dec func(any) error) (*pb.ModelInferResponse, error) {
+	req, err := s.backend.Begin(ctx, s.opts.MaxRequestBytes)
 	if err != nil {
 		return nil, err
 	}
-	requested := make([]string, len(req.GetOutputs()))
-	for i, o := range req.GetOutputs() {
-		requested[i] = o.GetName()
+	defer req.Close()
+	in := new(pb.ModelInferRequest)
+	if err := dec(in); err != nil {
+		// gRPC's own status (message too large, bad compression, bad bytes).
+		return nil, err
 	}
-	m, err := s.backend.Acquire(req.GetModelName(), req.GetModelVersion())
+	if err := req.SetWireBytes(ctx, int64(proto.Size(in))); err != nil {
+		return nil, err
+	}
+	inputs, err := decodeGRPCInputs(in)
 	if err != nil {
 		return nil, err
 	}
-	defer m.Release()
-	outputs, err := s.predict(ctx, m, inputs, requested)
+	d := &decodedRequest{model: in.GetModelName(), version: in.GetModelVersion(), inputs: inputs}
+	for _, o := range in.GetOutputs() {
+		d.outputs = append(d.outputs, o.GetName())
+	}
+	m, outputs, err := s.infer(ctx, req, d)
 	if err != nil {
 		return nil, err
 	}
-	res := &pb.ModelInferResponse{ModelName: m.Name(), ModelVersion: m.Version(), Id: req.GetId()}
-	raw := len(req.GetRawInputContents()) > 0
+	res := &pb.ModelInferResponse{ModelName: m.Name(), ModelVersion: m.Version(), Id: in.GetId()}
+	raw := len(in.GetRawInputContents()) > 0
 	for _, o := range outputs {
 		t := &pb.ModelInferResponse_InferOutputTensor{Name: o.name, Datatype: o.datatype, Shape: o.shape}
 		switch {
@@ -102,6 +136,7 @@ func (s *Server) modelInfer(ctx context.Context, req *pb.ModelInferRequest) (*pb
 		}
 		res.Outputs = append(res.Outputs, t)
 	}
+	req.Finish()
 	return res, nil
 }
 

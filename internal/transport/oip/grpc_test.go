@@ -164,8 +164,8 @@ func TestGRPCInferTyped(t *testing.T) {
 	if got := outs[2].GetContents().GetInt64Contents(); !slices.Equal(got, classes) || outs[2].GetDatatype() != "INT64" {
 		t.Errorf("predictions = %v %s, want %v INT64", got, outs[2].GetDatatype(), classes)
 	}
-	if backend.admitted <= 0 {
-		t.Errorf("Admit was asked for %d bytes, want > 0", backend.admitted)
+	if begun, closed, finished := backend.counts(); begun != 1 || closed != 1 || finished != 1 || backend.wire <= 0 {
+		t.Errorf("serving requests: %d begun, %d closed, %d finished, %d wire bytes; want 1, 1, 1, > 0", begun, closed, finished, backend.wire)
 	}
 }
 
@@ -318,6 +318,9 @@ func TestGRPCInvalid(t *testing.T) {
 	if _, n := backend.lastPredict(); n != 0 {
 		t.Errorf("bad requests reached the model %d times", n)
 	}
+	if begun, closed, _ := backend.counts(); begun != closed {
+		t.Errorf("%d requests began, %d closed", begun, closed)
+	}
 }
 
 func TestGRPCBackendErrors(t *testing.T) {
@@ -327,6 +330,7 @@ func TestGRPCBackendErrors(t *testing.T) {
 		code codes.Code
 	}{
 		{tooLargef("request has 120000 nodes, limit is 100000 (--max-nodes)"), codes.ResourceExhausted},
+		{gcn.Errorf(gcn.KindOverloaded, "memory budget exhausted"), codes.ResourceExhausted},
 		{context.DeadlineExceeded, codes.DeadlineExceeded},
 		{gcn.Errorf(gcn.KindUnavailable, "server is shutting down"), codes.Unavailable},
 		{errorString("onnxruntime exploded"), codes.Internal},

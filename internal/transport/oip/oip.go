@@ -20,6 +20,8 @@ package oip
 import (
 	"context"
 	"log/slog"
+
+	"github.com/gcnserve/gcnserve/gcn"
 )
 
 // Tensor names of the protocol mapping (see the package comment).
@@ -32,25 +34,48 @@ const (
 	OutputPredictions   = "predictions"
 )
 
+type (
+	// Tensors is one model input.
+	Tensors = gcn.Tensors
+	// Prediction is one model answer.
+	Prediction = gcn.Prediction
+	// Info describes a model.
+	Info = gcn.Info
+)
+
 // Platform is the model platform ModelMetadata reports.
 const Platform = "onnxruntime_onnx"
 
-// Backend is what the transport needs from the serving layer
-// (*serving.Service, through ServingBackend). Its methods are safe for
+// Backend is what the transport needs from the serving layer;
+// ServingBackend adapts *serving.Service. Its methods are safe for
 // concurrent use.
 type Backend interface {
-	// Acquire leases a model version: model "" is the default model,
-	// version "" its highest served version. The caller calls Release. A
-	// model or version not served is a NotFound error naming what is.
+	// Begin admits one inference request that will hold up to wireBytes of
+	// request bytes, before they are read (memory admission). The caller
+	// Closes the Request on every path.
+	Begin(ctx context.Context, wireBytes int64) (Request, error)
+	// Acquire leases a model version for metadata and readiness: model ""
+	// is the default model, version "" its highest served version. The
+	// caller calls Release. A model or version not served is a NotFound
+	// error naming what is.
 	Acquire(model, version string) (Model, error)
-	// Admit reserves bytes of memory for one request, waiting in the
-	// admission queue; release returns them.
-	Admit(ctx context.Context, bytes int64) (release func(), err error)
 	// Versions lists the served versions of model, ascending.
 	Versions(model string) []string
-	// Ready reports whether the server is ready for inference (its default
-	// model is served).
+	// Ready reports whether the server is ready for inference.
 	Ready() bool
+}
+
+// Request is one inference request's passage through the serving layer
+// (serving.Request): SetWireBytes once the request is read, Route to a
+// model version, Predict, Finish after encoding, Close on every path.
+type Request interface {
+	SetWireBytes(ctx context.Context, n int64) error
+	// Route leases the model version the request names; the lease lasts
+	// until Close (the Model's Release is a no-op).
+	Route(model, version string) (Model, error)
+	Predict(ctx context.Context, t Tensors) (Prediction, error)
+	Finish()
+	Close()
 }
 
 // Model is one leased model version.
@@ -60,9 +85,6 @@ type Model interface {
 	Version() string
 	// Info describes the model.
 	Info() Info
-	// Predict runs the model (with the serving layer's batching, limits
-	// and metrics).
-	Predict(ctx context.Context, t Tensors) (Prediction, error)
 	// Release ends the lease.
 	Release()
 }
@@ -73,8 +95,10 @@ type Options struct {
 	// ServerName and ServerVersion are what ServerMetadata reports.
 	// Defaults "gcnserve" and "dev".
 	ServerName, ServerVersion string
-	// MaxRequestBytes bounds a REST request body; a bigger one is refused
-	// with 413. Default 64 MiB (the gRPC limit is the gRPC server's).
+	// MaxRequestBytes bounds one request: a REST body bigger than this is
+	// refused with 413 (the gRPC server enforces its own limit), and it is
+	// what admission reserves for a gRPC request before it is read.
+	// Default 64 MiB, the server's --max-request-bytes default.
 	MaxRequestBytes int64
 	// Logger receives the detail of internal errors. Default slog.Default().
 	Logger *slog.Logger

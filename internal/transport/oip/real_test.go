@@ -41,8 +41,11 @@ type realServer struct {
 
 func startReal(t *testing.T) *realServer {
 	t.Helper()
+	// The same file, opened twice: once behind the serving layer, once
+	// directly, for the reference predictions.
 	m := infertest.OpenKarate(t)
-	s := oip.New(oiptest.NewBackend(m), oip.Options{})
+	path := filepath.Join(testenv.RepoRoot(t), "model", "karate.onnx")
+	s := oip.New(oiptest.Backend(t, path, oip.DefaultMaxRequestBytes), oip.Options{})
 	lis := bufconn.Listen(1 << 20)
 	g := grpc.NewServer()
 	s.Register(g)

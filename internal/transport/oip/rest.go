@@ -8,6 +8,8 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+
+	"github.com/gcnserve/gcnserve/internal/serving"
 )
 
 // Routes adds the REST form of the protocol to mux:
@@ -129,6 +131,18 @@ type restOutputData struct {
 }
 
 func (s *Server) inferHTTP(w http.ResponseWriter, r *http.Request) {
+	// Admission before the body is read: for the declared length when the
+	// client gave one (a larger body fails the read), else for the limit.
+	wire := s.opts.MaxRequestBytes
+	if r.ContentLength >= 0 && r.ContentLength < wire {
+		wire = r.ContentLength
+	}
+	sreq, err := s.backend.Begin(r.Context(), wire)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	defer sreq.Close()
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.opts.MaxRequestBytes))
 	if err != nil {
 		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
@@ -139,22 +153,20 @@ func (s *Server) inferHTTP(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
+	if err := sreq.SetWireBytes(r.Context(), int64(len(body))); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
 	req, inputs, err := decodeRESTRequest(body, r.Header.Get(headerContentLength))
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	m, err := s.backend.Acquire(r.PathValue("name"), r.PathValue("version"))
-	if err != nil {
-		s.writeError(w, r, err)
-		return
+	d := &decodedRequest{model: r.PathValue("name"), version: r.PathValue("version"), inputs: inputs}
+	for _, o := range req.Outputs {
+		d.outputs = append(d.outputs, o.Name)
 	}
-	defer m.Release()
-	requested := make([]string, len(req.Outputs))
-	for i, o := range req.Outputs {
-		requested[i] = o.Name
-	}
-	outputs, err := s.predict(r.Context(), m, inputs, requested)
+	m, outputs, err := s.infer(r.Context(), sreq, d)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -165,6 +177,7 @@ func (s *Server) inferHTTP(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, fmt.Errorf("encoding the response: %w", err))
 		return
 	}
+	sreq.Finish()
 	if len(binary) == 0 {
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Content-Length", strconv.Itoa(len(head)))
@@ -270,13 +283,11 @@ func encodeRESTResponse(m Model, req *restRequest, outputs []outputTensor) (*res
 	return res, binary
 }
 
-// writeError answers {"error": msg} with the error table's status; internal
-// errors are logged with their detail, the client gets a generic message.
+// writeError answers {"error": msg} with the one error table's status;
+// internal errors are logged there with their detail, and the client gets a
+// generic message.
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
-	code, msg := httpStatus(err)
-	if code == http.StatusInternalServerError {
-		s.log.Error("request failed", "method", r.Method+" "+r.URL.Path, "err", err)
-	}
+	code, msg := serving.HTTPStatus(s.log, r.Method+" "+r.URL.Path, err)
 	writeJSON(w, code, map[string]string{"error": msg})
 }
 

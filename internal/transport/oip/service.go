@@ -1,29 +1,39 @@
 package oip
 
-import "context"
+import (
+	"context"
+)
 
-// predict runs decoded inputs on a leased model and returns the requested
+// decodedRequest is an inference request after decoding, whatever the
+// protocol: the model it names, its inputs and the outputs it asks for.
+type decodedRequest struct {
+	model, version string
+	inputs         []inputTensor
+	outputs        []string
+}
+
+// infer runs a decoded request on the model it names (through req, which
+// the caller began and closes) and returns the model and the requested
 // outputs. Both transports call it; it holds no protocol detail.
-func (s *Server) predict(ctx context.Context, m Model, inputs []inputTensor, requested []string) ([]outputTensor, error) {
+func (s *Server) infer(ctx context.Context, req Request, d *decodedRequest) (Model, []outputTensor, error) {
+	names, err := selectOutputs(d.outputs)
+	if err != nil {
+		return nil, nil, err
+	}
+	m, err := req.Route(d.model, d.version)
+	if err != nil {
+		return nil, nil, err
+	}
 	info := m.Info()
-	names, err := selectOutputs(requested)
+	t, err := buildTensors(info, d.inputs)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	t, err := buildTensors(info, inputs)
+	p, err := req.Predict(ctx, t)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	release, err := s.backend.Admit(ctx, inputBytes(t, info.NumClasses))
-	if err != nil {
-		return nil, err
-	}
-	defer release()
-	p, err := m.Predict(ctx, t)
-	if err != nil {
-		return nil, err
-	}
-	return buildOutputs(names, t.NumNodes, p, info.NumClasses), nil
+	return m, buildOutputs(names, t.NumNodes, p, info.NumClasses), nil
 }
 
 // modelReady reports whether a model version can serve now. A model (or

@@ -272,14 +272,6 @@ func nonNil(s []float32) []float32 {
 	return s
 }
 
-// inputBytes estimates the memory one prediction takes, for admission: the
-// input tensors, the output and the model's per-node intermediates (a
-// generous 64 floats per node).
-func inputBytes(t Tensors, numClasses int) int64 {
-	n := int64(t.NumNodes)
-	return int64(len(t.Features))*4 + int64(len(t.EdgeIndex))*8 + n*int64(numClasses)*4*2 + n*64*4
-}
-
 // tensorMetadata describes one input or output for ModelMetadata.
 type tensorMetadata struct {
 	Name     string  `json:"name"`
