@@ -39,7 +39,7 @@ import (
 // --addr, REST on --http-addr). Until the server registers the oip
 // transport, the clients talk to an in-process server built from the oip
 // package and the real model, and only ProcessGraph runs on the binary.
-const oipInBinary = false
+const oipInBinary = true
 
 // maxRequestBytes matches the server's --max-request-bytes default.
 const maxRequestBytes = 64 << 20
