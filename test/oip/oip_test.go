@@ -10,9 +10,11 @@ package oip
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -316,6 +318,41 @@ func TestOIPClients(t *testing.T) {
 			}
 			runClient(t, python, "oip_grpc_client.py", "--addr", grpcAddr, "--case", casePath)
 			runClient(t, python, "oip_rest_client.py", "--url", "http://"+httpAddr, "--case", casePath)
+			if c.name == "karate" {
+				checkExample(t, httpAddr, ref)
+			}
 		})
+	}
+}
+
+// checkExample posts examples/karate-oip.json (README, docs/OIP.md) and
+// checks that its scores are ProcessGraph's for examples/karate.json.
+func checkExample(t *testing.T, httpAddr string, ref clientCase) {
+	t.Helper()
+	body, err := os.ReadFile(filepath.Join(testenv.RepoRoot(t), "examples", "karate-oip.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := http.Post("http://"+httpAddr+"/v2/models/"+ref.Model+"/infer", "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var got struct {
+		Outputs []struct {
+			Name string    `json:"name"`
+			Data []float32 `json:"data"`
+		} `json:"outputs"`
+	}
+	if err := json.NewDecoder(res.Body).Decode(&got); err != nil || res.StatusCode != http.StatusOK {
+		t.Fatalf("examples/karate-oip.json: %d %v", res.StatusCode, err)
+	}
+	if len(got.Outputs) == 0 || got.Outputs[0].Name != "scores" || len(got.Outputs[0].Data) != len(ref.Scores) {
+		t.Fatalf("examples/karate-oip.json: outputs %+v", got.Outputs)
+	}
+	for i, s := range got.Outputs[0].Data {
+		if d := math.Abs(float64(s - ref.Scores[i])); d > 1e-5 {
+			t.Errorf("examples/karate-oip.json: node %d score %v, ProcessGraph's %v", i, s, ref.Scores[i])
+		}
 	}
 }
