@@ -152,7 +152,7 @@ func decodeGRPCInputs(req *pb.ModelInferRequest) ([]inputTensor, error) {
 		t := &inputs[i]
 		*t = inputTensor{name: in.GetName(), datatype: in.GetDatatype(), shape: in.GetShape()}
 		if len(raw) > 0 {
-			if in.GetContents() != nil {
+			if hasContents(in.GetContents()) {
 				return nil, invalidf("input %q: contents is set, but the request uses raw_input_contents (use one or the other)", t.name)
 			}
 			if err := decodeRaw(t, raw[i]); err != nil {
@@ -165,6 +165,13 @@ func decodeGRPCInputs(req *pb.ModelInferRequest) ([]inputTensor, error) {
 		}
 	}
 	return inputs, nil
+}
+
+// hasContents reports whether c holds any element (an empty contents
+// message, as some clients send next to raw inputs, holds none).
+func hasContents(c *pb.InferTensorContents) bool {
+	return len(c.GetBoolContents())+len(c.GetIntContents())+len(c.GetInt64Contents())+len(c.GetUintContents())+
+		len(c.GetUint64Contents())+len(c.GetFp32Contents())+len(c.GetFp64Contents())+len(c.GetBytesContents()) > 0
 }
 
 // decodeContents reads typed contents from the field the datatype names,

@@ -298,6 +298,9 @@ func TestGRPCInvalid(t *testing.T) {
 		}(), codes.InvalidArgument, `unknown output "logits"`},
 		{"raw and contents", &pb.ModelInferRequest{Inputs: []*pb.ModelInferRequest_InferInputTensor{goodX, goodE},
 			RawInputContents: [][]byte{make([]byte, 24), make([]byte, 16)}}, codes.InvalidArgument, `input "x": contents is set, but the request uses raw_input_contents`},
+		{"raw and empty contents is fine, but not both raw and data", &pb.ModelInferRequest{Inputs: []*pb.ModelInferRequest_InferInputTensor{
+			{Name: "x", Datatype: "FP32", Shape: []int64{2, 3}, Contents: &pb.InferTensorContents{}}, goodE},
+			RawInputContents: [][]byte{make([]byte, 24), make([]byte, 16)}}, codes.InvalidArgument, `input "edge_index": contents is set`},
 		{"raw count", &pb.ModelInferRequest{Inputs: []*pb.ModelInferRequest_InferInputTensor{
 			{Name: "x", Datatype: "FP32", Shape: []int64{2, 3}}, {Name: "edge_index", Datatype: "INT64", Shape: []int64{2, 1}}},
 			RawInputContents: [][]byte{make([]byte, 24)}}, codes.InvalidArgument, `raw_input_contents has 1 entries for 2 inputs`},

@@ -20,6 +20,7 @@ package oip
 import (
 	"context"
 	"log/slog"
+	"runtime/debug"
 
 	"github.com/gcnserve/gcnserve/gcn"
 )
@@ -93,7 +94,8 @@ type Model interface {
 // default.
 type Options struct {
 	// ServerName and ServerVersion are what ServerMetadata reports.
-	// Defaults "gcnserve" and "dev".
+	// Defaults "gcnserve" and the main module's version from the build
+	// information ("dev" for a development build).
 	ServerName, ServerVersion string
 	// MaxRequestBytes bounds one request: a REST body bigger than this is
 	// refused with 413 (the gRPC server enforces its own limit), and it is
@@ -121,6 +123,9 @@ func New(backend Backend, opts Options) *Server {
 	}
 	if opts.ServerVersion == "" {
 		opts.ServerVersion = "dev"
+		if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+			opts.ServerVersion = bi.Main.Version
+		}
 	}
 	if opts.MaxRequestBytes <= 0 {
 		opts.MaxRequestBytes = DefaultMaxRequestBytes
