@@ -13,6 +13,7 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -222,4 +223,84 @@ func TestRealInvalidValues(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestRealConcurrent runs many requests at once over both transports (the
+// serving layer batches them) and checks each answer against the model's
+// own Predict on the same graph.
+func TestRealConcurrent(t *testing.T) {
+	s := startReal(t)
+	const workers, each = 8, 4
+	errs := make(chan error, workers*each)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				g := infertest.RandomGraph(uint64(100*w+i), 5+w*3+i, 4+2*w, 34)
+				want, err := s.model.Predict(context.Background(), g)
+				if err != nil {
+					errs <- err
+					continue
+				}
+				var got []float32
+				if (w+i)%2 == 0 {
+					got, err = s.grpcScores(g)
+				} else {
+					got, err = s.restScores(g)
+				}
+				if err != nil {
+					errs <- err
+				} else if d := golden.MaxAbsDiff(got, want.Scores); d > 1e-5 {
+					errs <- fmt.Errorf("worker %d request %d: scores differ from Predict's by %g", w, i, d)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
+
+func (s *realServer) grpcScores(g gcn.Tensors) ([]float32, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	res, err := s.client.ModelInfer(ctx, &pb.ModelInferRequest{
+		Inputs: []*pb.ModelInferRequest_InferInputTensor{
+			{Name: "x", Datatype: "FP32", Shape: []int64{int64(g.NumNodes), 34}, Contents: &pb.InferTensorContents{Fp32Contents: g.Features}},
+			{Name: "edge_index", Datatype: "INT64", Shape: []int64{2, int64(g.NumEdges())}, Contents: &pb.InferTensorContents{Int64Contents: g.EdgeIndex}},
+		},
+		Outputs: []*pb.ModelInferRequest_InferRequestedOutputTensor{{Name: "scores"}},
+	})
+	if err != nil {
+		return nil, err
+	}
+	return res.GetOutputs()[0].GetContents().GetFp32Contents(), nil
+}
+
+func (s *realServer) restScores(g gcn.Tensors) ([]float32, error) {
+	body, _ := json.Marshal(map[string]any{
+		"inputs": []map[string]any{
+			{"name": "x", "datatype": "FP32", "shape": []int{g.NumNodes, 34}, "data": g.Features},
+			{"name": "edge_index", "datatype": "INT64", "shape": []int{2, g.NumEdges()}, "data": g.EdgeIndex},
+		},
+		"outputs": []map[string]any{{"name": "scores"}},
+	})
+	res, err := http.Post(s.url+"/v2/models/gcn-karate/infer", "application/json", bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	defer res.Body.Close()
+	var out struct {
+		Outputs []struct {
+			Data []float32 `json:"data"`
+		} `json:"outputs"`
+	}
+	if err := json.NewDecoder(res.Body).Decode(&out); err != nil || res.StatusCode != http.StatusOK || len(out.Outputs) != 1 {
+		return nil, fmt.Errorf("REST: status %d, %v", res.StatusCode, err)
+	}
+	return out.Outputs[0].Data, nil
 }

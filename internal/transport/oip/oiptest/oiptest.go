@@ -17,14 +17,15 @@ import (
 // Backend serves the model file at path (modelrepo's single-file mode: one
 // model, named as its metadata says, version 1) through a serving.Service with
 // the given request byte limit and no memory budget, on the real ONNX
-// Runtime. The repository closes when the test ends.
+// Runtime with the server's default batching. The repository closes when the test ends.
 func Backend(t testing.TB, path string, maxRequestBytes int) oip.Backend {
 	t.Helper()
 	repo, err := modelrepo.Open(modelrepo.Config{
 		ModelFile:  path,
 		MinFileAge: -1,
-		Options:    []gcn.Option{gcn.WithLibraryPath(testenv.ORTLibrary(t))},
-		Logger:     slog.New(slog.DiscardHandler),
+		Options: []gcn.Option{gcn.WithLibraryPath(testenv.ORTLibrary(t)),
+			gcn.WithBatching(gcn.DefaultBatchOptions())},
+		Logger: slog.New(slog.DiscardHandler),
 	})
 	if err != nil {
 		t.Fatal(err)
