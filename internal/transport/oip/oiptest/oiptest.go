@@ -15,9 +15,10 @@ import (
 )
 
 // Backend serves the model file at path (modelrepo's single-file mode: one
-// model, named as its metadata says, version 1) through a serving.Service with
-// the given request byte limit and no memory budget, on the real ONNX
-// Runtime with the server's default batching. The repository closes when the test ends.
+// model, named as its metadata says, version 1) through a serving.Service
+// with the given request byte limit and no memory budget, on the real ONNX
+// Runtime with the server's default batching. The repository closes when
+// the test ends.
 func Backend(t testing.TB, path string, maxRequestBytes int) oip.Backend {
 	t.Helper()
 	repo, err := modelrepo.Open(modelrepo.Config{
