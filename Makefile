@@ -68,6 +68,8 @@ test: deps ort check-proto
 # corpus also runs in every plain `go test`.
 fuzz:
 	$(GO) test -run=NONE -fuzz=FuzzDecode -fuzztime=$(FUZZTIME) ./internal/graphwire
+	$(GO) test -run=NONE -fuzz=FuzzParseTokenFile -fuzztime=$(FUZZTIME) ./internal/auth
+	$(GO) test -run=NONE -fuzz=FuzzParseBearer -fuzztime=$(FUZZTIME) ./internal/auth
 	$(GO) test -run=NONE -fuzz=FuzzDecodeJSON -fuzztime=$(FUZZTIME) ./internal/transport/httpjson
 
 # The alert rules parse and fire as their unit tests expect (promtool is in
