@@ -36,8 +36,10 @@ import (
 	"github.com/gcnserve/gcnserve/internal/auth"
 	"github.com/gcnserve/gcnserve/internal/metrics"
 	"github.com/gcnserve/gcnserve/internal/modelrepo"
+	"github.com/gcnserve/gcnserve/internal/reqlog"
 	"github.com/gcnserve/gcnserve/internal/serving"
 	"github.com/gcnserve/gcnserve/internal/transport/grpcapi"
+	"github.com/gcnserve/gcnserve/internal/transport/httpjson"
 )
 
 // Config is everything the server needs. ParseFlags fills it from flags and
@@ -170,7 +172,9 @@ func New(cfg Config) (_ *Server, err error) {
 	}
 	log := cfg.Logger
 	s := &Server{cfg: cfg, log: log, health: health.NewServer()}
-	s.metrics = metrics.New(metrics.Options{})
+	// Every finished request passes through the metrics layer, which hands
+	// failures to the rate-limited request log.
+	s.metrics = metrics.New(metrics.Options{Finished: reqlog.New(log, reqlog.Options{}).Finished})
 	// Nothing is SERVING until the models are loaded.
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
 	s.health.SetServingStatus(grpcapi.ServiceName, healthpb.HealthCheckResponse_NOT_SERVING)
@@ -318,6 +322,7 @@ func HealthServiceName(model string) string { return "gcnserve.model." + model }
 func (s *Server) newHTTPHandler(tokens *auth.Tokens) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", s.metrics.Handler())
+	httpjson.Register(mux, s.svc)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Write([]byte("ok\n"))
 	})

@@ -3,8 +3,8 @@
 //	POST /v1/process-graph   body: the protojson of GraphData (examples/karate.json)
 //	                         answer: the protojson of GCNResult, zero values included
 //	GET  /v1/model-info      ?model=NAME&version=N, both optional: the protojson of ModelInfo
-//	GET  /healthz            200 while the process runs (liveness)
-//	GET  /readyz             200 while the server takes traffic, else 503 (readiness)
+//
+// (/healthz, /readyz and /metrics on the same listener are internal/server's.)
 //
 // Requests go through internal/serving exactly as gRPC ProcessGraph does
 // (admission, routing, the same validation and messages from
@@ -39,52 +39,19 @@ import (
 const (
 	RouteProcessGraph = "POST /v1/process-graph"
 	RouteModelInfo    = "GET /v1/model-info"
-	RouteHealthz      = "GET /healthz"
-	RouteReadyz       = "GET /readyz"
 )
-
-// Options configure Register. The zero value is valid.
-type Options struct {
-	// Ready reports whether the server takes traffic, for /readyz. Default:
-	// the default model has a served version. The server sets it to its
-	// health state, so /readyz turns 503 as soon as a drain begins.
-	Ready func() bool
-}
 
 // Register adds the routes to mux. Request bodies are bounded by the
 // service's MaxRequestBytes (413 past it).
-func Register(mux *http.ServeMux, svc *serving.Service, opts Options) {
-	h := &handler{svc: svc, log: svc.Logger(), ready: opts.Ready}
-	if h.ready == nil {
-		h.ready = h.defaultModelServed
-	}
+func Register(mux *http.ServeMux, svc *serving.Service) {
+	h := &handler{svc: svc, log: svc.Logger()}
 	mux.HandleFunc(RouteProcessGraph, h.processGraph)
 	mux.HandleFunc(RouteModelInfo, h.modelInfo)
-	mux.HandleFunc(RouteHealthz, func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]string{"status": "live"})
-	})
-	mux.HandleFunc(RouteReadyz, func(w http.ResponseWriter, _ *http.Request) {
-		if !h.ready() {
-			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not ready"})
-			return
-		}
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
-	})
 }
 
 type handler struct {
-	svc   *serving.Service
-	log   *slog.Logger
-	ready func() bool
-}
-
-func (h *handler) defaultModelServed() bool {
-	lease, err := h.svc.Acquire("", "")
-	if err != nil {
-		return false
-	}
-	lease.Release()
-	return true
+	svc *serving.Service
+	log *slog.Logger
 }
 
 func (h *handler) processGraph(w http.ResponseWriter, r *http.Request) {

@@ -61,7 +61,7 @@ func start(t *testing.T) *backend {
 		MaxNodes: 1000, MaxEdges: 10000, Logger: log})
 
 	mux := http.NewServeMux()
-	httpjson.Register(mux, svc, httpjson.Options{})
+	httpjson.Register(mux, svc)
 	hs := httptest.NewServer(mux)
 	t.Cleanup(hs.Close)
 
@@ -262,7 +262,7 @@ func TestErrors(t *testing.T) {
 	}
 }
 
-func TestModelInfoAndHealth(t *testing.T) {
+func TestModelInfo(t *testing.T) {
 	b := start(t)
 	status, out := get(t, b.url+"/v1/model-info")
 	if status != http.StatusOK {
@@ -284,24 +284,5 @@ func TestModelInfoAndHealth(t *testing.T) {
 	}
 	if status, out := get(t, b.url+"/v1/model-info?model=nope"); status != http.StatusNotFound {
 		t.Errorf("GET /v1/model-info?model=nope: %d %s, want 404", status, out)
-	}
-	for _, path := range []string{"/healthz", "/readyz"} {
-		if status, out := get(t, b.url+path); status != http.StatusOK {
-			t.Errorf("GET %s: %d %s, want 200", path, status, out)
-		}
-	}
-}
-
-func TestReadyzFollowsOption(t *testing.T) {
-	mux := http.NewServeMux()
-	ready := false
-	httpjson.Register(mux, serving.New(serving.Config{}), httpjson.Options{Ready: func() bool { return ready }})
-	for _, want := range []int{http.StatusServiceUnavailable, http.StatusOK} {
-		rec := httptest.NewRecorder()
-		mux.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/readyz", nil))
-		if rec.Code != want {
-			t.Errorf("ready=%v: /readyz %d, want %d", ready, rec.Code, want)
-		}
-		ready = true
 	}
 }
