@@ -85,7 +85,7 @@ func ParseFlags(args []string, getenv func(string) string, stderr io.Writer) (Co
 	if err := level.UnmarshalText([]byte(logLevel)); err != nil {
 		return cfg, fmt.Errorf("--log-level %q: want debug, info, warn or error", logLevel)
 	}
-	// Durations as "1.5ms", not JSON integer nanoseconds.
+	// Durations as Go duration strings ("1.5ms"), never raw nanoseconds.
 	hopts := &slog.HandlerOptions{Level: level, ReplaceAttr: reqlog.ReplaceAttr}
 	switch logFormat {
 	case "text":
