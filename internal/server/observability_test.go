@@ -24,6 +24,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	gcnpb "github.com/gcnserve/gcnserve/gen"
+	"github.com/gcnserve/gcnserve/internal/graphwire"
 	"github.com/gcnserve/gcnserve/internal/reqlog"
 	"github.com/gcnserve/gcnserve/internal/testenv"
 )
@@ -32,10 +33,12 @@ import (
 // /v1/process-graph with examples/karate.json gets gRPC's scores, a gzip
 // gRPC request (the compressor is registered by this package alone: the
 // test does not import it) is answered, /metrics on the HTTP listener counts
-// both protocols, and failures are logged with durations as strings.
+// both protocols (oversize refusals included), and failures are logged
+// with durations as strings.
 func TestHTTPJSONMetricsAndLogs(t *testing.T) {
 	logs := &syncBuffer{}
 	cfg := testConfig(t)
+	cfg.MaxRequestBytes = 64 << 10 // Karate (6 KB) fits, a 2,000-node graph does not
 	cfg.Logger = slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{ReplaceAttr: reqlog.ReplaceAttr}))
 	s, err := New(cfg)
 	if err != nil {
@@ -103,11 +106,31 @@ func TestHTTPJSONMetricsAndLogs(t *testing.T) {
 		t.Errorf("unknown edge target: %v, want InvalidArgument", err)
 	}
 
+	// And one oversize request on each, refused before decoding.
+	big := graphwire.SyntheticGraph(2000, 4000, 34, 1)
+	if _, err := client.ProcessGraph(ctx, big); status.Code(err) != codes.ResourceExhausted {
+		t.Errorf("oversize gRPC request: %v, want ResourceExhausted", err)
+	}
+	bigJSON, err := protojson.Marshal(big)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err = http.Post(hs.URL+"/v1/process-graph", "application/json", bytes.NewReader(bigJSON))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusRequestEntityTooLarge {
+		t.Errorf("oversize HTTP request: status %d, want 413", res.StatusCode)
+	}
+
 	wantCounts := map[[3]string]float64{
-		{"http", "POST /v1/process-graph", "200"}:              1,
-		{"http", "POST /v1/process-graph", "400"}:              1,
-		{"grpc", "GCNService/ProcessGraph", "OK"}:              2,
-		{"grpc", "GCNService/ProcessGraph", "InvalidArgument"}: 1,
+		{"http", "POST /v1/process-graph", "200"}:                1,
+		{"http", "POST /v1/process-graph", "400"}:                1,
+		{"http", "POST /v1/process-graph", "413"}:                1,
+		{"grpc", "GCNService/ProcessGraph", "ResourceExhausted"}: 1,
+		{"grpc", "GCNService/ProcessGraph", "OK"}:                2,
+		{"grpc", "GCNService/ProcessGraph", "InvalidArgument"}:   1,
 	}
 	var families map[string]*dto.MetricFamily
 	counts := map[[3]string]float64{}
@@ -130,7 +153,13 @@ func TestHTTPJSONMetricsAndLogs(t *testing.T) {
 			}
 			counts[[3]string{l["protocol"], l["method"], l["code"]}] = m.GetCounter().GetValue()
 		}
-		if counts[[3]string{"grpc", "GCNService/ProcessGraph", "InvalidArgument"}] == 1 || time.Now().After(deadline) {
+		// Requests are counted as they end, which can follow the client's
+		// return by a moment: wait until all are in.
+		all := true
+		for k, n := range wantCounts {
+			all = all && counts[k] == n
+		}
+		if all || time.Now().After(deadline) {
 			break
 		}
 	}
@@ -165,7 +194,7 @@ func TestHTTPJSONMetricsAndLogs(t *testing.T) {
 			t.Errorf("failure log line %v: want WARN and a duration string", line)
 		}
 	}
-	if failures != 2 {
-		t.Errorf("logged %d failed requests, want 2:\n%s", failures, logs.String())
+	if failures != 4 {
+		t.Errorf("logged %d failed requests, want 4:\n%s", failures, logs.String())
 	}
 }
