@@ -32,7 +32,6 @@ import (
 	gcnpb "github.com/gcnserve/gcnserve/gen"
 	"github.com/gcnserve/gcnserve/internal/graphwire"
 	"github.com/gcnserve/gcnserve/internal/serving"
-	"github.com/gcnserve/gcnserve/internal/transport/grpcapi"
 )
 
 // Routes, as registered; internal/metrics labels requests with them.
@@ -140,7 +139,7 @@ func (h *handler) modelInfo(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer lease.Release()
-	out, err := protojsonModelInfo(grpcapi.ModelInfo(h.svc, lease))
+	out, err := protojsonModelInfo(h.svc.ModelInfo(lease))
 	if err != nil {
 		h.fail(w, RouteModelInfo, err)
 		return
