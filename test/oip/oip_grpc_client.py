@@ -6,7 +6,7 @@ a verbatim copy of kserve/open-inference-protocol's), compiled at run time by
 protoc with Debian's grpc_python_plugin; the client knows nothing of gcnserve but
 the tensor names its model metadata reports. It checks liveness, readiness,
 server and model metadata, and inference with typed contents and with
-raw_input_contents (INT64 and INT32 edges), against the scores ProcessGraph gave
+raw_input_contents (INT64 and INT32 edges, and gzip-compressed), against the scores ProcessGraph gave
 for the same graph (max abs diff <= 1e-5), then a few errors.
 
 Usage: oip_grpc_client.py --addr HOST:PORT --case CASE.json [--proto FILE]
@@ -149,6 +149,13 @@ def main():
         res = stub.ModelInfer(req, timeout=T)
         c.check(len(res.raw_output_contents) == len(res.outputs) == 3, "raw %s: raw_output_contents for every output" % dt)
         check_scores("grpc raw " + dt, outputs_by_name(res, raw=True))
+
+    # A gzip-compressing client (the server answers in kind).
+    req = pb.ModelInferRequest(model_name=model, inputs=[
+        tensor("x", "FP32", [n, feat]), tensor("edge_index", "INT64", [2, edges.shape[1]])],
+        raw_input_contents=[x.astype("<f4").tobytes(), edges.astype("<i8").tobytes()])
+    res = stub.ModelInfer(req, timeout=T, compression=grpc.Compression.Gzip)
+    check_scores("grpc raw gzip", outputs_by_name(res, raw=True))
 
     # Only the requested output.
     req = pb.ModelInferRequest(model_name=model, inputs=[
