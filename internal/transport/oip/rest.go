@@ -133,8 +133,13 @@ type restOutputData struct {
 func (s *Server) inferHTTP(w http.ResponseWriter, r *http.Request) {
 	// Admission before the body is read: for the declared length when the
 	// client gave one (a larger body fails the read), else for the limit.
+	tooLarge := tooLargef("request body is larger than the limit of %d bytes", s.opts.MaxRequestBytes)
 	wire := s.opts.MaxRequestBytes
-	if r.ContentLength >= 0 && r.ContentLength < wire {
+	if r.ContentLength > wire {
+		s.writeError(w, r, tooLarge)
+		return
+	}
+	if r.ContentLength >= 0 {
 		wire = r.ContentLength
 	}
 	sreq, err := s.backend.Begin(r.Context(), wire)
@@ -146,7 +151,7 @@ func (s *Server) inferHTTP(w http.ResponseWriter, r *http.Request) {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.opts.MaxRequestBytes))
 	if err != nil {
 		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
-			err = tooLargef("request body is larger than the limit of %d bytes", s.opts.MaxRequestBytes)
+			err = tooLarge
 		} else {
 			err = invalidf("reading the request body: %v", err)
 		}

@@ -262,4 +262,19 @@ func TestRESTInvalid(t *testing.T) {
 	if _, n := backend.lastPredict(); n != 0 {
 		t.Errorf("bad requests reached the model %d times", n)
 	}
+
+	// A body without a declared length is cut at the limit while read.
+	pr, pw := io.Pipe()
+	go func() {
+		_, _ = pw.Write([]byte(`{"inputs":[{"name":"x","shape":[2,3],"datatype":"FP32","data":[` + strings.Repeat("1,", 3000) + `1]}]}`))
+		_ = pw.Close()
+	}()
+	res, err := http.Post(srv.URL+"/v2/models/gcn-karate/infer", "application/json", pr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusRequestEntityTooLarge {
+		t.Errorf("chunked oversize body: %d, want 413", res.StatusCode)
+	}
 }
