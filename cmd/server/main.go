@@ -13,35 +13,80 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 
+	"github.com/gcnserve/gcnserve/internal/ortlib"
 	"github.com/gcnserve/gcnserve/internal/server"
+	"github.com/gcnserve/gcnserve/internal/version"
+	"github.com/gcnserve/gcnserve/model"
 )
 
 // ortVersion is the ONNX Runtime release scripts/fetch_ort.sh installs and
 // onnxruntime_go in go.mod is built for.
-const ortVersion = "1.29.0"
+const ortVersion = ortlib.Version
+
+// errVersion reports that --version was given: print it and exit 0.
+var errVersion = errors.New("--version")
 
 func main() {
 	cfg, err := parseConfig(os.Args[1:], os.Getenv, os.Stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		os.Exit(0)
 	}
+	if errors.Is(err, errVersion) {
+		fmt.Println(version.Get())
+		os.Exit(0)
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "gcnserve:", err)
 		os.Exit(2)
 	}
+	release, err := embeddedFiles(&cfg)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "gcnserve:", err)
+		os.Exit(1)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	if err := server.Run(ctx, cfg, nil); err != nil {
+	ready := make(chan net.Addr, 1)
+	go func() { <-ready; release() }() // loaded: the in-memory copies can go
+	if err := server.Run(ctx, cfg, ready); err != nil {
+		release()
 		// One line: the operator reads it in a crash-looping pod's log.
 		fmt.Fprintln(os.Stderr, "gcnserve:", strings.ReplaceAll(err.Error(), "\n", "; "))
 		os.Exit(1)
 	}
+}
+
+// embeddedFiles points cfg at the ONNX Runtime library (ortlib.Resolve: the
+// --ort-lib path, else the copy embedded in the binary, else the user cache
+// or the system's) and, when no --model was given and none is found beside
+// the binary, at the Karate model compiled into it. release frees the
+// in-memory copies once loaded.
+func embeddedFiles(cfg *server.Config) (release func(), err error) {
+	lib, embedded, libDone, err := ortlib.Resolve(cfg.Infer.LibraryPath)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Infer.LibraryPath = lib
+	modelDone := func() error { return nil }
+	if cfg.ModelPath == "" {
+		path, done, err := ortlib.MemFile("karate.onnx", model.Karate)
+		if err != nil {
+			return nil, errors.Join(fmt.Errorf("embedded karate model: %w", err), libDone())
+		}
+		cfg.ModelPath, modelDone = path, done
+		cfg.Logger.Info("no --model given or found: serving the embedded karate model")
+	}
+	cfg.Logger.Debug("onnxruntime library", "path", lib, "embedded", embedded)
+	var once sync.Once
+	return func() { once.Do(func() { libDone(); modelDone() }) }, nil
 }
 
 // parseConfig reads flags, falling back to their environment twins.
@@ -51,9 +96,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (s
 	fs := flag.NewFlagSet("gcnserve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&cfg.Addr, "addr", cfg.Addr, "listen address (the tutorial's port is 9999)")
-	fs.StringVar(&cfg.ModelPath, "model", defaultModel(), "ONNX model file")
+	fs.StringVar(&cfg.ModelPath, "model", defaultModel(), "ONNX model file (empty: model/karate.onnx beside the binary, else the Karate model embedded in it)")
 	fs.StringVar(&cfg.Infer.LibraryPath, "ort-lib", defaultORTLibrary(),
-		"ONNX Runtime shared library (default: .ort/"+ortVersion+"/libonnxruntime.so fetched by 'make build', else the system's)")
+		"ONNX Runtime shared library (empty: the copy embedded by 'make build', else .ort/"+ortVersion+"/ or ~/.cache/gcnserve/ort/"+ortVersion+"/, else the system's)")
 	fs.IntVar(&cfg.Infer.IntraOpThreads, "intra-op-threads", 1, "ONNX Runtime threads inside one model run")
 	fs.IntVar(&cfg.Infer.MaxConcurrentRuns, "max-concurrent-runs", 0, "model runs in flight at once; more requests wait (0: number of CPUs)")
 	fs.IntVar(&cfg.MaxNodes, "max-nodes", cfg.MaxNodes, "most nodes in one request (0: unlimited)")
@@ -70,6 +115,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (s
 	fs.StringVar(&cfg.DebugAddr, "debug-addr", "", "serve /metrics and /debug/pprof/ over HTTP here, e.g. 127.0.0.1:9100 (empty: off)")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error (debug logs each request's timing)")
 	fs.StringVar(&logFormat, "log-format", "text", "text or json")
+	showVersion := fs.Bool("version", false, "print the gcnserve, Go and ONNX Runtime versions (and whether ONNX Runtime is embedded) and exit")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: gcnserve [flags]\n\nServes GCNService.ProcessGraph from an ONNX model.\nEach flag can also be set by its environment variable; the flag wins.\n\n")
 		fs.VisitAll(func(f *flag.Flag) {
@@ -95,6 +141,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (s
 	if envErr != nil {
 		return cfg, envErr
 	}
+	if *showVersion {
+		return cfg, errVersion
+	}
 
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(logLevel)); err != nil {
@@ -109,7 +158,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (s
 	default:
 		return cfg, fmt.Errorf("--log-format %q: want text or json", logFormat)
 	}
-	if _, err := os.Stat(cfg.ModelPath); err != nil {
+	if _, err := os.Stat(cfg.ModelPath); cfg.ModelPath != "" && err != nil {
 		return cfg, fmt.Errorf("model file: %w", err)
 	}
 	return cfg, nil
@@ -135,14 +184,23 @@ func repoFile(rel string) (string, bool) {
 	return rel, false
 }
 
+// defaultModel is model/karate.onnx of the source tree, else "" (the
+// embedded copy).
 func defaultModel() string {
-	p, _ := repoFile("model/karate.onnx")
-	return p
+	if p, ok := repoFile("model/karate.onnx"); ok {
+		return p
+	}
+	return ""
 }
 
+// defaultORTLibrary is "" (ortlib.Resolve's order) for a binary with the
+// library embedded, else .ort/ of the source tree when there is one.
 func defaultORTLibrary() string {
+	if ortlib.Embedded() {
+		return ""
+	}
 	if p, ok := repoFile(filepath.Join(".ort", ortVersion, "libonnxruntime.so")); ok {
 		return p
 	}
-	return "libonnxruntime.so"
+	return ""
 }
