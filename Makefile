@@ -93,3 +93,12 @@ bench: build
 
 clean:
 	rm -rf bin .cache internal/ortlib/libonnxruntime.so
+
+# Container image (Dockerfile) with docker or podman; IMAGE=name:tag.
+# scripts/build_image.sh --smoke also runs it locked down against the golden scores.
+.PHONY: image image-smoke
+image:
+	scripts/build_image.sh
+
+image-smoke:
+	scripts/build_image.sh --smoke
