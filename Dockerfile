@@ -20,9 +20,12 @@ COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
 ARG VERSION=devel
-# make build fetches and verifies ONNX Runtime (unless .ort/ came with the
-# context) and embeds it; the image needs no other file.
-RUN make build VERSION="${VERSION}" && bin/gcnserve --version
+# make build fetches and verifies ONNX Runtime and embeds it: the image needs
+# no other file. A copy in the user cache (scripts/build_image.sh mounts the
+# host's) saves the download; fetch_ort.sh checks its sha256 either way.
+RUN lib=/root/.cache/gcnserve/ort/1.29.0/libonnxruntime.so; \
+    if [ -f "$lib" ]; then mkdir -p .ort/1.29.0 && cp "$lib" .ort/1.29.0/; fi; \
+    make build VERSION="${VERSION}" && bin/gcnserve --version
 
 FROM ${BASE}
 COPY --from=build /src/bin/gcnserve /usr/local/bin/gcnserve

@@ -102,3 +102,10 @@ image:
 
 image-smoke:
 	scripts/build_image.sh --smoke
+
+# Every manifest under deploy/ through a real kube-apiserver (dry-run=server,
+# validate=strict) with KServe's CRDs; builds and caches the API server once
+# (~9 min). Not part of 'make test'.
+.PHONY: k8s-check
+k8s-check:
+	scripts/k8s_check.sh

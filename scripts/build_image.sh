@@ -82,6 +82,11 @@ if [ -n "${LOCAL_BASE:-}" ]; then
   goroot=$(go env GOROOT)
   gomodcache=$(go env GOMODCACHE)
   gocache=$(go env GOCACHE)
+  # The host's CA bundle (a TLS-intercepting proxy's CA included) and its
+  # verified ONNX Runtime copy, when there is one.
+  ortcache="${XDG_CACHE_HOME:-$HOME/.cache}/gcnserve/ort"
+  [ -d "$ortcache" ] && args+=(--volume "$ortcache:/root/.cache/gcnserve/ort:ro")
+  args+=(--volume /etc/ssl/certs:/etc/ssl/certs:ro)
   args+=(--volume "$gocache:/root/.cache/go-build" --build-arg BASE=localhost/gcnserve-base:$SUITE --build-arg BUILDER=localhost/gcnserve-builder:$SUITE
     --volume "$goroot:/usr/local/go:ro" --volume "$gomodcache:/root/go/pkg/mod")
 fi
