@@ -55,6 +55,7 @@ type Process struct {
 	log     strings.Builder // guarded by mu
 	Exited  chan struct{}   // closed when the process has exited
 	exitErr error           // set before Exited closes
+	exitAt  time.Time       // set before Exited closes
 }
 
 // Log is everything the process wrote to stderr and stdout so far.
@@ -64,8 +65,18 @@ func (p *Process) Log() string {
 	return p.log.String()
 }
 
-// ExitErr is the result of Wait; valid once Exited is closed.
+// ExitErr waits for the process to exit and returns the result of Wait.
 func (p *Process) ExitErr() error { <-p.Exited; return p.exitErr }
+
+// ExitedAt waits for the process to exit and returns when it did.
+func (p *Process) ExitedAt() time.Time { <-p.Exited; return p.exitAt }
+
+// HasFlag reports whether bin's --help lists --name.
+func HasFlag(t testing.TB, bin, name string) bool {
+	t.Helper()
+	out, _ := exec.Command(bin, "--help").CombinedOutput()
+	return strings.Contains(string(out), "--"+name+" ") || strings.Contains(string(out), "-"+name+"\n") || strings.Contains(string(out), "--"+name+"=")
+}
 
 // Start runs bin with args in dir and environment env (nil: the test's own)
 // and returns without waiting for it to serve. The process is killed when
@@ -93,6 +104,7 @@ func Start(t testing.TB, bin, dir string, env []string, addr string, args ...str
 			p.mu.Unlock()
 		}
 		p.exitErr = p.Cmd.Wait()
+		p.exitAt = time.Now()
 		close(p.Exited)
 	}()
 	t.Cleanup(func() {
