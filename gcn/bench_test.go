@@ -1,0 +1,72 @@
+package gcn_test
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"testing"
+
+	"github.com/gcnserve/gcnserve/gcn"
+	"github.com/gcnserve/gcnserve/internal/graphwire"
+	"github.com/gcnserve/gcnserve/internal/testenv"
+)
+
+// payload is one benchmark shape, the same four make bench uses.
+type payload struct {
+	name                   string
+	nodes, edges, features int
+}
+
+var payloads = []payload{
+	{"karate", 34, 78, 34},
+	{"medium", 2708, 10556, 32},
+	{"cora", 2708, 5278, 1433},
+	{"large", 100_000, 500_000, 16},
+}
+
+// benchModel opens a random-init model with f features (7 classes, hidden
+// 16), exported by scripts/export_onnx.py into .cache/models (reused).
+func benchModel(b *testing.B, f int, opts ...gcn.Option) *gcn.Model {
+	b.Helper()
+	root := testenv.RepoRoot(b)
+	path := filepath.Join(root, ".cache", "models", "random-f"+strconv.Itoa(f)+".onnx")
+	if _, err := os.Stat(path); err != nil {
+		python := testenv.Python(b)
+		cmd := exec.Command(python, filepath.Join(root, "scripts", "export_onnx.py"), "--random-init",
+			"--features", strconv.Itoa(f), "--classes", "7", "--out", path)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			b.Fatalf("export: %v\n%s", err, out)
+		}
+	}
+	m, err := gcn.Open(path, append([]gcn.Option{gcn.WithLibraryPath(testenv.ORTLibrary(b))}, opts...)...)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { m.Close() })
+	return m
+}
+
+// BenchmarkPredict is the model run alone (ORT plus post-processing) on
+// each payload, with 1 and 2 intra-op threads.
+func BenchmarkPredict(b *testing.B) {
+	for _, p := range payloads {
+		g, err := graphwire.FromMessage(graphwire.SyntheticGraph(p.nodes, p.edges, p.features, 1), p.features, graphwire.Limits{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		in := gcn.Tensors{NumNodes: g.NumNodes(), Features: g.Features, EdgeIndex: g.EdgeIndex}
+		for _, threads := range []int{1, 2} {
+			b.Run(p.name+"/intra="+strconv.Itoa(threads), func(b *testing.B) {
+				m := benchModel(b, p.features, gcn.WithIntraOpThreads(threads))
+				b.ReportAllocs()
+				for b.Loop() {
+					if _, err := m.Predict(context.Background(), in); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
+}

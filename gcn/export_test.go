@@ -1,0 +1,4 @@
+package gcn
+
+// Softmax exposes softmax to the external test package.
+var Softmax = softmax

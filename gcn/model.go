@@ -1,0 +1,557 @@
+package gcn
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	ort "github.com/yalue/onnxruntime_go"
+)
+
+// Input names of the model contract.
+const (
+	InputFeatures  = "x"
+	InputEdgeIndex = "edge_index"
+)
+
+// Output kinds a model may declare in its "output_kind" metadata.
+const (
+	OutputProbabilities    = "probabilities"
+	OutputLogits           = "logits"
+	OutputLogProbabilities = "log_probabilities"
+)
+
+// Info describes a loaded model.
+type Info struct {
+	// Name and Version come from the metadata ("model_name",
+	// "model_version"), else the ONNX graph name and model_version.
+	Name, Version string
+	// SHA256 is the hex digest of the model file's bytes.
+	SHA256 string
+	// ORTVersion is the ONNX Runtime library's version.
+	ORTVersion string
+	// FeatureDim is F, the length of every node's feature vector.
+	FeatureDim int
+	// NumClasses is C, the width of the output.
+	NumClasses int
+	// ClassNames has NumClasses entries: the "class_names" metadata, else the
+	// decimal class indexes.
+	ClassNames []string
+	// ScoreClass is the class whose probability is a node's score, or -1 for
+	// the probability of the node's top class ("score_class" metadata).
+	ScoreClass int
+	// ScoreMeaning says in words what a score is.
+	ScoreMeaning string
+	// OutputKind is one of OutputProbabilities, OutputLogits and
+	// OutputLogProbabilities; Predict always returns probabilities.
+	OutputKind string
+	// Dataset and TestAccuracy describe the training run (0 when unknown).
+	Dataset      string
+	TestAccuracy float64
+	// Batchable is true when the model declares ("batchable" metadata) that
+	// message passing stays within connected components, so the disjoint
+	// union of several graphs gives each graph its own result.
+	Batchable bool
+	// Batching is true when this Model merges concurrent Predict calls
+	// (WithBatching on a batchable model).
+	Batching bool
+	// Metadata holds every metadata_props entry verbatim.
+	Metadata map[string]string
+	// IntraOpThreads is the thread count the session really uses: the
+	// option, capped by the model's "max_intra_op_threads".
+	IntraOpThreads int
+	// Limits are the bounds Predict enforces (WithLimits).
+	Limits Limits
+}
+
+// Prediction is the model's answer for one graph, rows in node order.
+type Prediction struct {
+	// NumClasses is C.
+	NumClasses int
+	// Probabilities is [N, C] row-major; each row sums to 1.
+	Probabilities []float32
+	// ClassIndex is each node's argmax class (the lowest index wins a tie).
+	ClassIndex []int32
+	// Scores is each node's score: the probability of Info.ScoreClass, or of
+	// the node's top class when ScoreClass is -1.
+	Scores []float32
+	// Timing says where the time went.
+	Timing Timing
+}
+
+// Timing splits one prediction's wall time.
+type Timing struct {
+	// Queue is the time spent waiting for a run slot (and, when batching,
+	// for the batch to fill).
+	Queue time.Duration
+	// Run is the ONNX Runtime run, tensor creation included.
+	Run time.Duration
+	// BatchGraphs is how many graphs shared the run (0 or 1: alone).
+	BatchGraphs int
+}
+
+// Model is a loaded ONNX model: one ONNX Runtime session shared by every
+// Predict call. Its methods are safe for concurrent use.
+type Model struct {
+	core *session
+	// batch merges concurrent small graphs; nil when batching is off.
+	batch *batcher
+	info  Info
+
+	// mu is held for reading by every Predict call for its whole duration
+	// and for writing by Close, so Close waits for calls in flight and no
+	// call starts on a closed session. closed is guarded by mu.
+	mu     sync.RWMutex
+	closed bool
+}
+
+// session is the raw model: contract-checked, one ORT session, bounded runs.
+// The batcher runs merged graphs on it.
+type session struct {
+	info *Info
+	ort  *ort.DynamicAdvancedSession
+	// runSlots bounds concurrent runs: a run holds one token.
+	runSlots chan struct{}
+}
+
+// Open loads the model file at path. See OpenBytes.
+func Open(path string, opts ...Option) (*Model, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read model: %w", err)
+	}
+	m, err := OpenBytes(data, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("model %s: %w", path, err)
+	}
+	return m, nil
+}
+
+// OpenBytes loads a model from the bytes of an ONNX file: it loads the ONNX
+// Runtime library on first use (the environment then lives as long as the
+// process), checks the model against the contract (inputs "x" float32
+// [N, F] and "edge_index" int64 [2, E], one float32 output [N, C]) and its
+// metadata against the signature, and creates the one session every
+// Predict call shares. An error says what is wrong with the model.
+func OpenBytes(data []byte, opts ...Option) (_ *Model, err error) {
+	o := defaultOptions()
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if err := initRuntime(o.libraryPath); err != nil {
+		return nil, err
+	}
+	inputs, outputs, err := ort.GetInputOutputInfoWithONNXData(data)
+	if err != nil {
+		return nil, fmt.Errorf("not a loadable ONNX model: %w", err)
+	}
+	featureDim, numClasses, outputName, err := checkContract(inputs, outputs)
+	if err != nil {
+		return nil, err
+	}
+	sess, meta, err := openSession(data, outputName, &o)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, sess.Destroy())
+		}
+	}()
+	info, err := describe(meta, featureDim, numClasses)
+	if err != nil {
+		return nil, err
+	}
+	sum := sha256.Sum256(data)
+	info.SHA256 = hex.EncodeToString(sum[:])
+	info.IntraOpThreads = o.intraOpThreads
+	info.ORTVersion = ort.GetVersion()
+	info.Limits = o.limits
+
+	m := &Model{info: info}
+	m.core = &session{info: &m.info, ort: sess, runSlots: make(chan struct{}, o.maxConcurrentRuns)}
+	if o.batching && info.Batchable {
+		m.info.Batching = true
+		m.batch = newBatcher(m.core, o.batch)
+	}
+	return m, nil
+}
+
+// checkContract returns F, C and the output name, or an error saying how the
+// model's signature differs from the contract.
+func checkContract(inputs, outputs []ort.InputOutputInfo) (featureDim, numClasses int, outputName string, err error) {
+	const want = `want inputs "x" float32 [N,F] and "edge_index" int64 [2,E], one output float32 [N,C]`
+	if len(inputs) != 2 {
+		return 0, 0, "", fmt.Errorf("has %d inputs, %s", len(inputs), want)
+	}
+	if len(outputs) != 1 {
+		return 0, 0, "", fmt.Errorf("has %d outputs, %s", len(outputs), want)
+	}
+	byName := map[string]ort.InputOutputInfo{inputs[0].Name: inputs[0], inputs[1].Name: inputs[1]}
+	x, okX := byName[InputFeatures]
+	ei, okE := byName[InputEdgeIndex]
+	if !okX || !okE {
+		return 0, 0, "", fmt.Errorf("has inputs %q and %q, %s", inputs[0].Name, inputs[1].Name, want)
+	}
+	out := outputs[0]
+	switch {
+	case x.OrtValueType != ort.ONNXTypeTensor || x.DataType != ort.TensorElementDataTypeFloat || len(x.Dimensions) != 2:
+		return 0, 0, "", fmt.Errorf("input x is %s, %s", &x, want)
+	case x.Dimensions[1] <= 0:
+		return 0, 0, "", fmt.Errorf("input x has no fixed feature dimension (%s), %s", x.Dimensions, want)
+	case ei.OrtValueType != ort.ONNXTypeTensor || ei.DataType != ort.TensorElementDataTypeInt64 || len(ei.Dimensions) != 2:
+		return 0, 0, "", fmt.Errorf("input edge_index is %s, %s", &ei, want)
+	case ei.Dimensions[0] != 2 && ei.Dimensions[0] > 0:
+		return 0, 0, "", fmt.Errorf("input edge_index has shape %s, %s", ei.Dimensions, want)
+	case out.OrtValueType != ort.ONNXTypeTensor || out.DataType != ort.TensorElementDataTypeFloat || len(out.Dimensions) != 2:
+		return 0, 0, "", fmt.Errorf("output is %s, %s", &out, want)
+	case out.Dimensions[1] <= 0:
+		return 0, 0, "", fmt.Errorf("output %q has no fixed class dimension (%s), %s", out.Name, out.Dimensions, want)
+	}
+	return int(x.Dimensions[1]), int(out.Dimensions[1]), out.Name, nil
+}
+
+// openSession creates the session and reads the model's metadata. When the
+// metadata caps the intra-op threads below opts.IntraOpThreads, it lowers
+// the option and creates the session again.
+func openSession(data []byte, outputName string, opts *options) (*ort.DynamicAdvancedSession, map[string]string, error) {
+	session, err := newSession(data, outputName, *opts)
+	if err != nil {
+		return nil, nil, err
+	}
+	meta, err := readMetadata(session)
+	if err != nil {
+		return nil, nil, errors.Join(err, session.Destroy())
+	}
+	limit, ok := meta["max_intra_op_threads"]
+	if !ok {
+		return session, meta, nil
+	}
+	n, err := strconv.Atoi(limit)
+	if err != nil || n < 1 {
+		return nil, nil, errors.Join(fmt.Errorf("metadata max_intra_op_threads %q is not a positive integer", limit), session.Destroy())
+	}
+	if opts.intraOpThreads <= n {
+		return session, meta, nil
+	}
+	opts.intraOpThreads = n
+	if err := session.Destroy(); err != nil {
+		return nil, nil, err
+	}
+	session, err = newSession(data, outputName, *opts)
+	return session, meta, err
+}
+
+func newSession(data []byte, outputName string, opts options) (_ *ort.DynamicAdvancedSession, err error) {
+	so, err := ort.NewSessionOptions()
+	if err != nil {
+		return nil, fmt.Errorf("session options: %w", err)
+	}
+	defer func() { err = errors.Join(err, so.Destroy()) }()
+	settings := []error{
+		so.SetIntraOpNumThreads(opts.intraOpThreads),
+		so.SetInterOpNumThreads(opts.interOpThreads),
+		so.SetExecutionMode(ort.ExecutionModeSequential),
+		so.SetGraphOptimizationLevel(ort.GraphOptimizationLevelEnableAll),
+		// Spinning intra-op threads burn CPU while they wait for work: with
+		// concurrent requests that is CPU taken from other runs.
+		so.AddSessionConfigEntry("session.intra_op.allow_spinning", "0"),
+		so.AddSessionConfigEntry("session.inter_op.allow_spinning", "0"),
+	}
+	if err := errors.Join(settings...); err != nil {
+		return nil, fmt.Errorf("session options: %w", err)
+	}
+	s, err := ort.NewDynamicAdvancedSessionWithONNXData(data,
+		[]string{InputFeatures, InputEdgeIndex}, []string{outputName}, so)
+	if err != nil {
+		return nil, fmt.Errorf("create session: %w", err)
+	}
+	return s, nil
+}
+
+func readMetadata(s *ort.DynamicAdvancedSession) (_ map[string]string, err error) {
+	md, err := s.GetModelMetadata()
+	if err != nil {
+		return nil, fmt.Errorf("read metadata: %w", err)
+	}
+	defer func() { err = errors.Join(err, md.Destroy()) }()
+	keys, err := md.GetCustomMetadataMapKeys()
+	if err != nil {
+		return nil, fmt.Errorf("read metadata: %w", err)
+	}
+	meta := make(map[string]string, len(keys)+2)
+	for _, k := range keys {
+		v, _, err := md.LookupCustomMetadataMap(k)
+		if err != nil {
+			return nil, fmt.Errorf("read metadata %q: %w", k, err)
+		}
+		meta[k] = v
+	}
+	// The graph name and model version are fallbacks for name and version.
+	if graph, err := md.GetGraphName(); err == nil && meta["model_name"] == "" {
+		meta["model_name"] = graph
+	}
+	if v, err := md.GetVersion(); err == nil && meta["model_version"] == "" && v != 0 {
+		meta["model_version"] = strconv.FormatInt(v, 10)
+	}
+	return meta, nil
+}
+
+// describe reads the optional metadata and checks it against the signature.
+func describe(meta map[string]string, featureDim, numClasses int) (Info, error) {
+	info := Info{
+		Name:       meta["model_name"],
+		Version:    meta["model_version"],
+		FeatureDim: featureDim,
+		NumClasses: numClasses,
+		ScoreClass: -1,
+		OutputKind: OutputProbabilities,
+		Dataset:    meta["dataset"],
+		Batchable:  meta["batchable"] == "true",
+		Metadata:   meta,
+	}
+	if s, ok := meta["feature_dim"]; ok && s != strconv.Itoa(featureDim) {
+		return Info{}, fmt.Errorf("metadata feature_dim=%s, but input x has %d features", s, featureDim)
+	}
+	if s, ok := meta["num_classes"]; ok && s != strconv.Itoa(numClasses) {
+		return Info{}, fmt.Errorf("metadata num_classes=%s, but the output has %d classes", s, numClasses)
+	}
+	if s, ok := meta["class_names"]; ok {
+		if err := json.Unmarshal([]byte(s), &info.ClassNames); err != nil {
+			return Info{}, fmt.Errorf("metadata class_names is not a JSON array of strings: %w", err)
+		}
+		if len(info.ClassNames) != numClasses {
+			return Info{}, fmt.Errorf("metadata class_names has %d names, but the output has %d classes", len(info.ClassNames), numClasses)
+		}
+	} else {
+		info.ClassNames = make([]string, numClasses)
+		for i := range info.ClassNames {
+			info.ClassNames[i] = strconv.Itoa(i)
+		}
+	}
+	if s, ok := meta["score_class"]; ok && s != "" {
+		info.ScoreClass = classByName(info.ClassNames, s)
+		if info.ScoreClass < 0 {
+			return Info{}, fmt.Errorf("metadata score_class %q names no class (classes: %s)", s, strings.Join(info.ClassNames, ", "))
+		}
+	}
+	switch kind := meta["output_kind"]; kind {
+	case "", OutputProbabilities, OutputLogits, OutputLogProbabilities:
+		if kind != "" {
+			info.OutputKind = kind
+		}
+	default:
+		return Info{}, fmt.Errorf("metadata output_kind %q, want %s, %s or %s", kind, OutputProbabilities, OutputLogits, OutputLogProbabilities)
+	}
+	if s, ok := meta["test_accuracy"]; ok {
+		acc, err := strconv.ParseFloat(s, 64)
+		if err != nil {
+			return Info{}, fmt.Errorf("metadata test_accuracy %q is not a number", s)
+		}
+		info.TestAccuracy = acc
+	}
+	info.ScoreMeaning = meta["score_meaning"]
+	if info.ScoreMeaning == "" {
+		if info.ScoreClass >= 0 {
+			info.ScoreMeaning = fmt.Sprintf("probability of class %q", info.ClassNames[info.ScoreClass])
+		} else {
+			info.ScoreMeaning = "probability of the node's predicted (top) class"
+		}
+	}
+	return info, nil
+}
+
+// classByName finds a class by name, or by decimal index.
+func classByName(names []string, s string) int {
+	for i, n := range names {
+		if n == s {
+			return i
+		}
+	}
+	if i, err := strconv.Atoi(s); err == nil && i >= 0 && i < len(names) {
+		return i
+	}
+	return -1
+}
+
+// Info describes the loaded model. The caller must not modify it.
+func (m *Model) Info() Info { return m.info }
+
+// Predict runs the model on t, which it reads in place (no copy) and does not
+// keep. It checks t first (shapes, node indexes in range, finite features,
+// Limits) and returns an *Error of kind InvalidArgument or TooLarge naming
+// the tensor and the offending entry. A graph of no nodes and no edges gives
+// an empty Prediction without running the model.
+//
+// It returns the context's error when ctx ends first, while waiting for a
+// run slot or a batch, or during the run: the run is then terminated inside
+// ONNX Runtime, not left to finish. After Close it returns ErrClosed.
+func (m *Model) Predict(ctx context.Context, t Tensors) (Prediction, error) {
+	if err := t.check(m.info.FeatureDim, m.info.Limits); err != nil {
+		return Prediction{}, err
+	}
+	return m.predict(ctx, t)
+}
+
+// predict runs a checked graph.
+func (m *Model) predict(ctx context.Context, t Tensors) (Prediction, error) {
+	if t.NumNodes == 0 {
+		return Prediction{NumClasses: m.info.NumClasses}, nil
+	}
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if m.closed {
+		return Prediction{}, ErrClosed
+	}
+	if m.batch != nil {
+		return m.batch.predict(ctx, t)
+	}
+	return m.core.predict(ctx, t)
+}
+
+// predict runs t, waiting for a run slot first.
+func (s *session) predict(ctx context.Context, t Tensors) (Prediction, error) {
+	start := time.Now()
+	select {
+	case s.runSlots <- struct{}{}:
+		defer func() { <-s.runSlots }()
+	case <-ctx.Done():
+		return Prediction{}, ctx.Err()
+	}
+	if err := ctx.Err(); err != nil {
+		return Prediction{}, err
+	}
+
+	probs := make([]float32, t.NumNodes*s.info.NumClasses)
+	running := time.Now()
+	if err := s.run(ctx, t, probs); err != nil {
+		if ctxErr := ctx.Err(); ctxErr != nil {
+			return Prediction{}, ctxErr
+		}
+		return Prediction{}, err
+	}
+	p := s.postprocess(t.NumNodes, probs)
+	p.Timing = Timing{Queue: running.Sub(start), Run: time.Since(running)}
+	return p, nil
+}
+
+// run executes one inference, writing the output into out. Every ORT value it
+// creates is destroyed before it returns.
+func (s *session) run(ctx context.Context, g Tensors, out []float32) (err error) {
+	n, e := int64(g.NumNodes), int64(g.NumEdges())
+	x, err := ort.NewTensor(ort.NewShape(n, int64(s.info.FeatureDim)), g.Features)
+	if err != nil {
+		return fmt.Errorf("features tensor: %w", err)
+	}
+	defer func() { err = errors.Join(err, x.Destroy()) }()
+	edges, err := ort.NewTensor(ort.NewShape(2, e), g.EdgeIndex)
+	if err != nil {
+		return fmt.Errorf("edge_index tensor: %w", err)
+	}
+	defer func() { err = errors.Join(err, edges.Destroy()) }()
+	y, err := ort.NewTensor(ort.NewShape(n, int64(s.info.NumClasses)), out)
+	if err != nil {
+		return fmt.Errorf("output tensor: %w", err)
+	}
+	defer func() { err = errors.Join(err, y.Destroy()) }()
+
+	opts, err := ort.NewRunOptions()
+	if err != nil {
+		return fmt.Errorf("run options: %w", err)
+	}
+	defer func() { err = errors.Join(err, opts.Destroy()) }()
+	// Terminate the run when ctx ends. The run options must outlive the
+	// callback, so wait for a callback that already started.
+	terminated := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		defer close(terminated)
+		opts.Terminate()
+	})
+	defer func() {
+		if !stop() {
+			<-terminated
+		}
+	}()
+
+	if err := s.ort.RunWithOptions([]ort.Value{x, edges}, []ort.Value{y}, opts); err != nil {
+		return fmt.Errorf("onnxruntime run (%d nodes, %d edges): %w", n, e, err)
+	}
+	return nil
+}
+
+// postprocess turns the raw output into probabilities, classes and scores.
+func (s *session) postprocess(n int, out []float32) Prediction {
+	c := s.info.NumClasses
+	p := Prediction{
+		NumClasses:    c,
+		Probabilities: out,
+		ClassIndex:    make([]int32, n),
+		Scores:        make([]float32, n),
+	}
+	for i := range n {
+		row := out[i*c : (i+1)*c]
+		switch s.info.OutputKind {
+		case OutputLogits:
+			softmax(row)
+		case OutputLogProbabilities:
+			for j, v := range row {
+				row[j] = float32(math.Exp(float64(v)))
+			}
+		}
+		top := 0
+		for j := 1; j < c; j++ {
+			if row[j] > row[top] {
+				top = j
+			}
+		}
+		p.ClassIndex[i] = int32(top)
+		if s.info.ScoreClass >= 0 {
+			p.Scores[i] = row[s.info.ScoreClass]
+		} else {
+			p.Scores[i] = row[top]
+		}
+	}
+	return p
+}
+
+// softmax replaces row by its softmax, computed stably.
+func softmax(row []float32) {
+	hi := row[0]
+	for _, v := range row[1:] {
+		hi = max(hi, v)
+	}
+	var sum float64
+	for j, v := range row {
+		e := math.Exp(float64(v - hi))
+		row[j] = float32(e)
+		sum += e
+	}
+	for j := range row {
+		row[j] = float32(float64(row[j]) / sum)
+	}
+}
+
+// Close waits for Predict calls in flight, stops the batcher and releases
+// the session. Predict calls after Close return ErrClosed. The ONNX Runtime
+// environment stays loaded for the next model. Close is idempotent.
+func (m *Model) Close() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return nil
+	}
+	m.closed = true
+	if m.batch != nil {
+		m.batch.close()
+	}
+	return m.core.ort.Destroy()
+}
