@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -86,5 +87,35 @@ func TestLoneBinaryServesKarate(t *testing.T) {
 	}
 	if !slices.Equal(names, []string{"gcnserve"}) {
 		t.Errorf("working directory holds %v after serving; want only the binary", names)
+	}
+}
+
+// TestStartupTime measures exec to SERVING for the lone binary (library from
+// the embedded copy via memfd) and for the same binary pointed at the
+// library on disk (--ort-lib), GCNSERVE_STARTUP_RUNS times each (default 3);
+// docs/BENCHMARKS.md quotes bench/deploy.sh's longer run.
+func TestStartupTime(t *testing.T) {
+	runs := 3
+	if v, err := strconv.Atoi(os.Getenv("GCNSERVE_STARTUP_RUNS")); err == nil && v > 0 {
+		runs = v
+	}
+	dir := t.TempDir()
+	bin := realserver.Copy(t, realserver.Binary(t), dir)
+	lib := testenv.ORTLibrary(t)
+	median := func(args ...string) time.Duration {
+		var ds []time.Duration
+		for range runs {
+			p := realserver.Start(t, bin, dir, []string{}, freeAddr(t), args...)
+			ds = append(ds, p.WaitServing(t, 20*time.Second))
+			p.Cmd.Process.Kill()
+			<-p.Exited
+		}
+		slices.Sort(ds)
+		return ds[len(ds)/2]
+	}
+	embedded, disk := median(), median("--ort-lib", lib)
+	t.Logf("exec to SERVING, median of %d: embedded ORT (memfd) %v, ORT from disk %v", runs, embedded.Round(time.Millisecond), disk.Round(time.Millisecond))
+	if embedded > 5*time.Second {
+		t.Errorf("lone binary took %v to serve, want well under 5s", embedded)
 	}
 }
