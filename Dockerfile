@@ -42,4 +42,4 @@ ENV GCNSERVE_ADDR=:9999 \
 EXPOSE 9999 8000
 ENTRYPOINT ["/usr/local/bin/gcnserve"]
 # Arguments replace this (docker run IMAGE ARGS..., a pod's args:).
-CMD ["--model=/models/karate/1/model.onnx"]
+CMD ["--model-repository=/models", "--default-model=karate"]

@@ -2,7 +2,8 @@
 // every Kubernetes object decodes strictly into the real k8s.io/api type
 // (an unknown or misspelt field fails), and the numbers that must agree
 // with the server's flags do (probe ports, memory limit vs.
-// --max-inflight-bytes, grace period vs. --drain-delay + --shutdown-grace).
+// --max-inflight-bytes, grace period vs. --drain-delay + --shutdown-grace),
+// reading each container's args with the server's own server.ParseFlags.
 //
 // KServe's resources decode into the small mirror types below, whose
 // containers are the real corev1.Container; the full KServe schema is checked
@@ -13,6 +14,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -33,23 +35,9 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	sigsjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
+
+	"github.com/gcnserve/gcnserve/internal/server"
 )
-
-// serverFlags are the flag names gcnserve accepts (PLAN.md, "Server flags").
-// TODO(lead): replace with server.ParseFlags(args, getenv) from
-// internal/server once it lands, so the test parses each container's args
-// with the server's own parser (see parseArgs).
-var serverFlags = []string{
-	"addr", "http-addr", "debug-addr", "model", "model-repository", "default-model",
-	"version-policy", "repository-poll-interval", "max-inflight-bytes", "queue-timeout",
-	"max-queue", "drain-delay", "shutdown-grace", "auth-token-file", "max-nodes", "max-edges",
-	"max-request-bytes", "batch", "batch-max-nodes", "batch-max-edges", "batch-max-delay",
-	"tls-cert", "tls-key", "tls-client-ca", "log-level", "log-format", "ort-lib",
-	"intra-op-threads", "max-concurrent-runs", "version",
-}
-
-// Defaults of the flags the checks below read when a manifest leaves them out.
-var flagDefaults = map[string]string{"addr": ":9999", "http-addr": "", "drain-delay": "5s", "shutdown-grace": "10s"}
 
 // object is one YAML document of a manifest file.
 type object struct {
@@ -180,31 +168,32 @@ type kustomization struct {
 	} `json:"images"`
 }
 
-// parseArgs reads --name=value / --name value arguments, failing on a flag
-// the server does not have.
+// parseArgs parses a container's args with the server's own parser
+// (server.ParseFlags, no environment), failing on an unknown flag or a bad
+// value, and returns the values the checks need, defaults included.
 func parseArgs(t *testing.T, where string, args []string) map[string]string {
 	t.Helper()
-	flags := map[string]string{}
-	for i := 0; i < len(args); i++ {
-		a := args[i]
-		if !strings.HasPrefix(a, "-") {
-			t.Fatalf("%s: argument %q is not a flag (gcnserve takes flags only)", where, a)
+	// ParseFlags checks that the repository exists: stand in a local one.
+	repo, local := "", t.TempDir()
+	parsed := make([]string, len(args))
+	for i, a := range args {
+		if v, ok := strings.CutPrefix(a, "--model-repository="); ok {
+			repo, a = v, "--model-repository="+local
 		}
-		name, value, ok := strings.Cut(strings.TrimLeft(a, "-"), "=")
-		if !slices.Contains(serverFlags, name) {
-			t.Errorf("%s: gcnserve has no flag --%s", where, name)
-		}
-		if !ok && i+1 < len(args) && !strings.HasPrefix(args[i+1], "-") {
-			value, i = args[i+1], i+1
-		}
-		flags[name] = value
+		parsed[i] = a
 	}
-	for k, v := range flagDefaults {
-		if _, ok := flags[k]; !ok {
-			flags[k] = v
-		}
+	cfg, err := server.ParseFlags(parsed, func(string) string { return "" }, io.Discard)
+	if err != nil {
+		t.Fatalf("%s: gcnserve refuses args %q: %v", where, args, err)
 	}
-	return flags
+	return map[string]string{
+		"addr":               cfg.Addr,
+		"http-addr":          cfg.HTTPAddr,
+		"drain-delay":        cfg.DrainDelay.String(),
+		"shutdown-grace":     cfg.ShutdownGrace.String(),
+		"max-inflight-bytes": strconv.FormatInt(cfg.MaxInflightBytes, 10),
+		"model-repository":   repo,
+	}
 }
 
 func port(t *testing.T, where, addr string) int32 {

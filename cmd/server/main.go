@@ -1,9 +1,12 @@
-// Command gcnserve serves a GCN exported to ONNX over gRPC
-// (GCNService.ProcessGraph), running the model in-process with ONNX Runtime.
+// Command gcnserve serves GCN models exported to ONNX over gRPC
+// (GCNService.ProcessGraph, the Open Inference Protocol) and HTTP, running
+// the models in-process with ONNX Runtime.
 //
 // Every flag has an environment twin (GCNSERVE_ + the flag name in upper
 // case, dashes as underscores); a flag given on the command line wins.
-// Run gcnserve --help for the list and the defaults.
+// Run gcnserve --help for the list and the defaults. Exit codes: 0 after a
+// clean shutdown, 1 when the models or the runtime fail to load (or
+// shutdown had to cancel calls), 2 for a usage error.
 package main
 
 import (
@@ -11,15 +14,11 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
-	"log/slog"
 	"net"
 	"os"
-	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
-	"sync"
-	"syscall"
 
 	"github.com/gcnserve/gcnserve/internal/ortlib"
 	"github.com/gcnserve/gcnserve/internal/server"
@@ -27,180 +26,91 @@ import (
 	"github.com/gcnserve/gcnserve/model"
 )
 
-// ortVersion is the ONNX Runtime release scripts/fetch_ort.sh installs and
-// onnxruntime_go in go.mod is built for.
-const ortVersion = ortlib.Version
-
-// errVersion reports that --version was given: print it and exit 0.
-var errVersion = errors.New("--version")
-
 func main() {
-	cfg, err := parseConfig(os.Args[1:], os.Getenv, os.Stderr)
-	if errors.Is(err, flag.ErrHelp) {
-		os.Exit(0)
-	}
-	if errors.Is(err, errVersion) {
+	if slices.Contains(os.Args[1:], "--version") || slices.Contains(os.Args[1:], "-version") {
 		fmt.Println(version.Get())
 		os.Exit(0)
 	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "gcnserve:", err)
-		os.Exit(2)
-	}
-	release, err := embeddedFiles(&cfg)
+	getenv, release, err := embeddedFiles(os.Getenv)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "gcnserve:", err)
 		os.Exit(1)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
+	cfg, err := server.ParseFlags(os.Args[1:], getenv, os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(0)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "gcnserve:", err)
+		os.Exit(server.ExitUsage)
+	}
+	if cfg.ModelRepository == "" && cfg.ModelPath == getenv("GCNSERVE_MODEL") && os.Getenv("GCNSERVE_MODEL") == "" {
+		cfg.Logger.Info("no --model given or found: serving the karate model embedded in the binary")
+	}
 	ready := make(chan net.Addr, 1)
-	go func() { <-ready; release() }() // loaded: the in-memory copies can go
-	if err := server.Run(ctx, cfg, ready); err != nil {
-		release()
+	go func() { <-ready; release() }() // ONNX Runtime is loaded: its in-memory copy can go
+	// Run handles SIGTERM, SIGINT (drain) and SIGHUP (reload) itself.
+	if err := server.Run(context.Background(), cfg, ready); err != nil {
 		// One line: the operator reads it in a crash-looping pod's log.
 		fmt.Fprintln(os.Stderr, "gcnserve:", strings.ReplaceAll(err.Error(), "\n", "; "))
-		os.Exit(1)
+		os.Exit(server.ExitCode(err))
 	}
 }
 
-// embeddedFiles points cfg at the ONNX Runtime library (ortlib.Resolve: the
-// --ort-lib path, else the copy embedded in the binary, else the user cache
-// or the system's) and, when no --model was given and none is found beside
-// the binary, at the Karate model compiled into it. release frees the
-// in-memory copies once loaded.
-func embeddedFiles(cfg *server.Config) (release func(), err error) {
-	lib, embedded, libDone, err := ortlib.Resolve(cfg.ORTLibrary)
-	if err != nil {
-		return nil, err
-	}
-	cfg.ORTLibrary = lib
-	modelDone := func() error { return nil }
-	if cfg.ModelPath == "" {
-		path, done, err := ortlib.MemFile("karate.onnx", model.Karate)
+// embeddedFiles lets a lone binary run: it returns a getenv that supplies
+// GCNSERVE_ORT_LIB (the ONNX Runtime library embedded by 'make build', as a
+// memfd path; ortlib.Resolve) and GCNSERVE_MODEL (the embedded karate model,
+// when no model/karate.onnx is found beside the binary) unless the
+// environment sets them. Flags on the command line still win over both.
+// release frees the library's copy once it is loaded; the model's stays,
+// as the server re-reads the model file on every repository poll.
+//
+// TODO(lead): fold into server.ParseFlags/New (and gcn.OpenBytes for the
+// model) if you prefer; test/single checks the behaviour.
+func embeddedFiles(getenv func(string) string) (func(string) string, func(), error) {
+	env := map[string]string{}
+	release := func() {}
+	if getenv("GCNSERVE_ORT_LIB") == "" && ortlib.Embedded() {
+		lib, _, done, err := ortlib.Resolve("")
 		if err != nil {
-			return nil, errors.Join(fmt.Errorf("embedded karate model: %w", err), libDone())
+			return nil, nil, err
 		}
-		cfg.ModelPath, modelDone = path, done
-		cfg.Logger.Info("no --model given or found: serving the embedded karate model")
+		env["GCNSERVE_ORT_LIB"], release = lib, func() { done() }
 	}
-	cfg.Logger.Debug("onnxruntime library", "path", lib, "embedded", embedded)
-	var once sync.Once
-	return func() { once.Do(func() { libDone(); modelDone() }) }, nil
-}
-
-// parseConfig reads flags, falling back to their environment twins.
-func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (server.Config, error) {
-	cfg := server.DefaultConfig()
-	var logLevel, logFormat string
-	fs := flag.NewFlagSet("gcnserve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.StringVar(&cfg.Addr, "addr", cfg.Addr, "listen address (the tutorial's port is 9999)")
-	fs.StringVar(&cfg.ModelPath, "model", defaultModel(), "ONNX model file (empty: model/karate.onnx beside the binary, else the Karate model embedded in it)")
-	fs.StringVar(&cfg.ORTLibrary, "ort-lib", defaultORTLibrary(),
-		"ONNX Runtime shared library (empty: the copy embedded by 'make build', else .ort/"+ortVersion+"/ or ~/.cache/gcnserve/ort/"+ortVersion+"/, else the system's)")
-	fs.IntVar(&cfg.IntraOpThreads, "intra-op-threads", 1, "ONNX Runtime threads inside one model run")
-	fs.IntVar(&cfg.MaxConcurrentRuns, "max-concurrent-runs", 0, "model runs in flight at once; more requests wait (0: number of CPUs)")
-	fs.IntVar(&cfg.MaxNodes, "max-nodes", cfg.MaxNodes, "most nodes in one request (0: unlimited)")
-	fs.IntVar(&cfg.MaxEdges, "max-edges", cfg.MaxEdges, "most edges in one request (0: unlimited)")
-	fs.IntVar(&cfg.MaxRequestBytes, "max-request-bytes", cfg.MaxRequestBytes, "largest request message in bytes")
-	fs.BoolVar(&cfg.BatchEnabled, "batch", cfg.BatchEnabled, "merge concurrent small requests into one model run (batchable models only)")
-	fs.IntVar(&cfg.Batch.MaxNodes, "batch-max-nodes", cfg.Batch.MaxNodes, "most nodes in one merged batch; bigger graphs run alone")
-	fs.IntVar(&cfg.Batch.MaxEdges, "batch-max-edges", cfg.Batch.MaxEdges, "most edges in one merged batch; bigger graphs run alone")
-	fs.DurationVar(&cfg.Batch.MaxDelay, "batch-max-delay", cfg.Batch.MaxDelay, "longest a request waits for others to join its batch")
-	fs.DurationVar(&cfg.ShutdownGrace, "shutdown-grace", cfg.ShutdownGrace, "on SIGTERM, how long in-flight requests may finish before they are cancelled")
-	fs.StringVar(&cfg.TLSCertFile, "tls-cert", "", "PEM certificate: serve gRPC over TLS (with --tls-key; empty: plaintext)")
-	fs.StringVar(&cfg.TLSKeyFile, "tls-key", "", "PEM private key of --tls-cert")
-	fs.StringVar(&cfg.TLSClientCAFile, "tls-client-ca", "", "PEM CA bundle: require client certificates signed by it (mutual TLS)")
-	fs.StringVar(&cfg.DebugAddr, "debug-addr", "", "serve /metrics and /debug/pprof/ over HTTP here, e.g. 127.0.0.1:9100 (empty: off)")
-	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error (debug logs each request's timing)")
-	fs.StringVar(&logFormat, "log-format", "text", "text or json")
-	showVersion := fs.Bool("version", false, "print the gcnserve, Go and ONNX Runtime versions (and whether ONNX Runtime is embedded) and exit")
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: gcnserve [flags]\n\nServes GCNService.ProcessGraph from an ONNX model.\nEach flag can also be set by its environment variable; the flag wins.\n\n")
-		fs.VisitAll(func(f *flag.Flag) {
-			fmt.Fprintf(fs.Output(), "  --%s (env %s, default %q)\n    \t%s\n", f.Name, envName(f.Name), f.DefValue, f.Usage)
-		})
-	}
-	if err := fs.Parse(args); err != nil {
-		return cfg, err
-	}
-	if fs.NArg() > 0 {
-		return cfg, fmt.Errorf("unexpected argument %q (flags only; see --help)", fs.Arg(0))
-	}
-	set := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	var envErr error
-	fs.VisitAll(func(f *flag.Flag) {
-		if v := getenv(envName(f.Name)); v != "" && !set[f.Name] && envErr == nil {
-			if err := fs.Set(f.Name, v); err != nil {
-				envErr = fmt.Errorf("%s=%q: %w", envName(f.Name), v, err)
+	if getenv("GCNSERVE_MODEL") == "" && !bundledModelFound() {
+		path, _, err := ortlib.MemFile("karate.onnx", model.Karate)
+		if err != nil {
+			release()
+			return nil, nil, fmt.Errorf("embedded karate model: %w", err)
+		}
+		// As old as the binary: the repository loads a file only once it
+		// has stopped changing (modelrepo MinFileAge), and this one never does.
+		if exe, err := os.Executable(); err == nil {
+			if st, err := os.Stat(exe); err == nil {
+				os.Chtimes(path, st.ModTime(), st.ModTime())
 			}
 		}
-	})
-	if envErr != nil {
-		return cfg, envErr
+		env["GCNSERVE_MODEL"] = path
 	}
-	if *showVersion {
-		return cfg, errVersion
-	}
-
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(logLevel)); err != nil {
-		return cfg, fmt.Errorf("--log-level %q: want debug, info, warn or error", logLevel)
-	}
-	hopts := &slog.HandlerOptions{Level: level}
-	switch logFormat {
-	case "text":
-		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, hopts))
-	case "json":
-		cfg.Logger = slog.New(slog.NewJSONHandler(os.Stderr, hopts))
-	default:
-		return cfg, fmt.Errorf("--log-format %q: want text or json", logFormat)
-	}
-	if _, err := os.Stat(cfg.ModelPath); cfg.ModelPath != "" && err != nil {
-		return cfg, fmt.Errorf("model file: %w", err)
-	}
-	return cfg, nil
-}
-
-// envName is a flag's environment twin: --max-nodes is GCNSERVE_MAX_NODES.
-func envName(flagName string) string {
-	return "GCNSERVE_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
-}
-
-// repoFile finds a file of the source tree for a binary built by
-// 'make build' (bin/gcnserve) and run from anywhere, or from the repo root.
-func repoFile(rel string) (string, bool) {
-	if _, err := os.Stat(rel); err == nil {
-		return rel, true
-	}
-	if exe, err := os.Executable(); err == nil {
-		p := filepath.Join(filepath.Dir(exe), "..", rel)
-		if _, err := os.Stat(p); err == nil {
-			return p, true
+	return func(k string) string {
+		if v, ok := env[k]; ok {
+			return v
 		}
-	}
-	return rel, false
+		return getenv(k)
+	}, release, nil
 }
 
-// defaultModel is model/karate.onnx of the source tree, else "" (the
-// embedded copy).
-func defaultModel() string {
-	if p, ok := repoFile("model/karate.onnx"); ok {
-		return p
+// bundledModelFound reports whether server.ParseFlags' default model file,
+// model/karate.onnx in the working directory or the binary's source tree,
+// exists.
+func bundledModelFound() bool {
+	if _, err := os.Stat("model/karate.onnx"); err == nil {
+		return true
 	}
-	return ""
-}
-
-// defaultORTLibrary is "" (ortlib.Resolve's order) for a binary with the
-// library embedded, else .ort/ of the source tree when there is one.
-func defaultORTLibrary() string {
-	if ortlib.Embedded() {
-		return ""
+	exe, err := os.Executable()
+	if err != nil {
+		return false
 	}
-	if p, ok := repoFile(filepath.Join(".ort", ortVersion, "libonnxruntime.so")); ok {
-		return p
-	}
-	return ""
+	_, err = os.Stat(filepath.Join(filepath.Dir(exe), "..", "model", "karate.onnx"))
+	return err == nil
 }

@@ -198,13 +198,7 @@ func TestScaleOutZeroFailures(t *testing.T) {
 
 	hosts := []string{"127.0.0.2", "127.0.0.3", "127.0.0.4"}
 	port := freePort(t, hosts)
-	args := []string{"--shutdown-grace", shutdownGrace, "--log-level", "warn"}
-	// TODO(lead): make --drain-delay mandatory here once it is on main.
-	if realserver.HasFlag(t, bin, "drain-delay") {
-		args = append(args, "--drain-delay", drainDelay)
-	} else {
-		t.Log("NOTE: this gcnserve has no --drain-delay: SIGTERM goes straight to GracefulStop (client-side health checking and retries still cover it)")
-	}
+	args := []string{"--drain-delay", drainDelay, "--shutdown-grace", shutdownGrace, "--log-level", "warn"}
 	replicas := make([]*realserver.Process, len(hosts))
 	startReplica := func(i int) time.Duration {
 		replicas[i] = realserver.Start(t, bin, root, nil, net.JoinHostPort(hosts[i], port), args...)

@@ -53,7 +53,7 @@ func TestLoneBinaryServesKarate(t *testing.T) {
 	bin := realserver.Copy(t, realserver.Binary(t), dir)
 	p := realserver.Start(t, bin, dir, []string{}, freeAddr(t))
 	t.Logf("started to SERVING in %v", p.WaitServing(t, 20*time.Second))
-	if !strings.Contains(p.Log(), "embedded karate model") {
+	if !strings.Contains(p.Log(), "karate model embedded in the binary") {
 		t.Errorf("log does not say it serves the embedded model:\n%s", p.Log())
 	}
 

@@ -71,13 +71,6 @@ func (p *Process) ExitErr() error { <-p.Exited; return p.exitErr }
 // ExitedAt waits for the process to exit and returns when it did.
 func (p *Process) ExitedAt() time.Time { <-p.Exited; return p.exitAt }
 
-// HasFlag reports whether bin's --help lists --name.
-func HasFlag(t testing.TB, bin, name string) bool {
-	t.Helper()
-	out, _ := exec.Command(bin, "--help").CombinedOutput()
-	return strings.Contains(string(out), "--"+name+" ") || strings.Contains(string(out), "-"+name+"\n") || strings.Contains(string(out), "--"+name+"=")
-}
-
 // Start runs bin with args in dir and environment env (nil: the test's own)
 // and returns without waiting for it to serve. The process is killed when
 // the test ends.
