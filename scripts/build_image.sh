@@ -111,14 +111,23 @@ fi
 log "$engine run --read-only --cap-drop ALL --security-opt no-new-privileges $IMAGE"
 "$engine" run -d --name "$name" "${run_args[@]}" --read-only --cap-drop ALL \
   --security-opt no-new-privileges "${publish[@]}" "$IMAGE" >/dev/null
-for _ in $(seq 100); do
-  "$engine" logs "$name" 2>&1 | grep -q 'msg=serving' && break
+[ -x "$root/bin/gcnclient" ] || (cd "$root" && go build -o bin/gcnclient ./cmd/client)
+for _ in $(seq 200); do
+  "$root/bin/gcnclient" --addr "127.0.0.1:$port" --timeout 1s --info >/dev/null 2>&1 && break
   sleep 0.1
 done
 "$engine" logs "$name" 2>&1 | sed 's/^/  container: /' >&2
 log "user in the container: $("$engine" top "$name" user 2>/dev/null | tail -1 | tr -s ' ')"
 "$engine" exec "$name" /usr/local/bin/gcnserve --version 2>/dev/null | sed 's/^/  /' >&2 || true
-[ -x "$root/bin/gcnclient" ] || (cd "$root" && go build -o bin/gcnclient ./cmd/client)
+if [ "$engine" = podman ] && command -v curl >/dev/null; then
+  log "HTTP /readyz: $(curl -fsS http://127.0.0.1:18000/readyz 2>&1 | head -c 200)"
+fi
+# The root file system is read-only (the local base has a shell to try it).
+if "$engine" exec "$name" sh -c 'echo x > /probe' 2>/dev/null; then
+  log "FAIL: the container could write to its root file system"; exit 1
+elif "$engine" exec "$name" sh -c true 2>/dev/null; then
+  log "root file system is read-only (writing /probe failed)"
+fi
 out=$("$root/bin/gcnclient" --addr "127.0.0.1:$port" "$root/examples/karate.json")
 echo "$out" | head -4 | sed 's/^/  gcnclient: /' >&2
 # Compare with PyTorch's scores (model/testdata/karate/karate.json).
