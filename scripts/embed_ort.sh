@@ -15,8 +15,10 @@ if [ -f "$dest" ] && echo "$sum  $dest" | sha256sum -c --status; then
 fi
 for src in "${XDG_CACHE_HOME:-$HOME/.cache}/gcnserve/ort/$version/libonnxruntime.so" "$root/.ort/$version/libonnxruntime.so"; do
   if [ -f "$src" ] && echo "$sum  $src" | sha256sum -c --status; then
-    cp "$src" "$dest.tmp"
-    mv "$dest.tmp" "$dest"
+    # A private temporary name: concurrent 'make build's (parallel test
+    # packages) each rename a complete copy into place.
+    cp "$src" "$dest.$$"
+    mv "$dest.$$" "$dest"
     exit 0
   fi
 done
