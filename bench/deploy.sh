@@ -20,7 +20,7 @@ lib=internal/ortlib/libonnxruntime.so
 
 echo "### Deployment: binary size, start-up, scale-out"
 echo
-echo "$(date -u +%Y-%m-%d), $(nproc) cores, $(bin/gcnserve --version)."
+echo "$(date -u +%Y-%m-%d), $(nproc) cores (load average $(cut -d' ' -f1-3 /proc/loadavg) at the start: the machine is shared), $(bin/gcnserve --version)."
 echo
 echo "| | size |"
 echo "|---|---|"
