@@ -31,7 +31,7 @@ FROM ${BASE}
 COPY --from=build /src/bin/gcnserve /usr/local/bin/gcnserve
 # The bundled models as a model repository (<name>/<version>/model.onnx).
 # Mount another repository over /models, or build FROM this image and COPY
-# yours in (deploy/kubernetes/README.md).
+# yours in (deploy/README.md).
 COPY --from=build /src/model/karate.onnx /models/karate/1/model.onnx
 COPY --from=build /src/model/cora.onnx /models/cora/1/model.onnx
 # Numeric: the base need not have a passwd entry (distroless's "nonroot").

@@ -328,16 +328,17 @@ func TestKubernetesManifests(t *testing.T) {
 		kustomize = map[string]kustomization{}
 	)
 	for _, o := range manifests(t) {
-		if !strings.HasPrefix(o.file, "kubernetes") {
+		if !strings.HasPrefix(o.file, "kubernetes/") {
 			continue
 		}
-		if dir := filepath.Dir(o.file); dir != "kubernetes" {
-			// An overlay: only its kustomization; k8s_check.sh builds it and
+		if dir := filepath.Dir(o.file); dir != "kubernetes/base" {
+			// A variant: only its kustomization; k8s_check.sh builds it and
 			// has the API server validate the result.
 			var k kustomization
 			decodeStrict(t, o, &k)
-			if o.kind != "kustomize.config.k8s.io/v1beta1/Kustomization" || !slices.Contains(k.Resources, "..") {
-				t.Errorf("%s: want a Kustomization over the base (resources: [..])", o.file)
+			if o.kind != "kustomize.config.k8s.io/v1beta1/Kustomization" ||
+				!(slices.Contains(k.Resources, "../base") || slices.Contains(k.Resources, "base")) {
+				t.Errorf("%s: want a Kustomization over the base (resources: [../base])", o.file)
 			}
 			continue
 		}
@@ -465,11 +466,11 @@ func TestKubernetesManifests(t *testing.T) {
 	}
 
 	// kustomization.yaml names every manifest of its directory.
-	k, ok := kustomize["kubernetes"]
+	k, ok := kustomize["kubernetes/base"]
 	if !ok {
-		t.Fatal("no deploy/kubernetes/kustomization.yaml")
+		t.Fatal("no deploy/kubernetes/base/kustomization.yaml")
 	}
-	files, _ := filepath.Glob("kubernetes/*.yaml")
+	files, _ := filepath.Glob("kubernetes/base/*.yaml")
 	for _, f := range files {
 		if b := filepath.Base(f); b != "kustomization.yaml" && !slices.Contains(k.Resources, b) {
 			t.Errorf("kustomization.yaml does not list %s", b)
