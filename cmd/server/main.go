@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/gcnserve/gcnserve/internal/ortlib"
 	"github.com/gcnserve/gcnserve/internal/server"
@@ -83,13 +84,15 @@ func embeddedFiles(getenv func(string) string) (func(string) string, func(), err
 			release()
 			return nil, nil, fmt.Errorf("embedded karate model: %w", err)
 		}
-		// As old as the binary: the repository loads a file only once it
-		// has stopped changing (modelrepo MinFileAge), and this one never does.
+		// As old as the binary, and at least a minute: the repository loads
+		// a file only once it has stopped changing (modelrepo MinFileAge).
+		mtime := time.Now().Add(-time.Minute)
 		if exe, err := os.Executable(); err == nil {
-			if st, err := os.Stat(exe); err == nil {
-				os.Chtimes(path, st.ModTime(), st.ModTime())
+			if st, err := os.Stat(exe); err == nil && st.ModTime().Before(mtime) {
+				mtime = st.ModTime()
 			}
 		}
+		os.Chtimes(path, mtime, mtime)
 		env["GCNSERVE_MODEL"] = path
 	}
 	return func(k string) string {
