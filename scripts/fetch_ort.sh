@@ -3,7 +3,7 @@
 # linux/x64, as shipped inside the onnxruntime-node npm package, verifies it and
 # caches it once per user (not per clone: it is a 112 MB download) at
 #   ${XDG_CACHE_HOME:-$HOME/.cache}/gcnserve/ort/<version>/libonnxruntime.so
-# where gcnserve and the tests look for it (internal/ortcache). Idempotent: a
+# where gcnserve and the tests look for it (internal/ortlib). Idempotent: a
 # cached copy whose sha256 matches is kept. A copy in an old clone's .ort/ is
 # reused instead of downloading again.
 #
@@ -12,7 +12,7 @@
 #
 # The version pairs with github.com/yalue/onnxruntime_go in go.mod
 # (onnxruntime_go v1.35.0 <-> ONNX Runtime 1.29). Change both together, the
-# two checksums below and internal/ortcache.Version.
+# two checksums below and internal/ortlib (Version, SHA256).
 set -euo pipefail
 
 ORT_VERSION=1.29.0

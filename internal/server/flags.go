@@ -10,7 +10,7 @@ import (
 	"strings"
 
 	"github.com/gcnserve/gcnserve/internal/memlimit"
-	"github.com/gcnserve/gcnserve/internal/ortcache"
+	"github.com/gcnserve/gcnserve/internal/ortlib"
 	"github.com/gcnserve/gcnserve/internal/reqlog"
 )
 
@@ -35,7 +35,7 @@ func ParseFlags(args []string, getenv func(string) string, stderr io.Writer) (Co
 	fs.StringVar(&cfg.VersionPolicy, "version-policy", cfg.VersionPolicy, "versions served per model: latest, latest:N, all or specific:1,3 (a model's version_policy file overrides)")
 	fs.DurationVar(&cfg.RepositoryPollInterval, "repository-poll-interval", cfg.RepositoryPollInterval, "how often the repository (or --model file) is rescanned for new versions (0: only on SIGHUP)")
 	fs.StringVar(&cfg.ORTLibrary, "ort-lib", defaultORTLibrary(),
-		"ONNX Runtime shared library (default: ${XDG_CACHE_HOME:-~/.cache}/gcnserve/ort/"+ortcache.Version+
+		"ONNX Runtime shared library (default: ${XDG_CACHE_HOME:-~/.cache}/gcnserve/ort/"+ortlib.Version+
 			"/libonnxruntime.so, fetched by 'make ort', else the system's)")
 	fs.IntVar(&cfg.IntraOpThreads, "intra-op-threads", cfg.IntraOpThreads, "ONNX Runtime threads inside one model run")
 	fs.IntVar(&cfg.MaxConcurrentRuns, "max-concurrent-runs", cfg.MaxConcurrentRuns, "model runs in flight at once per model version; more requests wait (0: number of CPUs)")
@@ -134,13 +134,14 @@ func defaultModel() string {
 }
 
 // defaultORTLibrary is the per-user copy scripts/fetch_ort.sh caches
-// (internal/ortcache), else the system's library (the dynamic loader's
-// search path).
+// (ortlib.CachePath), else the system's library (the dynamic loader's
+// search path). A binary with the library embedded supplies
+// GCNSERVE_ORT_LIB instead (cmd/server).
 func defaultORTLibrary() string {
-	if p, err := ortcache.Library(); err == nil {
+	if p := ortlib.CachePath(); p != "" {
 		if _, err := os.Stat(p); err == nil {
 			return p
 		}
 	}
-	return "libonnxruntime.so"
+	return ortlib.SystemName
 }

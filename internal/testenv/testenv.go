@@ -14,11 +14,11 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/gcnserve/gcnserve/internal/ortcache"
+	"github.com/gcnserve/gcnserve/internal/ortlib"
 )
 
 // ORTVersion is the ONNX Runtime version scripts/fetch_ort.sh installs.
-const ORTVersion = ortcache.Version
+const ORTVersion = ortlib.Version
 
 // RepoRoot returns the repository root (the directory holding go.mod).
 func RepoRoot(t testing.TB) string {
@@ -45,14 +45,13 @@ func Missing(t testing.TB, what string, remedy ...string) {
 }
 
 // ORTLibrary returns the ONNX Runtime shared library: $GCNSERVE_ORT_LIB, else
-// the per-user copy scripts/fetch_ort.sh caches (internal/ortcache).
+// the per-user copy scripts/fetch_ort.sh caches (ortlib.CachePath).
 func ORTLibrary(t testing.TB) string {
 	t.Helper()
 	path := os.Getenv("GCNSERVE_ORT_LIB")
 	if path == "" {
-		var err error
-		if path, err = ortcache.Library(); err != nil {
-			Missing(t, "the ONNX Runtime library (no cache directory: "+err.Error()+")",
+		if path = ortlib.CachePath(); path == "" {
+			Missing(t, "the ONNX Runtime library (neither XDG_CACHE_HOME nor HOME is set)",
 				"set GCNSERVE_ORT_LIB, or HOME and run 'make ort'")
 		}
 	}
