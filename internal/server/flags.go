@@ -1,6 +1,7 @@
 package server
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -55,6 +56,7 @@ func ParseFlags(args []string, getenv func(string) string, stderr io.Writer) (Co
 	fs.StringVar(&cfg.DebugAddr, "debug-addr", "", "serve /metrics and /debug/pprof/ over HTTP here, e.g. 127.0.0.1:9100 (empty: off)")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error (debug logs each request's timing)")
 	fs.StringVar(&logFormat, "log-format", "text", "text or json")
+	showVersion := fs.Bool("version", false, "print gcnserve's, Go's and ONNX Runtime's versions (and whether ONNX Runtime is embedded) and exit")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: gcnserve [flags]\n\nServes GCNService.ProcessGraph (and the Open Inference Protocol) from ONNX models.\nEach flag can also be set by its environment variable; the flag wins.\n\n")
 		fs.VisitAll(func(f *flag.Flag) {
@@ -63,6 +65,9 @@ func ParseFlags(args []string, getenv func(string) string, stderr io.Writer) (Co
 	}
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
+	}
+	if *showVersion {
+		return cfg, ErrVersion
 	}
 	if fs.NArg() > 0 {
 		return cfg, fmt.Errorf("unexpected argument %q (flags only; see --help)", fs.Arg(0))
@@ -104,6 +109,10 @@ func ParseFlags(args []string, getenv func(string) string, stderr io.Writer) (Co
 	}
 	return cfg, nil
 }
+
+// ErrVersion is ParseFlags' answer to --version: print version.Get and
+// exit 0.
+var ErrVersion = errors.New("version requested")
 
 // EnvName is a flag's environment twin: --max-nodes is GCNSERVE_MAX_NODES.
 func EnvName(flagName string) string {
