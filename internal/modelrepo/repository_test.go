@@ -659,3 +659,33 @@ func TestConcurrentAcquireWhileReloading(t *testing.T) {
 	}
 	t.Logf("%d requests during 24 repository changes", requests.Load())
 }
+
+// TestRemovedVersionServesUntilReplaced: removing the served version while
+// the version to fall back to cannot load yet (an older session of the model
+// still drains) keeps the removed one serving, so no request fails.
+func TestRemovedVersionServesUntilReplaced(t *testing.T) {
+	dir := t.TempDir()
+	publish(t, dir, "karate", 1, readFixture(t, "karate"))
+	cfg, _, _ := testConfig(t, dir)
+	r := open(t, cfg)
+	v1, err := r.Acquire("karate", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	publish(t, dir, "karate", 2, readFixture(t, "karate_seed1"))
+	reload(t, r) // 2 serves; 1 drains (leased)
+	unpublish(t, dir, "karate", 2)
+	reload(t, r) // 1 must load again, but waits for the drain
+	if got := servedVersion(t, r, "karate"); got != 2 {
+		t.Errorf("serving %d, want the removed 2 until 1 is back", got)
+	}
+	if st, reason, _ := state(r, "karate", 2); st != modelrepo.StateReady || !strings.Contains(reason, "removed") {
+		t.Errorf("version 2: %s %q, want READY removed", st, reason)
+	}
+	v1.Release()
+	eventually(t, 5*time.Second, "version 1 served again", func() bool { return servedVersion(t, r, "karate") == 1 })
+	eventually(t, 5*time.Second, "version 2 gone", func() bool {
+		_, _, ok := state(r, "karate", 2)
+		return !ok && r.Resident("karate") == 1
+	})
+}
