@@ -2,5 +2,8 @@
 
 package memtrim
 
-// Trim does nothing where glibc's malloc_trim is not available.
+// LimitArenas does nothing without glibc.
+func LimitArenas() {}
+
+// Trim does nothing without glibc.
 func Trim() {}

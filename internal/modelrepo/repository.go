@@ -332,6 +332,7 @@ func Open(cfg Config) (*Repository, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	memtrim.LimitArenas() // before the first session: see package memtrim
 	r := &Repository{
 		cfg:      cfg,
 		log:      cfg.Logger,
