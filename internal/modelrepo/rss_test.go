@@ -69,16 +69,39 @@ func TestRSSFlatOverReloads(t *testing.T) {
 	cfg, ev, _ := testConfig(t, dir)
 	r := open(t, cfg)
 
-	// One reading jitters by a MiB or two (arena reuse), so each point is
-	// the median of five readings: reloads 8-12 for "after 10", the last
-	// five for "after 200".
+	// RSS is read right after a reload completes (the old sessions closed),
+	// with the Go heap returned to the OS. One reading jitters by a MiB or
+	// two, so each point is the median of five: reloads 8-12 for "after
+	// 10", the last five for "after 200".
 	var early, late []int64
 	var series []string
+	measure := func(i int) {
+		sample := i >= 8 && i <= 12 || i > reloads-5
+		logged := i == 1 || i%max(reloads/20, 10) == 0
+		if !sample && !logged {
+			return
+		}
+		debug.FreeOSMemory()
+		rss, hwm := procStatus(t)
+		switch {
+		case i >= 8 && i <= 12:
+			early = append(early, rss)
+		case i > reloads-5:
+			late = append(late, rss)
+		}
+		if logged {
+			var ms runtime.MemStats
+			runtime.ReadMemStats(&ms)
+			series = append(series, fmt.Sprintf("%d:%d/%d(go %d)", i, rss/1024, hwm/1024, (ms.Sys-ms.HeapReleased)>>20))
+		}
+	}
 	for i := 1; i <= reloads; i++ {
 		for name, v := range variants {
 			replaceFile(t, dir, name, 1, v[i%2])
 		}
 		reload(t, r)
+		measure(i)
+		// Real work on the new sessions before the next reload.
 		for name, g := range graphs {
 			l, err := r.Acquire(name, 0)
 			if err != nil {
@@ -91,23 +114,6 @@ func TestRSSFlatOverReloads(t *testing.T) {
 				t.Fatal(err)
 			}
 			l.Release()
-		}
-		sample := i >= 8 && i <= 12 || i > reloads-5
-		if !sample && i%max(reloads/20, 10) != 0 && i != 1 {
-			continue
-		}
-		debug.FreeOSMemory()
-		rss, hwm := procStatus(t)
-		switch {
-		case i >= 8 && i <= 12:
-			early = append(early, rss)
-		case i > reloads-5:
-			late = append(late, rss)
-		}
-		if i == 1 || i%max(reloads/20, 10) == 0 {
-			var ms runtime.MemStats
-			runtime.ReadMemStats(&ms)
-			series = append(series, fmt.Sprintf("%d:%d/%d(go %d)", i, rss/1024, hwm/1024, (ms.Sys-ms.HeapReleased)>>20))
 		}
 	}
 	rss10, rssEnd := median(early), median(late)
