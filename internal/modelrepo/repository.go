@@ -123,7 +123,8 @@ type Events interface {
 	// VersionLoaded: a version passed its checks and warm-up and now serves.
 	VersionLoaded(name string, version int64, took time.Duration)
 	// VersionRefused: a file was refused (corrupt, breaks the contract, ...).
-	// version is 0 when single-file mode could not read it.
+	// version is 0 for a model's version_policy file, and for a single
+	// model file that could not be read before its version was known.
 	VersionRefused(name string, version int64, path string, reason error)
 	// VersionUnloaded: a version's session closed after its last lease.
 	VersionUnloaded(name string, version int64)
