@@ -39,6 +39,7 @@ import (
 	"github.com/gcnserve/gcnserve/internal/reqlog"
 	"github.com/gcnserve/gcnserve/internal/serving"
 	"github.com/gcnserve/gcnserve/internal/transport/grpcapi"
+	"github.com/gcnserve/gcnserve/internal/transport/httpjson"
 )
 
 // Config is everything the server needs. ParseFlags fills it from flags and
@@ -320,6 +321,7 @@ func HealthServiceName(model string) string { return "gcnserve.model." + model }
 func (s *Server) newHTTPHandler(tokens *auth.Tokens) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", s.metrics.Handler())
+	httpjson.Register(mux, s.svc)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Write([]byte("ok\n"))
 	})
