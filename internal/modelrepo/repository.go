@@ -261,7 +261,9 @@ type modelEntry struct {
 	name      string
 	policy    Policy
 	policyMsg string // why the version_policy file was not used; "" when fine
-	versions  map[int64]*versionEntry
+	// policyPending: the version_policy file changed too recently to be read.
+	policyPending bool
+	versions      map[int64]*versionEntry
 }
 
 // versionEntry is the reconciler's view of one version.
@@ -410,6 +412,9 @@ func (r *Repository) hasPending() bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, m := range r.models {
+		if m.policyPending {
+			return true
+		}
 		for _, v := range m.versions {
 			if v.state == StateLoading {
 				return true
@@ -675,7 +680,8 @@ func (r *Repository) reconcileModel(ctx context.Context, name string, d *diskMod
 			}
 		}
 	}
-	if d.hasPolicy && now.Sub(d.policyMtime) < r.cfg.MinFileAge {
+	e.policyPending = d.hasPolicy && now.Sub(d.policyMtime) < r.cfg.MinFileAge
+	if e.policyPending {
 		// Being written, maybe: keep the policy in force until it settles.
 		due = d.policyMtime.Add(r.cfg.MinFileAge)
 	} else {

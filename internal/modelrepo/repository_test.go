@@ -738,3 +738,29 @@ func BenchmarkAcquireRelease(b *testing.B) {
 		}
 	})
 }
+
+// TestOpenWaitsForSettlingFiles: a version and a policy file written just
+// before Open are waited for, not skipped.
+func TestOpenWaitsForSettlingFiles(t *testing.T) {
+	dir := t.TempDir()
+	publish(t, dir, "karate", 1, readFixture(t, "karate"))
+	publish(t, dir, "karate", 2, readFixture(t, "karate_seed1"))
+	if err := os.WriteFile(filepath.Join(dir, "karate", modelrepo.PolicyFileName), []byte("all\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, ev, _ := testConfig(t, dir)
+	cfg.MinFileAge = 200 * time.Millisecond
+	start := time.Now()
+	r := open(t, cfg)
+	if d := time.Since(start); d < 150*time.Millisecond {
+		t.Errorf("Open returned after %s, before the files settled", d)
+	}
+	for _, v := range []int64{1, 2} {
+		if st, reason, _ := state(r, "karate", v); st != modelrepo.StateReady {
+			t.Errorf("version %d: %s %q, want READY under the policy file's all", v, st, reason)
+		}
+	}
+	if loaded, _, unloaded := ev.counts(); loaded != 2 || unloaded != 0 {
+		t.Errorf("%d loads, %d unloads; want 2, 0 (no detour through the server policy)", loaded, unloaded)
+	}
+}
