@@ -859,6 +859,9 @@ func (r *Repository) loadVersion(ctx context.Context, e *modelEntry, ve *version
 
 // refuse records that the file state st of ve was refused.
 func (r *Repository) refuse(name string, ve *versionEntry, st fileStat, reason error) {
+	if st.equal(fileStat{}) {
+		st = ve.disk // unreadable (permissions): retry when the scan sees a change
+	}
 	r.mu.Lock()
 	ve.disk = st
 	ve.failed, ve.failReason = &st, reason.Error()
