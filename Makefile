@@ -102,6 +102,13 @@ models:
 	  --fixtures model/testdata/karate --example-request examples/karate.json
 	$(PYTHON) scripts/export_onnx.py --data ../shared/datasets/cora --out model/cora.onnx
 
+# Regenerate the model repository test fixtures (distinct karate versions, a
+# Cora-shaped model, a contract-breaking model) used by internal/modelrepo and
+# test/reload.
+.PHONY: repo-fixtures
+repo-fixtures:
+	internal/modelrepo/testdata/gen.sh
+
 # Load test: gcnserve against the Python reference server (bench/pyserver.py)
 # and a no-inference Go server; writes docs/BENCHMARKS.md. Under 10 minutes;
 # BENCH_QUICK=1 takes under 2. See bench/run.sh for the other knobs.
