@@ -29,7 +29,7 @@ type counter struct {
 	n  map[Reason]int
 }
 
-func (c *counter) Unauthenticated(r Reason) {
+func (c *counter) Unauthenticated(_ string, r Reason) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.n == nil {
@@ -151,7 +151,7 @@ func TestCheck(t *testing.T) {
 		{"two headers", []string{"Bearer alpha-1", "Bearer beta-2"}, MsgInvalid},
 	}
 	for _, tt := range tests {
-		err := tok.Check(tt.values)
+		err := tok.Check(ProtocolGRPC, tt.values)
 		var e *gcnerr.Error
 		if tt.want == "" && err != nil || tt.want != "" && (!errors.As(err, &e) || e.Kind != gcnerr.Unauthenticated || e.Msg != tt.want) {
 			t.Errorf("%s: Check = %v, want %q", tt.name, err, tt.want)
@@ -172,7 +172,7 @@ func TestReloadOnChange(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ok := func(token string) bool { return tok.Check([]string{"Bearer " + token}) == nil }
+	ok := func(token string) bool { return tok.Check(ProtocolGRPC, []string{"Bearer " + token}) == nil }
 	if !ok("old") {
 		t.Fatal("old token refused")
 	}
@@ -333,7 +333,7 @@ func TestCheckConcurrent(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for range 200 {
-				if tok.Check([]string{"Bearer a"}) != nil {
+				if tok.Check(ProtocolGRPC, []string{"Bearer a"}) != nil {
 					t.Error("token a refused; it is in every version of the file")
 					return
 				}

@@ -32,7 +32,7 @@ func (t *Tokens) checkGRPC(ctx context.Context, fullMethod string) error {
 		return nil
 	}
 	md, _ := metadata.FromIncomingContext(ctx)
-	if reason := t.check(md.Get("authorization")); reason != "" {
+	if reason := t.check(ProtocolGRPC, md.Get("authorization")); reason != "" {
 		return status.Error(codes.Unauthenticated, reason.message())
 	}
 	return nil
