@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/grpc/tap"
 
 	"github.com/gcnserve/gcnserve/internal/gcnerr"
 )
@@ -265,6 +266,26 @@ func TestInterceptors(t *testing.T) {
 		})
 		if got := status.Code(err); got != tt.want || called != (tt.want == codes.OK) {
 			t.Errorf("stream %s with %q: code %v, handler called %v; want %v", tt.method, tt.header, got, called, tt.want)
+		}
+	}
+}
+
+func TestTapHandle(t *testing.T) {
+	tok, _, _ := load(t, "s3cret\n")
+	tapHandle := tok.TapHandle()
+	for _, tt := range []struct {
+		method string
+		md     metadata.MD
+		want   codes.Code
+	}{
+		{"/GCNService/ProcessGraph", metadata.Pairs("authorization", "Bearer s3cret"), codes.OK},
+		{"/GCNService/ProcessGraph", metadata.MD{}, codes.Unauthenticated},
+		{"/GCNService/GetModelInfo", metadata.Pairs("authorization", "Bearer s3cre"), codes.Unauthenticated},
+		{"/grpc.health.v1.Health/Check", metadata.MD{}, codes.OK},
+	} {
+		_, err := tapHandle(context.Background(), &tap.Info{FullMethodName: tt.method, Header: tt.md})
+		if got := status.Code(err); got != tt.want {
+			t.Errorf("%s %v: %v, want %v", tt.method, tt.md, err, tt.want)
 		}
 	}
 }
