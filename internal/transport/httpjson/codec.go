@@ -6,8 +6,8 @@ import (
 
 	"google.golang.org/protobuf/encoding/protojson"
 
-	gcnpb "github.com/gcnserve/gcnserve/gen"
 	"github.com/gcnserve/gcnserve/gcn"
+	gcnpb "github.com/gcnserve/gcnserve/gen"
 )
 
 // unmarshalGraph parses a POST /v1/process-graph body: the protojson of
