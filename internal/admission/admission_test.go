@@ -447,15 +447,3 @@ func TestFormatBytes(t *testing.T) {
 	}
 }
 
-func TestRequestCost(t *testing.T) {
-	// Cora-sized: 2708 nodes, 5278 edges, 1433 features, 7 classes, 15.6 MB.
-	const wire = 15_618_000
-	got := RequestCost(wire, 2708, 5278, 1433, 7, 0)
-	tensors := int64(2708*1433*4 + 5278*16)
-	if got < wire+tensors || got > 2*(wire+tensors) {
-		t.Errorf("RequestCost(Cora) = %d, want between wire+tensors (%d) and twice that", got, wire+tensors)
-	}
-	if b := ReadBound(wire); b < got {
-		t.Errorf("ReadBound(%d) = %d, below the decoded cost %d", wire, b, got)
-	}
-}

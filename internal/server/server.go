@@ -233,20 +233,17 @@ func New(cfg Config) (_ *Server, err error) {
 		Health: s.health, Reload: s.Reload}
 	// Authentication runs first: a refused call costs no admission and no
 	// decoding (ProcessGraph reads its message only after the interceptors).
-	var grpcAuth, httpAuth *auth.Tokens
+	var tokens *auth.Tokens
 	if cfg.AuthTokenFile != "" {
-		if grpcAuth, err = auth.Load(cfg.AuthTokenFile, log, authObserver{s.metrics, metrics.ProtocolGRPC}); err != nil {
-			return nil, err
-		}
-		if httpAuth, err = auth.Load(cfg.AuthTokenFile, log, authObserver{s.metrics, metrics.ProtocolHTTP}); err != nil {
+		if tokens, err = auth.Load(cfg.AuthTokenFile, log, authObserver{s.metrics}); err != nil {
 			return nil, err
 		}
 	}
 	unary := []grpc.UnaryServerInterceptor{s.life.UnaryInterceptor()}
 	stream := []grpc.StreamServerInterceptor{s.life.StreamInterceptor()}
-	if grpcAuth != nil {
-		unary = append(unary, grpcAuth.UnaryInterceptor())
-		stream = append(stream, grpcAuth.StreamInterceptor())
+	if tokens != nil {
+		unary = append(unary, tokens.UnaryInterceptor())
+		stream = append(stream, tokens.StreamInterceptor())
 	}
 	unary = append(unary, recoverPanics(log))
 	gopts := []grpc.ServerOption{
@@ -266,7 +263,7 @@ func New(cfg Config) (_ *Server, err error) {
 	grpcapi.Register(s.grpc, s.svc)
 	healthpb.RegisterHealthServer(s.grpc, s.life.HealthService())
 	reflection.Register(s.grpc)
-	s.httpHandler = s.newHTTPHandler(httpAuth)
+	s.httpHandler = s.newHTTPHandler(tokens)
 	s.published.Store(s.repo)
 	s.modelsChanged()
 
