@@ -447,3 +447,38 @@ func TestFormatBytes(t *testing.T) {
 	}
 }
 
+
+// TestGrowDeadlockBroken: when every byte in use is held by reservations
+// waiting to grow, the newest is refused at once (not after the queue
+// timeout), and the others go on once it gives its bytes back.
+func TestGrowDeadlockBroken(t *testing.T) {
+	b, rec := newBudget(t, 100, 10, time.Hour)
+	ctx := context.Background()
+	r1, err := b.Reserve(ctx, 50)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2, err := b.Reserve(ctx, 50)
+	if err != nil {
+		t.Fatal(err)
+	}
+	grown := make(chan error)
+	go func() { grown <- r1.Resize(ctx, 80) }()
+	queued(t, b, 1)
+	start := time.Now()
+	err = r2.Resize(ctx, 80)
+	if !isOverloaded(err) || !strings.Contains(err.Error(), "need more") {
+		t.Fatalf("second grow: %v, want an overloaded refusal of the deadlock", err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("refused after %v, want at once", d)
+	}
+	r2.Release()
+	if err := <-grown; err != nil {
+		t.Errorf("first grow after the other gave up: %v", err)
+	}
+	r1.Release()
+	if rec.refusals(ReasonDeadlock) != 1 {
+		t.Errorf("refusals %v, want one deadlock", rec.refused)
+	}
+}

@@ -249,6 +249,14 @@ func New(cfg Config) (_ *Server, err error) {
 	gopts := []grpc.ServerOption{
 		grpc.ForceServerCodecV2(codec),
 		grpc.MaxRecvMsgSize(cfg.MaxRequestBytes),
+		// A fixed 64 KiB stream window (which also turns off BDP window
+		// growth, up to 16 MiB per stream) bounds what a request waiting
+		// for admission buffers before its handler reads it: grpc-go
+		// opens a stream's window to the whole message only once the
+		// handler reads. The connection window paces the connection, not
+		// memory (it is replenished on receipt), so it can be large.
+		grpc.InitialWindowSize(64 << 10),
+		grpc.InitialConnWindowSize(16 << 20),
 		grpc.StatsHandler(s.metrics.GRPCStatsHandler()),
 		grpc.ChainUnaryInterceptor(unary...),
 		grpc.ChainStreamInterceptor(stream...),
