@@ -447,7 +447,6 @@ func TestFormatBytes(t *testing.T) {
 	}
 }
 
-
 // TestGrowDeadlockBroken: when every byte in use is held by reservations
 // waiting to grow, the newest is refused at once (not after the queue
 // timeout), and the others go on once it gives its bytes back.
