@@ -34,6 +34,7 @@ import (
 	"github.com/gcnserve/gcnserve/gcn"
 	"github.com/gcnserve/gcnserve/internal/admission"
 	"github.com/gcnserve/gcnserve/internal/auth"
+	"github.com/gcnserve/gcnserve/internal/memlimit"
 	"github.com/gcnserve/gcnserve/internal/metrics"
 	"github.com/gcnserve/gcnserve/internal/modelrepo"
 	"github.com/gcnserve/gcnserve/internal/serving"
@@ -460,6 +461,7 @@ func Run(ctx context.Context, cfg Config, ready chan<- net.Addr) error {
 	if err != nil {
 		return err
 	}
+	s.logMemory()
 	lis, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return errors.Join(fmt.Errorf("listen on %s: %w", cfg.Addr, err), s.Close())
@@ -489,6 +491,20 @@ func Run(ctx context.Context, cfg Config, ready chan<- net.Addr) error {
 	}
 	err = s.life.Wait(ctx, served)
 	return errors.Join(err, s.Close())
+}
+
+// logMemory sets the Go runtime's soft memory limit from a cgroup limit
+// (unless GOMEMLIMIT is set) and logs the memory the server plans with.
+func (s *Server) logMemory() {
+	l, err := memlimit.Detect()
+	if err != nil {
+		s.log.Warn("cannot tell the memory limit", "err", err)
+		return
+	}
+	goLimit := memlimit.SetGoMemLimit(l, os.Getenv)
+	s.log.Info("memory", "limit", l.Bytes, "source", string(l.Source),
+		"max_inflight_bytes", s.cfg.MaxInflightBytes, "gomemlimit_set", goLimit,
+		"gomemlimit_env", os.Getenv("GOMEMLIMIT"))
 }
 
 // serveHTTP serves h on addr (with the server's TLS when useTLS); a
