@@ -356,12 +356,12 @@ func TestBadFlags(t *testing.T) {
 		env  string
 		want []string
 	}{
-		{[]string{"--max-request-bytes", "0"}, "", []string{"--max-request-bytes", "0", "1 to"}},
+		{[]string{"--max-request-bytes", "0"}, "", []string{"--max-request-bytes", "0", "1024 to 2147483647"}},
 		{[]string{"--max-request-bytes", "-1"}, "", []string{"--max-request-bytes", "-1"}},
 		{[]string{"--max-nodes", "-5"}, "", []string{"--max-nodes", "-5", "0 to"}},
 		{[]string{"--max-edges", "-1"}, "", []string{"--max-edges", "-1"}},
-		{[]string{"--max-inflight-bytes", "0"}, "", []string{"--max-inflight-bytes", "0"}},
-		{[]string{"--max-inflight-bytes", "1000", "--max-request-bytes", "4096"}, "", []string{"--max-inflight-bytes", "1000", "--max-request-bytes"}},
+		{[]string{"--max-inflight-bytes", "-1"}, "", []string{"--max-inflight-bytes", "-1"}},
+		{[]string{"--max-inflight-bytes", "1000"}, "", []string{"--max-inflight-bytes", "1000", "0 or 1048576 to"}},
 		{[]string{"--max-queue", "-1"}, "", []string{"--max-queue", "-1"}},
 		{[]string{"--queue-timeout", "-1s"}, "", []string{"--queue-timeout", "-1s"}},
 		{[]string{"--drain-delay", "-1s"}, "", []string{"--drain-delay", "-1s"}},
@@ -372,7 +372,9 @@ func TestBadFlags(t *testing.T) {
 		{[]string{"--batch-max-delay", "-1ms"}, "", []string{"--batch-max-delay", "-1ms"}},
 		{nil, "GCNSERVE_MAX_NODES=-5", []string{"GCNSERVE_MAX_NODES", "-5", "0 to"}},
 		{nil, "GCNSERVE_MAX_REQUEST_BYTES=0", []string{"GCNSERVE_MAX_REQUEST_BYTES", "0"}},
-		{[]string{"--max-nodes", "many"}, "", []string{"--max-nodes", "many"}},
+		{[]string{"--repository-poll-interval", "-10s"}, "", []string{"--repository-poll-interval", "-10s"}},
+		{nil, "GCNSERVE_QUEUE_TIMEOUT=-2s", []string{"GCNSERVE_QUEUE_TIMEOUT", "-2s"}},
+		{[]string{"--max-nodes", "many"}, "", []string{"max-nodes", "many"}},
 	}
 	for _, tt := range tests {
 		name := strings.Join(tt.args, " ") + tt.env
