@@ -67,7 +67,8 @@ test: deps ort check-proto
 # Brief fuzzing of everything that takes untrusted bytes; the committed seed
 # corpus also runs in every plain `go test`.
 fuzz:
-	$(GO) test -run=NONE -fuzz=FuzzDecode -fuzztime=$(FUZZTIME) ./internal/graphwire
+	$(GO) test -run=NONE -fuzz=FuzzDecode$$ -fuzztime=$(FUZZTIME) ./internal/graphwire
+	$(GO) test -run=NONE -fuzz=FuzzDecodeRouted -fuzztime=$(FUZZTIME) ./internal/graphwire
 	$(GO) test -run=NONE -fuzz=FuzzParseTokenFile -fuzztime=$(FUZZTIME) ./internal/auth
 	$(GO) test -run=NONE -fuzz=FuzzParseBearer -fuzztime=$(FUZZTIME) ./internal/auth
 	$(GO) test -run=NONE -fuzz=FuzzDecodeJSON -fuzztime=$(FUZZTIME) ./internal/transport/httpjson

@@ -318,3 +318,21 @@ func grepLines(body string, subs ...string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+// TestPanicBecomesInternal: a handler's panic reaches the client as a
+// generic Internal error (no detail), and the interceptor lets the next
+// call through.
+func TestPanicBecomesInternal(t *testing.T) {
+	intercept := recoverPanics(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	info := &grpc.UnaryServerInfo{FullMethod: "/GCNService/ProcessGraph"}
+	_, err := intercept(context.Background(), nil, info, func(context.Context, any) (any, error) {
+		panic("boom: secret internals")
+	})
+	if st := status.Convert(err); st.Code() != codes.Internal || strings.Contains(st.Message(), "boom") {
+		t.Errorf("after a panic: %v %q, want Internal without the panic's detail", st.Code(), st.Message())
+	}
+	res, err := intercept(context.Background(), nil, info, func(context.Context, any) (any, error) { return "ok", nil })
+	if err != nil || res != "ok" {
+		t.Errorf("call after a panic: %v, %v; want ok", res, err)
+	}
+}
