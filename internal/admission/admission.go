@@ -14,6 +14,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/gcnserve/gcnserve/internal/gcnerr"
 )
 
 // Options configure a Budget. The server fills them from --max-inflight-bytes,
@@ -137,9 +139,10 @@ func (b *Budget) Acquire(ctx context.Context, n int64) (release func(), err erro
 // grow or shrink (Resize) and must be released. It refuses at once a
 // request larger than the whole budget, or one that would have to wait
 // behind a full queue; otherwise it waits in FIFO order until the bytes are
-// free, the queue timeout passes or ctx ends. Every refusal is an overloaded
-// error (gRPC RESOURCE_EXHAUSTED) saying why, except that a cancelled ctx
-// returns ctx's error.
+// free, the queue timeout passes or ctx ends. Every refusal is a gcn.Error
+// saying why: kind TooLarge for a request larger than the budget (retrying
+// cannot help), kind Overloaded otherwise (retry later); both are gRPC
+// RESOURCE_EXHAUSTED. A cancelled ctx returns ctx's error.
 func (b *Budget) Reserve(ctx context.Context, n int64) (*Reservation, error) {
 	n = max(n, 0)
 	if err := b.wait(ctx, n, 0, false); err != nil {
@@ -156,7 +159,8 @@ func (b *Budget) wait(ctx context.Context, n, held int64, grow bool) error {
 		b.mu.Lock()
 		b.obs.Refused(ReasonTooLarge, 0)
 		b.mu.Unlock()
-		return overloaded("request needs %s of memory, more than the whole --max-inflight-bytes budget (%s): it can never be admitted; send a smaller graph or raise --max-inflight-bytes",
+		// A size limit, not a load condition: retrying cannot help.
+		return gcnerr.New(gcnerr.TooLarge, "request needs %s of memory, more than the whole --max-inflight-bytes budget (%s): it can never be admitted; send a smaller graph or raise --max-inflight-bytes",
 			formatBytes(n), formatBytes(b.limit))
 	}
 	b.mu.Lock()

@@ -115,8 +115,9 @@ func TestTooLargeRefusedAtOnce(t *testing.T) {
 	b, rec := newBudget(t, 100, 10, time.Hour)
 	start := time.Now()
 	_, err := b.Acquire(context.Background(), 101)
-	if !isOverloaded(err) || !strings.Contains(err.Error(), "more than the whole --max-inflight-bytes budget") {
-		t.Fatalf("err %v, want an overloaded error saying it exceeds the budget", err)
+	var e *gcnerr.Error
+	if !errors.As(err, &e) || e.Kind != gcnerr.TooLarge || !strings.Contains(err.Error(), "more than the whole --max-inflight-bytes budget") {
+		t.Fatalf("err %v, want a TooLarge error saying it exceeds the budget", err)
 	}
 	if d := time.Since(start); d > time.Second {
 		t.Errorf("took %v, want an answer at once", d)
@@ -322,8 +323,8 @@ func TestResize(t *testing.T) {
 		t.Errorf("in use %d after shrink to 30 and admitting 60, want 90", got)
 	}
 	// Growing past the budget is refused; the reservation keeps its bytes.
-	if err := r.Resize(ctx, 101); !isOverloaded(err) {
-		t.Errorf("grow past the budget: %v, want overloaded", err)
+	if err := r.Resize(ctx, 101); !errors.As(err, new(*gcnerr.Error)) {
+		t.Errorf("grow past the budget: %v, want a refusal", err)
 	}
 	if got := r.Bytes(); got != 30 {
 		t.Errorf("after a refused grow the reservation holds %d, want 30", got)
