@@ -71,6 +71,7 @@ fuzz:
 	$(GO) test -run=NONE -fuzz=FuzzDecodeRouted -fuzztime=$(FUZZTIME) ./internal/graphwire
 	$(GO) test -run=NONE -fuzz=FuzzParseTokenFile -fuzztime=$(FUZZTIME) ./internal/auth
 	$(GO) test -run=NONE -fuzz=FuzzParseBearer -fuzztime=$(FUZZTIME) ./internal/auth
+	$(GO) test -run=NONE -fuzz=FuzzParseVersion -fuzztime=$(FUZZTIME) ./internal/serving
 	$(GO) test -run=NONE -fuzz=FuzzDecodeJSON -fuzztime=$(FUZZTIME) ./internal/transport/httpjson
 
 # The alert rules parse and fire as their unit tests expect (promtool is in
