@@ -29,6 +29,8 @@ run: build
 # versions pinned by go.mod's tool directives, `check-proto` fails when stale.
 PROTOC_PLUGINS = --plugin=protoc-gen-go=bin/protoc-gen-go --plugin=protoc-gen-go-grpc=bin/protoc-gen-go-grpc
 TUTORIAL_PKG = github.com/gcnserve/gcnserve/test/e2e/tutorialpb
+# Open Inference Protocol v2: go_package .../gen/inferencepb, written under $(GEN)/inferencepb.
+GEN_MODULE = github.com/gcnserve/gcnserve/gen
 
 bin/protoc-gen-go bin/protoc-gen-go-grpc: go.mod
 	$(GO) build -o bin/protoc-gen-go google.golang.org/protobuf/cmd/protoc-gen-go
@@ -46,6 +48,9 @@ gen-into:
 	  --go_out=$(TUT) --go_opt=paths=source_relative --go_opt=Mgcn.proto=$(TUTORIAL_PKG) \
 	  --go-grpc_out=$(TUT) --go-grpc_opt=paths=source_relative --go-grpc_opt=Mgcn.proto=$(TUTORIAL_PKG) \
 	  test/e2e/testdata/gcn.proto
+	protoc -I proto $(PROTOC_PLUGINS) \
+	  --go_out=$(GEN) --go_opt=module=$(GEN_MODULE) \
+	  --go-grpc_out=$(GEN) --go-grpc_opt=module=$(GEN_MODULE) proto/inference/grpc_predict_v2.proto
 
 check-proto: bin/protoc-gen-go bin/protoc-gen-go-grpc
 	@tmp=$$(mktemp -d) && trap 'rm -rf $$tmp' EXIT && \
@@ -73,6 +78,9 @@ fuzz:
 	$(GO) test -run=NONE -fuzz=FuzzParseBearer -fuzztime=$(FUZZTIME) ./internal/auth
 	$(GO) test -run=NONE -fuzz=FuzzParseVersion -fuzztime=$(FUZZTIME) ./internal/serving
 	$(GO) test -run=NONE -fuzz=FuzzDecodeJSON -fuzztime=$(FUZZTIME) ./internal/transport/httpjson
+	@# Open Inference Protocol: gRPC request decoding, REST bodies, JSON tensor data.
+	for f in FuzzModelInferRequest FuzzRESTInferBody FuzzTensorData; do \
+	  $(GO) test -run=NONE -fuzz="^$$f\$$" -fuzztime=$(FUZZTIME) ./internal/transport/oip || exit 1; done
 
 # The alert rules parse and fire as their unit tests expect (promtool is in
 # Debian's prometheus package).

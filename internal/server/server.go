@@ -40,6 +40,7 @@ import (
 	"github.com/gcnserve/gcnserve/internal/serving"
 	"github.com/gcnserve/gcnserve/internal/transport/grpcapi"
 	"github.com/gcnserve/gcnserve/internal/transport/httpjson"
+	"github.com/gcnserve/gcnserve/internal/transport/oip"
 )
 
 // Config is everything the server needs. ParseFlags fills it from flags and
@@ -158,7 +159,9 @@ type Server struct {
 	healthMu sync.Mutex
 	// http serves HTTPAddr's routes (nil when off).
 	httpHandler http.Handler
-	modelInfo   modelInfoTracker
+	// oip serves the Open Inference Protocol on both listeners.
+	oip       *oip.Server
+	modelInfo modelInfoTracker
 	// life drains on SIGTERM and reloads on SIGHUP (lifecycle.go).
 	life *Lifecycle
 }
@@ -272,6 +275,9 @@ func New(cfg Config) (_ *Server, err error) {
 	s.grpc = grpc.NewServer(gopts...)
 	s.life.GRPC = s.grpc
 	grpcapi.Register(s.grpc, s.svc)
+	s.oip = oip.New(oip.ServingBackend(s.svc, s.ready), oip.Options{
+		MaxRequestBytes: int64(cfg.MaxRequestBytes), Logger: log})
+	s.oip.Register(s.grpc)
 	healthpb.RegisterHealthServer(s.grpc, s.life.HealthService())
 	reflection.Register(s.grpc)
 	s.httpHandler = s.newHTTPHandler(tokens)
@@ -337,6 +343,7 @@ func (s *Server) newHTTPHandler(tokens *auth.Tokens) http.Handler {
 		}
 		http.Error(w, "not ready", http.StatusServiceUnavailable)
 	})
+	s.oip.Routes(mux)
 	var h http.Handler = mux
 	if tokens != nil {
 		h = tokens.Middleware(h)
