@@ -83,6 +83,7 @@ fuzz:
 	$(GO) test -run=NONE -fuzz=FuzzDecodeRouted -fuzztime=$(FUZZTIME) ./internal/graphwire
 	$(GO) test -run=NONE -fuzz=FuzzParseTokenFile -fuzztime=$(FUZZTIME) ./internal/auth
 	$(GO) test -run=NONE -fuzz=FuzzParseBearer -fuzztime=$(FUZZTIME) ./internal/auth
+	$(GO) test -run=NONE -fuzz=FuzzParseVersion -fuzztime=$(FUZZTIME) ./internal/serving
 	$(GO) test -run=NONE -fuzz=FuzzDecodeJSON -fuzztime=$(FUZZTIME) ./internal/transport/httpjson
 	@# Open Inference Protocol: gRPC request decoding, REST bodies, JSON tensor data.
 	for f in FuzzModelInferRequest FuzzRESTInferBody FuzzTensorData; do \

@@ -75,15 +75,24 @@ func ParseFlags(args []string, getenv func(string) string, stderr io.Writer) (Co
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	var envErr error
+	fromEnv := map[string]bool{}
 	fs.VisitAll(func(f *flag.Flag) {
 		if v := getenv(EnvName(f.Name)); v != "" && !set[f.Name] && envErr == nil {
 			if err := fs.Set(f.Name, v); err != nil {
 				envErr = fmt.Errorf("%s=%q: %w", EnvName(f.Name), v, err)
 			}
+			fromEnv[f.Name] = true
 		}
 	})
 	if envErr != nil {
 		return cfg, envErr
+	}
+	if err := cfg.Validate(); err != nil {
+		var r *RangeError
+		if errors.As(err, &r) && fromEnv[r.Flag] {
+			r.Env = EnvName(r.Flag)
+		}
+		return cfg, err
 	}
 
 	var level slog.Level

@@ -239,25 +239,30 @@ func New(cfg Config) (_ *Server, err error) {
 		Health: s.health, Reload: s.Reload}
 	// Authentication runs first: a refused call costs no admission and no
 	// decoding (ProcessGraph reads its message only after the interceptors).
-	var grpcAuth, httpAuth *auth.Tokens
+	var tokens *auth.Tokens
 	if cfg.AuthTokenFile != "" {
-		if grpcAuth, err = auth.Load(cfg.AuthTokenFile, log, authObserver{s.metrics, metrics.ProtocolGRPC}); err != nil {
-			return nil, err
-		}
-		if httpAuth, err = auth.Load(cfg.AuthTokenFile, log, authObserver{s.metrics, metrics.ProtocolHTTP}); err != nil {
+		if tokens, err = auth.Load(cfg.AuthTokenFile, log, authObserver{s.metrics}); err != nil {
 			return nil, err
 		}
 	}
 	unary := []grpc.UnaryServerInterceptor{s.life.UnaryInterceptor()}
 	stream := []grpc.StreamServerInterceptor{s.life.StreamInterceptor()}
-	if grpcAuth != nil {
-		unary = append(unary, grpcAuth.UnaryInterceptor())
-		stream = append(stream, grpcAuth.StreamInterceptor())
+	if tokens != nil {
+		unary = append(unary, tokens.UnaryInterceptor())
+		stream = append(stream, tokens.StreamInterceptor())
 	}
 	unary = append(unary, recoverPanics(log))
 	gopts := []grpc.ServerOption{
 		grpc.ForceServerCodecV2(codec),
 		grpc.MaxRecvMsgSize(cfg.MaxRequestBytes),
+		// A fixed 64 KiB stream window (which also turns off BDP window
+		// growth, up to 16 MiB per stream) bounds what a request waiting
+		// for admission buffers before its handler reads it: grpc-go
+		// opens a stream's window to the whole message only once the
+		// handler reads. The connection window paces the connection, not
+		// memory (it is replenished on receipt), so it can be large.
+		grpc.InitialWindowSize(64 << 10),
+		grpc.InitialConnWindowSize(16 << 20),
 		grpc.StatsHandler(s.metrics.GRPCStatsHandler()),
 		grpc.ChainUnaryInterceptor(unary...),
 		grpc.ChainStreamInterceptor(stream...),
@@ -275,7 +280,7 @@ func New(cfg Config) (_ *Server, err error) {
 	s.oip.Register(s.grpc)
 	healthpb.RegisterHealthServer(s.grpc, s.life.HealthService())
 	reflection.Register(s.grpc)
-	s.httpHandler = s.newHTTPHandler(httpAuth)
+	s.httpHandler = s.newHTTPHandler(tokens)
 	s.published.Store(s.repo)
 	s.modelsChanged()
 
@@ -473,6 +478,7 @@ func Run(ctx context.Context, cfg Config, ready chan<- net.Addr) error {
 	if err != nil {
 		return err
 	}
+	s.logMemory()
 	lis, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return errors.Join(fmt.Errorf("listen on %s: %w", cfg.Addr, err), s.Close())
@@ -502,6 +508,20 @@ func Run(ctx context.Context, cfg Config, ready chan<- net.Addr) error {
 	}
 	err = s.life.Wait(ctx, served)
 	return errors.Join(err, s.Close())
+}
+
+// logMemory sets the Go runtime's soft memory limit from a cgroup limit
+// (unless GOMEMLIMIT is set) and logs the memory the server plans with.
+func (s *Server) logMemory() {
+	l, err := memlimit.Detect()
+	if err != nil {
+		s.log.Warn("cannot tell the memory limit", "err", err)
+		return
+	}
+	goLimit := memlimit.SetGoMemLimit(l, os.Getenv)
+	s.log.Info("memory", "limit", l.Bytes, "source", string(l.Source),
+		"max_inflight_bytes", s.cfg.MaxInflightBytes, "gomemlimit_set", goLimit,
+		"gomemlimit_env", os.Getenv("GOMEMLIMIT"))
 }
 
 // serveHTTP serves h on addr (with the server's TLS when useTLS); a
