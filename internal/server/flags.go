@@ -34,6 +34,7 @@ func ParseFlags(args []string, getenv func(string) string, stderr io.Writer) (Co
 	fs.StringVar(&cfg.DefaultModel, "default-model", cfg.DefaultModel, "model for requests that name none (empty: the only model)")
 	fs.StringVar(&cfg.VersionPolicy, "version-policy", cfg.VersionPolicy, "versions served per model: latest, latest:N, all or specific:1,3 (a model's version_policy file overrides)")
 	fs.DurationVar(&cfg.RepositoryPollInterval, "repository-poll-interval", cfg.RepositoryPollInterval, "how often the repository (or --model file) is rescanned for new versions (0: only on SIGHUP)")
+	fs.DurationVar(&cfg.RepositoryMinFileAge, "repository-min-file-age", cfg.RepositoryMinFileAge, "how long a model file must stay unchanged before it is loaded (a file still being copied is not)")
 	fs.StringVar(&cfg.ORTLibrary, "ort-lib", defaultORTLibrary(), "ONNX Runtime shared library")
 	fs.IntVar(&cfg.IntraOpThreads, "intra-op-threads", cfg.IntraOpThreads, "ONNX Runtime threads inside one model run")
 	fs.IntVar(&cfg.MaxConcurrentRuns, "max-concurrent-runs", cfg.MaxConcurrentRuns, "model runs in flight at once per model version; more requests wait (0: number of CPUs)")

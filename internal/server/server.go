@@ -69,6 +69,10 @@ type Config struct {
 	// rescanned for new versions. Default 10s; 0 turns polling off (SIGHUP
 	// still reloads).
 	RepositoryPollInterval time.Duration
+	// RepositoryMinFileAge is how long a model file must stay unchanged
+	// before it is loaded, so a file still being copied is not. Default 1s;
+	// raise it for slow network storage.
+	RepositoryMinFileAge time.Duration
 	// ORTLibrary is the ONNX Runtime shared library. Default "" (gcn's
 	// default: $GCNSERVE_ORT_LIB, else the dynamic loader's search path).
 	ORTLibrary string
@@ -128,6 +132,7 @@ func DefaultConfig() Config {
 		ModelPath:              "model/karate.onnx",
 		VersionPolicy:          "latest",
 		RepositoryPollInterval: 10 * time.Second,
+		RepositoryMinFileAge:   modelrepo.DefaultMinFileAge,
 		IntraOpThreads:         1,
 		MaxNodes:               1_000_000,
 		MaxEdges:               10_000_000,
@@ -197,6 +202,7 @@ func New(cfg Config) (_ *Server, err error) {
 		DefaultModel: cfg.DefaultModel,
 		Policy:       policy,
 		PollInterval: cfg.RepositoryPollInterval,
+		MinFileAge:   cfg.RepositoryMinFileAge,
 		Options:      opts,
 		Logger:       log,
 		Events:       repoEvents{s.metrics},
