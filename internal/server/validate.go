@@ -77,6 +77,7 @@ func (c Config) Validate() error {
 		{"shutdown-grace", c.ShutdownGrace, time.Hour, "0: cancel in-flight calls at once"},
 		{"batch-max-delay", c.Batch.MaxDelay, time.Second, ""},
 		{"repository-poll-interval", c.RepositoryPollInterval, 24 * time.Hour, "0: only on SIGHUP"},
+		{"max-connection-age", c.MaxConnectionAge, 30 * 24 * time.Hour, "0: never"},
 		{"repository-min-file-age", c.RepositoryMinFileAge, time.Hour, "0: the 1s default"},
 	}
 	for _, r := range durations {
