@@ -98,6 +98,7 @@ fuzz:
 	$(GO) test -run=NONE -fuzz=FuzzDecodeRouted -fuzztime=$(FUZZTIME) ./internal/graphwire
 	$(GO) test -run=NONE -fuzz=FuzzParseTokenFile -fuzztime=$(FUZZTIME) ./internal/auth
 	$(GO) test -run=NONE -fuzz=FuzzParseBearer -fuzztime=$(FUZZTIME) ./internal/auth
+	$(GO) test -run=NONE -fuzz=FuzzParseVersion -fuzztime=$(FUZZTIME) ./internal/serving
 	$(GO) test -run=NONE -fuzz=FuzzDecodeJSON -fuzztime=$(FUZZTIME) ./internal/transport/httpjson
 	@# Open Inference Protocol: gRPC request decoding, REST bodies, JSON tensor data.
 	for f in FuzzModelInferRequest FuzzRESTInferBody FuzzTensorData; do \
@@ -116,6 +117,13 @@ models: deps
 	$(PYTHON) scripts/export_onnx.py --karate --out model/karate.onnx \
 	  --fixtures model/testdata/karate --example-request examples/karate.json
 	$(PYTHON) scripts/export_onnx.py --data testdata/cora --out model/cora.onnx
+
+# Regenerate the model repository test fixtures (distinct karate versions, a
+# Cora-shaped model, a contract-breaking model) used by internal/modelrepo and
+# test/reload.
+.PHONY: repo-fixtures
+repo-fixtures:
+	internal/modelrepo/testdata/gen.sh
 
 # Load test: gcnserve against the Python reference server (bench/pyserver.py)
 # and a no-inference Go server; writes docs/BENCHMARKS.md. Under 10 minutes;

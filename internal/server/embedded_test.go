@@ -1,4 +1,4 @@
-package main
+package server
 
 import (
 	"bytes"
@@ -11,7 +11,7 @@ import (
 
 func TestEmbeddedFilesRespectEnvironment(t *testing.T) {
 	env := map[string]string{"GCNSERVE_MODEL": "/srv/m.onnx", "GCNSERVE_ORT_LIB": "/opt/libonnxruntime.so"}
-	getenv, release, err := embeddedFiles(func(k string) string { return env[k] })
+	getenv, release, err := EmbeddedDefaults(func(k string) string { return env[k] })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -25,7 +25,7 @@ func TestEmbeddedFilesRespectEnvironment(t *testing.T) {
 
 func TestEmbeddedKarateWhenNoModelFound(t *testing.T) {
 	t.Chdir(t.TempDir()) // no model/karate.onnx here (nor beside the test binary)
-	getenv, release, err := embeddedFiles(func(string) string { return "" })
+	getenv, release, err := EmbeddedDefaults(func(string) string { return "" })
 	if err != nil {
 		t.Fatal(err)
 	}
