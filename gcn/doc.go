@@ -27,6 +27,7 @@
 // Errors a caller's client should see are *Error values whose Kind says what
 // went wrong (KindInvalidArgument, KindTooLarge, ...); context errors are
 // returned as they are. The ONNX Runtime shared library is loaded by the
-// first Open (WithLibraryPath, else $GCNSERVE_ORT_LIB, else the dynamic
-// loader's search path) and stays loaded for the life of the process.
+// first Open (WithLibraryPath, else $GCNSERVE_ORT_LIB, else the per-user copy
+// 'make ort' installs, else the dynamic loader's search path) and stays
+// loaded for the life of the process.
 package gcn

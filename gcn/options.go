@@ -4,6 +4,8 @@ import (
 	"os"
 	"runtime"
 	"time"
+
+	"github.com/gcnserve/gcnserve/internal/ortlib"
 )
 
 // Option configures Open and OpenBytes. Each option's comment states its
@@ -23,7 +25,12 @@ type options struct {
 func defaultOptions() options {
 	lib := os.Getenv("GCNSERVE_ORT_LIB")
 	if lib == "" {
-		lib = "libonnxruntime.so"
+		lib = ortlib.SystemName
+		if p := ortlib.CachePath(); p != "" {
+			if _, err := os.Stat(p); err == nil {
+				lib = p // what 'make ort' (scripts/fetch_ort.sh) installs
+			}
+		}
 	}
 	return options{
 		libraryPath:       lib,
@@ -35,8 +42,9 @@ func defaultOptions() options {
 }
 
 // WithLibraryPath sets the ONNX Runtime shared library. Default:
-// $GCNSERVE_ORT_LIB, else "libonnxruntime.so" found by the dynamic loader's
-// search path. The first model a process opens loads the library and
+// $GCNSERVE_ORT_LIB, else the per-user copy scripts/fetch_ort.sh installs
+// (${XDG_CACHE_HOME:-~/.cache}/gcnserve/ort/<version>/libonnxruntime.so) when
+// it exists, else "libonnxruntime.so" found by the dynamic loader's search path. The first model a process opens loads the library and
 // creates the ONNX Runtime environment, which then lives as long as the
 // process (creating and destroying it repeatedly grows memory); a later
 // Open naming a different library fails.
