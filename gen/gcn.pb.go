@@ -162,8 +162,16 @@ type GraphData struct {
 	// the per-node class and probability vector. Off by default so that a
 	// tutorial client, which cannot read them, does not pay for them.
 	IncludePredictions bool `protobuf:"varint,3,opt,name=include_predictions,json=includePredictions,proto3" json:"include_predictions,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// Addition (fields 4, 5). model_name and model_version choose which served
+	// model answers. Empty model_name: the server's default model (a tutorial
+	// client, which sends neither, always gets it). Empty model_version: the
+	// highest served version of that model; otherwise a positive decimal
+	// integer naming one served version. An unknown name or version is
+	// NOT_FOUND, with a message listing what is served (ListModels).
+	ModelName     string `protobuf:"bytes,4,opt,name=model_name,json=modelName,proto3" json:"model_name,omitempty"`
+	ModelVersion  string `protobuf:"bytes,5,opt,name=model_version,json=modelVersion,proto3" json:"model_version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *GraphData) Reset() {
@@ -217,6 +225,20 @@ func (x *GraphData) GetIncludePredictions() bool {
 	return false
 }
 
+func (x *GraphData) GetModelName() string {
+	if x != nil {
+		return x.ModelName
+	}
+	return ""
+}
+
+func (x *GraphData) GetModelVersion() string {
+	if x != nil {
+		return x.ModelVersion
+	}
+	return ""
+}
+
 // GCNResult answers ProcessGraph.
 type GCNResult struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -230,7 +252,11 @@ type GCNResult struct {
 	NodeScores map[string]float32 `protobuf:"bytes,1,rep,name=node_scores,json=nodeScores,proto3" json:"node_scores,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"fixed32,2,opt,name=value"`
 	// Addition (field 2). predictions holds one entry per request node, in
 	// request order, when GraphData.include_predictions is set; empty otherwise.
-	Predictions   []*NodePrediction `protobuf:"bytes,2,rep,name=predictions,proto3" json:"predictions,omitempty"`
+	Predictions []*NodePrediction `protobuf:"bytes,2,rep,name=predictions,proto3" json:"predictions,omitempty"`
+	// Addition (fields 3, 4). model_name and model_version say which model and
+	// version answered, so a client can see a version switch (always set).
+	ModelName     string `protobuf:"bytes,3,opt,name=model_name,json=modelName,proto3" json:"model_name,omitempty"`
+	ModelVersion  string `protobuf:"bytes,4,opt,name=model_version,json=modelVersion,proto3" json:"model_version,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -277,6 +303,20 @@ func (x *GCNResult) GetPredictions() []*NodePrediction {
 		return x.Predictions
 	}
 	return nil
+}
+
+func (x *GCNResult) GetModelName() string {
+	if x != nil {
+		return x.ModelName
+	}
+	return ""
+}
+
+func (x *GCNResult) GetModelVersion() string {
+	if x != nil {
+		return x.ModelVersion
+	}
+	return ""
 }
 
 // NodePrediction is the model's full answer for one node.
@@ -355,9 +395,13 @@ func (x *NodePrediction) GetProbabilities() []float32 {
 	return nil
 }
 
-// ModelInfoRequest asks GetModelInfo for the loaded model. It has no fields yet.
+// ModelInfoRequest asks GetModelInfo about one served model version.
 type ModelInfoRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// model_name: empty for the default model. model_version: empty for the
+	// highest served version. As in GraphData.
+	ModelName     string `protobuf:"bytes,1,opt,name=model_name,json=modelName,proto3" json:"model_name,omitempty"`
+	ModelVersion  string `protobuf:"bytes,2,opt,name=model_version,json=modelVersion,proto3" json:"model_version,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -392,11 +436,245 @@ func (*ModelInfoRequest) Descriptor() ([]byte, []int) {
 	return file_gcn_proto_rawDescGZIP(), []int{5}
 }
 
-// ModelInfo describes the model the server loaded and the limits it enforces.
+func (x *ModelInfoRequest) GetModelName() string {
+	if x != nil {
+		return x.ModelName
+	}
+	return ""
+}
+
+func (x *ModelInfoRequest) GetModelVersion() string {
+	if x != nil {
+		return x.ModelVersion
+	}
+	return ""
+}
+
+// ListModelsRequest asks for every model the server knows. No fields yet.
+type ListModelsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListModelsRequest) Reset() {
+	*x = ListModelsRequest{}
+	mi := &file_gcn_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListModelsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListModelsRequest) ProtoMessage() {}
+
+func (x *ListModelsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_gcn_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListModelsRequest.ProtoReflect.Descriptor instead.
+func (*ListModelsRequest) Descriptor() ([]byte, []int) {
+	return file_gcn_proto_rawDescGZIP(), []int{6}
+}
+
+// ListModelsResponse lists models in name order.
+type ListModelsResponse struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Models []*ModelStatus         `protobuf:"bytes,1,rep,name=models,proto3" json:"models,omitempty"`
+	// default_model answers requests that name no model.
+	DefaultModel  string `protobuf:"bytes,2,opt,name=default_model,json=defaultModel,proto3" json:"default_model,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListModelsResponse) Reset() {
+	*x = ListModelsResponse{}
+	mi := &file_gcn_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListModelsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListModelsResponse) ProtoMessage() {}
+
+func (x *ListModelsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_gcn_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListModelsResponse.ProtoReflect.Descriptor instead.
+func (*ListModelsResponse) Descriptor() ([]byte, []int) {
+	return file_gcn_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *ListModelsResponse) GetModels() []*ModelStatus {
+	if x != nil {
+		return x.Models
+	}
+	return nil
+}
+
+func (x *ListModelsResponse) GetDefaultModel() string {
+	if x != nil {
+		return x.DefaultModel
+	}
+	return ""
+}
+
+// ModelStatus is one model of the repository and its versions.
+type ModelStatus struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// versions in ascending order, including ones that failed to load.
+	Versions      []*ModelVersionStatus `protobuf:"bytes,2,rep,name=versions,proto3" json:"versions,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ModelStatus) Reset() {
+	*x = ModelStatus{}
+	mi := &file_gcn_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ModelStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ModelStatus) ProtoMessage() {}
+
+func (x *ModelStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_gcn_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ModelStatus.ProtoReflect.Descriptor instead.
+func (*ModelStatus) Descriptor() ([]byte, []int) {
+	return file_gcn_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *ModelStatus) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ModelStatus) GetVersions() []*ModelVersionStatus {
+	if x != nil {
+		return x.Versions
+	}
+	return nil
+}
+
+// ModelVersionStatus is one version's state.
+type ModelVersionStatus struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Version string                 `protobuf:"bytes,1,opt,name=version,proto3" json:"version,omitempty"`
+	// state: "READY" (serving), "LOADING", "UNAVAILABLE" (not served by the
+	// version policy, or being unloaded) or "FAILED" (refused; reason says why).
+	State  string `protobuf:"bytes,2,opt,name=state,proto3" json:"state,omitempty"`
+	Reason string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	// sha256 of the model file, for READY versions.
+	Sha256        string `protobuf:"bytes,4,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ModelVersionStatus) Reset() {
+	*x = ModelVersionStatus{}
+	mi := &file_gcn_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ModelVersionStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ModelVersionStatus) ProtoMessage() {}
+
+func (x *ModelVersionStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_gcn_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ModelVersionStatus.ProtoReflect.Descriptor instead.
+func (*ModelVersionStatus) Descriptor() ([]byte, []int) {
+	return file_gcn_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *ModelVersionStatus) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
+func (x *ModelVersionStatus) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *ModelVersionStatus) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *ModelVersionStatus) GetSha256() string {
+	if x != nil {
+		return x.Sha256
+	}
+	return ""
+}
+
+// ModelInfo describes one served model version and the limits the server
+// enforces.
 type ModelInfo struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// name and version come from the model's metadata ("model_name",
-	// "model_version"), else from the ONNX graph name and model_version.
+	// name and version are the served name and version: the repository's
+	// directory names, or for a single --model file the metadata's
+	// "model_name" (else the file name) and integer "model_version" (else 1).
+	// The file's own metadata is in metadata, verbatim.
 	Name    string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	Version string `protobuf:"bytes,2,opt,name=version,proto3" json:"version,omitempty"`
 	// sha256 is the hex SHA-256 of the model file the server loaded.
@@ -438,7 +716,7 @@ type ModelInfo struct {
 
 func (x *ModelInfo) Reset() {
 	*x = ModelInfo{}
-	mi := &file_gcn_proto_msgTypes[6]
+	mi := &file_gcn_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -450,7 +728,7 @@ func (x *ModelInfo) String() string {
 func (*ModelInfo) ProtoMessage() {}
 
 func (x *ModelInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_gcn_proto_msgTypes[6]
+	mi := &file_gcn_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -463,7 +741,7 @@ func (x *ModelInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ModelInfo.ProtoReflect.Descriptor instead.
 func (*ModelInfo) Descriptor() ([]byte, []int) {
-	return file_gcn_proto_rawDescGZIP(), []int{6}
+	return file_gcn_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ModelInfo) GetName() string {
@@ -595,15 +873,21 @@ const file_gcn_proto_rawDesc = "" +
 	"\bfeatures\x18\x02 \x03(\x02R\bfeatures\"@\n" +
 	"\x04Edge\x12\x1b\n" +
 	"\tsource_id\x18\x01 \x01(\tR\bsourceId\x12\x1b\n" +
-	"\ttarget_id\x18\x02 \x01(\tR\btargetId\"v\n" +
+	"\ttarget_id\x18\x02 \x01(\tR\btargetId\"\xba\x01\n" +
 	"\tGraphData\x12\x1b\n" +
 	"\x05nodes\x18\x01 \x03(\v2\x05.NodeR\x05nodes\x12\x1b\n" +
 	"\x05edges\x18\x02 \x03(\v2\x05.EdgeR\x05edges\x12/\n" +
-	"\x13include_predictions\x18\x03 \x01(\bR\x12includePredictions\"\xba\x01\n" +
+	"\x13include_predictions\x18\x03 \x01(\bR\x12includePredictions\x12\x1d\n" +
+	"\n" +
+	"model_name\x18\x04 \x01(\tR\tmodelName\x12#\n" +
+	"\rmodel_version\x18\x05 \x01(\tR\fmodelVersion\"\xfe\x01\n" +
 	"\tGCNResult\x12;\n" +
 	"\vnode_scores\x18\x01 \x03(\v2\x1a.GCNResult.NodeScoresEntryR\n" +
 	"nodeScores\x121\n" +
-	"\vpredictions\x18\x02 \x03(\v2\x0f.NodePredictionR\vpredictions\x1a=\n" +
+	"\vpredictions\x18\x02 \x03(\v2\x0f.NodePredictionR\vpredictions\x12\x1d\n" +
+	"\n" +
+	"model_name\x18\x03 \x01(\tR\tmodelName\x12#\n" +
+	"\rmodel_version\x18\x04 \x01(\tR\fmodelVersion\x1a=\n" +
 	"\x0fNodeScoresEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x02R\x05value:\x028\x01\"\x86\x01\n" +
@@ -613,8 +897,23 @@ const file_gcn_proto_rawDesc = "" +
 	"classIndex\x12\x1d\n" +
 	"\n" +
 	"class_name\x18\x03 \x01(\tR\tclassName\x12$\n" +
-	"\rprobabilities\x18\x04 \x03(\x02R\rprobabilities\"\x12\n" +
-	"\x10ModelInfoRequest\"\x80\x05\n" +
+	"\rprobabilities\x18\x04 \x03(\x02R\rprobabilities\"V\n" +
+	"\x10ModelInfoRequest\x12\x1d\n" +
+	"\n" +
+	"model_name\x18\x01 \x01(\tR\tmodelName\x12#\n" +
+	"\rmodel_version\x18\x02 \x01(\tR\fmodelVersion\"\x13\n" +
+	"\x11ListModelsRequest\"_\n" +
+	"\x12ListModelsResponse\x12$\n" +
+	"\x06models\x18\x01 \x03(\v2\f.ModelStatusR\x06models\x12#\n" +
+	"\rdefault_model\x18\x02 \x01(\tR\fdefaultModel\"R\n" +
+	"\vModelStatus\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12/\n" +
+	"\bversions\x18\x02 \x03(\v2\x13.ModelVersionStatusR\bversions\"t\n" +
+	"\x12ModelVersionStatus\x12\x18\n" +
+	"\aversion\x18\x01 \x01(\tR\aversion\x12\x14\n" +
+	"\x05state\x18\x02 \x01(\tR\x05state\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x12\x16\n" +
+	"\x06sha256\x18\x04 \x01(\tR\x06sha256\"\x80\x05\n" +
 	"\tModelInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12\x16\n" +
@@ -641,14 +940,16 @@ const file_gcn_proto_rawDesc = "" +
 	"\bbatching\x18\x11 \x01(\bR\bbatching\x1a;\n" +
 	"\rMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x012c\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x012\x9a\x01\n" +
 	"\n" +
 	"GCNService\x12&\n" +
 	"\fProcessGraph\x12\n" +
 	".GraphData\x1a\n" +
 	".GCNResult\x12-\n" +
 	"\fGetModelInfo\x12\x11.ModelInfoRequest\x1a\n" +
-	".ModelInfoB(Z&github.com/gcnserve/gcnserve/gen;gcnpbb\x06proto3"
+	".ModelInfo\x125\n" +
+	"\n" +
+	"ListModels\x12\x12.ListModelsRequest\x1a\x13.ListModelsResponseB(Z&github.com/gcnserve/gcnserve/gen;gcnpbb\x06proto3"
 
 var (
 	file_gcn_proto_rawDescOnce sync.Once
@@ -662,33 +963,41 @@ func file_gcn_proto_rawDescGZIP() []byte {
 	return file_gcn_proto_rawDescData
 }
 
-var file_gcn_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_gcn_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_gcn_proto_goTypes = []any{
-	(*Node)(nil),             // 0: Node
-	(*Edge)(nil),             // 1: Edge
-	(*GraphData)(nil),        // 2: GraphData
-	(*GCNResult)(nil),        // 3: GCNResult
-	(*NodePrediction)(nil),   // 4: NodePrediction
-	(*ModelInfoRequest)(nil), // 5: ModelInfoRequest
-	(*ModelInfo)(nil),        // 6: ModelInfo
-	nil,                      // 7: GCNResult.NodeScoresEntry
-	nil,                      // 8: ModelInfo.MetadataEntry
+	(*Node)(nil),               // 0: Node
+	(*Edge)(nil),               // 1: Edge
+	(*GraphData)(nil),          // 2: GraphData
+	(*GCNResult)(nil),          // 3: GCNResult
+	(*NodePrediction)(nil),     // 4: NodePrediction
+	(*ModelInfoRequest)(nil),   // 5: ModelInfoRequest
+	(*ListModelsRequest)(nil),  // 6: ListModelsRequest
+	(*ListModelsResponse)(nil), // 7: ListModelsResponse
+	(*ModelStatus)(nil),        // 8: ModelStatus
+	(*ModelVersionStatus)(nil), // 9: ModelVersionStatus
+	(*ModelInfo)(nil),          // 10: ModelInfo
+	nil,                        // 11: GCNResult.NodeScoresEntry
+	nil,                        // 12: ModelInfo.MetadataEntry
 }
 var file_gcn_proto_depIdxs = []int32{
-	0, // 0: GraphData.nodes:type_name -> Node
-	1, // 1: GraphData.edges:type_name -> Edge
-	7, // 2: GCNResult.node_scores:type_name -> GCNResult.NodeScoresEntry
-	4, // 3: GCNResult.predictions:type_name -> NodePrediction
-	8, // 4: ModelInfo.metadata:type_name -> ModelInfo.MetadataEntry
-	2, // 5: GCNService.ProcessGraph:input_type -> GraphData
-	5, // 6: GCNService.GetModelInfo:input_type -> ModelInfoRequest
-	3, // 7: GCNService.ProcessGraph:output_type -> GCNResult
-	6, // 8: GCNService.GetModelInfo:output_type -> ModelInfo
-	7, // [7:9] is the sub-list for method output_type
-	5, // [5:7] is the sub-list for method input_type
-	5, // [5:5] is the sub-list for extension type_name
-	5, // [5:5] is the sub-list for extension extendee
-	0, // [0:5] is the sub-list for field type_name
+	0,  // 0: GraphData.nodes:type_name -> Node
+	1,  // 1: GraphData.edges:type_name -> Edge
+	11, // 2: GCNResult.node_scores:type_name -> GCNResult.NodeScoresEntry
+	4,  // 3: GCNResult.predictions:type_name -> NodePrediction
+	8,  // 4: ListModelsResponse.models:type_name -> ModelStatus
+	9,  // 5: ModelStatus.versions:type_name -> ModelVersionStatus
+	12, // 6: ModelInfo.metadata:type_name -> ModelInfo.MetadataEntry
+	2,  // 7: GCNService.ProcessGraph:input_type -> GraphData
+	5,  // 8: GCNService.GetModelInfo:input_type -> ModelInfoRequest
+	6,  // 9: GCNService.ListModels:input_type -> ListModelsRequest
+	3,  // 10: GCNService.ProcessGraph:output_type -> GCNResult
+	10, // 11: GCNService.GetModelInfo:output_type -> ModelInfo
+	7,  // 12: GCNService.ListModels:output_type -> ListModelsResponse
+	10, // [10:13] is the sub-list for method output_type
+	7,  // [7:10] is the sub-list for method input_type
+	7,  // [7:7] is the sub-list for extension type_name
+	7,  // [7:7] is the sub-list for extension extendee
+	0,  // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_gcn_proto_init() }
@@ -702,7 +1011,7 @@ func file_gcn_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gcn_proto_rawDesc), len(file_gcn_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   9,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

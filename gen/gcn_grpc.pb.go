@@ -32,6 +32,7 @@ const _ = grpc.SupportPackageIsVersion9
 const (
 	GCNService_ProcessGraph_FullMethodName = "/GCNService/ProcessGraph"
 	GCNService_GetModelInfo_FullMethodName = "/GCNService/GetModelInfo"
+	GCNService_ListModels_FullMethodName   = "/GCNService/ListModels"
 )
 
 // GCNServiceClient is the client API for GCNService service.
@@ -49,8 +50,12 @@ type GCNServiceClient interface {
 	// CANCELLED stop the model run; UNAVAILABLE while starting or stopping.
 	ProcessGraph(ctx context.Context, in *GraphData, opts ...grpc.CallOption) (*GCNResult, error)
 	// Addition. GetModelInfo describes the loaded model: feature dimension,
-	// classes, what node_scores means, identity and limits.
+	// classes, what node_scores means, identity and limits. NOT_FOUND for an
+	// unknown model or version.
 	GetModelInfo(ctx context.Context, in *ModelInfoRequest, opts ...grpc.CallOption) (*ModelInfo, error)
+	// Addition. ListModels lists every model and version the server knows,
+	// with its state.
+	ListModels(ctx context.Context, in *ListModelsRequest, opts ...grpc.CallOption) (*ListModelsResponse, error)
 }
 
 type gCNServiceClient struct {
@@ -81,6 +86,16 @@ func (c *gCNServiceClient) GetModelInfo(ctx context.Context, in *ModelInfoReques
 	return out, nil
 }
 
+func (c *gCNServiceClient) ListModels(ctx context.Context, in *ListModelsRequest, opts ...grpc.CallOption) (*ListModelsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListModelsResponse)
+	err := c.cc.Invoke(ctx, GCNService_ListModels_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // GCNServiceServer is the server API for GCNService service.
 // All implementations must embed UnimplementedGCNServiceServer
 // for forward compatibility.
@@ -96,8 +111,12 @@ type GCNServiceServer interface {
 	// CANCELLED stop the model run; UNAVAILABLE while starting or stopping.
 	ProcessGraph(context.Context, *GraphData) (*GCNResult, error)
 	// Addition. GetModelInfo describes the loaded model: feature dimension,
-	// classes, what node_scores means, identity and limits.
+	// classes, what node_scores means, identity and limits. NOT_FOUND for an
+	// unknown model or version.
 	GetModelInfo(context.Context, *ModelInfoRequest) (*ModelInfo, error)
+	// Addition. ListModels lists every model and version the server knows,
+	// with its state.
+	ListModels(context.Context, *ListModelsRequest) (*ListModelsResponse, error)
 	mustEmbedUnimplementedGCNServiceServer()
 }
 
@@ -113,6 +132,9 @@ func (UnimplementedGCNServiceServer) ProcessGraph(context.Context, *GraphData) (
 }
 func (UnimplementedGCNServiceServer) GetModelInfo(context.Context, *ModelInfoRequest) (*ModelInfo, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetModelInfo not implemented")
+}
+func (UnimplementedGCNServiceServer) ListModels(context.Context, *ListModelsRequest) (*ListModelsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListModels not implemented")
 }
 func (UnimplementedGCNServiceServer) mustEmbedUnimplementedGCNServiceServer() {}
 func (UnimplementedGCNServiceServer) testEmbeddedByValue()                    {}
@@ -171,6 +193,24 @@ func _GCNService_GetModelInfo_Handler(srv interface{}, ctx context.Context, dec 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _GCNService_ListModels_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListModelsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(GCNServiceServer).ListModels(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: GCNService_ListModels_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(GCNServiceServer).ListModels(ctx, req.(*ListModelsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // GCNService_ServiceDesc is the grpc.ServiceDesc for GCNService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -185,6 +225,10 @@ var GCNService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetModelInfo",
 			Handler:    _GCNService_GetModelInfo_Handler,
+		},
+		{
+			MethodName: "ListModels",
+			Handler:    _GCNService_ListModels_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

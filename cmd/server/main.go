@@ -52,10 +52,10 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (s
 	fs.SetOutput(stderr)
 	fs.StringVar(&cfg.Addr, "addr", cfg.Addr, "listen address (the tutorial's port is 9999)")
 	fs.StringVar(&cfg.ModelPath, "model", defaultModel(), "ONNX model file")
-	fs.StringVar(&cfg.Infer.LibraryPath, "ort-lib", defaultORTLibrary(),
+	fs.StringVar(&cfg.ORTLibrary, "ort-lib", defaultORTLibrary(),
 		"ONNX Runtime shared library (default: .ort/"+ortVersion+"/libonnxruntime.so fetched by 'make build', else the system's)")
-	fs.IntVar(&cfg.Infer.IntraOpThreads, "intra-op-threads", 1, "ONNX Runtime threads inside one model run")
-	fs.IntVar(&cfg.Infer.MaxConcurrentRuns, "max-concurrent-runs", 0, "model runs in flight at once; more requests wait (0: number of CPUs)")
+	fs.IntVar(&cfg.IntraOpThreads, "intra-op-threads", 1, "ONNX Runtime threads inside one model run")
+	fs.IntVar(&cfg.MaxConcurrentRuns, "max-concurrent-runs", 0, "model runs in flight at once; more requests wait (0: number of CPUs)")
 	fs.IntVar(&cfg.MaxNodes, "max-nodes", cfg.MaxNodes, "most nodes in one request (0: unlimited)")
 	fs.IntVar(&cfg.MaxEdges, "max-edges", cfg.MaxEdges, "most edges in one request (0: unlimited)")
 	fs.IntVar(&cfg.MaxRequestBytes, "max-request-bytes", cfg.MaxRequestBytes, "largest request message in bytes")

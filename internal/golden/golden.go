@@ -13,9 +13,9 @@ import (
 
 	"google.golang.org/protobuf/encoding/protojson"
 
+	"github.com/gcnserve/gcnserve/gcn"
 	gcnpb "github.com/gcnserve/gcnserve/gen"
 	"github.com/gcnserve/gcnserve/internal/graphwire"
-	"github.com/gcnserve/gcnserve/internal/infer"
 )
 
 // Fixture is one request and PyTorch's answer, per node in request order.
@@ -77,13 +77,13 @@ func read(t testing.TB, path string) Fixture {
 }
 
 // Graph is the fixture's request as a model input.
-func (f Fixture) Graph(t testing.TB, featureDim int) infer.Graph {
+func (f Fixture) Graph(t testing.TB, featureDim int) gcn.Tensors {
 	t.Helper()
 	g, err := graphwire.FromMessage(f.Request, featureDim, graphwire.Limits{})
 	if err != nil {
 		t.Fatalf("fixture %s: %v", f.Name, err)
 	}
-	return infer.Graph{NumNodes: g.NumNodes(), Features: g.Features, EdgeIndex: g.EdgeIndex}
+	return gcn.Tensors{NumNodes: g.NumNodes(), Features: g.Features, EdgeIndex: g.EdgeIndex}
 }
 
 // FlatProbabilities is Probabilities row-major, as a model returns them.

@@ -20,6 +20,8 @@ const (
 	fieldGraphNodes              = 1
 	fieldGraphEdges              = 2
 	fieldGraphIncludePredictions = 3
+	fieldGraphModelName          = 4
+	fieldGraphModelVersion       = 5
 	fieldNodeID                  = 1
 	fieldNodeFeatures            = 2
 	fieldEdgeSource              = 1
@@ -32,7 +34,7 @@ const (
 // It accepts every encoding proto.Unmarshal accepts into gcnpb.GraphData
 // (fields in any order, packed or unpacked features, unknown fields and
 // groups, repeated scalars last-one-wins) and rejects the rest with an
-// *InvalidError. A valid request over lim returns a *LimitError, found before
+// *gcnerr.Error of kind InvalidArgument. A valid request over lim returns one of kind TooLarge, found before
 // anything proportional to the request is allocated. Decode and FromMessage
 // return the same error for the same request.
 //
@@ -43,19 +45,24 @@ const (
 // (idIndex) while decoding, and a constant number of small objects: nothing
 // per node or per edge.
 func Decode(b []byte, featureDim int, lim Limits) (*Graph, error) {
-	if err := checkFeatureDim(featureDim); err != nil {
-		return nil, err
-	}
+	return DecodeRouted(b, Fixed(featureDim), lim)
+}
 
+// DecodeRouted is Decode for a server of several models: after the
+// top-level pass it calls resolve with the request's model_name and
+// model_version, and decodes for the feature dimension resolve returns.
+// resolve's error is returned as is.
+func DecodeRouted(b []byte, resolve Resolver, lim Limits) (*Graph, error) {
 	// Pass 1: walk the top-level fields only, to count nodes and edges and
 	// find the byte ranges that hold them. Skipping a node or an edge costs
 	// a tag and a length, so this is cheap next to pass 2.
 	var (
-		nodes, edges         int
-		nodesFrom, nodesTo   int
-		edgesFrom, edgesTo   int
-		includePredictions   bool
-		nodeTooShortForModel bool
+		nodes, edges       int
+		nodesFrom, nodesTo int
+		edgesFrom, edgesTo int
+		includePredictions bool
+		minNodeBytes       = math.MaxInt
+		modelName, version []byte
 	)
 	for off := 0; off < len(b); {
 		f, werr := nextField(b, off)
@@ -69,10 +76,7 @@ func Decode(b []byte, featureDim int, lim Limits) (*Graph, error) {
 			}
 			nodes++
 			nodesTo = f.end
-			// Every feature takes at least 4 bytes of its node.
-			if (f.end-f.val)/4 < featureDim {
-				nodeTooShortForModel = true
-			}
+			minNodeBytes = min(minNodeBytes, f.end-f.val)
 		case f.num == fieldGraphEdges && f.typ == protowire.BytesType:
 			if edges == 0 {
 				edgesFrom = off
@@ -82,9 +86,30 @@ func Decode(b []byte, featureDim int, lim Limits) (*Graph, error) {
 		case f.num == fieldGraphIncludePredictions && f.typ == protowire.VarintType:
 			v, _ := protowire.ConsumeVarint(b[f.val:])
 			includePredictions = v != 0
+		case f.num == fieldGraphModelName && f.typ == protowire.BytesType:
+			modelName = b[f.val:f.end]
+		case f.num == fieldGraphModelVersion && f.typ == protowire.BytesType:
+			version = b[f.val:f.end]
 		}
 		off = f.end
 	}
+	if !validUTF8(modelName) {
+		return nil, invalidf("malformed GraphData: model_name is not valid UTF-8")
+	}
+	if !validUTF8(version) {
+		return nil, invalidf("malformed GraphData: model_version is not valid UTF-8")
+	}
+	// Copies: the names outlive the request buffer in logs and results.
+	g := &Graph{ModelName: string(modelName), ModelVersion: string(version), IncludePredictions: includePredictions}
+	featureDim, err := resolve(g.ModelName, g.ModelVersion)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkFeatureDim(featureDim); err != nil {
+		return nil, err
+	}
+	// Every feature takes at least 4 bytes of its node.
+	nodeTooShortForModel := nodes > 0 && minNodeBytes/4 < featureDim
 	if err := checkLimits(nodes, edges, lim); err != nil {
 		// proto.Unmarshal would reject a malformed node or edge however
 		// many there are, so a malformed request is invalid before it is
@@ -95,11 +120,8 @@ func Decode(b []byte, featureDim int, lim Limits) (*Graph, error) {
 		return nil, err
 	}
 
-	g := &Graph{
-		IDs:                make([]string, nodes),
-		EdgeIndex:          make([]int64, 2*edges),
-		IncludePredictions: includePredictions,
-	}
+	g.IDs = make([]string, nodes)
+	g.EdgeIndex = make([]int64, 2*edges)
 	// A node too short to hold featureDim features makes the request
 	// invalid, and a few bytes per node must not make us allocate
 	// nodes*featureDim floats just to say so: decode every row into one

@@ -21,6 +21,7 @@ import (
 	"unicode/utf8"
 
 	gcnpb "github.com/gcnserve/gcnserve/gen"
+	"github.com/gcnserve/gcnserve/internal/gcnerr"
 )
 
 // Limits bounds one request. Zero (or a negative value) means unlimited.
@@ -44,6 +45,21 @@ type Graph struct {
 	EdgeIndex []int64
 	// IncludePredictions is GraphData.include_predictions.
 	IncludePredictions bool
+	// ModelName and ModelVersion are GraphData.model_name and model_version
+	// (empty: the default model, its highest served version).
+	ModelName, ModelVersion string
+}
+
+// Resolver chooses the model a request names and returns its feature
+// dimension; its error (for example "no such model") ends decoding and is
+// returned as is. Decode calls it once, after the cheap top-level pass and
+// before anything proportional to the request is allocated.
+type Resolver func(modelName, modelVersion string) (featureDim int, err error)
+
+// Fixed returns a Resolver for one model with featureDim features that
+// ignores the names a request gives.
+func Fixed(featureDim int) Resolver {
+	return func(string, string) (int, error) { return featureDim, nil }
 }
 
 // NumNodes returns the number of nodes.
@@ -52,40 +68,31 @@ func (g *Graph) NumNodes() int { return len(g.IDs) }
 // NumEdges returns the number of edges.
 func (g *Graph) NumEdges() int { return len(g.EdgeIndex) / 2 }
 
-// InvalidError reports a request that breaks the contract in gcn.proto:
-// malformed wire bytes, or a node or edge that fails validation. Its message
-// names the offending node or edge by 0-based request index and is meant for
-// the client.
-type InvalidError struct {
-	msg string
-}
-
-func (e *InvalidError) Error() string { return e.msg }
-
-// LimitError reports a request with more nodes or edges than the server's
-// Limits allow. Its message names the count and the limit and is meant for
-// the client.
-type LimitError struct {
-	msg string
-}
-
-func (e *LimitError) Error() string { return e.msg }
+// Errors are *gcnerr.Error (gcn.Error for library users): a request that
+// breaks the contract in gcn.proto (malformed wire bytes, or a node or edge
+// that fails validation) is InvalidArgument, its message naming the
+// offending node or edge by 0-based request index; a request over Limits is
+// TooLarge, its message naming the count and the limit.
 
 func invalidf(format string, args ...any) error {
-	return &InvalidError{msg: fmt.Sprintf(format, args...)}
+	return gcnerr.New(gcnerr.InvalidArgument, format, args...)
+}
+
+func tooLargef(format string, args ...any) error {
+	return gcnerr.New(gcnerr.TooLarge, format, args...)
 }
 
 // checkLimits reports the first count over its limit, nodes first. A graph
 // also cannot hold more nodes than an int32 node index can name.
 func checkLimits(nodes, edges int, lim Limits) error {
 	if lim.MaxNodes > 0 && nodes > lim.MaxNodes {
-		return &LimitError{msg: fmt.Sprintf("request has %d nodes, limit is %d (--max-nodes)", nodes, lim.MaxNodes)}
+		return tooLargef("request has %d nodes, limit is %d (--max-nodes)", nodes, lim.MaxNodes)
 	}
 	if lim.MaxEdges > 0 && edges > lim.MaxEdges {
-		return &LimitError{msg: fmt.Sprintf("request has %d edges, limit is %d (--max-edges)", edges, lim.MaxEdges)}
+		return tooLargef("request has %d edges, limit is %d (--max-edges)", edges, lim.MaxEdges)
 	}
 	if nodes > math.MaxInt32 {
-		return &LimitError{msg: fmt.Sprintf("request has %d nodes, a graph holds at most %d", nodes, math.MaxInt32)}
+		return tooLargef("request has %d nodes, a graph holds at most %d", nodes, math.MaxInt32)
 	}
 	return nil
 }
@@ -189,40 +196,45 @@ func nonFiniteName(bits uint32) string {
 	}
 }
 
-// FromMessage builds the same Graph as Decode from a generated message, with
-// the same validation and the same errors. It is the reference Decode is
-// tested against, and the path for anyone already holding a
-// *gcnpb.GraphData. IDs share the message's strings; Features and EdgeIndex
-// are new. A nil message is an empty graph.
-func FromMessage(m *gcnpb.GraphData, featureDim int, lim Limits) (*Graph, error) {
+// Source is a graph given node by node and edge by edge: a generated
+// message, or the Go values of the public gcn package.
+type Source interface {
+	NumNodes() int
+	// Node returns node i's id and features; FromSource does not keep
+	// features.
+	Node(i int) (id string, features []float32)
+	NumEdges() int
+	Edge(j int) (source, target string)
+}
+
+// FromSource builds a validated Graph from src for a model with featureDim
+// features per node, with exactly Decode's checks, order and messages. IDs
+// share src's strings; Features and EdgeIndex are new.
+func FromSource(src Source, featureDim int, lim Limits) (*Graph, error) {
 	if err := checkFeatureDim(featureDim); err != nil {
 		return nil, err
 	}
-	nodes, edges := m.GetNodes(), m.GetEdges()
-	if err := checkLimits(len(nodes), len(edges), lim); err != nil {
+	nodes, edges := src.NumNodes(), src.NumEdges()
+	if err := checkLimits(nodes, edges, lim); err != nil {
 		return nil, err
 	}
-	g := &Graph{
-		IDs:                make([]string, len(nodes)),
-		EdgeIndex:          make([]int64, 2*len(edges)),
-		IncludePredictions: m.GetIncludePredictions(),
-	}
+	g := &Graph{IDs: make([]string, nodes), EdgeIndex: make([]int64, 2*edges)}
 	// Allocate the feature matrix only when every node has the right number
 	// of features: a request of many featureless nodes would otherwise cost
 	// nodes*featureDim floats just to report its first error.
 	rightSize := true
-	for _, n := range nodes {
-		if len(n.GetFeatures()) != featureDim {
+	for i := range nodes {
+		if _, features := src.Node(i); len(features) != featureDim {
 			rightSize = false
 			break
 		}
 	}
 	if rightSize {
-		g.Features = make([]float32, len(nodes)*featureDim)
+		g.Features = make([]float32, nodes*featureDim)
 	}
-	v := newValidator(featureDim, len(nodes))
-	for i, n := range nodes {
-		id, features := n.GetId(), n.GetFeatures()
+	v := newValidator(featureDim, nodes)
+	for i := range nodes {
+		id, features := src.Node(i)
 		if id != "" && !utf8.ValidString(id) {
 			return nil, invalidf("node %d: id is not valid UTF-8", i)
 		}
@@ -241,13 +253,41 @@ func FromMessage(m *gcnpb.GraphData, featureDim int, lim Limits) (*Graph, error)
 			copy(g.Features[i*featureDim:(i+1)*featureDim], features)
 		}
 	}
-	e := len(edges)
-	for j, ed := range edges {
-		s, t, err := v.edge(j, ed.GetSourceId(), ed.GetTargetId())
+	for j := range edges {
+		source, target := src.Edge(j)
+		s, t, err := v.edge(j, source, target)
 		if err != nil {
 			return nil, err
 		}
-		g.EdgeIndex[j], g.EdgeIndex[e+j] = int64(s), int64(t)
+		g.EdgeIndex[j], g.EdgeIndex[edges+j] = int64(s), int64(t)
 	}
 	return g, nil
+}
+
+// FromMessage builds the same Graph as Decode from a generated message, with
+// the same validation and the same errors. It is the reference Decode is
+// tested against, and the path for anyone already holding a
+// *gcnpb.GraphData (the HTTP/JSON transport). A nil message is an empty graph.
+func FromMessage(m *gcnpb.GraphData, featureDim int, lim Limits) (*Graph, error) {
+	g, err := FromSource(messageSource{m}, featureDim, lim)
+	if err != nil {
+		return nil, err
+	}
+	g.IncludePredictions = m.GetIncludePredictions()
+	g.ModelName, g.ModelVersion = m.GetModelName(), m.GetModelVersion()
+	return g, nil
+}
+
+// messageSource reads a generated GraphData as a Source.
+type messageSource struct{ m *gcnpb.GraphData }
+
+func (s messageSource) NumNodes() int { return len(s.m.GetNodes()) }
+func (s messageSource) NumEdges() int { return len(s.m.GetEdges()) }
+func (s messageSource) Node(i int) (string, []float32) {
+	n := s.m.GetNodes()[i]
+	return n.GetId(), n.GetFeatures()
+}
+func (s messageSource) Edge(j int) (string, string) {
+	e := s.m.GetEdges()[j]
+	return e.GetSourceId(), e.GetTargetId()
 }

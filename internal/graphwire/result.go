@@ -165,3 +165,36 @@ func decimalLen(v int32) int {
 	}
 	return n
 }
+
+// Tags of GCNResult.model_name and model_version.
+const (
+	tagResultModelName    = 3<<3 | byte(protowire.BytesType)
+	tagResultModelVersion = 4<<3 | byte(protowire.BytesType)
+)
+
+// AppendModel appends GCNResult.model_name and model_version (fields left
+// out when empty, as protobuf-go does). A message is the concatenation of
+// its fields, so AppendResult then AppendModel is one GCNResult.
+func AppendModel(dst []byte, name, version string) []byte {
+	if name != "" {
+		dst = append(dst, tagResultModelName)
+		dst = protowire.AppendString(dst, name)
+	}
+	if version != "" {
+		dst = append(dst, tagResultModelVersion)
+		dst = protowire.AppendString(dst, version)
+	}
+	return dst
+}
+
+// ModelSize is the number of bytes AppendModel appends.
+func ModelSize(name, version string) int {
+	n := 0
+	if name != "" {
+		n += 1 + protowire.SizeBytes(len(name))
+	}
+	if version != "" {
+		n += 1 + protowire.SizeBytes(len(version))
+	}
+	return n
+}

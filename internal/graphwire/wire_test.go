@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	gcnpb "github.com/gcnserve/gcnserve/gen"
+	"github.com/gcnserve/gcnserve/internal/gcnerr"
 )
 
 // wire builds protobuf bytes field by field, for encodings proto.Marshal
@@ -91,14 +92,13 @@ func graphOf(nodes []wire, edges []wire) wire {
 
 // errKind names the kind of err for comparisons and messages.
 func errKind(err error) string {
-	var invalid *InvalidError
-	var limit *LimitError
+	var e *gcnerr.Error
 	switch {
 	case err == nil:
 		return "ok"
-	case errors.As(err, &invalid):
+	case errors.As(err, &e) && e.Kind == gcnerr.InvalidArgument:
 		return "invalid"
-	case errors.As(err, &limit):
+	case errors.As(err, &e) && e.Kind == gcnerr.TooLarge:
 		return "limit"
 	default:
 		return "other"

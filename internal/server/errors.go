@@ -8,8 +8,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/gcnserve/gcnserve/internal/batch"
-	"github.com/gcnserve/gcnserve/internal/graphwire"
+	"github.com/gcnserve/gcnserve/internal/gcnerr"
 )
 
 // toStatus is the one place where errors become gRPC statuses. Bad input and
@@ -17,21 +16,20 @@ import (
 // anything else is logged with its detail and reaches the client as a
 // generic Internal error.
 func toStatus(log *slog.Logger, method string, err error) error {
-	var invalid *graphwire.InvalidError
-	var limit *graphwire.LimitError
+	var e *gcnerr.Error
 	switch {
 	case err == nil:
 		return nil
-	case errors.As(err, &invalid):
-		return status.Error(codes.InvalidArgument, invalid.Error())
-	case errors.As(err, &limit):
-		return status.Error(codes.ResourceExhausted, limit.Error())
+	case errors.As(err, &e) && e.Kind == gcnerr.InvalidArgument:
+		return status.Error(codes.InvalidArgument, e.Msg)
+	case errors.As(err, &e) && e.Kind == gcnerr.TooLarge:
+		return status.Error(codes.ResourceExhausted, e.Msg)
+	case errors.As(err, &e) && e.Kind == gcnerr.Unavailable:
+		return status.Error(codes.Unavailable, e.Msg)
 	case errors.Is(err, context.Canceled):
 		return status.Error(codes.Canceled, "request canceled")
 	case errors.Is(err, context.DeadlineExceeded):
 		return status.Error(codes.DeadlineExceeded, "deadline exceeded before the model finished")
-	case errors.Is(err, batch.ErrClosed):
-		return status.Error(codes.Unavailable, "server is shutting down")
 	}
 	if _, ok := status.FromError(err); ok {
 		return err

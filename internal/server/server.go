@@ -23,9 +23,8 @@ import (
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 
-	"github.com/gcnserve/gcnserve/internal/batch"
+	"github.com/gcnserve/gcnserve/gcn"
 	"github.com/gcnserve/gcnserve/internal/graphwire"
-	"github.com/gcnserve/gcnserve/internal/infer"
 )
 
 // Config is everything the server needs. cmd/server fills it from flags and
@@ -36,16 +35,22 @@ type Config struct {
 	Addr string
 	// ModelPath is the ONNX model file. Default "model/karate.onnx".
 	ModelPath string
-	// Infer tunes ONNX Runtime (library path, threads, concurrent runs).
-	Infer infer.Options
+	// ORTLibrary is the ONNX Runtime shared library. Default "" (gcn's
+	// default: $GCNSERVE_ORT_LIB, else the dynamic loader's search path).
+	ORTLibrary string
+	// IntraOpThreads is ORT's thread count inside one run. Default 1.
+	IntraOpThreads int
+	// MaxConcurrentRuns bounds model runs in flight. Default 0: the number
+	// of CPUs.
+	MaxConcurrentRuns int
 	// MaxNodes and MaxEdges bound one request (0: unlimited). Defaults
 	// 1,000,000 nodes and 10,000,000 edges.
 	MaxNodes, MaxEdges int
 	// MaxRequestBytes bounds one request message. Default 64 MiB, which
 	// admits a Cora-sized request with dense features (15.6 MB).
 	MaxRequestBytes int
-	// Batch configures dynamic batching; see batch.Options.
-	Batch batch.Options
+	// Batch configures dynamic batching; see gcn.BatchOptions.
+	Batch gcn.BatchOptions
 	// BatchEnabled turns dynamic batching on (only for models whose metadata
 	// declares them batchable). Default true: on karate-sized graphs at
 	// concurrency 64 it cut server CPU per request by 1.3-1.6x and raised
@@ -76,7 +81,8 @@ func DefaultConfig() Config {
 		MaxNodes:        1_000_000,
 		MaxEdges:        10_000_000,
 		MaxRequestBytes: 64 << 20,
-		Batch:           batch.DefaultOptions(),
+		IntraOpThreads:  1,
+		Batch:           gcn.DefaultBatchOptions(),
 		BatchEnabled:    true,
 		ShutdownGrace:   10 * time.Second,
 	}
@@ -88,7 +94,6 @@ type Server struct {
 	log *slog.Logger
 	// closeModel releases the model; Close calls it last.
 	closeModel func() error
-	batch      *batch.Batcher // nil when batching is off
 	metrics    *metrics
 	grpc       *grpc.Server
 	health     *health.Server
@@ -102,7 +107,15 @@ func New(cfg Config) (_ *Server, err error) {
 		cfg.Logger = slog.Default()
 	}
 	start := time.Now()
-	model, err := infer.Open(cfg.ModelPath, cfg.Infer)
+	opts := []gcn.Option{
+		gcn.WithLibraryPath(cfg.ORTLibrary),
+		gcn.WithIntraOpThreads(cfg.IntraOpThreads),
+		gcn.WithMaxConcurrentRuns(cfg.MaxConcurrentRuns),
+	}
+	if cfg.BatchEnabled {
+		opts = append(opts, gcn.WithBatching(cfg.Batch))
+	}
+	model, err := gcn.Open(cfg.ModelPath, opts...)
 	if err != nil {
 		return nil, err
 	}
@@ -119,7 +132,7 @@ func New(cfg Config) (_ *Server, err error) {
 		return nil, err
 	}
 	info := model.Info()
-	if want := max(cfg.Infer.IntraOpThreads, 1); info.IntraOpThreads < want {
+	if want := max(cfg.IntraOpThreads, 1); info.IntraOpThreads < want {
 		cfg.Logger.Warn("the model caps ONNX Runtime's intra-op threads", "requested", want,
 			"using", info.IntraOpThreads, "max_intra_op_threads", info.Metadata["max_intra_op_threads"])
 	}
@@ -127,7 +140,7 @@ func New(cfg Config) (_ *Server, err error) {
 		"model", cfg.ModelPath, "name", info.Name, "version", info.Version,
 		"sha256", info.SHA256, "onnxruntime", info.ORTVersion,
 		"feature_dim", info.FeatureDim, "classes", info.NumClasses,
-		"score", info.ScoreMeaning, "batching", s.batch != nil,
+		"score", info.ScoreMeaning, "batching", info.Batching,
 		"load_time", time.Since(start).Round(time.Millisecond))
 	return s, nil
 }
@@ -138,15 +151,10 @@ func newServer(cfg Config, model Predictor, closeModel func() error) (*Server, e
 	log := cfg.Logger
 	info := model.Info()
 	s := &Server{cfg: cfg, log: log, closeModel: closeModel, health: health.NewServer(), metrics: newMetrics()}
-	predictor := model
-	if cfg.BatchEnabled {
-		if !info.Batchable {
-			log.Warn("batching requested but the model does not declare batchable=true in its metadata; serving unbatched")
-		} else {
-			s.batch = batch.New(model, cfg.Batch)
-			predictor = s.batch
-		}
+	if cfg.BatchEnabled && !info.Batchable {
+		log.Warn("batching requested but the model does not declare batchable=true in its metadata; serving unbatched")
 	}
+	predictor := model
 
 	codec, err := newRawCodec()
 	if err != nil {
@@ -167,7 +175,7 @@ func newServer(cfg Config, model Predictor, closeModel func() error) (*Server, e
 		predictor: predictor,
 		info:      info,
 		limits:    graphwire.Limits{MaxNodes: cfg.MaxNodes, MaxEdges: cfg.MaxEdges},
-		modelInfo: newModelInfo(info, &cfg, s.batch != nil),
+		modelInfo: newModelInfo(info, &cfg, info.Batching),
 		log:       log,
 		metrics:   s.metrics,
 	}
@@ -216,9 +224,9 @@ func transportCredentials(cfg Config) (credentials.TransportCredentials, error) 
 // warmUp runs the model once on a two-node graph, so the first request does
 // not pay for ORT's lazy initialisation and a model that cannot run fails at
 // start, not on a client's request.
-func warmUp(m *infer.Model) error {
+func warmUp(m *gcn.Model) error {
 	f := m.Info().FeatureDim
-	_, err := m.Predict(context.Background(), infer.Graph{
+	_, err := m.Predict(context.Background(), gcn.Tensors{
 		NumNodes:  2,
 		Features:  make([]float32, 2*f),
 		EdgeIndex: []int64{0, 1},
@@ -275,12 +283,7 @@ func (s *Server) Shutdown() {
 
 // Close releases the batcher and the model. Call it after Shutdown.
 func (s *Server) Close() error {
-	var errs []error
-	if s.batch != nil {
-		errs = append(errs, s.batch.Close())
-	}
-	errs = append(errs, s.closeModel())
-	return errors.Join(errs...)
+	return s.closeModel()
 }
 
 // Run listens on cfg.Addr and serves until ctx ends, then shuts down and

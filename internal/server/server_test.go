@@ -23,8 +23,8 @@ import (
 	"google.golang.org/grpc/test/bufconn"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/gcnserve/gcnserve/gcn"
 	gcnpb "github.com/gcnserve/gcnserve/gen"
-	"github.com/gcnserve/gcnserve/internal/infer"
 	"github.com/gcnserve/gcnserve/internal/testenv"
 )
 
@@ -33,7 +33,7 @@ func testConfig(t *testing.T) Config {
 	t.Helper()
 	cfg := DefaultConfig()
 	cfg.ModelPath = filepath.Join(testenv.RepoRoot(t), "model", "karate.onnx")
-	cfg.Infer.LibraryPath = testenv.ORTLibrary(t)
+	cfg.ORTLibrary = testenv.ORTLibrary(t)
 	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	return cfg
 }
@@ -262,20 +262,20 @@ func TestHealthServing(t *testing.T) {
 // fakePredictor stands in for the model in tests of the transport layer
 // only: it panics or blocks on demand.
 type fakePredictor struct {
-	info    infer.Info
-	predict func(ctx context.Context, g infer.Graph) (infer.Prediction, error)
+	info    gcn.Info
+	predict func(ctx context.Context, g gcn.Tensors) (gcn.Prediction, error)
 }
 
-func (f fakePredictor) Info() infer.Info { return f.info }
-func (f fakePredictor) Predict(ctx context.Context, g infer.Graph) (infer.Prediction, error) {
+func (f fakePredictor) Info() gcn.Info { return f.info }
+func (f fakePredictor) Predict(ctx context.Context, g gcn.Tensors) (gcn.Prediction, error) {
 	return f.predict(ctx, g)
 }
 
-func startFake(t *testing.T, predict func(ctx context.Context, g infer.Graph) (infer.Prediction, error)) gcnpb.GCNServiceClient {
+func startFake(t *testing.T, predict func(ctx context.Context, g gcn.Tensors) (gcn.Prediction, error)) gcnpb.GCNServiceClient {
 	t.Helper()
 	cfg := DefaultConfig()
 	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	fake := fakePredictor{info: infer.Info{FeatureDim: 34, NumClasses: 2, ClassNames: []string{"0", "1"}, ScoreClass: -1}, predict: predict}
+	fake := fakePredictor{info: gcn.Info{FeatureDim: 34, NumClasses: 2, ClassNames: []string{"0", "1"}, ScoreClass: -1}, predict: predict}
 	s, err := newServer(cfg, fake, func() error { return nil })
 	if err != nil {
 		t.Fatal(err)
@@ -285,11 +285,11 @@ func startFake(t *testing.T, predict func(ctx context.Context, g infer.Graph) (i
 
 func TestPanicBecomesInternal(t *testing.T) {
 	var calls sync.Map
-	client := startFake(t, func(ctx context.Context, g infer.Graph) (infer.Prediction, error) {
+	client := startFake(t, func(ctx context.Context, g gcn.Tensors) (gcn.Prediction, error) {
 		if _, again := calls.LoadOrStore("x", true); !again {
 			panic("boom")
 		}
-		return infer.Prediction{NumClasses: 2, Probabilities: make([]float32, 2*g.NumNodes),
+		return gcn.Prediction{NumClasses: 2, Probabilities: make([]float32, 2*g.NumNodes),
 			ClassIndex: make([]int32, g.NumNodes), Scores: make([]float32, g.NumNodes)}, nil
 	})
 	_, err := client.ProcessGraph(context.Background(), triangle())
@@ -302,9 +302,9 @@ func TestPanicBecomesInternal(t *testing.T) {
 }
 
 func TestDeadlineAndCancel(t *testing.T) {
-	client := startFake(t, func(ctx context.Context, g infer.Graph) (infer.Prediction, error) {
+	client := startFake(t, func(ctx context.Context, g gcn.Tensors) (gcn.Prediction, error) {
 		<-ctx.Done()
-		return infer.Prediction{}, ctx.Err()
+		return gcn.Prediction{}, ctx.Err()
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
@@ -322,8 +322,8 @@ func TestDeadlineAndCancel(t *testing.T) {
 }
 
 func TestInternalErrorHidesDetail(t *testing.T) {
-	client := startFake(t, func(ctx context.Context, g infer.Graph) (infer.Prediction, error) {
-		return infer.Prediction{}, errors.New("onnxruntime: secret internals")
+	client := startFake(t, func(ctx context.Context, g gcn.Tensors) (gcn.Prediction, error) {
+		return gcn.Prediction{}, errors.New("onnxruntime: secret internals")
 	})
 	_, err := client.ProcessGraph(context.Background(), triangle())
 	if st := status.Convert(err); st.Code() != codes.Internal || strings.Contains(st.Message(), "secret") {

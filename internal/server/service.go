@@ -8,21 +8,21 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/status"
 
+	"github.com/gcnserve/gcnserve/gcn"
 	gcnpb "github.com/gcnserve/gcnserve/gen"
 	"github.com/gcnserve/gcnserve/internal/graphwire"
-	"github.com/gcnserve/gcnserve/internal/infer"
 )
 
-// Predictor runs a model: *infer.Model, or a batcher in front of one.
+// Predictor runs a model: *gcn.Model, or a batcher in front of one.
 type Predictor interface {
-	Info() infer.Info
-	Predict(ctx context.Context, g infer.Graph) (infer.Prediction, error)
+	Info() gcn.Info
+	Predict(ctx context.Context, g gcn.Tensors) (gcn.Prediction, error)
 }
 
 // gcnService implements GCNService over raw wire bytes.
 type gcnService struct {
 	predictor Predictor
-	info      infer.Info
+	info      gcn.Info
 	limits    graphwire.Limits
 	modelInfo *gcnpb.ModelInfo
 	log       *slog.Logger
@@ -103,7 +103,7 @@ func (s *gcnService) handleGraph(ctx context.Context, req *rawMessage) (*rawMess
 	if g.NumNodes() == 0 {
 		return &rawMessage{data: graphwire.AppendResult(nil, nil, nil, nil)}, nil
 	}
-	pred, err := s.predictor.Predict(ctx, infer.Graph{
+	pred, err := s.predictor.Predict(ctx, gcn.Tensors{
 		NumNodes:  g.NumNodes(),
 		Features:  g.Features,
 		EdgeIndex: g.EdgeIndex,
@@ -147,7 +147,7 @@ func (s *gcnService) getModelInfo(context.Context, *gcnpb.ModelInfoRequest) (*gc
 }
 
 // newModelInfo builds the GetModelInfo answer once: it never changes.
-func newModelInfo(info infer.Info, cfg *Config, batching bool) *gcnpb.ModelInfo {
+func newModelInfo(info gcn.Info, cfg *Config, batching bool) *gcnpb.ModelInfo {
 	return &gcnpb.ModelInfo{
 		Name:               info.Name,
 		Version:            info.Version,

@@ -129,7 +129,7 @@ func serveModel(t *testing.T, model string) gcnpb.GCNServiceClient {
 	cfg := server.DefaultConfig()
 	cfg.Addr = "127.0.0.1:0"
 	cfg.ModelPath = model
-	cfg.Infer.LibraryPath = testenv.ORTLibrary(t)
+	cfg.ORTLibrary = testenv.ORTLibrary(t)
 	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan net.Addr, 1)

@@ -1,4 +1,4 @@
-package infer_test
+package gcn_test
 
 import (
 	"context"
@@ -14,9 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gcnserve/gcnserve/gcn"
 	"github.com/gcnserve/gcnserve/internal/golden"
-	"github.com/gcnserve/gcnserve/internal/infer"
-	"github.com/gcnserve/gcnserve/internal/infer/infertest"
+	"github.com/gcnserve/gcnserve/internal/infertest"
 	"github.com/gcnserve/gcnserve/internal/testenv"
 )
 
@@ -24,7 +24,7 @@ import (
 // bundled model and compares with the outputs PyTorch computed for the same
 // weights (written by scripts/export_onnx.py).
 func TestPredictMatchesPyTorch(t *testing.T) {
-	m := infertest.OpenKarate(t, infer.Options{})
+	m := infertest.OpenKarate(t)
 	fixtures := golden.Load(t, filepath.Join(testenv.RepoRoot(t), "model", "testdata", "karate"))
 	for _, fx := range fixtures {
 		t.Run(fx.Name, func(t *testing.T) {
@@ -49,7 +49,7 @@ func TestPredictMatchesPyTorch(t *testing.T) {
 }
 
 func TestInfoFromMetadata(t *testing.T) {
-	m := infertest.OpenKarate(t, infer.Options{})
+	m := infertest.OpenKarate(t)
 	info := m.Info()
 	data, err := os.ReadFile(filepath.Join(testenv.RepoRoot(t), "model", "karate.onnx"))
 	if err != nil {
@@ -71,7 +71,7 @@ func TestInfoFromMetadata(t *testing.T) {
 	if info.ORTVersion != testenv.ORTVersion {
 		t.Errorf("ORTVersion = %q, want %q", info.ORTVersion, testenv.ORTVersion)
 	}
-	if !info.Batchable || info.OutputKind != infer.OutputProbabilities || info.Name == "" {
+	if !info.Batchable || info.OutputKind != gcn.OutputProbabilities || info.Name == "" {
 		t.Errorf("Batchable, OutputKind, Name = %v, %q, %q; want true, probabilities, non-empty", info.Batchable, info.OutputKind, info.Name)
 	}
 }
@@ -79,10 +79,10 @@ func TestInfoFromMetadata(t *testing.T) {
 // TestPredictConcurrent shares one session among many goroutines (run it
 // with -race): every result must equal the serial one bit for bit.
 func TestPredictConcurrent(t *testing.T) {
-	m := infertest.OpenKarate(t, infer.Options{MaxConcurrentRuns: 4})
+	m := infertest.OpenKarate(t, gcn.WithMaxConcurrentRuns(4))
 	const graphs = 8
-	want := make([]infer.Prediction, graphs)
-	inputs := make([]infer.Graph, graphs)
+	want := make([]gcn.Prediction, graphs)
+	inputs := make([]gcn.Tensors, graphs)
 	for i := range graphs {
 		inputs[i] = infertest.RandomGraph(uint64(i), 5+i*20, 10+i*60, m.Info().FeatureDim)
 		p, err := m.Predict(context.Background(), inputs[i])
@@ -119,7 +119,7 @@ func TestPredictConcurrent(t *testing.T) {
 // TestPredictHonoursContext: a context that has ended stops the run inside
 // ONNX Runtime, and the model keeps working afterwards.
 func TestPredictHonoursContext(t *testing.T) {
-	m := infertest.OpenKarate(t, infer.Options{})
+	m := infertest.OpenKarate(t)
 	big := infertest.RandomGraph(7, 50_000, 500_000, m.Info().FeatureDim)
 
 	start := time.Now()
@@ -148,17 +148,98 @@ func TestPredictHonoursContext(t *testing.T) {
 	}
 }
 
-func TestPredictRejectsMalformedGraph(t *testing.T) {
-	m := infertest.OpenKarate(t, infer.Options{})
+func TestPredictRejectsMalformedTensors(t *testing.T) {
+	m := infertest.OpenKarate(t, gcn.WithLimits(gcn.Limits{MaxNodes: 10, MaxEdges: 5}))
 	f := m.Info().FeatureDim
-	for _, g := range []infer.Graph{
-		{NumNodes: 0},
-		{NumNodes: 2, Features: make([]float32, f)},
-		{NumNodes: 1, Features: make([]float32, f), EdgeIndex: []int64{0}},
-	} {
-		if _, err := m.Predict(context.Background(), g); err == nil {
-			t.Errorf("Predict(%d nodes, %d features, %d edge entries): no error", g.NumNodes, len(g.Features), len(g.EdgeIndex))
+	nan := make([]float32, f)
+	nan[3] = float32(math.NaN())
+	tests := []struct {
+		t    gcn.Tensors
+		kind gcn.ErrorKind
+		want string
+	}{
+		{gcn.Tensors{NumNodes: 2, Features: make([]float32, f)}, gcn.KindInvalidArgument, "x: 34 values for 2 nodes, want 68 (34 features per node)"},
+		{gcn.Tensors{NumNodes: 1, Features: make([]float32, f), EdgeIndex: []int64{0}}, gcn.KindInvalidArgument, "edge_index: 1 values, want 2 per edge (shape [2, E])"},
+		{gcn.Tensors{NumNodes: 1, Features: make([]float32, f), EdgeIndex: []int64{0, 1}}, gcn.KindInvalidArgument, "edge_index[1][0] = 1 is not a node index in [0, 1)"},
+		{gcn.Tensors{NumNodes: 1, Features: make([]float32, f), EdgeIndex: []int64{-1, 0}}, gcn.KindInvalidArgument, "edge_index[0][0] = -1 is not a node index in [0, 1)"},
+		{gcn.Tensors{NumNodes: 1, Features: nan}, gcn.KindInvalidArgument, "x[0][3] is NaN (features must be finite)"},
+		{gcn.Tensors{NumNodes: 11, Features: make([]float32, 11*f)}, gcn.KindTooLarge, "graph has 11 nodes, limit is 10"},
+		{gcn.Tensors{NumNodes: 1, Features: make([]float32, f), EdgeIndex: make([]int64, 12)}, gcn.KindTooLarge, "graph has 6 edges, limit is 5"},
+	}
+	for _, tt := range tests {
+		_, err := m.Predict(context.Background(), tt.t)
+		var e *gcn.Error
+		if !errors.As(err, &e) || e.Kind != tt.kind || e.Msg != tt.want {
+			t.Errorf("Predict(%d nodes, %d features, %d edge entries) = %v, want %v %q", tt.t.NumNodes, len(tt.t.Features), len(tt.t.EdgeIndex), err, tt.kind, tt.want)
 		}
+	}
+	p, err := m.Predict(context.Background(), gcn.Tensors{})
+	if err != nil || len(p.Scores) != 0 {
+		t.Errorf("Predict(empty graph) = %d scores, %v; want an empty prediction", len(p.Scores), err)
+	}
+}
+
+// TestPredictGraphValidatesLikeTheServer: the Go-values form gives the
+// server's messages, and its rows follow the nodes.
+func TestPredictGraphValidatesLikeTheServer(t *testing.T) {
+	m := infertest.OpenKarate(t)
+	f := m.Info().FeatureDim
+	feat := make([]float32, f)
+	tests := []struct {
+		g    gcn.Graph
+		want string
+	}{
+		{gcn.Graph{Nodes: []gcn.Node{{ID: "", Features: feat}}}, "node 0: empty id"},
+		{gcn.Graph{Nodes: []gcn.Node{{ID: "a", Features: feat}, {ID: "a", Features: feat}}}, `node 1: duplicate id "a" (also node 0)`},
+		{gcn.Graph{Nodes: []gcn.Node{{ID: "a", Features: feat[:3]}}}, `node 0 ("a"): 3 features, model wants 34`},
+		{gcn.Graph{Nodes: []gcn.Node{{ID: "a", Features: feat}}, Edges: []gcn.Edge{{Source: "a", Target: "n9"}}}, `edge 0: target "n9" is not a node id`},
+	}
+	for _, tt := range tests {
+		_, err := m.PredictGraph(context.Background(), tt.g)
+		var e *gcn.Error
+		if !errors.As(err, &e) || e.Kind != gcn.KindInvalidArgument || e.Msg != tt.want {
+			t.Errorf("PredictGraph: %v, want InvalidArgument %q", err, tt.want)
+		}
+	}
+	g := gcn.Graph{Nodes: []gcn.Node{{ID: "x", Features: feat}, {ID: "y", Features: feat}}, Edges: []gcn.Edge{{Source: "x", Target: "y"}}}
+	p, err := m.PredictGraph(context.Background(), g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, err := m.Predict(context.Background(), gcn.Tensors{NumNodes: 2, Features: make([]float32, 2*f), EdgeIndex: []int64{0, 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := golden.MaxAbsDiff(p.Probabilities, q.Probabilities); d != 0 {
+		t.Errorf("PredictGraph and Predict of the same graph differ by %.3g", d)
+	}
+}
+
+// TestCloseWaitsAndRefuses: Close lets a call in flight finish, and calls
+// after it get ErrClosed.
+func TestCloseWaitsAndRefuses(t *testing.T) {
+	m, err := gcn.Open(filepath.Join(testenv.RepoRoot(t), "model", "karate.onnx"), gcn.WithLibraryPath(testenv.ORTLibrary(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	big := infertest.RandomGraph(3, 20_000, 200_000, m.Info().FeatureDim)
+	done := make(chan error, 1)
+	go func() {
+		_, err := m.Predict(context.Background(), big)
+		done <- err
+	}()
+	time.Sleep(5 * time.Millisecond)
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil && !errors.Is(err, gcn.ErrClosed) {
+		t.Errorf("call in flight at Close: %v, want success (or ErrClosed if it had not started)", err)
+	}
+	if _, err := m.Predict(context.Background(), big); !errors.Is(err, gcn.ErrClosed) {
+		t.Errorf("Predict after Close: %v, want ErrClosed", err)
+	}
+	if err := m.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
 	}
 }
 
@@ -180,7 +261,7 @@ func TestOpenRejects(t *testing.T) {
 	}
 	for path, want := range cases {
 		t.Run(filepath.Base(path), func(t *testing.T) {
-			m, err := infer.Open(path, infer.Options{LibraryPath: lib})
+			m, err := gcn.Open(path, gcn.WithLibraryPath(lib))
 			if err == nil {
 				m.Close()
 				t.Fatalf("Open: no error, want one containing %q", want)
@@ -190,9 +271,11 @@ func TestOpenRejects(t *testing.T) {
 			}
 		})
 	}
-	if _, err := infer.Open(garbage, infer.Options{LibraryPath: filepath.Join(dir, "libnothing.so")}); err == nil ||
-		!strings.Contains(err.Error(), "load onnxruntime library") {
-		t.Errorf("Open with a missing ORT library: %v, want a load onnxruntime library error", err)
+	// The environment lives for the process: once loaded, a second library
+	// is refused by name.
+	if _, err := gcn.Open(garbage, gcn.WithLibraryPath(filepath.Join(dir, "libnothing.so"))); err == nil ||
+		!strings.Contains(err.Error(), "libnothing.so") {
+		t.Errorf("Open with another ORT library: %v, want an error naming libnothing.so", err)
 	}
 }
 
@@ -241,7 +324,7 @@ save("bad_feature_dim", [x, ei], [out], {"feature_dim": "5"})
 
 func TestSoftmaxOfLogits(t *testing.T) {
 	row := []float32{1, 2, 3}
-	infer.Softmax(row)
+	gcn.Softmax(row)
 	var sum float64
 	for _, v := range row {
 		sum += float64(v)
@@ -262,7 +345,7 @@ func TestSoftmaxOfLogits(t *testing.T) {
 // intra-op thread. Asking for two threads must get one, and repeated runs of
 // a graph with many edges per node must agree bit for bit.
 func TestThreadCapKeepsScatterNDExact(t *testing.T) {
-	m := infertest.OpenKarate(t, infer.Options{IntraOpThreads: 2})
+	m := infertest.OpenKarate(t, gcn.WithIntraOpThreads(2))
 	if got := m.Info().IntraOpThreads; got != 1 {
 		t.Fatalf("IntraOpThreads = %d with max_intra_op_threads=1 in the metadata, want 1", got)
 	}

@@ -1,4 +1,4 @@
-package infer
+package gcn
 
 // Softmax exposes softmax to the external test package.
 var Softmax = softmax

@@ -1,13 +1,4 @@
-// Package infer runs a GCN exported to ONNX through ONNX Runtime.
-//
-// It is the only package that imports onnxruntime_go: it speaks plain Go
-// types (a Graph in, a Prediction out) and no ORT type leaves it.
-//
-// The model contract: inputs "x" float32 [num_nodes, F] and "edge_index"
-// int64 [2, num_edges] (row 0 source, row 1 target, indexes into x), one
-// float32 output [num_nodes, C]. F and C are read from the model. Optional
-// metadata_props describe the classes and the output (see Info).
-package infer
+package gcn
 
 import (
 	"context"
@@ -18,15 +9,15 @@ import (
 	"fmt"
 	"math"
 	"os"
-	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	ort "github.com/yalue/onnxruntime_go"
 )
 
-// Input and output names of the model contract.
+// Input names of the model contract.
 const (
 	InputFeatures  = "x"
 	InputEdgeIndex = "edge_index"
@@ -39,32 +30,12 @@ const (
 	OutputLogProbabilities = "log_probabilities"
 )
 
-// Options tune how a model runs. The zero value is valid: every field's
-// comment states its default.
-type Options struct {
-	// LibraryPath is the ONNX Runtime shared library to load. Default
-	// "libonnxruntime.so", found by the dynamic loader's search path.
-	LibraryPath string
-	// IntraOpThreads is ORT's thread count inside one run. Default 1: the
-	// server runs concurrent requests on their own goroutines, which uses the
-	// cores better than splitting each small run (onnxruntime issue 16304).
-	// A model whose metadata sets "max_intra_op_threads" gets at most that
-	// many: ORT's ScatterND(reduction=add) kernel races with more than one
-	// (onnxruntime issue 18048).
-	IntraOpThreads int
-	// InterOpThreads is ORT's thread count across independent graph nodes.
-	// Default 1 (the GCN graph is a chain).
-	InterOpThreads int
-	// MaxConcurrentRuns bounds model runs in flight; further Predict calls
-	// wait (and honour their context while waiting). It bounds the memory
-	// that concurrent big graphs can take. Default runtime.NumCPU().
-	MaxConcurrentRuns int
-}
-
 // Info describes a loaded model.
 type Info struct {
+	// Name and Version come from the metadata ("model_name",
+	// "model_version"), else the ONNX graph name and model_version.
 	Name, Version string
-	// SHA256 is the hex digest of the model file.
+	// SHA256 is the hex digest of the model file's bytes.
 	SHA256 string
 	// ORTVersion is the ONNX Runtime library's version.
 	ORTVersion string
@@ -90,28 +61,19 @@ type Info struct {
 	// message passing stays within connected components, so the disjoint
 	// union of several graphs gives each graph its own result.
 	Batchable bool
+	// Batching is true when this Model merges concurrent Predict calls
+	// (WithBatching on a batchable model).
+	Batching bool
 	// Metadata holds every metadata_props entry verbatim.
 	Metadata map[string]string
 	// IntraOpThreads is the thread count the session really uses: the
 	// option, capped by the model's "max_intra_op_threads".
 	IntraOpThreads int
+	// Limits are the bounds Predict enforces (WithLimits).
+	Limits Limits
 }
 
-// Graph is one model input.
-type Graph struct {
-	// NumNodes is N.
-	NumNodes int
-	// Features is x, row-major [N, F]. Predict reads it in place, no copy.
-	Features []float32
-	// EdgeIndex is edge_index, row-major [2, E]: the E sources, then the E
-	// targets, each an index in [0, N). Predict reads it in place.
-	EdgeIndex []int64
-}
-
-// NumEdges is E.
-func (g Graph) NumEdges() int { return len(g.EdgeIndex) / 2 }
-
-// Prediction is the model's answer for one Graph.
+// Prediction is the model's answer for one graph, rows in node order.
 type Prediction struct {
 	// NumClasses is C.
 	NumClasses int
@@ -133,76 +95,95 @@ type Timing struct {
 	Queue time.Duration
 	// Run is the ONNX Runtime run, tensor creation included.
 	Run time.Duration
-	// BatchGraphs is how many request graphs shared the run (0 or 1: alone).
+	// BatchGraphs is how many graphs shared the run (0 or 1: alone).
 	BatchGraphs int
 }
 
-// Model is a loaded ONNX model. Predict is safe for concurrent use.
+// Model is a loaded ONNX model: one ONNX Runtime session shared by every
+// Predict call. Its methods are safe for concurrent use.
 type Model struct {
-	info    Info
-	session *ort.DynamicAdvancedSession
+	core *session
+	// batch merges concurrent small graphs; nil when batching is off.
+	batch *batcher
+	info  Info
+
+	// mu is held for reading by every Predict call for its whole duration
+	// and for writing by Close, so Close waits for calls in flight and no
+	// call starts on a closed session. closed is guarded by mu.
+	mu     sync.RWMutex
+	closed bool
+}
+
+// session is the raw model: contract-checked, one ORT session, bounded runs.
+// The batcher runs merged graphs on it.
+type session struct {
+	info *Info
+	ort  *ort.DynamicAdvancedSession
 	// runSlots bounds concurrent runs: a run holds one token.
 	runSlots chan struct{}
 }
 
-// Open loads the ONNX Runtime library (once per process) and the model at
-// path, checks the model against the contract and creates the one session
-// all Predict calls share.
-func Open(path string, opts Options) (_ *Model, err error) {
-	if opts.LibraryPath == "" {
-		opts.LibraryPath = "libonnxruntime.so"
-	}
-	opts.IntraOpThreads = max(opts.IntraOpThreads, 1)
-	opts.InterOpThreads = max(opts.InterOpThreads, 1)
-	if opts.MaxConcurrentRuns <= 0 {
-		opts.MaxConcurrentRuns = runtime.NumCPU()
-	}
-
+// Open loads the model file at path. See OpenBytes.
+func Open(path string, opts ...Option) (*Model, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read model: %w", err)
 	}
-	if err := acquireRuntime(opts.LibraryPath); err != nil {
+	m, err := OpenBytes(data, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("model %s: %w", path, err)
+	}
+	return m, nil
+}
+
+// OpenBytes loads a model from the bytes of an ONNX file: it loads the ONNX
+// Runtime library on first use (the environment then lives as long as the
+// process), checks the model against the contract (inputs "x" float32
+// [N, F] and "edge_index" int64 [2, E], one float32 output [N, C]) and its
+// metadata against the signature, and creates the one session every
+// Predict call shares. An error says what is wrong with the model.
+func OpenBytes(data []byte, opts ...Option) (_ *Model, err error) {
+	o := defaultOptions()
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if err := initRuntime(o.libraryPath); err != nil {
+		return nil, err
+	}
+	inputs, outputs, err := ort.GetInputOutputInfoWithONNXData(data)
+	if err != nil {
+		return nil, fmt.Errorf("not a loadable ONNX model: %w", err)
+	}
+	featureDim, numClasses, outputName, err := checkContract(inputs, outputs)
+	if err != nil {
+		return nil, err
+	}
+	sess, meta, err := openSession(data, outputName, &o)
+	if err != nil {
 		return nil, err
 	}
 	defer func() {
 		if err != nil {
-			err = errors.Join(err, releaseRuntime())
+			err = errors.Join(err, sess.Destroy())
 		}
 	}()
-
-	inputs, outputs, err := ort.GetInputOutputInfoWithONNXData(data)
-	if err != nil {
-		return nil, fmt.Errorf("model %s: not a loadable ONNX model: %w", path, err)
-	}
-	featureDim, numClasses, outputName, err := checkContract(inputs, outputs)
-	if err != nil {
-		return nil, fmt.Errorf("model %s: %w", path, err)
-	}
-
-	session, meta, err := openSession(data, outputName, &opts)
-	if err != nil {
-		return nil, fmt.Errorf("model %s: %w", path, err)
-	}
-	defer func() {
-		if err != nil {
-			err = errors.Join(err, session.Destroy())
-		}
-	}()
-	sum := sha256.Sum256(data)
 	info, err := describe(meta, featureDim, numClasses)
 	if err != nil {
-		return nil, fmt.Errorf("model %s: %w", path, err)
+		return nil, err
 	}
+	sum := sha256.Sum256(data)
 	info.SHA256 = hex.EncodeToString(sum[:])
-	info.IntraOpThreads = opts.IntraOpThreads
+	info.IntraOpThreads = o.intraOpThreads
 	info.ORTVersion = ort.GetVersion()
+	info.Limits = o.limits
 
-	return &Model{
-		info:     info,
-		session:  session,
-		runSlots: make(chan struct{}, opts.MaxConcurrentRuns),
-	}, nil
+	m := &Model{info: info}
+	m.core = &session{info: &m.info, ort: sess, runSlots: make(chan struct{}, o.maxConcurrentRuns)}
+	if o.batching && info.Batchable {
+		m.info.Batching = true
+		m.batch = newBatcher(m.core, o.batch)
+	}
+	return m, nil
 }
 
 // checkContract returns F, C and the output name, or an error saying how the
@@ -242,7 +223,7 @@ func checkContract(inputs, outputs []ort.InputOutputInfo) (featureDim, numClasse
 // openSession creates the session and reads the model's metadata. When the
 // metadata caps the intra-op threads below opts.IntraOpThreads, it lowers
 // the option and creates the session again.
-func openSession(data []byte, outputName string, opts *Options) (*ort.DynamicAdvancedSession, map[string]string, error) {
+func openSession(data []byte, outputName string, opts *options) (*ort.DynamicAdvancedSession, map[string]string, error) {
 	session, err := newSession(data, outputName, *opts)
 	if err != nil {
 		return nil, nil, err
@@ -259,10 +240,10 @@ func openSession(data []byte, outputName string, opts *Options) (*ort.DynamicAdv
 	if err != nil || n < 1 {
 		return nil, nil, errors.Join(fmt.Errorf("metadata max_intra_op_threads %q is not a positive integer", limit), session.Destroy())
 	}
-	if opts.IntraOpThreads <= n {
+	if opts.intraOpThreads <= n {
 		return session, meta, nil
 	}
-	opts.IntraOpThreads = n
+	opts.intraOpThreads = n
 	if err := session.Destroy(); err != nil {
 		return nil, nil, err
 	}
@@ -270,15 +251,15 @@ func openSession(data []byte, outputName string, opts *Options) (*ort.DynamicAdv
 	return session, meta, err
 }
 
-func newSession(data []byte, outputName string, opts Options) (_ *ort.DynamicAdvancedSession, err error) {
+func newSession(data []byte, outputName string, opts options) (_ *ort.DynamicAdvancedSession, err error) {
 	so, err := ort.NewSessionOptions()
 	if err != nil {
 		return nil, fmt.Errorf("session options: %w", err)
 	}
 	defer func() { err = errors.Join(err, so.Destroy()) }()
 	settings := []error{
-		so.SetIntraOpNumThreads(opts.IntraOpThreads),
-		so.SetInterOpNumThreads(opts.InterOpThreads),
+		so.SetIntraOpNumThreads(opts.intraOpThreads),
+		so.SetInterOpNumThreads(opts.interOpThreads),
 		so.SetExecutionMode(ort.ExecutionModeSequential),
 		so.SetGraphOptimizationLevel(ort.GraphOptimizationLevelEnableAll),
 		// Spinning intra-op threads burn CPU while they wait for work: with
@@ -405,19 +386,44 @@ func classByName(names []string, s string) int {
 // Info describes the loaded model. The caller must not modify it.
 func (m *Model) Info() Info { return m.info }
 
-// Predict runs the model on g. It returns the context's error when ctx ends
-// first, while waiting for a run slot or during the run: the run is then
-// terminated inside ONNX Runtime, not left to finish.
-func (m *Model) Predict(ctx context.Context, g Graph) (Prediction, error) {
-	f, c := m.info.FeatureDim, m.info.NumClasses
-	if g.NumNodes <= 0 || len(g.Features) != g.NumNodes*f || len(g.EdgeIndex)%2 != 0 {
-		return Prediction{}, fmt.Errorf("predict: graph of %d nodes has %d features (want %d per node) and %d edge index entries (want 2 per edge)",
-			g.NumNodes, len(g.Features), f, len(g.EdgeIndex))
+// Predict runs the model on t, which it reads in place (no copy) and does not
+// keep. It checks t first (shapes, node indexes in range, finite features,
+// Limits) and returns an *Error of kind InvalidArgument or TooLarge naming
+// the tensor and the offending entry. A graph of no nodes and no edges gives
+// an empty Prediction without running the model.
+//
+// It returns the context's error when ctx ends first, while waiting for a
+// run slot or a batch, or during the run: the run is then terminated inside
+// ONNX Runtime, not left to finish. After Close it returns ErrClosed.
+func (m *Model) Predict(ctx context.Context, t Tensors) (Prediction, error) {
+	if err := t.check(m.info.FeatureDim, m.info.Limits); err != nil {
+		return Prediction{}, err
 	}
+	return m.predict(ctx, t)
+}
+
+// predict runs a checked graph.
+func (m *Model) predict(ctx context.Context, t Tensors) (Prediction, error) {
+	if t.NumNodes == 0 {
+		return Prediction{NumClasses: m.info.NumClasses}, nil
+	}
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if m.closed {
+		return Prediction{}, ErrClosed
+	}
+	if m.batch != nil {
+		return m.batch.predict(ctx, t)
+	}
+	return m.core.predict(ctx, t)
+}
+
+// predict runs t, waiting for a run slot first.
+func (s *session) predict(ctx context.Context, t Tensors) (Prediction, error) {
 	start := time.Now()
 	select {
-	case m.runSlots <- struct{}{}:
-		defer func() { <-m.runSlots }()
+	case s.runSlots <- struct{}{}:
+		defer func() { <-s.runSlots }()
 	case <-ctx.Done():
 		return Prediction{}, ctx.Err()
 	}
@@ -425,24 +431,24 @@ func (m *Model) Predict(ctx context.Context, g Graph) (Prediction, error) {
 		return Prediction{}, err
 	}
 
-	probs := make([]float32, g.NumNodes*c)
+	probs := make([]float32, t.NumNodes*s.info.NumClasses)
 	running := time.Now()
-	if err := m.run(ctx, g, probs); err != nil {
+	if err := s.run(ctx, t, probs); err != nil {
 		if ctxErr := ctx.Err(); ctxErr != nil {
 			return Prediction{}, ctxErr
 		}
 		return Prediction{}, err
 	}
-	p := m.postprocess(g.NumNodes, probs)
+	p := s.postprocess(t.NumNodes, probs)
 	p.Timing = Timing{Queue: running.Sub(start), Run: time.Since(running)}
 	return p, nil
 }
 
 // run executes one inference, writing the output into out. Every ORT value it
 // creates is destroyed before it returns.
-func (m *Model) run(ctx context.Context, g Graph, out []float32) (err error) {
+func (s *session) run(ctx context.Context, g Tensors, out []float32) (err error) {
 	n, e := int64(g.NumNodes), int64(g.NumEdges())
-	x, err := ort.NewTensor(ort.NewShape(n, int64(m.info.FeatureDim)), g.Features)
+	x, err := ort.NewTensor(ort.NewShape(n, int64(s.info.FeatureDim)), g.Features)
 	if err != nil {
 		return fmt.Errorf("features tensor: %w", err)
 	}
@@ -452,7 +458,7 @@ func (m *Model) run(ctx context.Context, g Graph, out []float32) (err error) {
 		return fmt.Errorf("edge_index tensor: %w", err)
 	}
 	defer func() { err = errors.Join(err, edges.Destroy()) }()
-	y, err := ort.NewTensor(ort.NewShape(n, int64(m.info.NumClasses)), out)
+	y, err := ort.NewTensor(ort.NewShape(n, int64(s.info.NumClasses)), out)
 	if err != nil {
 		return fmt.Errorf("output tensor: %w", err)
 	}
@@ -476,15 +482,15 @@ func (m *Model) run(ctx context.Context, g Graph, out []float32) (err error) {
 		}
 	}()
 
-	if err := m.session.RunWithOptions([]ort.Value{x, edges}, []ort.Value{y}, opts); err != nil {
+	if err := s.ort.RunWithOptions([]ort.Value{x, edges}, []ort.Value{y}, opts); err != nil {
 		return fmt.Errorf("onnxruntime run (%d nodes, %d edges): %w", n, e, err)
 	}
 	return nil
 }
 
 // postprocess turns the raw output into probabilities, classes and scores.
-func (m *Model) postprocess(n int, out []float32) Prediction {
-	c := m.info.NumClasses
+func (s *session) postprocess(n int, out []float32) Prediction {
+	c := s.info.NumClasses
 	p := Prediction{
 		NumClasses:    c,
 		Probabilities: out,
@@ -493,7 +499,7 @@ func (m *Model) postprocess(n int, out []float32) Prediction {
 	}
 	for i := range n {
 		row := out[i*c : (i+1)*c]
-		switch m.info.OutputKind {
+		switch s.info.OutputKind {
 		case OutputLogits:
 			softmax(row)
 		case OutputLogProbabilities:
@@ -508,8 +514,8 @@ func (m *Model) postprocess(n int, out []float32) Prediction {
 			}
 		}
 		p.ClassIndex[i] = int32(top)
-		if m.info.ScoreClass >= 0 {
-			p.Scores[i] = row[m.info.ScoreClass]
+		if s.info.ScoreClass >= 0 {
+			p.Scores[i] = row[s.info.ScoreClass]
 		} else {
 			p.Scores[i] = row[top]
 		}
@@ -534,8 +540,18 @@ func softmax(row []float32) {
 	}
 }
 
-// Close releases the session and this model's hold on the ONNX Runtime
-// environment. Predict must not be called after Close.
+// Close waits for Predict calls in flight, stops the batcher and releases
+// the session. Predict calls after Close return ErrClosed. The ONNX Runtime
+// environment stays loaded for the next model. Close is idempotent.
 func (m *Model) Close() error {
-	return errors.Join(m.session.Destroy(), releaseRuntime())
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return nil
+	}
+	m.closed = true
+	if m.batch != nil {
+		m.batch.close()
+	}
+	return m.core.ort.Destroy()
 }

@@ -1,4 +1,4 @@
-package infer_test
+package gcn_test
 
 import (
 	"context"
@@ -8,8 +8,8 @@ import (
 	"strconv"
 	"testing"
 
+	"github.com/gcnserve/gcnserve/gcn"
 	"github.com/gcnserve/gcnserve/internal/graphwire"
-	"github.com/gcnserve/gcnserve/internal/infer"
 	"github.com/gcnserve/gcnserve/internal/testenv"
 )
 
@@ -28,7 +28,7 @@ var payloads = []payload{
 
 // benchModel opens a random-init model with f features (7 classes, hidden
 // 16), exported by scripts/export_onnx.py into .cache/models (reused).
-func benchModel(b *testing.B, f int, opts infer.Options) *infer.Model {
+func benchModel(b *testing.B, f int, opts ...gcn.Option) *gcn.Model {
 	b.Helper()
 	root := testenv.RepoRoot(b)
 	path := filepath.Join(root, ".cache", "models", "random-f"+strconv.Itoa(f)+".onnx")
@@ -40,8 +40,7 @@ func benchModel(b *testing.B, f int, opts infer.Options) *infer.Model {
 			b.Fatalf("export: %v\n%s", err, out)
 		}
 	}
-	opts.LibraryPath = testenv.ORTLibrary(b)
-	m, err := infer.Open(path, opts)
+	m, err := gcn.Open(path, append([]gcn.Option{gcn.WithLibraryPath(testenv.ORTLibrary(b))}, opts...)...)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -57,10 +56,10 @@ func BenchmarkPredict(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		in := infer.Graph{NumNodes: g.NumNodes(), Features: g.Features, EdgeIndex: g.EdgeIndex}
+		in := gcn.Tensors{NumNodes: g.NumNodes(), Features: g.Features, EdgeIndex: g.EdgeIndex}
 		for _, threads := range []int{1, 2} {
 			b.Run(p.name+"/intra="+strconv.Itoa(threads), func(b *testing.B) {
-				m := benchModel(b, p.features, infer.Options{IntraOpThreads: threads})
+				m := benchModel(b, p.features, gcn.WithIntraOpThreads(threads))
 				b.ReportAllocs()
 				for b.Loop() {
 					if _, err := m.Predict(context.Background(), in); err != nil {

@@ -1,86 +1,45 @@
-// Package batch merges concurrent small graphs into one model run.
+package gcn
+
+// Dynamic batching merges concurrent small graphs into one model run.
 //
 // A batch is the disjoint union of its graphs: features concatenated, edge
 // indexes offset by the nodes before them. For a model whose message passing
 // stays within connected components (metadata "batchable"), each graph's
 // rows of the merged output are exactly its own result, while ONNX Runtime's
 // fixed cost per run is paid once per batch instead of once per request.
-package batch
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/gcnserve/gcnserve/internal/infer"
 )
 
-// Options bound a batch. The zero value of a field means its default.
-type Options struct {
-	// MaxNodes and MaxEdges bound one merged batch; a graph larger than
-	// either bypasses batching. Defaults 4,096 nodes and 32,768 edges.
-	MaxNodes, MaxEdges int
-	// MaxDelay is how long the first graph of a batch may wait for company.
-	// Default 200µs. 0 after defaulting is impossible; use a tiny value to
-	// merge only what is already queued.
-	MaxDelay time.Duration
-	// Workers is how many batches run at once. Default runtime.NumCPU().
-	Workers int
-}
-
-// DefaultOptions returns the documented defaults.
-func DefaultOptions() Options {
-	return Options{MaxNodes: 4096, MaxEdges: 32768, MaxDelay: 200 * time.Microsecond, Workers: runtime.NumCPU()}
-}
-
-func (o Options) withDefaults() Options {
-	d := DefaultOptions()
-	if o.MaxNodes <= 0 {
-		o.MaxNodes = d.MaxNodes
-	}
-	if o.MaxEdges <= 0 {
-		o.MaxEdges = d.MaxEdges
-	}
-	if o.MaxDelay <= 0 {
-		o.MaxDelay = d.MaxDelay
-	}
-	if o.Workers <= 0 {
-		o.Workers = d.Workers
-	}
-	return o
-}
-
-// ErrClosed answers Predict calls made or still queued after Close.
-var ErrClosed = errors.New("batcher closed")
-
-// Model is what a Batcher runs: *infer.Model.
-type Model interface {
-	Info() infer.Info
-	Predict(ctx context.Context, g infer.Graph) (infer.Prediction, error)
+// runner runs one graph: the session (a fake in the batcher's own tests).
+type runner interface {
+	predict(ctx context.Context, t Tensors) (Prediction, error)
 }
 
 // job is one graph waiting for its batch.
 type job struct {
 	ctx      context.Context
-	graph    infer.Graph
+	graph    Tensors
 	enqueued time.Time
 	// done receives the job's result exactly once.
 	done chan result
 }
 
 type result struct {
-	pred infer.Prediction
+	pred Prediction
 	err  error
 }
 
-// Batcher is a Model that batches. Predict is safe for concurrent use.
-type Batcher struct {
-	model Model
-	opts  Options
+// batcher runs graphs on a session, merged. predict is safe for concurrent
+// use.
+type batcher struct {
+	model runner
+	opts  BatchOptions
 	jobs  chan *job
 	// waiting counts Predict calls queued or running in a batch. When every
 	// one of them is already in the batch being collected, nobody can join
@@ -95,10 +54,10 @@ type Batcher struct {
 	workers   sync.WaitGroup
 }
 
-// New starts a Batcher's workers in front of model.
-func New(model Model, opts Options) *Batcher {
+// newBatcher starts a batcher's workers in front of model.
+func newBatcher(model runner, opts BatchOptions) *batcher {
 	opts = opts.withDefaults()
-	b := &Batcher{
+	b := &batcher{
 		model: model,
 		opts:  opts,
 		// Enough room that a burst never blocks callers on the channel;
@@ -114,18 +73,15 @@ func New(model Model, opts Options) *Batcher {
 	return b
 }
 
-// Info describes the model behind the batcher.
-func (b *Batcher) Info() infer.Info { return b.model.Info() }
-
-// Predict runs g, merged with whatever other graphs arrive within MaxDelay.
+// predict runs g, merged with whatever other graphs arrive within MaxDelay.
 // Its result equals model.Predict(g) up to float rounding (1e-6).
-func (b *Batcher) Predict(ctx context.Context, g infer.Graph) (infer.Prediction, error) {
+func (b *batcher) predict(ctx context.Context, g Tensors) (Prediction, error) {
 	if g.NumNodes > b.opts.MaxNodes || g.NumEdges() > b.opts.MaxEdges {
-		return b.model.Predict(ctx, g)
+		return b.model.predict(ctx, g)
 	}
 	select {
 	case <-b.closing:
-		return infer.Prediction{}, ErrClosed
+		return Prediction{}, ErrClosed
 	default:
 	}
 	j := &job{ctx: ctx, graph: g, enqueued: time.Now(), done: make(chan result, 1)}
@@ -134,29 +90,29 @@ func (b *Batcher) Predict(ctx context.Context, g infer.Graph) (infer.Prediction,
 	select {
 	case b.jobs <- j:
 	case <-ctx.Done():
-		return infer.Prediction{}, ctx.Err()
+		return Prediction{}, ctx.Err()
 	case <-b.closing:
-		return infer.Prediction{}, ErrClosed
+		return Prediction{}, ErrClosed
 	}
 	select {
 	case r := <-j.done:
 		return r.pred, r.err
 	case <-ctx.Done():
 		// The worker may still run the job; its result is dropped.
-		return infer.Prediction{}, ctx.Err()
+		return Prediction{}, ctx.Err()
 	case <-b.stopped:
 		// Enqueued as Close began: no worker is left to answer.
 		select {
 		case r := <-j.done:
 			return r.pred, r.err
 		default:
-			return infer.Prediction{}, ErrClosed
+			return Prediction{}, ErrClosed
 		}
 	}
 }
 
 // work collects batches and runs them until Close.
-func (b *Batcher) work() {
+func (b *batcher) work() {
 	defer b.workers.Done()
 	for {
 		var first *job
@@ -173,7 +129,7 @@ func (b *Batcher) work() {
 // collect adds queued jobs to first's batch until a bound is reached,
 // MaxDelay has passed since first arrived, or no other request is in the
 // batcher to wait for.
-func (b *Batcher) collect(first *job) []*job {
+func (b *batcher) collect(first *job) []*job {
 	batch := []*job{first}
 	nodes, edges := first.graph.NumNodes, first.graph.NumEdges()
 	timer := time.NewTimer(b.opts.MaxDelay - time.Since(first.enqueued))
@@ -213,7 +169,7 @@ func (b *Batcher) collect(first *job) []*job {
 
 // run merges the live jobs of a batch, runs the model once and hands each
 // job its rows of the output.
-func (b *Batcher) run(batch []*job) {
+func (b *batcher) run(batch []*job) {
 	live := batch[:0]
 	for _, j := range batch {
 		if err := j.ctx.Err(); err != nil {
@@ -236,7 +192,7 @@ func (b *Batcher) run(batch []*job) {
 	}()
 	if len(live) == 1 {
 		j := live[0]
-		p, err := b.model.Predict(j.ctx, j.graph)
+		p, err := b.model.predict(j.ctx, j.graph)
 		p.Timing.Queue = time.Since(j.enqueued) - p.Timing.Run
 		j.done <- result{pred: p, err: err}
 		return
@@ -245,7 +201,7 @@ func (b *Batcher) run(batch []*job) {
 	started := time.Now()
 	// The merged run serves several callers, so no single caller's
 	// cancellation may stop it; batches are small, so it is short.
-	p, err := b.model.Predict(context.Background(), merged)
+	p, err := b.model.predict(context.Background(), merged)
 	if err != nil {
 		for _, j := range live {
 			j.done <- result{err: err}
@@ -256,14 +212,14 @@ func (b *Batcher) run(batch []*job) {
 }
 
 // merge builds the disjoint union of the jobs' graphs.
-func merge(jobs []*job) infer.Graph {
+func merge(jobs []*job) Tensors {
 	var n, e, width int
 	for _, j := range jobs {
 		n += j.graph.NumNodes
 		e += j.graph.NumEdges()
 		width += len(j.graph.Features)
 	}
-	g := infer.Graph{
+	g := Tensors{
 		NumNodes:  n,
 		Features:  make([]float32, 0, width),
 		EdgeIndex: make([]int64, 2*e),
@@ -288,17 +244,17 @@ func merge(jobs []*job) infer.Graph {
 
 // split hands each job the rows of p that belong to its nodes. The slices
 // share p's arrays: each job owns a disjoint range.
-func split(p infer.Prediction, jobs []*job, started time.Time) {
+func split(p Prediction, jobs []*job, started time.Time) {
 	c := p.NumClasses
 	var at int
 	for _, j := range jobs {
 		n := j.graph.NumNodes
-		j.done <- result{pred: infer.Prediction{
+		j.done <- result{pred: Prediction{
 			NumClasses:    c,
 			Probabilities: p.Probabilities[at*c : (at+n)*c : (at+n)*c],
 			ClassIndex:    p.ClassIndex[at : at+n : at+n],
 			Scores:        p.Scores[at : at+n : at+n],
-			Timing: infer.Timing{
+			Timing: Timing{
 				Queue:       started.Sub(j.enqueued) + p.Timing.Queue,
 				Run:         p.Timing.Run,
 				BatchGraphs: len(jobs),
@@ -309,7 +265,7 @@ func split(p infer.Prediction, jobs []*job, started time.Time) {
 }
 
 // failQueued answers every job still queued at Close.
-func (b *Batcher) failQueued() {
+func (b *batcher) failQueued() {
 	for {
 		select {
 		case j := <-b.jobs:
@@ -320,14 +276,13 @@ func (b *Batcher) failQueued() {
 	}
 }
 
-// Close stops the workers after their current batch; queued and later
+// close stops the workers after their current batch; queued and later
 // Predict calls fail. It does not close the model.
-func (b *Batcher) Close() error {
+func (b *batcher) close() {
 	b.closeOnce.Do(func() {
 		close(b.closing)
 		b.workers.Wait()
 		close(b.stopped)
 	})
 	<-b.stopped
-	return nil
 }

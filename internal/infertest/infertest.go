@@ -7,16 +7,23 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/gcnserve/gcnserve/internal/infer"
+	"github.com/gcnserve/gcnserve/gcn"
 	"github.com/gcnserve/gcnserve/internal/testenv"
 )
 
 // OpenKarate opens the bundled default model, model/karate.onnx, on the
 // real ONNX Runtime, and closes it when the test ends.
-func OpenKarate(t testing.TB, opts infer.Options) *infer.Model {
+func OpenKarate(t testing.TB, opts ...gcn.Option) *gcn.Model {
 	t.Helper()
-	opts.LibraryPath = testenv.ORTLibrary(t)
-	m, err := infer.Open(filepath.Join(testenv.RepoRoot(t), "model", "karate.onnx"), opts)
+	return Open(t, filepath.Join(testenv.RepoRoot(t), "model", "karate.onnx"), opts...)
+}
+
+// Open opens the model at path on the real ONNX Runtime and closes it when
+// the test ends.
+func Open(t testing.TB, path string, opts ...gcn.Option) *gcn.Model {
+	t.Helper()
+	opts = append([]gcn.Option{gcn.WithLibraryPath(testenv.ORTLibrary(t))}, opts...)
+	m, err := gcn.Open(path, opts...)
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
@@ -31,9 +38,9 @@ func OpenKarate(t testing.TB, opts infer.Options) *infer.Model {
 // RandomGraph is a reproducible graph with n nodes, f features per node
 // (about a third nonzero, in [0, 1)) and e edges between random nodes, so
 // duplicate edges and self loops occur as chance gives them.
-func RandomGraph(seed uint64, n, e, f int) infer.Graph {
+func RandomGraph(seed uint64, n, e, f int) gcn.Tensors {
 	r := rand.New(rand.NewPCG(seed, 1))
-	g := infer.Graph{NumNodes: n, Features: make([]float32, n*f), EdgeIndex: make([]int64, 2*e)}
+	g := gcn.Tensors{NumNodes: n, Features: make([]float32, n*f), EdgeIndex: make([]int64, 2*e)}
 	for i := range g.Features {
 		if r.IntN(3) == 0 {
 			g.Features[i] = r.Float32()

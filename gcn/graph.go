@@ -1,0 +1,113 @@
+package gcn
+
+import (
+	"context"
+	"math"
+
+	"github.com/gcnserve/gcnserve/internal/graphwire"
+)
+
+// Tensors is a graph in the model's own input form, for callers that
+// already hold arrays: Predict reads them in place, without a copy.
+type Tensors struct {
+	// NumNodes is N.
+	NumNodes int
+	// Features is x, row-major [N, F]: node i's features are
+	// Features[i*F : (i+1)*F].
+	Features []float32
+	// EdgeIndex is edge_index, row-major [2, E]: the E source node indexes,
+	// then the E target node indexes, each in [0, N).
+	EdgeIndex []int64
+}
+
+// NumEdges is E.
+func (t Tensors) NumEdges() int { return len(t.EdgeIndex) / 2 }
+
+// check validates t for a model with featureDim features. Messages name the
+// tensor ("x", "edge_index") as the model contract and the Open Inference
+// Protocol call them.
+func (t Tensors) check(featureDim int, lim Limits) error {
+	n, e := t.NumNodes, len(t.EdgeIndex)/2
+	switch {
+	case n < 0:
+		return Errorf(KindInvalidArgument, "x: negative node count %d", n)
+	case len(t.Features) != n*featureDim:
+		return Errorf(KindInvalidArgument, "x: %d values for %d nodes, want %d (%d features per node)",
+			len(t.Features), n, n*featureDim, featureDim)
+	case len(t.EdgeIndex)%2 != 0:
+		return Errorf(KindInvalidArgument, "edge_index: %d values, want 2 per edge (shape [2, E])", len(t.EdgeIndex))
+	case lim.MaxNodes > 0 && n > lim.MaxNodes:
+		return Errorf(KindTooLarge, "graph has %d nodes, limit is %d", n, lim.MaxNodes)
+	case lim.MaxEdges > 0 && e > lim.MaxEdges:
+		return Errorf(KindTooLarge, "graph has %d edges, limit is %d", e, lim.MaxEdges)
+	}
+	for j, v := range t.EdgeIndex {
+		if v < 0 || v >= int64(n) {
+			return Errorf(KindInvalidArgument, "edge_index[%d][%d] = %d is not a node index in [0, %d)", j/e, j%e, v, n)
+		}
+	}
+	for k, f := range t.Features {
+		if bits := math.Float32bits(f); bits&0x7f800000 == 0x7f800000 {
+			return Errorf(KindInvalidArgument, "x[%d][%d] is %s (features must be finite)", k/featureDim, k%featureDim, nonFinite(f))
+		}
+	}
+	return nil
+}
+
+func nonFinite(f float32) string {
+	switch {
+	case math.IsNaN(float64(f)):
+		return "NaN"
+	case f < 0:
+		return "-Inf"
+	default:
+		return "+Inf"
+	}
+}
+
+// Graph is a graph as Go values, the shape of the gRPC GraphData message:
+// nodes with ids and features, edges between ids.
+type Graph struct {
+	Nodes []Node
+	Edges []Edge
+}
+
+// Node is one vertex: a unique, non-empty id and exactly Info.FeatureDim
+// finite features.
+type Node struct {
+	ID       string
+	Features []float32
+}
+
+// Edge links two node ids. The model decides what an edge means (models made
+// by scripts/export_onnx.py treat each as one undirected link).
+type Edge struct {
+	Source, Target string
+}
+
+// PredictGraph validates g exactly as the server validates a request (same
+// checks, same order, same messages: "node 3 ("n3"): 12 features, model
+// wants 34", "edge 17: target "n9" is not a node id") and runs it. Row i of
+// the Prediction is g.Nodes[i].
+func (m *Model) PredictGraph(ctx context.Context, g Graph) (Prediction, error) {
+	w, err := graphwire.FromSource(graphSource{&g}, m.info.FeatureDim,
+		graphwire.Limits{MaxNodes: m.info.Limits.MaxNodes, MaxEdges: m.info.Limits.MaxEdges})
+	if err != nil {
+		return Prediction{}, err
+	}
+	return m.predict(ctx, Tensors{NumNodes: w.NumNodes(), Features: w.Features, EdgeIndex: w.EdgeIndex})
+}
+
+// graphSource reads a Graph for graphwire.FromSource.
+type graphSource struct{ g *Graph }
+
+func (s graphSource) NumNodes() int { return len(s.g.Nodes) }
+func (s graphSource) NumEdges() int { return len(s.g.Edges) }
+func (s graphSource) Node(i int) (string, []float32) {
+	n := &s.g.Nodes[i]
+	return n.ID, n.Features
+}
+func (s graphSource) Edge(j int) (string, string) {
+	e := &s.g.Edges[j]
+	return e.Source, e.Target
+}

@@ -1,0 +1,131 @@
+package gcn
+
+import (
+	"os"
+	"runtime"
+	"time"
+)
+
+// Option configures Open and OpenBytes. Each option's comment states its
+// default.
+type Option func(*options)
+
+type options struct {
+	libraryPath       string
+	intraOpThreads    int
+	interOpThreads    int
+	maxConcurrentRuns int
+	batching          bool
+	batch             BatchOptions
+	limits            Limits
+}
+
+func defaultOptions() options {
+	lib := os.Getenv("GCNSERVE_ORT_LIB")
+	if lib == "" {
+		lib = "libonnxruntime.so"
+	}
+	return options{
+		libraryPath:       lib,
+		intraOpThreads:    1,
+		interOpThreads:    1,
+		maxConcurrentRuns: runtime.NumCPU(),
+		batch:             DefaultBatchOptions(),
+	}
+}
+
+// WithLibraryPath sets the ONNX Runtime shared library. Default:
+// $GCNSERVE_ORT_LIB, else "libonnxruntime.so" found by the dynamic loader's
+// search path. The first model a process opens loads the library and
+// creates the ONNX Runtime environment, which then lives as long as the
+// process (creating and destroying it repeatedly grows memory); a later
+// Open naming a different library fails.
+func WithLibraryPath(path string) Option {
+	return func(o *options) {
+		if path != "" {
+			o.libraryPath = path
+		}
+	}
+}
+
+// WithIntraOpThreads sets ONNX Runtime's thread count inside one run.
+// Default 1: concurrent requests on their own goroutines use the cores
+// better than splitting each small run (onnxruntime issue 16304). A model
+// whose metadata sets "max_intra_op_threads" gets at most that many: ORT's
+// ScatterND(reduction=add) kernel races with more than one (onnxruntime
+// issue 18048). Info.IntraOpThreads reports what the session uses.
+func WithIntraOpThreads(n int) Option {
+	return func(o *options) { o.intraOpThreads = max(n, 1) }
+}
+
+// WithMaxConcurrentRuns bounds model runs in flight; further Predict calls
+// wait, honouring their context. It bounds the memory that concurrent big
+// graphs take. Default runtime.NumCPU().
+func WithMaxConcurrentRuns(n int) Option {
+	return func(o *options) {
+		if n > 0 {
+			o.maxConcurrentRuns = n
+		}
+	}
+}
+
+// WithBatching turns on dynamic batching: concurrent small graphs are
+// merged into one model run (their disjoint union), for models whose
+// metadata declares "batchable"; others run unbatched (Info.Batching says
+// which). A graph alone in the model never waits. Default off; zero fields
+// of b take DefaultBatchOptions' values.
+func WithBatching(b BatchOptions) Option {
+	return func(o *options) {
+		o.batching = true
+		o.batch = b.withDefaults()
+	}
+}
+
+// WithLimits bounds the graphs Predict accepts. Default: no bound beyond
+// memory.
+func WithLimits(l Limits) Option {
+	return func(o *options) { o.limits = l }
+}
+
+// Limits bound one graph. Zero (or negative) means unlimited.
+type Limits struct {
+	MaxNodes, MaxEdges int
+}
+
+// BatchOptions bound a merged batch. The zero value of a field means its
+// default (DefaultBatchOptions).
+type BatchOptions struct {
+	// MaxNodes and MaxEdges bound one merged batch; a graph larger than
+	// either runs alone. Defaults 4,096 nodes and 32,768 edges.
+	MaxNodes, MaxEdges int
+	// MaxDelay is how long the first graph of a batch may wait for company.
+	// Default 200µs.
+	MaxDelay time.Duration
+	// Workers is how many batches run at once. Default runtime.NumCPU().
+	Workers int
+}
+
+// DefaultBatchOptions returns the documented defaults: batches of at most
+// 4,096 nodes and 32,768 edges, 200µs delay, one worker per CPU. On
+// karate-sized graphs at concurrency 64 they cut server CPU per request by
+// 1.3-1.6x (docs/BENCHMARKS.md).
+func DefaultBatchOptions() BatchOptions {
+	return BatchOptions{MaxNodes: 4096, MaxEdges: 32768, MaxDelay: 200 * time.Microsecond, Workers: runtime.NumCPU()}
+}
+
+func (b BatchOptions) withDefaults() BatchOptions {
+	d := DefaultBatchOptions()
+	if b.MaxNodes <= 0 {
+		b.MaxNodes = d.MaxNodes
+	}
+	if b.MaxEdges <= 0 {
+		b.MaxEdges = d.MaxEdges
+	}
+	if b.MaxDelay <= 0 {
+		b.MaxDelay = d.MaxDelay
+	}
+	if b.Workers <= 0 {
+		b.Workers = d.Workers
+	}
+	return b
+}
