@@ -274,8 +274,9 @@ func (c *config) tlsConfig() (*tls.Config, error) {
 
 // ProcessGraph scores every node of g (GCNService.ProcessGraph). Set
 // g.IncludePredictions for each node's class and probabilities. When g
-// names no model, the one chosen by WithModel is asked for; g itself is
-// never modified.
+// names no model (model_name and model_version empty), the one chosen by
+// WithModel is asked for; g itself is never modified. The result's
+// ModelName and ModelVersion say which model answered.
 //
 // Errors are gRPC status errors (status.Code(err)): INVALID_ARGUMENT names
 // the offending node or edge, RESOURCE_EXHAUSTED a size limit, UNAVAILABLE a
@@ -285,19 +286,31 @@ func (c *Client) ProcessGraph(ctx context.Context, g *gcnpb.GraphData, opts ...g
 }
 
 // withModel returns g, or a shallow copy of it naming the client's model
-// when g names none.
+// when g names none (the copy shares g's nodes and edges).
 func (c *Client) withModel(g *gcnpb.GraphData) *gcnpb.GraphData {
-	// TODO(proto: GraphData.model_name=4, model_version=5): when the fields
-	// land, copy g's fields into a new message with ModelName/ModelVersion
-	// set to c.model/c.version where g leaves them empty.
-	return g
+	if c.model == "" && c.version == "" || g.GetModelName() != "" || g.GetModelVersion() != "" {
+		return g
+	}
+	return &gcnpb.GraphData{
+		Nodes:              g.GetNodes(),
+		Edges:              g.GetEdges(),
+		IncludePredictions: g.GetIncludePredictions(),
+		ModelName:          c.model,
+		ModelVersion:       c.version,
+	}
 }
 
-// GetModelInfo describes the served model (GCNService.GetModelInfo): its
-// feature dimension, classes, what a score means, identity and limits.
+// GetModelInfo describes the model chosen by WithModel (the server's default
+// model when none was chosen), via GCNService.GetModelInfo: its feature
+// dimension, classes, what a score means, identity and limits.
 func (c *Client) GetModelInfo(ctx context.Context, opts ...grpc.CallOption) (*gcnpb.ModelInfo, error) {
-	// TODO(proto: ModelInfoRequest.model_name=1, model_version=2): name c.model/c.version.
-	return c.svc.GetModelInfo(ctx, &gcnpb.ModelInfoRequest{}, opts...)
+	return c.svc.GetModelInfo(ctx, &gcnpb.ModelInfoRequest{ModelName: c.model, ModelVersion: c.version}, opts...)
+}
+
+// ListModels lists every model the server knows, its versions and their
+// states, and the default model (GCNService.ListModels).
+func (c *Client) ListModels(ctx context.Context, opts ...grpc.CallOption) (*gcnpb.ListModelsResponse, error) {
+	return c.svc.ListModels(ctx, &gcnpb.ListModelsRequest{}, opts...)
 }
 
 // Conn returns the underlying connection, for other services on the same

@@ -41,12 +41,14 @@ type fakeServer struct {
 	calls     atomic.Int64
 	mu        sync.Mutex
 	auth      []string // guarded by mu
+	models    []string // guarded by mu: "name/version" of each request
 }
 
 func (f *fakeServer) ProcessGraph(ctx context.Context, g *gcnpb.GraphData) (*gcnpb.GCNResult, error) {
 	md, _ := metadata.FromIncomingContext(ctx)
 	f.mu.Lock()
 	f.auth = append(f.auth, md.Get("authorization")...)
+	f.models = append(f.models, g.ModelName+"/"+g.ModelVersion)
 	f.mu.Unlock()
 	if f.calls.Add(1) <= f.failFirst {
 		return nil, status.Error(codes.Unavailable, "fake: draining")
@@ -58,8 +60,8 @@ func (f *fakeServer) ProcessGraph(ctx context.Context, g *gcnpb.GraphData) (*gcn
 	return res, nil
 }
 
-func (f *fakeServer) GetModelInfo(context.Context, *gcnpb.ModelInfoRequest) (*gcnpb.ModelInfo, error) {
-	return &gcnpb.ModelInfo{Name: "fake", FeatureDim: 2}, nil
+func (f *fakeServer) GetModelInfo(_ context.Context, req *gcnpb.ModelInfoRequest) (*gcnpb.ModelInfo, error) {
+	return &gcnpb.ModelInfo{Name: "fake:" + req.ModelName, Version: req.ModelVersion, FeatureDim: 2}, nil
 }
 
 func (f *fakeServer) authHeaders() []string {
@@ -124,8 +126,36 @@ func TestProcessGraph(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if info.Name != "fake" {
-		t.Errorf("GetModelInfo name %q, want fake", info.Name)
+	if info.Name != "fake:" {
+		t.Errorf("GetModelInfo name %q, want fake:", info.Name)
+	}
+}
+
+// TestWithModel: the client's model choice goes into requests that name
+// none, never into the caller's message, and never over the request's own.
+func TestWithModel(t *testing.T) {
+	f := &fakeServer{}
+	c := dial(t, serve(t, f), WithModel("cora", "2"))
+	g := graph(2).GraphData()
+	if _, err := c.ProcessGraph(ctx(t), g); err != nil {
+		t.Fatal(err)
+	}
+	if g.ModelName != "" || g.ModelVersion != "" {
+		t.Errorf("caller's message changed to %q/%q", g.ModelName, g.ModelVersion)
+	}
+	g.ModelName = "karate"
+	if _, err := c.ProcessGraph(ctx(t), g); err != nil {
+		t.Fatal(err)
+	}
+	f.mu.Lock()
+	got := f.models
+	f.mu.Unlock()
+	if len(got) != 2 || got[0] != "cora/2" || got[1] != "karate/" {
+		t.Errorf("server saw models %q, want [cora/2 karate/]", got)
+	}
+	info, err := c.GetModelInfo(ctx(t))
+	if err != nil || info.Name != "fake:cora" || info.Version != "2" {
+		t.Errorf("GetModelInfo: %v, %v; want it to ask for cora version 2", info, err)
 	}
 }
 
@@ -181,10 +211,16 @@ func TestRoundRobin(t *testing.T) {
 	r := manual.NewBuilderWithScheme("fake")
 	r.InitialState(resolver.State{Addresses: []resolver.Address{{Addr: serve(t, a)}, {Addr: serve(t, b)}}})
 	c := dial(t, "fake:///gcnserve", WithDialOptions(grpc.WithResolvers(r)))
-	for range 20 {
+	// round_robin picks among the connections that are ready, so the first
+	// calls may all go to the server that connected first.
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
 		if _, err := c.ProcessGraph(ctx(t), graph(1).GraphData()); err != nil {
 			t.Fatal(err)
 		}
+		if a.calls.Load() > 0 && b.calls.Load() > 0 {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 	if a.calls.Load() == 0 || b.calls.Load() == 0 {
 		t.Errorf("calls per server %d and %d, want both > 0", a.calls.Load(), b.calls.Load())
