@@ -83,6 +83,7 @@ type config struct {
 	tls              *tls.Config // nil: plaintext
 	tlsCAFile        string
 	certFile, key    string
+	serverName       string
 	token            credentials.PerRPCCredentials
 	model, version   string
 	dialOptions      []grpc.DialOption
@@ -153,9 +154,23 @@ func WithClientCertificate(certFile, keyFile string) Option {
 	}
 }
 
+// WithServerName makes the connection use TLS (as WithTLS("") unless WithTLS
+// names a CA) and verify the server's certificate against name instead of
+// the target's host, for a server reached by an address its certificate
+// does not name.
+func WithServerName(name string) Option {
+	return func(c *config) error {
+		if c.tls == nil {
+			c.tls = &tls.Config{MinVersion: tls.VersionTLS12}
+		}
+		c.serverName = name
+		return nil
+	}
+}
+
 // WithTLSConfig makes the connection use TLS with a copy of cfg, for what
-// WithTLS and WithClientCertificate do not cover (a server name override,
-// certificates held in memory). They still apply on top of it.
+// WithTLS, WithClientCertificate and WithServerName do not cover
+// (certificates held in memory, cipher suites). They still apply on top of it.
 func WithTLSConfig(cfg *tls.Config) Option {
 	return func(c *config) error {
 		if cfg == nil {
@@ -251,6 +266,9 @@ func Dial(target string, opts ...Option) (*Client, error) {
 
 func (c *config) tlsConfig() (*tls.Config, error) {
 	tc := c.tls
+	if c.serverName != "" {
+		tc.ServerName = c.serverName
+	}
 	if c.tlsCAFile != "" {
 		pem, err := os.ReadFile(c.tlsCAFile)
 		if err != nil {
