@@ -41,7 +41,8 @@ var DefaultKeepalive = keepalive.ClientParameters{Time: 30 * time.Second, Timeou
 //     UNAVAILABLE is tried up to 4 times in all, waiting 0.1 s, 0.2 s,
 //     0.4 s (each with random jitter, at most 1 s) between attempts.
 //     grpc-go retries only while the request still fits its 256 KiB
-//     per-call retry buffer (a graph of about 1,500 nodes with 34 features);
+//     per-call retry buffer (about 1,000 nodes of 34 features with 5 edges
+//     each);
 //     a bigger request is not resent once it has gone out, though a call that
 //     never reached a server (no connection yet) is always retried.
 //

@@ -158,7 +158,7 @@ func readNodes(r io.Reader, g *gcnpb.GraphData) error {
 	defer done()
 	header, err := cr.Read()
 	if errors.Is(err, io.EOF) {
-		return errors.New("empty file, want a header id,f0,f1,...")
+		return errors.New("empty file; want a header like id,f0,f1")
 	}
 	if err != nil {
 		return err
