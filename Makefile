@@ -67,7 +67,18 @@ test: deps ort check-proto
 # Brief fuzzing of everything that takes untrusted bytes; the committed seed
 # corpus also runs in every plain `go test`.
 fuzz:
-	$(GO) test -run=NONE -fuzz=FuzzDecode -fuzztime=$(FUZZTIME) ./internal/graphwire
+	$(GO) test -run=NONE -fuzz=FuzzDecode$$ -fuzztime=$(FUZZTIME) ./internal/graphwire
+	$(GO) test -run=NONE -fuzz=FuzzDecodeRouted -fuzztime=$(FUZZTIME) ./internal/graphwire
+	$(GO) test -run=NONE -fuzz=FuzzParseTokenFile -fuzztime=$(FUZZTIME) ./internal/auth
+	$(GO) test -run=NONE -fuzz=FuzzParseBearer -fuzztime=$(FUZZTIME) ./internal/auth
+	$(GO) test -run=NONE -fuzz=FuzzDecodeJSON -fuzztime=$(FUZZTIME) ./internal/transport/httpjson
+
+# The alert rules parse and fire as their unit tests expect (promtool is in
+# Debian's prometheus package).
+.PHONY: check-alerts
+check-alerts:
+	promtool check rules deploy/monitoring/alerts.yaml
+	promtool test rules deploy/monitoring/alerts_test.yaml
 
 # Regenerate the bundled models, their golden fixtures and the example
 # request with scripts/export_onnx.py (Debian's python3-torch).

@@ -2,17 +2,18 @@
 # install_deps.sh installs, from Debian's archive, what gcnserve's tests and
 # benchmarks need beyond Go: protoc for the generated-code check, python3 with
 # torch, onnx and networkx for the export script and the parity and accuracy
-# tests, grpcio for the Python reference server of `make bench`.
+# tests, grpcio for the Python reference server of `make bench`, promtool (package
+# prometheus) for the alert rules' checks.
 # It does nothing when everything is present (checked quickly first).
 set -euo pipefail
 
 PACKAGES=(ca-certificates curl make gcc libc6-dev protobuf-compiler
   python3 python3-numpy python3-torch python3-onnx python3-networkx
-  python3-grpcio python3-protobuf)
+  python3-grpcio python3-protobuf prometheus)
 
 have_all() {
   command -v protoc >/dev/null 2>&1 && command -v gcc >/dev/null 2>&1 &&
-    command -v curl >/dev/null 2>&1 &&
+    command -v curl >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 &&
     /usr/bin/python3 -c 'import torch, onnx, networkx, numpy, grpc, google.protobuf' >/dev/null 2>&1
 }
 

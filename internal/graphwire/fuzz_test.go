@@ -8,6 +8,10 @@ import (
 	"unicode/utf8"
 
 	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+
+	gcnpb "github.com/gcnserve/gcnserve/gen"
+	"github.com/gcnserve/gcnserve/internal/gcnerr"
 )
 
 // fuzzFeatureDim is small so that random bytes can make valid nodes;
@@ -40,7 +44,53 @@ func decodeSeeds() [][]byte {
 		wire(nil).raw(0x0a, 0x05, 0x0a),
 		wire(nil).tag(5, protowire.StartGroupType).tag(6, protowire.EndGroupType),
 		graphOf([]wire{node("w", 1, 2, 3, 4, 5, 6, 7, float32(math.Inf(1)), 9)}, nil),
+		valid.str(4, "karate").str(5, "2"),
+		valid.str(4, "\xff"),
+		valid.str(5, "x").str(4, "a").str(4, "b"),
 	}
+}
+
+// FuzzDecodeRouted checks model routing on arbitrary bytes: the resolver
+// sees exactly the model name and version the generated decoder reads (the
+// last of each, valid UTF-8), its error comes back unchanged, and a known
+// name decodes as Decode does.
+func FuzzDecodeRouted(f *testing.F) {
+	for _, s := range decodeSeeds() {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var m gcnpb.GraphData
+		refErr := proto.Unmarshal(b, &m)
+		var gotName, gotVersion string
+		calls := 0
+		notFound := gcnerr.New(gcnerr.NotFound, "no such model")
+		_, err := DecodeRouted(b, func(name, version string) (int, error) {
+			calls++
+			gotName, gotVersion = name, version
+			if name == "b" {
+				return 0, notFound
+			}
+			return fuzzFeatureDim, nil
+		}, Limits{})
+		if refErr != nil {
+			if err == nil {
+				t.Fatalf("proto.Unmarshal failed (%v) but DecodeRouted accepted", refErr)
+			}
+			return
+		}
+		if calls == 1 && (gotName != m.GetModelName() || gotVersion != m.GetModelVersion()) {
+			t.Fatalf("resolver saw %q/%q, the message holds %q/%q", gotName, gotVersion, m.GetModelName(), m.GetModelVersion())
+		}
+		if m.GetModelName() == "b" && err != notFound {
+			t.Fatalf("resolver's error not returned as is: %v", err)
+		}
+		if m.GetModelName() != "b" {
+			_, want := Decode(b, fuzzFeatureDim, Limits{})
+			if (err == nil) != (want == nil) || (err != nil && err.Error() != want.Error()) {
+				t.Fatalf("DecodeRouted: %v, Decode: %v", err, want)
+			}
+		}
+	})
 }
 
 // FuzzDecode holds Decode to the reference on arbitrary bytes: it must not

@@ -119,6 +119,8 @@ func diffGraph(got, want *Graph) string {
 		return fmt.Sprintf("EdgeIndex: got %v, want %v", got.EdgeIndex, want.EdgeIndex)
 	case got.IncludePredictions != want.IncludePredictions:
 		return fmt.Sprintf("IncludePredictions: got %v, want %v", got.IncludePredictions, want.IncludePredictions)
+	case got.ModelName != want.ModelName || got.ModelVersion != want.ModelVersion:
+		return fmt.Sprintf("model: got %q/%q, want %q/%q", got.ModelName, got.ModelVersion, want.ModelName, want.ModelVersion)
 	}
 	return ""
 }

@@ -1,5 +1,9 @@
-// Package server serves GCNService over gRPC: it loads the model, answers
-// ProcessGraph and GetModelInfo, and runs grpc.health.v1 and reflection.
+// Package server assembles gcnserve: the model repository and the serving
+// layer, the gRPC listener (the tutorial's GCNService, the Open Inference
+// Protocol, health, reflection), the HTTP listener, the debug listener,
+// metrics, authentication, admission control, and the lifecycle (warm-up
+// before SERVING, drain on SIGTERM, reload on SIGHUP). Transports never
+// import this package; it imports them.
 package server
 
 import (
@@ -11,37 +15,64 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"runtime/debug"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
+	_ "google.golang.org/grpc/encoding/gzip" // accept gzip requests, answer in kind
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 
 	"github.com/gcnserve/gcnserve/gcn"
-	"github.com/gcnserve/gcnserve/internal/graphwire"
+	"github.com/gcnserve/gcnserve/internal/admission"
+	"github.com/gcnserve/gcnserve/internal/auth"
+	"github.com/gcnserve/gcnserve/internal/metrics"
+	"github.com/gcnserve/gcnserve/internal/modelrepo"
+	"github.com/gcnserve/gcnserve/internal/serving"
+	"github.com/gcnserve/gcnserve/internal/transport/grpcapi"
 )
 
-// Config is everything the server needs. cmd/server fills it from flags and
-// environment; tests build it directly. The comment on each field states the
-// default that DefaultConfig sets.
+// Config is everything the server needs. ParseFlags fills it from flags and
+// environment; tests build it directly from DefaultConfig. The comment on
+// each field states the default that DefaultConfig sets.
 type Config struct {
-	// Addr is the listen address. Default ":9999", the tutorial's port.
+	// Addr is the gRPC listen address. Default ":9999", the tutorial's port.
 	Addr string
-	// ModelPath is the ONNX model file. Default "model/karate.onnx".
+	// HTTPAddr, when set, serves HTTP: the Open Inference Protocol's REST
+	// API, POST /v1/process-graph, /healthz, /readyz and /metrics. Default
+	// "" (off).
+	HTTPAddr string
+	// ModelPath is one ONNX model file, served as the only model. Default
+	// "model/karate.onnx". Ignored when ModelRepository is set.
 	ModelPath string
+	// ModelRepository is a model repository directory
+	// (<name>/<version>/model.onnx). Default "" (serve ModelPath).
+	ModelRepository string
+	// DefaultModel answers requests that name no model. Default "": the
+	// only model when there is one.
+	DefaultModel string
+	// VersionPolicy is the server-wide version policy: "latest" (default),
+	// "latest:N", "all" or "specific:1,3".
+	VersionPolicy string
+	// RepositoryPollInterval is how often the repository (or ModelPath) is
+	// rescanned for new versions. Default 10s; 0 turns polling off (SIGHUP
+	// still reloads).
+	RepositoryPollInterval time.Duration
 	// ORTLibrary is the ONNX Runtime shared library. Default "" (gcn's
 	// default: $GCNSERVE_ORT_LIB, else the dynamic loader's search path).
 	ORTLibrary string
 	// IntraOpThreads is ORT's thread count inside one run. Default 1.
 	IntraOpThreads int
-	// MaxConcurrentRuns bounds model runs in flight. Default 0: the number
-	// of CPUs.
+	// MaxConcurrentRuns bounds model runs in flight per model version.
+	// Default 0: the number of CPUs.
 	MaxConcurrentRuns int
 	// MaxNodes and MaxEdges bound one request (0: unlimited). Defaults
 	// 1,000,000 nodes and 10,000,000 edges.
@@ -49,25 +80,39 @@ type Config struct {
 	// MaxRequestBytes bounds one request message. Default 64 MiB, which
 	// admits a Cora-sized request with dense features (15.6 MB).
 	MaxRequestBytes int
+	// MaxInflightBytes is the memory budget of requests being processed at
+	// once (admission control). Default: half the cgroup memory limit, else
+	// half the machine's memory. 0 turns admission control off.
+	MaxInflightBytes int64
+	// MaxQueue bounds the requests waiting for memory. Default 1024.
+	MaxQueue int
+	// QueueTimeout is the longest a request waits for memory. Default 5s.
+	QueueTimeout time.Duration
 	// Batch configures dynamic batching; see gcn.BatchOptions.
 	Batch gcn.BatchOptions
-	// BatchEnabled turns dynamic batching on (only for models whose metadata
+	// BatchEnabled turns dynamic batching on (for models whose metadata
 	// declares them batchable). Default true: on karate-sized graphs at
-	// concurrency 64 it cut server CPU per request by 1.3-1.6x and raised
-	// throughput by as much (docs/BENCHMARKS.md), and a request alone in the
-	// server runs at once, so low load pays no delay.
+	// concurrency 64 it cut server CPU per request by 1.3-1.6x, and a
+	// request alone in the server runs at once.
 	BatchEnabled bool
-	// ShutdownGrace is how long shutdown waits for in-flight requests before
-	// cancelling them. Default 10s.
+	// DrainDelay is how long, after SIGTERM, the server keeps accepting and
+	// serving while health says NOT_SERVING, so that balancers stop sending
+	// first. Default 5s.
+	DrainDelay time.Duration
+	// ShutdownGrace is how long shutdown then waits for in-flight requests
+	// before cancelling them. Default 10s.
 	ShutdownGrace time.Duration
-	// TLSCertFile and TLSKeyFile, when both set, serve gRPC over TLS with
-	// that certificate. Default "" (plaintext, as the tutorial). With
+	// AuthTokenFile, when set, requires "authorization: Bearer <token>" with
+	// one of the file's tokens on every call but health and reflection.
+	// Default "" (no authentication).
+	AuthTokenFile string
+	// TLSCertFile and TLSKeyFile, when both set, serve gRPC and HTTP over
+	// TLS with that certificate. Default "" (plaintext). With
 	// TLSClientCAFile also set, clients must present a certificate signed by
 	// one of its CAs (mutual TLS).
 	TLSCertFile, TLSKeyFile, TLSClientCAFile string
-	// DebugAddr, when set, serves /metrics (Prometheus text format) and
-	// /debug/pprof/ over HTTP on that address. Default "" (off): keep it off
-	// public interfaces.
+	// DebugAddr, when set, serves /metrics and /debug/pprof/ over HTTP on
+	// that address. Default "" (off): keep it off public interfaces.
 	DebugAddr string
 	// Logger receives the server's logs. Default slog.Default().
 	Logger *slog.Logger
@@ -76,37 +121,64 @@ type Config struct {
 // DefaultConfig returns the documented defaults.
 func DefaultConfig() Config {
 	return Config{
-		Addr:            ":9999",
-		ModelPath:       "model/karate.onnx",
-		MaxNodes:        1_000_000,
-		MaxEdges:        10_000_000,
-		MaxRequestBytes: 64 << 20,
-		IntraOpThreads:  1,
-		Batch:           gcn.DefaultBatchOptions(),
-		BatchEnabled:    true,
-		ShutdownGrace:   10 * time.Second,
+		Addr:                   ":9999",
+		ModelPath:              "model/karate.onnx",
+		VersionPolicy:          "latest",
+		RepositoryPollInterval: 10 * time.Second,
+		IntraOpThreads:         1,
+		MaxNodes:               1_000_000,
+		MaxEdges:               10_000_000,
+		MaxRequestBytes:        64 << 20,
+		MaxQueue:               1024,
+		QueueTimeout:           5 * time.Second,
+		Batch:                  gcn.DefaultBatchOptions(),
+		BatchEnabled:           true,
+		DrainDelay:             5 * time.Second,
+		ShutdownGrace:          10 * time.Second,
 	}
 }
 
-// Server is a loaded model behind a gRPC server.
+// Server is the assembled server. New builds it, Serve runs the gRPC
+// listener, Run does everything.
 type Server struct {
-	cfg Config
-	log *slog.Logger
-	// closeModel releases the model; Close calls it last.
-	closeModel func() error
-	metrics    *metrics
-	grpc       *grpc.Server
-	health     *health.Server
+	cfg  Config
+	log  *slog.Logger
+	repo *modelrepo.Repository
+	// published is repo once New has it: the repository's OnChange may run
+	// (on its reload goroutine) before modelrepo.Open returns.
+	published atomic.Pointer[modelrepo.Repository]
+	svc       *serving.Service
+	metrics   *metrics.Metrics
+	grpc      *grpc.Server
+	health    *health.Server
+	// healthMu orders modelsChanged calls, so health reflects the newest
+	// served set.
+	healthMu sync.Mutex
+	// http serves HTTPAddr's routes (nil when off).
+	httpHandler http.Handler
+	modelInfo   modelInfoTracker
+	// life drains on SIGTERM and reloads on SIGHUP (lifecycle.go).
+	life *Lifecycle
 }
 
-// New loads the model, runs one warm-up inference and prepares the gRPC
-// server. Health reports SERVING from the moment Serve starts; a model that
-// fails to load or to run fails New.
+// New loads the models (each warmed up before it serves) and prepares the
+// listeners' handlers. A model that fails to load fails New when nothing
+// else can be served.
 func New(cfg Config) (_ *Server, err error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	start := time.Now()
+	log := cfg.Logger
+	s := &Server{cfg: cfg, log: log, health: health.NewServer()}
+	s.metrics = metrics.New(metrics.Options{})
+	// Nothing is SERVING until the models are loaded.
+	s.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
+	s.health.SetServingStatus(grpcapi.ServiceName, healthpb.HealthCheckResponse_NOT_SERVING)
+
+	policy, err := modelrepo.ParsePolicy(cfg.VersionPolicy)
+	if err != nil {
+		return nil, fmt.Errorf("--version-policy: %w", err)
+	}
 	opts := []gcn.Option{
 		gcn.WithLibraryPath(cfg.ORTLibrary),
 		gcn.WithIntraOpThreads(cfg.IntraOpThreads),
@@ -115,83 +187,173 @@ func New(cfg Config) (_ *Server, err error) {
 	if cfg.BatchEnabled {
 		opts = append(opts, gcn.WithBatching(cfg.Batch))
 	}
-	model, err := gcn.Open(cfg.ModelPath, opts...)
+	rc := modelrepo.Config{
+		DefaultModel: cfg.DefaultModel,
+		Policy:       policy,
+		PollInterval: cfg.RepositoryPollInterval,
+		Options:      opts,
+		Logger:       log,
+		Events:       repoEvents{s.metrics},
+		OnChange:     s.modelsChanged,
+	}
+	if cfg.ModelRepository != "" {
+		rc.Repository = cfg.ModelRepository
+	} else {
+		rc.ModelFile = cfg.ModelPath
+	}
+	start := time.Now()
+	s.repo, err = modelrepo.Open(rc)
 	if err != nil {
 		return nil, err
 	}
 	defer func() {
 		if err != nil {
-			err = errors.Join(err, model.Close())
+			err = errors.Join(err, s.repo.Close())
 		}
 	}()
-	if err := warmUp(model); err != nil {
-		return nil, fmt.Errorf("model %s: warm-up inference failed: %w", cfg.ModelPath, err)
+
+	var budget *admission.Budget
+	if cfg.MaxInflightBytes > 0 {
+		budget = admission.New(admission.Options{
+			Bytes: cfg.MaxInflightBytes, MaxQueue: cfg.MaxQueue, QueueTimeout: cfg.QueueTimeout,
+			Observer: admissionObserver{s.metrics, cfg.MaxInflightBytes},
+		})
 	}
-	s, err := newServer(cfg, model, model.Close)
+	s.svc = serving.New(serving.Config{
+		Repository: s.repo, Budget: budget, Metrics: s.metrics,
+		MaxNodes: cfg.MaxNodes, MaxEdges: cfg.MaxEdges, MaxRequestBytes: cfg.MaxRequestBytes,
+		Logger: log,
+	})
+
+	codec, err := grpcapi.Codec()
 	if err != nil {
 		return nil, err
 	}
-	info := model.Info()
-	if want := max(cfg.IntraOpThreads, 1); info.IntraOpThreads < want {
-		cfg.Logger.Warn("the model caps ONNX Runtime's intra-op threads", "requested", want,
-			"using", info.IntraOpThreads, "max_intra_op_threads", info.Metadata["max_intra_op_threads"])
+	s.life = &Lifecycle{Log: log, DrainDelay: cfg.DrainDelay, ShutdownGrace: cfg.ShutdownGrace,
+		Health: s.health, Reload: s.Reload}
+	// Authentication runs first: a refused call costs no admission and no
+	// decoding (ProcessGraph reads its message only after the interceptors).
+	var grpcAuth, httpAuth *auth.Tokens
+	if cfg.AuthTokenFile != "" {
+		if grpcAuth, err = auth.Load(cfg.AuthTokenFile, log, authObserver{s.metrics, metrics.ProtocolGRPC}); err != nil {
+			return nil, err
+		}
+		if httpAuth, err = auth.Load(cfg.AuthTokenFile, log, authObserver{s.metrics, metrics.ProtocolHTTP}); err != nil {
+			return nil, err
+		}
 	}
-	cfg.Logger.Info("model loaded",
-		"model", cfg.ModelPath, "name", info.Name, "version", info.Version,
-		"sha256", info.SHA256, "onnxruntime", info.ORTVersion,
-		"feature_dim", info.FeatureDim, "classes", info.NumClasses,
-		"score", info.ScoreMeaning, "batching", info.Batching,
-		"load_time", time.Since(start).Round(time.Millisecond))
-	return s, nil
-}
-
-// newServer builds the gRPC server around a loaded model. closeModel runs
-// in Close.
-func newServer(cfg Config, model Predictor, closeModel func() error) (*Server, error) {
-	log := cfg.Logger
-	info := model.Info()
-	s := &Server{cfg: cfg, log: log, closeModel: closeModel, health: health.NewServer(), metrics: newMetrics()}
-	if cfg.BatchEnabled && !info.Batchable {
-		log.Warn("batching requested but the model does not declare batchable=true in its metadata; serving unbatched")
+	unary := []grpc.UnaryServerInterceptor{s.life.UnaryInterceptor()}
+	stream := []grpc.StreamServerInterceptor{s.life.StreamInterceptor()}
+	if grpcAuth != nil {
+		unary = append(unary, grpcAuth.UnaryInterceptor())
+		stream = append(stream, grpcAuth.StreamInterceptor())
 	}
-	predictor := model
-
-	codec, err := newRawCodec()
-	if err != nil {
-		return nil, err
-	}
-	opts := []grpc.ServerOption{
+	unary = append(unary, recoverPanics(log))
+	gopts := []grpc.ServerOption{
 		grpc.ForceServerCodecV2(codec),
 		grpc.MaxRecvMsgSize(cfg.MaxRequestBytes),
-		grpc.ChainUnaryInterceptor(recoverPanics(log)),
+		grpc.StatsHandler(s.metrics.GRPCStatsHandler()),
+		grpc.ChainUnaryInterceptor(unary...),
+		grpc.ChainStreamInterceptor(stream...),
 	}
 	if creds, err := transportCredentials(cfg); err != nil {
 		return nil, err
 	} else if creds != nil {
-		opts = append(opts, grpc.Creds(creds))
+		gopts = append(gopts, grpc.Creds(creds))
 	}
-	s.grpc = grpc.NewServer(opts...)
-	svc := &gcnService{
-		predictor: predictor,
-		info:      info,
-		limits:    graphwire.Limits{MaxNodes: cfg.MaxNodes, MaxEdges: cfg.MaxEdges},
-		modelInfo: newModelInfo(info, &cfg, info.Batching),
-		log:       log,
-		metrics:   s.metrics,
-	}
-	s.grpc.RegisterService(&gcnServiceDesc, svc)
-	healthpb.RegisterHealthServer(s.grpc, s.health)
+	s.grpc = grpc.NewServer(gopts...)
+	s.life.GRPC = s.grpc
+	grpcapi.Register(s.grpc, s.svc)
+	healthpb.RegisterHealthServer(s.grpc, s.life.HealthService())
 	reflection.Register(s.grpc)
-	// SERVING only once the model has loaded and run: a load balancer that
-	// sees SERVING can send traffic. Serve does not change that.
-	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
-	s.health.SetServingStatus(gcnServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+	s.httpHandler = s.newHTTPHandler(httpAuth)
+	s.published.Store(s.repo)
+	s.modelsChanged()
+
+	for _, m := range s.repo.Models() {
+		for _, v := range m.Versions {
+			log.Info("model version", "model", m.Name, "version", v.Version, "state", v.State.String(),
+				"path", v.Path, "sha256", v.SHA256, "reason", v.Reason)
+		}
+	}
+	log.Info("models loaded", "default", s.repo.Default(), "onnxruntime", gcn.RuntimeVersion(),
+		"load_time", time.Since(start).Round(time.Millisecond))
 	return s, nil
+}
+
+// modelsChanged sets health from the served models: "" and GCNService are
+// SERVING while the default model is served, gcnserve.model.<name> while
+// any version of <name> is.
+func (s *Server) modelsChanged() {
+	repo := s.published.Load()
+	if repo == nil {
+		return // New calls it again once the repository is open
+	}
+	s.healthMu.Lock()
+	defer s.healthMu.Unlock()
+	models := repo.Models()
+	def := repo.Default()
+	defReady := false
+	for _, m := range models {
+		st := healthpb.HealthCheckResponse_NOT_SERVING
+		if m.Ready() {
+			st = healthpb.HealthCheckResponse_SERVING
+			defReady = defReady || m.Name == def
+		}
+		s.health.SetServingStatus(HealthServiceName(m.Name), st)
+	}
+	st := healthpb.HealthCheckResponse_NOT_SERVING
+	if defReady {
+		st = healthpb.HealthCheckResponse_SERVING
+	}
+	s.health.SetServingStatus("", st)
+	s.health.SetServingStatus(grpcapi.ServiceName, st)
+	s.modelInfo.update(s.metrics, models)
+}
+
+// HealthServiceName is the grpc.health.v1 service name of one model.
+func HealthServiceName(model string) string { return "gcnserve.model." + model }
+
+// newHTTPHandler builds the HTTP listener's routes.
+func (s *Server) newHTTPHandler(tokens *auth.Tokens) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", s.metrics.Handler())
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if s.ready() {
+			w.Write([]byte("ready\n"))
+			return
+		}
+		http.Error(w, "not ready", http.StatusServiceUnavailable)
+	})
+	var h http.Handler = mux
+	if tokens != nil {
+		h = tokens.Middleware(h)
+	}
+	return s.metrics.HTTPMiddleware(mux, s.life.HTTPMiddleware(h))
+}
+
+// ready reports whether the default model is served and the server is not
+// draining.
+func (s *Server) ready() bool {
+	res, err := s.health.Check(context.Background(), &healthpb.HealthCheckRequest{Service: ""})
+	return err == nil && res.GetStatus() == healthpb.HealthCheckResponse_SERVING
 }
 
 // transportCredentials returns TLS credentials from cfg, or nil for
 // plaintext.
 func transportCredentials(cfg Config) (credentials.TransportCredentials, error) {
+	conf, err := tlsConfig(cfg)
+	if conf == nil || err != nil {
+		return nil, err
+	}
+	return credentials.NewTLS(conf), nil
+}
+
+// tlsConfig returns the TLS configuration of cfg, or nil for plaintext.
+func tlsConfig(cfg Config) (*tls.Config, error) {
 	if cfg.TLSCertFile == "" && cfg.TLSKeyFile == "" {
 		if cfg.TLSClientCAFile != "" {
 			return nil, errors.New("--tls-client-ca needs --tls-cert and --tls-key")
@@ -218,20 +380,7 @@ func transportCredentials(cfg Config) (credentials.TransportCredentials, error) 
 		conf.ClientCAs = pool
 		conf.ClientAuth = tls.RequireAndVerifyClientCert
 	}
-	return credentials.NewTLS(conf), nil
-}
-
-// warmUp runs the model once on a two-node graph, so the first request does
-// not pay for ORT's lazy initialisation and a model that cannot run fails at
-// start, not on a client's request.
-func warmUp(m *gcn.Model) error {
-	f := m.Info().FeatureDim
-	_, err := m.Predict(context.Background(), gcn.Tensors{
-		NumNodes:  2,
-		Features:  make([]float32, 2*f),
-		EdgeIndex: []int64{0, 1},
-	})
-	return err
+	return conf, nil
 }
 
 // recoverPanics turns a panic in a handler into an Internal error for the
@@ -249,20 +398,28 @@ func recoverPanics(log *slog.Logger) grpc.UnaryServerInterceptor {
 	}
 }
 
-// Serve answers requests on lis until Shutdown. It returns nil after a
+// Serve answers gRPC requests on lis until Shutdown. It returns nil after a
 // clean shutdown.
 func (s *Server) Serve(lis net.Listener) error {
-	s.log.Info("serving", "addr", lis.Addr().String())
+	s.log.Info("serving gRPC", "addr", lis.Addr().String())
 	if err := s.grpc.Serve(lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
 		return err
 	}
 	return nil
 }
 
-// Shutdown stops the server: health turns NOT_SERVING first (so balancers
-// stop sending), then in-flight requests get up to cfg.ShutdownGrace to
-// finish before the rest are cancelled.
-func (s *Server) Shutdown() {
+// Reload rescans the model repository (or the --model file) now.
+func (s *Server) Reload(ctx context.Context) error {
+	err := s.repo.Reload(ctx)
+	s.metrics.RepositoryReloaded(err)
+	return err
+}
+
+// Shutdown stops the gRPC server: health turns NOT_SERVING first (so
+// balancers stop sending), then in-flight requests get up to
+// cfg.ShutdownGrace to finish before the rest are cancelled. It returns how
+// many calls were cancelled (0: a clean stop).
+func (s *Server) Shutdown() (cancelled int) {
 	s.health.Shutdown()
 	stopped := make(chan struct{})
 	go func() {
@@ -274,20 +431,25 @@ func (s *Server) Shutdown() {
 	select {
 	case <-stopped:
 		s.log.Info("stopped gracefully")
+		return 0
 	case <-timer.C:
 		s.log.Warn("grace period over, cancelling in-flight requests", "grace", s.cfg.ShutdownGrace)
 		s.grpc.Stop()
 		<-stopped
+		return 1
 	}
 }
 
-// Close releases the batcher and the model. Call it after Shutdown.
+// Close closes the model repository (every model, after its last request).
+// Call it after Shutdown.
 func (s *Server) Close() error {
-	return s.closeModel()
+	return s.repo.Close()
 }
 
-// Run listens on cfg.Addr and serves until ctx ends, then shuts down and
-// closes. ready, if not nil, receives the bound address once serving.
+// Run listens on cfg.Addr (and cfg.HTTPAddr, cfg.DebugAddr) and serves
+// until SIGTERM, SIGINT or the end of ctx, then drains (Lifecycle) and
+// closes; SIGHUP reloads the models. ready, if not nil, receives the bound
+// gRPC address once serving. The error's ExitCode is the process's.
 func Run(ctx context.Context, cfg Config, ready chan<- net.Addr) error {
 	s, err := New(cfg)
 	if err != nil {
@@ -297,28 +459,69 @@ func Run(ctx context.Context, cfg Config, ready chan<- net.Addr) error {
 	if err != nil {
 		return errors.Join(fmt.Errorf("listen on %s: %w", cfg.Addr, err), s.Close())
 	}
+	served := make(chan error, 3)
+	if cfg.HTTPAddr != "" {
+		srv, err := s.serveHTTP(cfg.HTTPAddr, s.httpHandler, true, served)
+		if err != nil {
+			return errors.Join(fmt.Errorf("listen on --http-addr %s: %w", cfg.HTTPAddr, err), lis.Close(), s.Close())
+		}
+		s.life.HTTP = append(s.life.HTTP, srv)
+	}
 	if cfg.DebugAddr != "" {
-		debugLis, err := net.Listen("tcp", cfg.DebugAddr)
+		srv, err := s.serveHTTP(cfg.DebugAddr, debugHandler(s.metrics), false, served)
 		if err != nil {
 			return errors.Join(fmt.Errorf("listen on --debug-addr %s: %w", cfg.DebugAddr, err), lis.Close(), s.Close())
 		}
-		debug := &http.Server{Handler: debugHandler(s.metrics), ReadHeaderTimeout: 10 * time.Second}
-		go debug.Serve(debugLis)
-		defer debug.Close()
-		s.log.Info("debug endpoints", "addr", debugLis.Addr().String(), "paths", "/metrics /debug/pprof/")
+		s.life.HTTP = append(s.life.HTTP, srv)
 	}
-	served := make(chan error, 1)
-	go func() { served <- s.Serve(lis) }()
+	go func() {
+		if err := s.Serve(lis); err != nil {
+			served <- err
+		}
+	}()
 	if ready != nil {
 		ready <- lis.Addr()
 	}
-	select {
-	case err = <-served:
-		// Serve failed on its own: nothing to drain.
-	case <-ctx.Done():
-		s.log.Info("shutting down", "cause", context.Cause(ctx))
-		s.Shutdown()
-		err = <-served
-	}
+	err = s.life.Wait(ctx, served)
 	return errors.Join(err, s.Close())
+}
+
+// serveHTTP serves h on addr (with the server's TLS when useTLS); a
+// failure of the listener goes to failed.
+func (s *Server) serveHTTP(addr string, h http.Handler, useTLS bool, failed chan<- error) (*http.Server, error) {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	srv := &http.Server{Addr: addr, Handler: h, ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
+	if useTLS {
+		conf, err := tlsConfig(s.cfg)
+		if err != nil {
+			l.Close()
+			return nil, err
+		}
+		if conf != nil {
+			l = tls.NewListener(l, conf)
+		}
+	}
+	go func() {
+		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			failed <- fmt.Errorf("HTTP %s: %w", addr, err)
+		}
+	}()
+	s.log.Info("serving HTTP", "addr", l.Addr().String())
+	return srv, nil
+}
+
+// debugHandler serves /metrics and the pprof endpoints.
+func debugHandler(m *metrics.Metrics) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", m.Handler())
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return mux
 }

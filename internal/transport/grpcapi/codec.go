@@ -1,4 +1,4 @@
-package server
+package grpcapi
 
 import (
 	"fmt"
@@ -25,6 +25,11 @@ func (m *rawMessage) free() {
 		m.buf, m.data = nil, nil
 	}
 }
+
+// Codec returns the server's "proto" codec (grpc.ForceServerCodecV2): the
+// tutorial service's ProcessGraph needs it; every other service's messages
+// pass through to gRPC's standard protobuf codec.
+func Codec() (encoding.CodecV2, error) { return newRawCodec() }
 
 // rawCodec is the server's "proto" codec: *rawMessage passes through as
 // bytes, every other message (health, reflection, GetModelInfo) goes to

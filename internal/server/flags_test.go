@@ -1,4 +1,4 @@
-package main
+package server
 
 import (
 	"io"
@@ -15,14 +15,14 @@ func TestParseConfigEnvironmentTwins(t *testing.T) {
 		"GCNSERVE_BATCH_MAX_DELAY": "1ms",
 		"GCNSERVE_MODEL":           "/nonexistent.onnx", // the flag below wins
 	}
-	cfg, err := parseConfig([]string{"--max-nodes", "70", "--model", "main.go"},
+	cfg, err := ParseFlags([]string{"--max-nodes", "70", "--model", "flags.go"},
 		func(k string) string { return env[k] }, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if cfg.Addr != "127.0.0.1:7000" || cfg.MaxNodes != 70 || cfg.BatchEnabled ||
-		cfg.Batch.MaxDelay != time.Millisecond || cfg.ModelPath != "main.go" {
-		t.Errorf("got addr %q, max nodes %d, batch %v, delay %v, model %q; want 127.0.0.1:7000, 70 (flag wins), false, 1ms, main.go",
+		cfg.Batch.MaxDelay != time.Millisecond || cfg.ModelPath != "flags.go" {
+		t.Errorf("got addr %q, max nodes %d, batch %v, delay %v, model %q; want 127.0.0.1:7000, 70 (flag wins), false, 1ms, flags.go",
 			cfg.Addr, cfg.MaxNodes, cfg.BatchEnabled, cfg.Batch.MaxDelay, cfg.ModelPath)
 	}
 }
@@ -33,23 +33,23 @@ func TestParseConfigErrors(t *testing.T) {
 		env  map[string]string
 		want string
 	}{
-		{[]string{"--model", "main.go"}, map[string]string{"GCNSERVE_MAX_EDGES": "lots"}, `GCNSERVE_MAX_EDGES="lots"`},
-		{[]string{"--model", "main.go", "--log-level", "loud"}, nil, `--log-level "loud"`},
-		{[]string{"--model", "main.go", "--log-format", "xml"}, nil, `--log-format "xml"`},
+		{[]string{"--model", "flags.go"}, map[string]string{"GCNSERVE_MAX_EDGES": "lots"}, `GCNSERVE_MAX_EDGES="lots"`},
+		{[]string{"--model", "flags.go", "--log-level", "loud"}, nil, `--log-level "loud"`},
+		{[]string{"--model", "flags.go", "--log-format", "xml"}, nil, `--log-format "xml"`},
 		{[]string{"--model", "/nonexistent.onnx"}, nil, "model file"},
-		{[]string{"--model", "main.go", "extra"}, nil, `unexpected argument "extra"`},
+		{[]string{"--model", "flags.go", "extra"}, nil, `unexpected argument "extra"`},
 	}
 	for _, tt := range tests {
-		_, err := parseConfig(tt.args, func(k string) string { return tt.env[k] }, io.Discard)
+		_, err := ParseFlags(tt.args, func(k string) string { return tt.env[k] }, io.Discard)
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
-			t.Errorf("parseConfig(%q, %v): %v, want an error containing %q", tt.args, tt.env, err, tt.want)
+			t.Errorf("ParseFlags(%q, %v): %v, want an error containing %q", tt.args, tt.env, err, tt.want)
 		}
 	}
 }
 
 func TestHelpShowsEnvironmentAndDefaults(t *testing.T) {
 	var out strings.Builder
-	parseConfig([]string{"--help"}, func(string) string { return "" }, &out)
+	ParseFlags([]string{"--help"}, func(string) string { return "" }, &out)
 	for _, want := range []string{"--addr (env GCNSERVE_ADDR, default \":9999\")", "GCNSERVE_MAX_REQUEST_BYTES", "67108864"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("--help lacks %q:\n%s", want, out.String())

@@ -1,0 +1,140 @@
+package server
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/gcnserve/gcnserve/internal/memlimit"
+)
+
+// ParseFlags builds a Config from command-line flags, each falling back to
+// its environment twin (GCNSERVE_ + the flag name in upper case, dashes as
+// underscores) read through getenv; a flag given on the command line wins.
+// --help writes the flags, their twins and defaults to stderr and returns
+// flag.ErrHelp. Every error is a usage error (exit code 2).
+func ParseFlags(args []string, getenv func(string) string, stderr io.Writer) (Config, error) {
+	cfg := DefaultConfig()
+	if l, err := memlimit.Detect(); err == nil {
+		cfg.MaxInflightBytes = memlimit.DefaultInflightBytes(l)
+	}
+	var logLevel, logFormat string
+	fs := flag.NewFlagSet("gcnserve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&cfg.Addr, "addr", cfg.Addr, "gRPC listen address (the tutorial's port is 9999)")
+	fs.StringVar(&cfg.HTTPAddr, "http-addr", cfg.HTTPAddr, "HTTP listen address for the Open Inference Protocol REST API, /v1/process-graph, /healthz, /readyz, /metrics, e.g. :8000 (empty: off)")
+	fs.StringVar(&cfg.ModelPath, "model", defaultModel(), "ONNX model file, served as the only model (ignored with --model-repository)")
+	fs.StringVar(&cfg.ModelRepository, "model-repository", cfg.ModelRepository, "model repository directory: <name>/<version>/model.onnx (empty: serve --model)")
+	fs.StringVar(&cfg.DefaultModel, "default-model", cfg.DefaultModel, "model for requests that name none (empty: the only model)")
+	fs.StringVar(&cfg.VersionPolicy, "version-policy", cfg.VersionPolicy, "versions served per model: latest, latest:N, all or specific:1,3 (a model's version_policy file overrides)")
+	fs.DurationVar(&cfg.RepositoryPollInterval, "repository-poll-interval", cfg.RepositoryPollInterval, "how often the repository (or --model file) is rescanned for new versions (0: only on SIGHUP)")
+	fs.StringVar(&cfg.ORTLibrary, "ort-lib", defaultORTLibrary(), "ONNX Runtime shared library")
+	fs.IntVar(&cfg.IntraOpThreads, "intra-op-threads", cfg.IntraOpThreads, "ONNX Runtime threads inside one model run")
+	fs.IntVar(&cfg.MaxConcurrentRuns, "max-concurrent-runs", cfg.MaxConcurrentRuns, "model runs in flight at once per model version; more requests wait (0: number of CPUs)")
+	fs.IntVar(&cfg.MaxNodes, "max-nodes", cfg.MaxNodes, "most nodes in one request (0: unlimited)")
+	fs.IntVar(&cfg.MaxEdges, "max-edges", cfg.MaxEdges, "most edges in one request (0: unlimited)")
+	fs.IntVar(&cfg.MaxRequestBytes, "max-request-bytes", cfg.MaxRequestBytes, "largest request message in bytes")
+	fs.Int64Var(&cfg.MaxInflightBytes, "max-inflight-bytes", cfg.MaxInflightBytes, "memory budget for requests in progress, in bytes (default: half the cgroup memory limit, else half the RAM; 0: no admission control)")
+	fs.IntVar(&cfg.MaxQueue, "max-queue", cfg.MaxQueue, "most requests waiting for memory; more are refused with RESOURCE_EXHAUSTED")
+	fs.DurationVar(&cfg.QueueTimeout, "queue-timeout", cfg.QueueTimeout, "longest a request waits for memory before RESOURCE_EXHAUSTED")
+	fs.BoolVar(&cfg.BatchEnabled, "batch", cfg.BatchEnabled, "merge concurrent small requests into one model run (batchable models only)")
+	fs.IntVar(&cfg.Batch.MaxNodes, "batch-max-nodes", cfg.Batch.MaxNodes, "most nodes in one merged batch; bigger graphs run alone")
+	fs.IntVar(&cfg.Batch.MaxEdges, "batch-max-edges", cfg.Batch.MaxEdges, "most edges in one merged batch; bigger graphs run alone")
+	fs.DurationVar(&cfg.Batch.MaxDelay, "batch-max-delay", cfg.Batch.MaxDelay, "longest a request waits for others to join its batch")
+	fs.DurationVar(&cfg.DrainDelay, "drain-delay", cfg.DrainDelay, "on SIGTERM, how long to keep serving with health NOT_SERVING before closing the listeners")
+	fs.DurationVar(&cfg.ShutdownGrace, "shutdown-grace", cfg.ShutdownGrace, "after the drain delay, how long in-flight requests may finish before they are cancelled")
+	fs.StringVar(&cfg.AuthTokenFile, "auth-token-file", cfg.AuthTokenFile, "file of bearer tokens, one per line: every call but health and reflection needs one (empty: no auth)")
+	fs.StringVar(&cfg.TLSCertFile, "tls-cert", "", "PEM certificate: serve gRPC and HTTP over TLS (with --tls-key; empty: plaintext)")
+	fs.StringVar(&cfg.TLSKeyFile, "tls-key", "", "PEM private key of --tls-cert")
+	fs.StringVar(&cfg.TLSClientCAFile, "tls-client-ca", "", "PEM CA bundle: require client certificates signed by it (mutual TLS)")
+	fs.StringVar(&cfg.DebugAddr, "debug-addr", "", "serve /metrics and /debug/pprof/ over HTTP here, e.g. 127.0.0.1:9100 (empty: off)")
+	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error (debug logs each request's timing)")
+	fs.StringVar(&logFormat, "log-format", "text", "text or json")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: gcnserve [flags]\n\nServes GCNService.ProcessGraph (and the Open Inference Protocol) from ONNX models.\nEach flag can also be set by its environment variable; the flag wins.\n\n")
+		fs.VisitAll(func(f *flag.Flag) {
+			fmt.Fprintf(fs.Output(), "  --%s (env %s, default %q)\n    \t%s\n", f.Name, EnvName(f.Name), f.DefValue, f.Usage)
+		})
+	}
+	if err := fs.Parse(args); err != nil {
+		return cfg, err
+	}
+	if fs.NArg() > 0 {
+		return cfg, fmt.Errorf("unexpected argument %q (flags only; see --help)", fs.Arg(0))
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	var envErr error
+	fs.VisitAll(func(f *flag.Flag) {
+		if v := getenv(EnvName(f.Name)); v != "" && !set[f.Name] && envErr == nil {
+			if err := fs.Set(f.Name, v); err != nil {
+				envErr = fmt.Errorf("%s=%q: %w", EnvName(f.Name), v, err)
+			}
+		}
+	})
+	if envErr != nil {
+		return cfg, envErr
+	}
+
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(logLevel)); err != nil {
+		return cfg, fmt.Errorf("--log-level %q: want debug, info, warn or error", logLevel)
+	}
+	hopts := &slog.HandlerOptions{Level: level}
+	switch logFormat {
+	case "text":
+		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, hopts))
+	case "json":
+		cfg.Logger = slog.New(slog.NewJSONHandler(os.Stderr, hopts))
+	default:
+		return cfg, fmt.Errorf("--log-format %q: want text or json", logFormat)
+	}
+	if cfg.ModelRepository == "" {
+		if _, err := os.Stat(cfg.ModelPath); err != nil {
+			return cfg, fmt.Errorf("model file: %w", err)
+		}
+	} else if st, err := os.Stat(cfg.ModelRepository); err != nil || !st.IsDir() {
+		return cfg, fmt.Errorf("--model-repository %q: not a directory", cfg.ModelRepository)
+	}
+	return cfg, nil
+}
+
+// EnvName is a flag's environment twin: --max-nodes is GCNSERVE_MAX_NODES.
+func EnvName(flagName string) string {
+	return "GCNSERVE_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// ortVersion is the ONNX Runtime release scripts/fetch_ort.sh installs and
+// onnxruntime_go in go.mod is built for.
+const ortVersion = "1.29.0"
+
+// repoFile finds a file of the source tree for a binary built by
+// 'make build' (bin/gcnserve) and run from anywhere, or from the repo root.
+func repoFile(rel string) (string, bool) {
+	if _, err := os.Stat(rel); err == nil {
+		return rel, true
+	}
+	if exe, err := os.Executable(); err == nil {
+		p := filepath.Join(filepath.Dir(exe), "..", rel)
+		if _, err := os.Stat(p); err == nil {
+			return p, true
+		}
+	}
+	return rel, false
+}
+
+func defaultModel() string {
+	p, _ := repoFile("model/karate.onnx")
+	return p
+}
+
+func defaultORTLibrary() string {
+	if p, ok := repoFile(filepath.Join(".ort", ortVersion, "libonnxruntime.so")); ok {
+		return p
+	}
+	return "libonnxruntime.so"
+}

@@ -1,0 +1,237 @@
+// Package serving is the one transport-independent inference path of the
+// server: every transport (the tutorial gRPC service, the Open Inference
+// Protocol over gRPC and REST, HTTP/JSON) decodes its request, then runs it
+// through a Request of this package, then encodes. A Request admits the
+// request against the memory budget, routes it to a served model version
+// (holding a lease, so the version stays loaded until the request ends),
+// runs the model (batched per version, inside gcn) and records the metrics.
+// The one error table (GRPCStatus, HTTPStatus) is here too.
+package serving
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/gcnserve/gcnserve/gcn"
+	"github.com/gcnserve/gcnserve/internal/admission"
+	"github.com/gcnserve/gcnserve/internal/metrics"
+	"github.com/gcnserve/gcnserve/internal/modelrepo"
+)
+
+// Config is what a Service needs. Repository is required.
+type Config struct {
+	// Repository serves the model versions.
+	Repository *modelrepo.Repository
+	// Budget, when set, bounds the memory requests hold (admission control).
+	Budget *admission.Budget
+	// Metrics, when set, receives per-request phase times and sizes.
+	Metrics *metrics.Metrics
+	// MaxNodes and MaxEdges bound one request (0: unlimited).
+	MaxNodes, MaxEdges int
+	// MaxRequestBytes bounds one request message: the most bytes a request
+	// can hold before it is decoded.
+	MaxRequestBytes int
+	// Logger receives unexpected errors. Default slog.Default().
+	Logger *slog.Logger
+}
+
+// Service runs requests. It is safe for concurrent use.
+type Service struct {
+	cfg Config
+}
+
+// New returns a Service over cfg.
+func New(cfg Config) *Service {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &Service{cfg: cfg}
+}
+
+// Config returns the service's configuration (limits, for model info).
+func (s *Service) Config() Config { return s.cfg }
+
+// Logger is the service's logger.
+func (s *Service) Logger() *slog.Logger { return s.cfg.Logger }
+
+// Models lists every model and version the repository knows.
+func (s *Service) Models() []modelrepo.ModelState { return s.cfg.Repository.Models() }
+
+// DefaultModel names the model that requests naming none get ("" if none).
+func (s *Service) DefaultModel() string { return s.cfg.Repository.Default() }
+
+// Acquire leases the served version of model ("" the default model) named
+// by version ("" the highest served). The caller must Release the lease.
+// An unknown model or version is a gcn.KindNotFound error naming what was
+// asked and what is served.
+func (s *Service) Acquire(model, version string) (*modelrepo.Lease, error) {
+	v, err := ParseVersion(version)
+	if err != nil {
+		return nil, err
+	}
+	return s.cfg.Repository.Acquire(model, v)
+}
+
+// ParseVersion reads a version as requests give it: "" is 0 (the highest
+// served), else a positive decimal integer.
+func ParseVersion(version string) (int64, error) {
+	if version == "" {
+		return 0, nil
+	}
+	v, err := strconv.ParseInt(version, 10, 64)
+	if err != nil || v <= 0 {
+		return 0, gcn.Errorf(gcn.KindInvalidArgument, "model version %q is not a positive integer", version)
+	}
+	return v, nil
+}
+
+// Request is one inference request's passage through the serving layer.
+// Begin it before the request's bytes are read, Route it once the model
+// name is known, Predict, Finish after encoding, and Close it on every path
+// (Close is idempotent and releases the lease and the memory).
+type Request struct {
+	svc   *Service
+	res   *admission.Reservation // nil without a budget
+	lease *modelrepo.Lease
+	wire  int64
+
+	begun, decoded, predicted time.Time
+	pred                      gcn.Prediction
+	nodes, edges              int
+}
+
+// Begin admits a request that will hold up to wireBytes of request bytes
+// (the transport's bound when it cannot know the size before reading, as
+// gRPC cannot). It waits in the admission queue when the budget is in use,
+// and refuses (gcn.KindOverloaded) when the request can never fit, the
+// queue is full, or the wait outlasts the queue timeout or ctx.
+func (s *Service) Begin(ctx context.Context, wireBytes int64) (*Request, error) {
+	r := &Request{svc: s, wire: wireBytes}
+	if s.cfg.Budget != nil {
+		res, err := s.cfg.Budget.Reserve(ctx, min(wireBytes, s.cfg.Budget.Bytes()))
+		if err != nil {
+			return nil, err
+		}
+		r.res = res
+	}
+	// The admission wait is measured by the budget, not as decode time.
+	r.begun = time.Now()
+	return r, nil
+}
+
+// SetWireBytes records the request's real size once it has been read,
+// shrinking the reservation to it when it is smaller than Begin's bound.
+func (r *Request) SetWireBytes(ctx context.Context, n int64) error {
+	r.wire = n
+	if r.res != nil && n < r.res.Bytes() {
+		return r.res.Resize(ctx, n)
+	}
+	return nil
+}
+
+// Route leases the model version the request names and returns its
+// feature dimension: it is a graphwire.Resolver.
+func (r *Request) Route(model, version string) (featureDim int, err error) {
+	if r.lease != nil {
+		return 0, fmt.Errorf("serving: request routed twice")
+	}
+	l, err := r.svc.Acquire(model, version)
+	if err != nil {
+		return 0, err
+	}
+	r.lease = l
+	return l.Model.Info().FeatureDim, nil
+}
+
+// Lease is the version the request was routed to (nil before Route).
+func (r *Request) Lease() *modelrepo.Lease { return r.lease }
+
+// Info describes the routed model version.
+func (r *Request) Info() gcn.Info { return r.lease.Model.Info() }
+
+// Limits returns the per-request node and edge bounds.
+func (r *Request) Limits() (maxNodes, maxEdges int) {
+	return r.svc.cfg.MaxNodes, r.svc.cfg.MaxEdges
+}
+
+// Predict runs the routed model on t. Before the run it grows the memory
+// reservation to the request's real cost (its bytes, tensors, outputs and
+// the model's working memory, estimated), waiting for memory if need be.
+func (r *Request) Predict(ctx context.Context, t gcn.Tensors) (gcn.Prediction, error) {
+	if r.lease == nil {
+		return gcn.Prediction{}, fmt.Errorf("serving: Predict before Route")
+	}
+	r.decoded = time.Now()
+	info := r.lease.Model.Info()
+	r.nodes, r.edges = t.NumNodes, t.NumEdges()
+	if lim := r.svc.cfg.MaxNodes; lim > 0 && r.nodes > lim {
+		return gcn.Prediction{}, gcn.Errorf(gcn.KindTooLarge, "request has %d nodes, limit is %d (--max-nodes)", r.nodes, lim)
+	}
+	if lim := r.svc.cfg.MaxEdges; lim > 0 && r.edges > lim {
+		return gcn.Prediction{}, gcn.Errorf(gcn.KindTooLarge, "request has %d edges, limit is %d (--max-edges)", r.edges, lim)
+	}
+	if r.res != nil {
+		if err := r.res.Resize(ctx, Cost(r.wire, r.nodes, r.edges, info.FeatureDim, info.NumClasses)); err != nil {
+			return gcn.Prediction{}, err
+		}
+	}
+	p, err := r.lease.Model.Predict(ctx, t)
+	if err != nil {
+		return gcn.Prediction{}, err
+	}
+	r.pred = p
+	r.predicted = time.Now()
+	return p, nil
+}
+
+// Finish records a successful request's phases once its response is
+// encoded. Failed requests are counted by the transports' request metrics.
+func (r *Request) Finish() {
+	if r.predicted.IsZero() {
+		return
+	}
+	m := r.svc.cfg.Metrics
+	if m == nil {
+		return
+	}
+	m.ObservePhases(r.lease.Name, metrics.Phases{
+		Decode: r.decoded.Sub(r.begun),
+		Queue:  r.pred.Timing.Queue,
+		Run:    r.pred.Timing.Run,
+		Encode: time.Since(r.predicted),
+	}, r.nodes, r.edges, r.pred.Timing.BatchGraphs)
+}
+
+// Timing returns the request's phase durations so far, for debug logs.
+func (r *Request) Timing() (decode, queue, run time.Duration) {
+	return r.decoded.Sub(r.begun), r.pred.Timing.Queue, r.pred.Timing.Run
+}
+
+// Close releases the lease and the memory reservation.
+func (r *Request) Close() {
+	if r.lease != nil {
+		r.lease.Release()
+	}
+	if r.res != nil {
+		r.res.Release()
+	}
+}
+
+// Cost estimates the peak bytes one request holds: its wire bytes, the
+// decoded tensors (x float32 [N,F], edge_index int64 [2,E], the id index),
+// the outputs (probabilities [N,C], scores, classes, the encoded response)
+// and ONNX Runtime's working memory for a 2-layer GCN of hidden width up to
+// 16 (three live copies of the 64-byte messages per edge and direction,
+// six of the 64-byte hidden rows per node).
+// It is an estimate: the flood test checks that peak RSS stays within the
+// budget plus a fixed baseline when admission uses it.
+func Cost(wireBytes int64, nodes, edges, featureDim, numClasses int) int64 {
+	n, e, f, c := int64(nodes), int64(edges), int64(featureDim), int64(numClasses)
+	tensors := 4*n*f + 16*e + 16*n
+	outputs := n*(4*c+8) + n*(32+4*c)
+	work := 2*e*3*64 + n*6*64
+	return wireBytes + tensors + outputs + work
+}

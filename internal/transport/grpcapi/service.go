@@ -1,0 +1,200 @@
+// Package grpcapi is the tutorial's gRPC service, GCNService: ProcessGraph
+// (and the additions GetModelInfo and ListModels). It only decodes, calls
+// internal/serving and encodes. ProcessGraph works on wire bytes: requests
+// are decoded straight into tensors (internal/graphwire) and responses
+// encoded directly, which needs the server built with Codec.
+package grpcapi
+
+import (
+	"context"
+	"log/slog"
+	"strconv"
+
+	"google.golang.org/grpc"
+
+	"github.com/gcnserve/gcnserve/gcn"
+	gcnpb "github.com/gcnserve/gcnserve/gen"
+	"github.com/gcnserve/gcnserve/internal/graphwire"
+	"github.com/gcnserve/gcnserve/internal/modelrepo"
+	"github.com/gcnserve/gcnserve/internal/serving"
+)
+
+// Register adds GCNService to s. s must use Codec.
+func Register(s grpc.ServiceRegistrar, svc *serving.Service) {
+	s.RegisterService(&serviceDesc, &service{svc: svc, log: svc.Logger()})
+}
+
+// ServiceName is the gRPC service name ("GCNService": gcn.proto has no
+// package), also its health service name.
+const ServiceName = "GCNService"
+
+// service implements GCNService over raw wire bytes.
+type service struct {
+	svc *serving.Service
+	log *slog.Logger
+}
+
+// serviceDesc is GCNService as in gen/gcn_grpc.pb.go (same service and
+// method names, so the same wire contract), except that ProcessGraph takes
+// and returns raw bytes instead of generated structs, and reads its request
+// only after admission control.
+var serviceDesc = grpc.ServiceDesc{
+	ServiceName: gcnpb.GCNService_ServiceDesc.ServiceName,
+	HandlerType: (*any)(nil),
+	Methods: []grpc.MethodDesc{
+		{MethodName: "ProcessGraph", Handler: processGraphHandler},
+		{MethodName: "GetModelInfo", Handler: unary(gcnpb.GCNService_GetModelInfo_FullMethodName, (*service).getModelInfo)},
+		{MethodName: "ListModels", Handler: unary(gcnpb.GCNService_ListModels_FullMethodName, (*service).listModels)},
+	},
+	Metadata: gcnpb.GCNService_ServiceDesc.Metadata,
+}
+
+// processGraphHandler runs the interceptors (authentication, panic
+// recovery) first, then admission control, and only then reads the request
+// message: grpc-go reads a unary message only when dec is called, so a
+// request waiting for memory holds no more than HTTP/2's flow-control
+// window, and an unauthenticated one holds nothing.
+func processGraphHandler(srv any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
+	s := srv.(*service)
+	handle := func(ctx context.Context, _ any) (any, error) { return s.processGraph(ctx, dec) }
+	if interceptor == nil {
+		return handle(ctx, nil)
+	}
+	info := &grpc.UnaryServerInfo{Server: srv, FullMethod: gcnpb.GCNService_ProcessGraph_FullMethodName}
+	return interceptor(ctx, (*rawMessage)(nil), info, handle)
+}
+
+// unary adapts a method on generated messages to a grpc.MethodDesc handler.
+func unary[Req, Res any](method string, f func(*service, context.Context, *Req) (*Res, error)) grpc.MethodHandler {
+	return func(srv any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
+		s := srv.(*service)
+		req := new(Req)
+		if err := dec(req); err != nil {
+			return nil, err
+		}
+		handle := func(ctx context.Context, req any) (any, error) {
+			res, err := f(s, ctx, req.(*Req))
+			return res, serving.GRPCStatus(s.log, method, err)
+		}
+		if interceptor == nil {
+			return handle(ctx, req)
+		}
+		return interceptor(ctx, req, &grpc.UnaryServerInfo{Server: srv, FullMethod: method}, handle)
+	}
+}
+
+func (s *service) processGraph(ctx context.Context, dec func(any) error) (*rawMessage, error) {
+	const method = gcnpb.GCNService_ProcessGraph_FullMethodName
+	res, err := s.handleGraph(ctx, dec)
+	return res, serving.GRPCStatus(s.log, method, err)
+}
+
+func (s *service) handleGraph(ctx context.Context, dec func(any) error) (*rawMessage, error) {
+	cfg := s.svc.Config()
+	req, err := s.svc.Begin(ctx, int64(cfg.MaxRequestBytes))
+	if err != nil {
+		return nil, err
+	}
+	defer req.Close()
+	raw := new(rawMessage)
+	if err := dec(raw); err != nil {
+		// gRPC's own status (message too large, bad compression).
+		return nil, err
+	}
+	// The request buffer backs every node id until the response is encoded.
+	defer raw.free()
+	if err := req.SetWireBytes(ctx, int64(len(raw.data))); err != nil {
+		return nil, err
+	}
+	g, err := graphwire.DecodeRouted(raw.data, req.Route,
+		graphwire.Limits{MaxNodes: cfg.MaxNodes, MaxEdges: cfg.MaxEdges})
+	if err != nil {
+		return nil, err
+	}
+	lease := req.Lease()
+	version := strconv.FormatInt(lease.Version, 10)
+	pred, err := req.Predict(ctx, gcn.Tensors{NumNodes: g.NumNodes(), Features: g.Features, EdgeIndex: g.EdgeIndex})
+	if err != nil {
+		return nil, err
+	}
+	var detail *graphwire.Predictions
+	if g.IncludePredictions {
+		detail = &graphwire.Predictions{
+			NumClasses:    pred.NumClasses,
+			Probabilities: pred.Probabilities,
+			ClassIndex:    pred.ClassIndex,
+			ClassNames:    lease.Model.Info().ClassNames,
+		}
+	}
+	out := make([]byte, 0, graphwire.ResultSize(g.IDs, detail)+graphwire.ModelSize(lease.Name, version))
+	out = graphwire.AppendResult(out, g.IDs, pred.Scores, detail)
+	out = graphwire.AppendModel(out, lease.Name, version)
+	req.Finish()
+	if s.log.Enabled(ctx, slog.LevelDebug) {
+		decode, queue, run := req.Timing()
+		s.log.LogAttrs(ctx, slog.LevelDebug, "ProcessGraph",
+			slog.String("model", lease.Name), slog.String("version", version),
+			slog.Int("nodes", g.NumNodes()), slog.Int("edges", g.NumEdges()),
+			slog.Int("request_bytes", len(raw.data)), slog.Int("response_bytes", len(out)),
+			slog.Duration("decode", decode), slog.Duration("queue", queue), slog.Duration("run", run),
+			slog.Int("batch_graphs", max(pred.Timing.BatchGraphs, 1)),
+		)
+	}
+	return &rawMessage{data: out}, nil
+}
+
+func (s *service) getModelInfo(_ context.Context, req *gcnpb.ModelInfoRequest) (*gcnpb.ModelInfo, error) {
+	lease, err := s.svc.Acquire(req.GetModelName(), req.GetModelVersion())
+	if err != nil {
+		return nil, err
+	}
+	defer lease.Release()
+	return ModelInfo(s.svc, lease), nil
+}
+
+// ModelInfo describes a leased version and the server's limits.
+func ModelInfo(svc *serving.Service, lease *modelrepo.Lease) *gcnpb.ModelInfo {
+	info := lease.Model.Info()
+	cfg := svc.Config()
+	return &gcnpb.ModelInfo{
+		Name:               lease.Name,
+		Version:            strconv.FormatInt(lease.Version, 10),
+		Sha256:             info.SHA256,
+		OnnxruntimeVersion: info.ORTVersion,
+		FeatureDim:         int32(info.FeatureDim),
+		NumClasses:         int32(info.NumClasses),
+		ClassNames:         info.ClassNames,
+		ScoreClass:         int32(info.ScoreClass),
+		ScoreMeaning:       info.ScoreMeaning,
+		OutputKind:         info.OutputKind,
+		Dataset:            info.Dataset,
+		TestAccuracy:       float32(info.TestAccuracy),
+		Metadata:           info.Metadata,
+		MaxNodes:           int64(cfg.MaxNodes),
+		MaxEdges:           int64(cfg.MaxEdges),
+		MaxRequestBytes:    int64(cfg.MaxRequestBytes),
+		Batching:           info.Batching,
+	}
+}
+
+func (s *service) listModels(context.Context, *gcnpb.ListModelsRequest) (*gcnpb.ListModelsResponse, error) {
+	return ListModels(s.svc), nil
+}
+
+// ListModels describes every model and version the server knows.
+func ListModels(svc *serving.Service) *gcnpb.ListModelsResponse {
+	res := &gcnpb.ListModelsResponse{DefaultModel: svc.DefaultModel()}
+	for _, m := range svc.Models() {
+		ms := &gcnpb.ModelStatus{Name: m.Name}
+		for _, v := range m.Versions {
+			ms.Versions = append(ms.Versions, &gcnpb.ModelVersionStatus{
+				Version: strconv.FormatInt(v.Version, 10),
+				State:   v.State.String(),
+				Reason:  v.Reason,
+				Sha256:  v.SHA256,
+			})
+		}
+		res.Models = append(res.Models, ms)
+	}
+	return res
+}
