@@ -148,9 +148,12 @@ func TestKarate(t *testing.T) {
 			t.Errorf("node %s: score %v, PyTorch %v", n.Id, got, fx.Scores[i])
 		}
 	}
-	if len(fromJSON.Predictions) != 0 {
-		t.Errorf("json output: %d predictions; want none without --predictions", len(fromJSON.Predictions))
+	if fromJSON.ModelName == "" || fromJSON.ModelVersion == "" || len(fromJSON.Predictions) != 0 {
+		t.Errorf("json output: model %q version %q, %d predictions; want the model named and no predictions without --predictions",
+			fromJSON.ModelName, fromJSON.ModelVersion, len(fromJSON.Predictions))
 	}
+	named := scoresJSON(t, addr, "--model", fromJSON.ModelName, "--model-version", fromJSON.ModelVersion, "examples/karate.json")
+	sameScores(t, "--model --model-version", named, fromJSON)
 
 	// The table: same bytes for JSON and CSV input; --top sorts.
 	_, table, _ := gcnclient(t, addr, "examples/karate.json")
@@ -195,6 +198,33 @@ func TestServerError(t *testing.T) {
 	want := `gcnclient: server: InvalidArgument: node 0 ("a"): 3 features, model wants 34` + "\n"
 	if code != 1 || stdout != "" || stderr != want {
 		t.Errorf("exit %d, stdout %q, stderr %q; want 1, nothing, %q", code, stdout, stderr, want)
+	}
+	code, _, stderr = gcnclient(t, "--addr", srv.Addr, "--model", "nosuch", "examples/karate.json")
+	if code != 1 || strings.Count(stderr, "gcnclient: ") != 1 || !strings.Contains(stderr, "NotFound") {
+		t.Errorf("unknown model: exit %d, stderr %q; want 1 and one NotFound line", code, stderr)
+	}
+}
+
+// TestToken: --token-file against a server started with --auth-token-file.
+func TestToken(t *testing.T) {
+	dir := t.TempDir()
+	tokens := filepath.Join(dir, "tokens")
+	mine := filepath.Join(dir, "mine")
+	wrong := filepath.Join(dir, "wrong")
+	for path, text := range map[string]string{tokens: "s3cret-token\n", mine: "s3cret-token\n", wrong: "guess\n"} {
+		if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	srv := servertest.Start(t, "--model", "model/karate.onnx", "--auth-token-file", tokens)
+	if code, _, stderr := gcnclient(t, "--addr", srv.Addr, "--token-file", mine, "examples/karate.json"); code != 0 {
+		t.Errorf("right token: exit %d: %s", code, stderr)
+	}
+	for _, args := range [][]string{{"--token-file", wrong}, nil} {
+		code, _, stderr := gcnclient(t, append(append([]string{"--addr", srv.Addr}, args...), "examples/karate.json")...)
+		if code != 1 || strings.Count(stderr, "gcnclient: server: Unauthenticated") != 1 {
+			t.Errorf("%q: exit %d, stderr %q; want 1 and one Unauthenticated line", args, code, stderr)
+		}
 	}
 }
 
