@@ -95,5 +95,10 @@ models:
 bench: build
 	bench/run.sh
 
+# In-process library vs gRPC over loopback (docs/BENCHMARKS.md, last section).
+.PHONY: bench-inprocess
+bench-inprocess: ort
+	$(GO) test -run NONE -bench . -benchtime 5s ./bench/inprocess
+
 clean:
 	rm -rf bin .cache
