@@ -23,6 +23,11 @@
 //   - plaintext, unless WithTLS, WithClientCertificate or WithTLSConfig
 //     ask for TLS; a bearer token with WithToken or WithTokenFile.
 //
+// Client.ProcessGraph and Client.GetModelInfo ask for the model chosen with
+// WithModel (by default the server's default model, highest version), unless
+// the request names one; Client.ListModels lists what the server serves.
+// Errors are gRPC status errors: status.Code(err) says which kind.
+//
 // # Graphs
 //
 // A request is a *gcnpb.GraphData. Build one from Go values with Graph, or
