@@ -30,6 +30,8 @@ import (
 	"github.com/gcnserve/gcnserve/internal/testenv"
 )
 
+func TestMain(m *testing.M) { os.Exit(servertest.Main(m)) }
+
 type payload struct {
 	name  string
 	model func(b *testing.B) string // the model file, relative to the repo root

@@ -11,6 +11,8 @@ import (
 	"github.com/gcnserve/gcnserve/internal/testenv"
 )
 
+func TestMain(m *testing.M) { os.Exit(servertest.Main(m)) }
+
 // build compiles a package of this module into dir.
 func build(t *testing.T, dir, pkg string) string {
 	t.Helper()

@@ -32,6 +32,16 @@ var build struct {
 	out  []byte
 }
 
+// Main runs the tests and removes the binary Binary built; call it from
+// TestMain: func TestMain(m *testing.M) { os.Exit(servertest.Main(m)) }.
+func Main(m *testing.M) int {
+	code := m.Run()
+	if build.dir != "" {
+		os.RemoveAll(build.dir)
+	}
+	return code
+}
+
 // Binary builds ./cmd/server once per test binary and returns its path.
 func Binary(t testing.TB) string {
 	t.Helper()
