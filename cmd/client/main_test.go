@@ -130,6 +130,20 @@ func TestKarate(t *testing.T) {
 	sameScores(t, "--nodes --edges", scoresJSON(t, addr,
 		"--nodes", "cmd/client/testdata/karate/nodes.csv", "--edges", "cmd/client/testdata/karate/edges.csv"), fromJSON)
 
+	karateJSON, err := os.ReadFile("examples/karate.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out, errOut bytes.Buffer
+	if code := run([]string{addr, "--output", "json", "-"}, bytes.NewReader(karateJSON), &out, &errOut); code != 0 {
+		t.Fatalf("stdin: exit %d: %s", code, errOut.String())
+	}
+	fromStdin := &gcnpb.GCNResult{}
+	if err := protojson.Unmarshal(out.Bytes(), fromStdin); err != nil {
+		t.Fatal(err)
+	}
+	sameScores(t, "stdin", fromStdin, fromJSON)
+
 	// PyTorch's scores for the same request.
 	data, err := os.ReadFile("model/testdata/karate/karate.json")
 	if err != nil {
