@@ -19,16 +19,19 @@ import (
 
 // DefaultMaxMessageBytes is the default limit on the size of one request the
 // client sends and of one response it accepts: 64 MiB, the server's default
-// --max-request-bytes. README's "Go client" section gives the largest graph
+// --max-request-bytes. README's "Go packages" section gives the largest graph
 // each limit allows.
 const DefaultMaxMessageBytes = 64 << 20
 
 // DefaultKeepalive is the default keepalive policy: after 30 s without any
-// traffic on a connection with a call in flight, ping the server and close
+// traffic on a connection with a call in flight, ping the server, and close
 // the connection (failing the call with UNAVAILABLE) when no answer comes
-// within 10 s. Idle connections send no pings, so servers with grpc-go's
-// default enforcement (at most one ping per 5 minutes when idle) never
-// reject them.
+// within 10 s. Idle connections send no pings. A server limits how often it
+// accepts pings while it sends nothing (grpc-go's default: once per 5
+// minutes, closing the connection after 3 faster ones), so against such a
+// server a call silent for more than about 90 s loses its connection; a
+// server that expects long calls should accept pings every 30 s
+// (keepalive.EnforcementPolicy{MinTime: 30 * time.Second}).
 var DefaultKeepalive = keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}
 
 // DefaultServiceConfig is the gRPC service config Dial applies unless
@@ -38,13 +41,12 @@ var DefaultKeepalive = keepalive.ClientParameters{Time: 30 * time.Second, Timeou
 //     target resolves to, calls spread over them in turn (grpc-go's default,
 //     pick_first, sends everything to the first address);
 //   - a retry policy for every GCNService method: a call that fails with
-//     UNAVAILABLE is tried up to 4 times in all, waiting 0.1 s, 0.2 s,
-//     0.4 s (each with random jitter, at most 1 s) between attempts.
-//     grpc-go retries only while the request still fits its 256 KiB
-//     per-call retry buffer (about 1,000 nodes of 34 features with 5 edges
-//     each);
-//     a bigger request is not resent once it has gone out, though a call that
-//     never reached a server (no connection yet) is always retried.
+//     UNAVAILABLE is tried up to 4 times in all, waiting a random time of up
+//     to 0.1 s, 0.2 s and 0.4 s between attempts. grpc-go retries only while
+//     the request still fits its 256 KiB per-call retry buffer (about 1,000
+//     nodes of 34 features with 5 edges each): a bigger request is not sent
+//     again once it has gone out, though a call that never reached a server
+//     (no connection yet) is always retried.
 //
 // The retried codes are limited to UNAVAILABLE: INVALID_ARGUMENT and
 // RESOURCE_EXHAUSTED would fail again, and DEADLINE_EXCEEDED means the
