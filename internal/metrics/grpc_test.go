@@ -279,7 +279,8 @@ func TestRequestsCountedByCode(t *testing.T) {
 	stallCancel()
 	wantCode("stalled", err, codes.DeadlineExceeded)
 	// 1 unsupported compression: refused before the message is read.
-	odd := gcnpb.NewGCNServiceClient(ts.dial(t, grpc.WithCompressor(unknownCompressor{}))) //nolint:staticcheck // the legacy API is how to send an unregistered encoding
+	//lint:ignore SA1019 the legacy API is the way to send an encoding the process has not registered
+	odd := gcnpb.NewGCNServiceClient(ts.dial(t, grpc.WithCompressor(unknownCompressor{})))
 	_, err = odd.ProcessGraph(ctx, g)
 	wantCode("unknown grpc-encoding", err, codes.Unimplemented)
 	// 1 refused by the auth interceptor.

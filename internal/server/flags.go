@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/gcnserve/gcnserve/internal/memlimit"
+	"github.com/gcnserve/gcnserve/internal/reqlog"
 )
 
 // ParseFlags builds a Config from command-line flags, each falling back to
@@ -84,7 +85,8 @@ func ParseFlags(args []string, getenv func(string) string, stderr io.Writer) (Co
 	if err := level.UnmarshalText([]byte(logLevel)); err != nil {
 		return cfg, fmt.Errorf("--log-level %q: want debug, info, warn or error", logLevel)
 	}
-	hopts := &slog.HandlerOptions{Level: level}
+	// Durations as Go duration strings ("1.5ms"), never raw nanoseconds.
+	hopts := &slog.HandlerOptions{Level: level, ReplaceAttr: reqlog.ReplaceAttr}
 	switch logFormat {
 	case "text":
 		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, hopts))

@@ -25,7 +25,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
-	_ "google.golang.org/grpc/encoding/gzip" // accept gzip requests, answer in kind
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
@@ -34,10 +33,13 @@ import (
 	"github.com/gcnserve/gcnserve/gcn"
 	"github.com/gcnserve/gcnserve/internal/admission"
 	"github.com/gcnserve/gcnserve/internal/auth"
+	"github.com/gcnserve/gcnserve/internal/memlimit"
 	"github.com/gcnserve/gcnserve/internal/metrics"
 	"github.com/gcnserve/gcnserve/internal/modelrepo"
+	"github.com/gcnserve/gcnserve/internal/reqlog"
 	"github.com/gcnserve/gcnserve/internal/serving"
 	"github.com/gcnserve/gcnserve/internal/transport/grpcapi"
+	"github.com/gcnserve/gcnserve/internal/transport/httpjson"
 )
 
 // Config is everything the server needs. ParseFlags fills it from flags and
@@ -170,7 +172,8 @@ func New(cfg Config) (_ *Server, err error) {
 	}
 	log := cfg.Logger
 	s := &Server{cfg: cfg, log: log, health: health.NewServer()}
-	s.metrics = metrics.New(metrics.Options{})
+	// Failed requests get one warn line each, rate-limited.
+	s.metrics = metrics.New(metrics.Options{Finished: reqlog.New(log, reqlog.Options{}).Finished})
 	// Nothing is SERVING until the models are loaded.
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
 	s.health.SetServingStatus(grpcapi.ServiceName, healthpb.HealthCheckResponse_NOT_SERVING)
@@ -318,6 +321,7 @@ func HealthServiceName(model string) string { return "gcnserve.model." + model }
 func (s *Server) newHTTPHandler(tokens *auth.Tokens) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", s.metrics.Handler())
+	httpjson.Register(mux, s.svc)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Write([]byte("ok\n"))
 	})
@@ -451,6 +455,13 @@ func (s *Server) Close() error {
 // closes; SIGHUP reloads the models. ready, if not nil, receives the bound
 // gRPC address once serving. The error's ExitCode is the process's.
 func Run(ctx context.Context, cfg Config, ready chan<- net.Addr) error {
+	// In a container, tell the Go runtime about the cgroup's limit (unless
+	// GOMEMLIMIT says otherwise), so it collects before the kernel kills.
+	if l, err := memlimit.Detect(); err == nil {
+		if n := memlimit.SetGoMemLimit(l, os.Getenv); n > 0 && cfg.Logger != nil {
+			cfg.Logger.Info("GOMEMLIMIT set from the cgroup memory limit", "limit_bytes", l.Bytes, "gomemlimit_bytes", n, "source", string(l.Source))
+		}
+	}
 	s, err := New(cfg)
 	if err != nil {
 		return err

@@ -15,7 +15,6 @@ import (
 	"github.com/gcnserve/gcnserve/gcn"
 	gcnpb "github.com/gcnserve/gcnserve/gen"
 	"github.com/gcnserve/gcnserve/internal/graphwire"
-	"github.com/gcnserve/gcnserve/internal/modelrepo"
 	"github.com/gcnserve/gcnserve/internal/serving"
 )
 
@@ -149,52 +148,9 @@ func (s *service) getModelInfo(_ context.Context, req *gcnpb.ModelInfoRequest) (
 		return nil, err
 	}
 	defer lease.Release()
-	return ModelInfo(s.svc, lease), nil
-}
-
-// ModelInfo describes a leased version and the server's limits.
-func ModelInfo(svc *serving.Service, lease *modelrepo.Lease) *gcnpb.ModelInfo {
-	info := lease.Model.Info()
-	cfg := svc.Config()
-	return &gcnpb.ModelInfo{
-		Name:               lease.Name,
-		Version:            strconv.FormatInt(lease.Version, 10),
-		Sha256:             info.SHA256,
-		OnnxruntimeVersion: info.ORTVersion,
-		FeatureDim:         int32(info.FeatureDim),
-		NumClasses:         int32(info.NumClasses),
-		ClassNames:         info.ClassNames,
-		ScoreClass:         int32(info.ScoreClass),
-		ScoreMeaning:       info.ScoreMeaning,
-		OutputKind:         info.OutputKind,
-		Dataset:            info.Dataset,
-		TestAccuracy:       float32(info.TestAccuracy),
-		Metadata:           info.Metadata,
-		MaxNodes:           int64(cfg.MaxNodes),
-		MaxEdges:           int64(cfg.MaxEdges),
-		MaxRequestBytes:    int64(cfg.MaxRequestBytes),
-		Batching:           info.Batching,
-	}
+	return s.svc.ModelInfo(lease), nil
 }
 
 func (s *service) listModels(context.Context, *gcnpb.ListModelsRequest) (*gcnpb.ListModelsResponse, error) {
-	return ListModels(s.svc), nil
-}
-
-// ListModels describes every model and version the server knows.
-func ListModels(svc *serving.Service) *gcnpb.ListModelsResponse {
-	res := &gcnpb.ListModelsResponse{DefaultModel: svc.DefaultModel()}
-	for _, m := range svc.Models() {
-		ms := &gcnpb.ModelStatus{Name: m.Name}
-		for _, v := range m.Versions {
-			ms.Versions = append(ms.Versions, &gcnpb.ModelVersionStatus{
-				Version: strconv.FormatInt(v.Version, 10),
-				State:   v.State.String(),
-				Reason:  v.Reason,
-				Sha256:  v.SHA256,
-			})
-		}
-		res.Models = append(res.Models, ms)
-	}
-	return res
+	return s.svc.ListModels(), nil
 }

@@ -70,5 +70,8 @@ func result(ids []string, p gcn.Prediction, includePredictions bool, classNames 
 // values included: a node of class 0 must show "classIndex": 0, not leave
 // the reader guessing.
 func marshalResult(res *gcnpb.GCNResult) ([]byte, error) {
-	return protojson.MarshalOptions{EmitUnpopulated: true}.Marshal(res)
+	return marshalOptions.Marshal(res)
 }
+
+// marshalOptions encode every response message: zero values included.
+var marshalOptions = protojson.MarshalOptions{EmitUnpopulated: true}
