@@ -98,7 +98,7 @@ bench: build
 # In-process library vs gRPC over loopback (docs/BENCHMARKS.md, last section).
 .PHONY: bench-inprocess
 bench-inprocess: ort
-	$(GO) test -run NONE -bench . -benchtime 5s ./bench/inprocess
+	$(GO) test -run NONE -bench . -benchtime 4s -count 3 ./bench/inprocess
 
 clean:
 	rm -rf bin .cache
