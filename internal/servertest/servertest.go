@@ -7,10 +7,12 @@ package servertest
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,6 +20,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
@@ -89,7 +92,8 @@ func (s *Server) Write(p []byte) (int, error) {
 }
 
 // Start runs gcnserve with args (after --addr) from the repository root,
-// with the ONNX Runtime library tests use, and waits up to 60 s for SERVING.
+// with the ONNX Runtime library tests use, and waits up to 60 s for SERVING
+// (asking over TLS, without verification, when args hold --tls-cert).
 // The server is killed when the test ends; its log is printed if it failed.
 func Start(t testing.TB, args ...string) *Server {
 	t.Helper()
@@ -119,7 +123,12 @@ func Start(t testing.TB, args ...string) *Server {
 		}
 	})
 
-	conn, err := grpc.NewClient(s.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	creds := insecure.NewCredentials()
+	if slices.Contains(args, "--tls-cert") {
+		// Only to poll health: the tests check the certificate themselves.
+		creds = credentials.NewTLS(&tls.Config{InsecureSkipVerify: true})
+	}
+	conn, err := grpc.NewClient(s.Addr, grpc.WithTransportCredentials(creds))
 	if err != nil {
 		t.Fatal(err)
 	}
