@@ -18,8 +18,15 @@ deps:
 ort:
 	@scripts/fetch_ort.sh
 
+# bin/gcnserve carries the verified ONNX Runtime library (-tags ortembed,
+# internal/ortlib): copied alone to another machine it still starts.
+# 'go build ./cmd/server' without the tag loads the library from disk.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+GO_LDFLAGS := -X github.com/gcnserve/gcnserve/internal/version.version=$(VERSION)
+
 build: ort
-	$(GO) build -o bin/gcnserve ./cmd/server
+	@scripts/embed_ort.sh
+	$(GO) build -tags ortembed -ldflags '$(GO_LDFLAGS)' -o bin/gcnserve ./cmd/server
 	$(GO) build -o bin/gcnclient ./cmd/client
 
 run: build
@@ -29,6 +36,8 @@ run: build
 # versions pinned by go.mod's tool directives, `check-proto` fails when stale.
 PROTOC_PLUGINS = --plugin=protoc-gen-go=bin/protoc-gen-go --plugin=protoc-gen-go-grpc=bin/protoc-gen-go-grpc
 TUTORIAL_PKG = github.com/gcnserve/gcnserve/test/e2e/tutorialpb
+# Open Inference Protocol v2: go_package .../gen/inferencepb, written under $(GEN)/inferencepb.
+GEN_MODULE = github.com/gcnserve/gcnserve/gen
 
 bin/protoc-gen-go bin/protoc-gen-go-grpc: go.mod
 	$(GO) build -o bin/protoc-gen-go google.golang.org/protobuf/cmd/protoc-gen-go
@@ -46,6 +55,9 @@ gen-into:
 	  --go_out=$(TUT) --go_opt=paths=source_relative --go_opt=Mgcn.proto=$(TUTORIAL_PKG) \
 	  --go-grpc_out=$(TUT) --go-grpc_opt=paths=source_relative --go-grpc_opt=Mgcn.proto=$(TUTORIAL_PKG) \
 	  test/e2e/testdata/gcn.proto
+	protoc -I proto $(PROTOC_PLUGINS) \
+	  --go_out=$(GEN) --go_opt=module=$(GEN_MODULE) \
+	  --go-grpc_out=$(GEN) --go-grpc_opt=module=$(GEN_MODULE) proto/inference/grpc_predict_v2.proto
 
 check-proto: bin/protoc-gen-go bin/protoc-gen-go-grpc
 	@tmp=$$(mktemp -d) && trap 'rm -rf $$tmp' EXIT && \
@@ -71,7 +83,11 @@ fuzz:
 	$(GO) test -run=NONE -fuzz=FuzzDecodeRouted -fuzztime=$(FUZZTIME) ./internal/graphwire
 	$(GO) test -run=NONE -fuzz=FuzzParseTokenFile -fuzztime=$(FUZZTIME) ./internal/auth
 	$(GO) test -run=NONE -fuzz=FuzzParseBearer -fuzztime=$(FUZZTIME) ./internal/auth
+	$(GO) test -run=NONE -fuzz=FuzzParseVersion -fuzztime=$(FUZZTIME) ./internal/serving
 	$(GO) test -run=NONE -fuzz=FuzzDecodeJSON -fuzztime=$(FUZZTIME) ./internal/transport/httpjson
+	@# Open Inference Protocol: gRPC request decoding, REST bodies, JSON tensor data.
+	for f in FuzzModelInferRequest FuzzRESTInferBody FuzzTensorData; do \
+	  $(GO) test -run=NONE -fuzz="^$$f\$$" -fuzztime=$(FUZZTIME) ./internal/transport/oip || exit 1; done
 
 # The alert rules parse and fire as their unit tests expect (promtool is in
 # Debian's prometheus package).
@@ -87,6 +103,13 @@ models:
 	  --fixtures model/testdata/karate --example-request examples/karate.json
 	$(PYTHON) scripts/export_onnx.py --data ../shared/datasets/cora --out model/cora.onnx
 
+# Regenerate the model repository test fixtures (distinct karate versions, a
+# Cora-shaped model, a contract-breaking model) used by internal/modelrepo and
+# test/reload.
+.PHONY: repo-fixtures
+repo-fixtures:
+	internal/modelrepo/testdata/gen.sh
+
 # Load test: gcnserve against the Python reference server (bench/pyserver.py)
 # and a no-inference Go server; writes docs/BENCHMARKS.md. Under 10 minutes;
 # BENCH_QUICK=1 takes under 2. See bench/run.sh for the other knobs.
@@ -101,4 +124,20 @@ bench-inprocess: ort
 	$(GO) test -run NONE -bench . -benchtime 4s -count 3 ./bench/inprocess
 
 clean:
-	rm -rf bin .cache
+	rm -rf bin .cache internal/ortlib/libonnxruntime.so
+
+# Container image (Dockerfile) with docker or podman; IMAGE=name:tag.
+# scripts/build_image.sh --smoke also runs it locked down against the golden scores.
+.PHONY: image image-smoke
+image:
+	scripts/build_image.sh
+
+image-smoke:
+	scripts/build_image.sh --smoke
+
+# Every manifest under deploy/ through a real kube-apiserver (dry-run=server,
+# validate=strict) with KServe's CRDs; builds and caches the API server once
+# (~9 min). Not part of 'make test'.
+.PHONY: k8s-check
+k8s-check:
+	scripts/k8s_check.sh

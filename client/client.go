@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	_ "google.golang.org/grpc/health" // client-side health checking (healthCheckConfig)
 	"google.golang.org/grpc/keepalive"
 
 	gcnpb "github.com/gcnserve/gcnserve/gen"
@@ -35,30 +36,38 @@ const DefaultMaxMessageBytes = 64 << 20
 var DefaultKeepalive = keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}
 
 // DefaultServiceConfig is the gRPC service config Dial applies unless
-// WithServiceConfig replaces it:
+// WithServiceConfig replaces it, the one README's "Scaling out" tests against
+// three replicas (without its waitForReady and timeout, which are the
+// caller's to choose per call):
 //
 //   - loadBalancingConfig round_robin: one connection to every address the
 //     target resolves to, calls spread over them in turn (grpc-go's default,
 //     pick_first, sends everything to the first address);
+//   - healthCheckConfig: each connection watches the server's
+//     grpc.health.v1 status, and a server that turns NOT_SERVING (draining
+//     after SIGTERM) gets no new calls; servers without the health service
+//     count as healthy;
 //   - a retry policy for every GCNService method: a call that fails with
-//     UNAVAILABLE is tried up to 4 times in all, waiting a random time of up
-//     to 0.1 s, 0.2 s and 0.4 s between attempts. grpc-go retries only while
-//     the request still fits its 256 KiB per-call retry buffer (about 1,000
-//     nodes of 34 features with 5 edges each): a bigger request is not sent
-//     again once it has gone out, though a call that never reached a server
-//     (no connection yet) is always retried.
+//     UNAVAILABLE is tried up to 5 times in all, waiting a random time of up
+//     to 0.02 s, 0.04 s, 0.08 s and 0.16 s between attempts. grpc-go retries
+//     only while the request still fits its 256 KiB per-call retry buffer
+//     (about 1,000 nodes of 34 features with 5 edges each): a bigger request
+//     is not sent again once it has gone out, though a call that never
+//     reached a server (no connection yet) is always retried.
 //
 // The retried codes are limited to UNAVAILABLE: INVALID_ARGUMENT and
 // RESOURCE_EXHAUSTED would fail again, and DEADLINE_EXCEEDED means the
-// caller's time is spent.
+// caller's time is spent. ProcessGraph and GetModelInfo have no side
+// effects, so a retry is always safe.
 const DefaultServiceConfig = `{
   "loadBalancingConfig": [{"round_robin": {}}],
+  "healthCheckConfig": {"serviceName": ""},
   "methodConfig": [{
     "name": [{"service": "GCNService"}],
     "retryPolicy": {
-      "maxAttempts": 4,
-      "initialBackoff": "0.1s",
-      "maxBackoff": "1s",
+      "maxAttempts": 5,
+      "initialBackoff": "0.02s",
+      "maxBackoff": "0.5s",
       "backoffMultiplier": 2,
       "retryableStatusCodes": ["UNAVAILABLE"]
     }

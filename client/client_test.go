@@ -200,8 +200,8 @@ func TestRetryUnavailable(t *testing.T) {
 	if status.Code(err) != codes.Unavailable {
 		t.Errorf("always unavailable: got %v, want UNAVAILABLE", err)
 	}
-	if got := f.calls.Load(); got != 4 {
-		t.Errorf("server saw %d attempts, want maxAttempts 4", got)
+	if got := f.calls.Load(); got != 5 {
+		t.Errorf("server saw %d attempts, want maxAttempts 5", got)
 	}
 }
 

@@ -16,8 +16,9 @@
 //     so a dead peer is noticed within 40 s (DefaultKeepalive);
 //   - the service config DefaultServiceConfig: round_robin over every address
 //     the target resolves to (use a "dns:///host:port" target naming a
-//     headless Kubernetes service to spread calls over all pods), and retries
-//     of calls that fail with UNAVAILABLE (a server starting, draining on
+//     headless Kubernetes service to spread calls over all pods), client-side
+//     health checking (a draining server gets no new calls), and retries of
+//     calls that fail with UNAVAILABLE (a server starting, draining on
 //     SIGTERM, or unreachable), which is safe because ProcessGraph and
 //     GetModelInfo have no side effects;
 //   - plaintext, unless WithTLS, WithClientCertificate or WithTLSConfig

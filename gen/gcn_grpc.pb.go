@@ -43,15 +43,21 @@ const (
 type GCNServiceClient interface {
 	// ProcessGraph runs the model on one graph and returns a score per node.
 	//
-	// Errors: INVALID_ARGUMENT names the offending node or edge (empty or
-	// duplicate id, unknown edge endpoint, wrong feature length, NaN or Inf
-	// feature, malformed message) or the hard limit exceeded; RESOURCE_EXHAUSTED
-	// names a size limit (nodes, edges, message bytes); DEADLINE_EXCEEDED and
-	// CANCELLED stop the model run; UNAVAILABLE while starting or stopping.
+	// Errors (the README's status code table says which to retry):
+	// INVALID_ARGUMENT names the offending node or edge (empty or duplicate
+	// id, unknown edge endpoint, wrong feature length, NaN or Inf feature) or
+	// says the message is malformed. RESOURCE_EXHAUSTED either names a size
+	// limit (--max-nodes, --max-edges, --max-request-bytes, or a graph needing
+	// more memory than the whole --max-inflight-bytes budget: do not retry
+	// as is) or says the server is at its memory budget (--max-inflight-bytes
+	// with --max-queue or --queue-timeout: retry with backoff). NOT_FOUND for
+	// an unknown model or version. UNAUTHENTICATED without an accepted bearer
+	// token (--auth-token-file). DEADLINE_EXCEEDED and CANCELLED stop the
+	// model run. UNAVAILABLE while starting or shutting down.
 	ProcessGraph(ctx context.Context, in *GraphData, opts ...grpc.CallOption) (*GCNResult, error)
 	// Addition. GetModelInfo describes the loaded model: feature dimension,
 	// classes, what node_scores means, identity and limits. NOT_FOUND for an
-	// unknown model or version.
+	// unknown model or version, INVALID_ARGUMENT for a malformed request.
 	GetModelInfo(ctx context.Context, in *ModelInfoRequest, opts ...grpc.CallOption) (*ModelInfo, error)
 	// Addition. ListModels lists every model and version the server knows,
 	// with its state.
@@ -104,15 +110,21 @@ func (c *gCNServiceClient) ListModels(ctx context.Context, in *ListModelsRequest
 type GCNServiceServer interface {
 	// ProcessGraph runs the model on one graph and returns a score per node.
 	//
-	// Errors: INVALID_ARGUMENT names the offending node or edge (empty or
-	// duplicate id, unknown edge endpoint, wrong feature length, NaN or Inf
-	// feature, malformed message) or the hard limit exceeded; RESOURCE_EXHAUSTED
-	// names a size limit (nodes, edges, message bytes); DEADLINE_EXCEEDED and
-	// CANCELLED stop the model run; UNAVAILABLE while starting or stopping.
+	// Errors (the README's status code table says which to retry):
+	// INVALID_ARGUMENT names the offending node or edge (empty or duplicate
+	// id, unknown edge endpoint, wrong feature length, NaN or Inf feature) or
+	// says the message is malformed. RESOURCE_EXHAUSTED either names a size
+	// limit (--max-nodes, --max-edges, --max-request-bytes, or a graph needing
+	// more memory than the whole --max-inflight-bytes budget: do not retry
+	// as is) or says the server is at its memory budget (--max-inflight-bytes
+	// with --max-queue or --queue-timeout: retry with backoff). NOT_FOUND for
+	// an unknown model or version. UNAUTHENTICATED without an accepted bearer
+	// token (--auth-token-file). DEADLINE_EXCEEDED and CANCELLED stop the
+	// model run. UNAVAILABLE while starting or shutting down.
 	ProcessGraph(context.Context, *GraphData) (*GCNResult, error)
 	// Addition. GetModelInfo describes the loaded model: feature dimension,
 	// classes, what node_scores means, identity and limits. NOT_FOUND for an
-	// unknown model or version.
+	// unknown model or version, INVALID_ARGUMENT for a malformed request.
 	GetModelInfo(context.Context, *ModelInfoRequest) (*ModelInfo, error)
 	// Addition. ListModels lists every model and version the server knows,
 	// with its state.

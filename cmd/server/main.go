@@ -14,23 +14,39 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net"
 	"os"
 	"strings"
 
 	"github.com/gcnserve/gcnserve/internal/server"
+	"github.com/gcnserve/gcnserve/internal/version"
 )
 
 func main() {
-	cfg, err := server.ParseFlags(os.Args[1:], os.Getenv, os.Stderr)
+	getenv, release, err := server.EmbeddedDefaults(os.Getenv)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "gcnserve:", err)
+		os.Exit(1)
+	}
+	cfg, err := server.ParseFlags(os.Args[1:], getenv, os.Stderr)
 	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(0)
+	}
+	if errors.Is(err, server.ErrVersion) {
+		fmt.Println(version.Get())
 		os.Exit(0)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "gcnserve:", err)
 		os.Exit(server.ExitUsage)
 	}
+	if cfg.ModelRepository == "" && cfg.ModelPath == getenv("GCNSERVE_MODEL") && os.Getenv("GCNSERVE_MODEL") == "" {
+		cfg.Logger.Info("no --model given or found: serving the karate model embedded in the binary")
+	}
+	ready := make(chan net.Addr, 1)
+	go func() { <-ready; release() }() // ONNX Runtime is loaded: its in-memory copy can go
 	// Run handles SIGTERM, SIGINT (drain) and SIGHUP (reload) itself.
-	if err := server.Run(context.Background(), cfg, nil); err != nil {
+	if err := server.Run(context.Background(), cfg, ready); err != nil {
 		// One line: the operator reads it in a crash-looping pod's log.
 		fmt.Fprintln(os.Stderr, "gcnserve:", strings.ReplaceAll(err.Error(), "\n", "; "))
 		os.Exit(server.ExitCode(err))

@@ -14,6 +14,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/gcnserve/gcnserve/internal/gcnerr"
 )
 
 // Options configure a Budget. The server fills them from --max-inflight-bytes,
@@ -49,6 +51,9 @@ const (
 	ReasonDeadline Reason = "deadline"
 	// ReasonCanceled: the client went away while waiting.
 	ReasonCanceled Reason = "canceled"
+	// ReasonDeadlock: a growing reservation was refused because every byte
+	// in use was held by reservations waiting to grow: none could proceed.
+	ReasonDeadlock Reason = "deadlock"
 )
 
 // Observer is told what the budget does. Calls come with the budget's lock
@@ -82,14 +87,19 @@ type Budget struct {
 	// other), then new requests in arrival order. Guarded by mu.
 	queue []*waiter
 	grows int // how many of queue's first entries are growing reservations; guarded by mu
+	// blocked is the bytes held by reservations waiting to grow: when it
+	// is all of used, nothing will ever be released. Guarded by mu.
+	blocked int64
 }
 
 // waiter is one request in the queue.
 type waiter struct {
 	n     int64         // bytes it waits for
-	ready chan struct{} // closed when granted
-	// granted is set, under Budget.mu, when the bytes were added to used.
-	granted bool
+	held  int64         // bytes a growing reservation already holds
+	ready chan struct{} // closed when granted or refused
+	// granted is set, under Budget.mu, when the bytes were added to used;
+	// refused when the waiter was dropped to break a deadlock.
+	granted, refused bool
 }
 
 // New returns a budget. It panics if o.Bytes is not positive or o.MaxQueue
@@ -129,25 +139,28 @@ func (b *Budget) Acquire(ctx context.Context, n int64) (release func(), err erro
 // grow or shrink (Resize) and must be released. It refuses at once a
 // request larger than the whole budget, or one that would have to wait
 // behind a full queue; otherwise it waits in FIFO order until the bytes are
-// free, the queue timeout passes or ctx ends. Every refusal is an overloaded
-// error (gRPC RESOURCE_EXHAUSTED) saying why, except that a cancelled ctx
-// returns ctx's error.
+// free, the queue timeout passes or ctx ends. Every refusal is a gcn.Error
+// saying why: kind TooLarge for a request larger than the budget (retrying
+// cannot help), kind Overloaded otherwise (retry later); both are gRPC
+// RESOURCE_EXHAUSTED. A cancelled ctx returns ctx's error.
 func (b *Budget) Reserve(ctx context.Context, n int64) (*Reservation, error) {
 	n = max(n, 0)
-	if err := b.wait(ctx, n, false); err != nil {
+	if err := b.wait(ctx, n, 0, false); err != nil {
 		return nil, err
 	}
 	return &Reservation{b: b, n: n}, nil
 }
 
-// wait admits n more bytes or returns why not. grow puts the waiter ahead of
-// new requests and exempts it from the queue bound.
-func (b *Budget) wait(ctx context.Context, n int64, grow bool) error {
+// wait admits n more bytes or returns why not. held > 0 (or grow) makes it
+// a growing reservation's wait: ahead of new requests, exempt from the
+// queue bound.
+func (b *Budget) wait(ctx context.Context, n, held int64, grow bool) error {
 	if n > b.limit {
 		b.mu.Lock()
 		b.obs.Refused(ReasonTooLarge, 0)
 		b.mu.Unlock()
-		return overloaded("request needs %s of memory, more than the whole --max-inflight-bytes budget (%s): it can never be admitted; send a smaller graph or raise --max-inflight-bytes",
+		// A size limit, not a load condition: retrying cannot help.
+		return gcnerr.New(gcnerr.TooLarge, "request needs %s of memory, more than the whole --max-inflight-bytes budget (%s): it can never be admitted; send a smaller graph or raise --max-inflight-bytes",
 			formatBytes(n), formatBytes(b.limit))
 	}
 	b.mu.Lock()
@@ -169,14 +182,16 @@ func (b *Budget) wait(ctx context.Context, n int64, grow bool) error {
 		return overloaded("server is at its memory budget: %s of %s (--max-inflight-bytes) held by %d requests and %d waiting, the most --max-queue allows; retry later",
 			formatBytes(used), formatBytes(b.limit), held, queued)
 	}
-	w := &waiter{n: n, ready: make(chan struct{})}
+	w := &waiter{n: n, held: held, ready: make(chan struct{})}
 	if grow {
 		b.queue = slices.Insert(b.queue, b.grows, w)
 		b.grows++
+		b.blocked += held
 	} else {
 		b.queue = append(b.queue, w)
 	}
 	b.obs.QueueLength(len(b.queue))
+	b.breakDeadlockLocked()
 	b.mu.Unlock()
 
 	start := time.Now()
@@ -190,8 +205,14 @@ func (b *Budget) wait(ctx context.Context, n int64, grow bool) error {
 	select {
 	case <-w.ready:
 		b.mu.Lock()
-		b.obs.Admitted(time.Since(start))
-		b.mu.Unlock()
+		defer b.mu.Unlock()
+		waited := time.Since(start)
+		if w.refused {
+			b.obs.Refused(ReasonDeadlock, waited)
+			return overloaded("server is at its memory budget: all %s (--max-inflight-bytes) is held by requests that each need more to go on; this one was refused after %s so the others can finish; retry later",
+				formatBytes(b.limit), waited.Round(time.Millisecond))
+		}
+		b.obs.Admitted(waited)
 		return nil
 	case <-timeout:
 		reason = ReasonTimeout
@@ -210,10 +231,16 @@ func (b *Budget) wait(ctx context.Context, n int64, grow bool) error {
 		b.obs.Admitted(waited)
 		return nil
 	}
+	if w.refused {
+		b.obs.Refused(ReasonDeadlock, waited)
+		return overloaded("server is at its memory budget: all %s (--max-inflight-bytes) is held by requests that each need more to go on; this one was refused after %s so the others can finish; retry later",
+			formatBytes(b.limit), waited.Round(time.Millisecond))
+	}
 	i := slices.Index(b.queue, w)
 	b.queue = slices.Delete(b.queue, i, i+1)
 	if i < b.grows {
 		b.grows--
+		b.blocked -= w.held
 	}
 	b.obs.QueueLength(len(b.queue))
 	// w may have been the head that blocked smaller requests behind it.
@@ -248,17 +275,37 @@ func (b *Budget) grantLocked() {
 	for n < len(b.queue) && b.used+b.queue[n].n <= b.limit {
 		w := b.queue[n]
 		grow := n < b.grows
+		if grow {
+			b.blocked -= w.held
+		}
 		b.admitLocked(w.n, grow)
 		w.granted = true
 		close(w.ready)
 		n++
 	}
-	if n == 0 {
-		return
+	if n > 0 {
+		b.grows -= min(n, b.grows)
+		b.queue = slices.Delete(b.queue, 0, n)
+		b.obs.QueueLength(len(b.queue))
 	}
-	b.grows -= min(n, b.grows)
-	b.queue = slices.Delete(b.queue, 0, n)
-	b.obs.QueueLength(len(b.queue))
+	b.breakDeadlockLocked()
+}
+
+// breakDeadlockLocked refuses growing reservations, newest first, while
+// the head of the queue cannot fit and every byte in use is held by
+// reservations waiting to grow: no one would ever release memory, and
+// each would wait out its timeout holding what it has. A refused one gives
+// its bytes back when its request ends. b.mu is held.
+func (b *Budget) breakDeadlockLocked() {
+	for b.grows > 0 && b.used+b.queue[0].n > b.limit && b.used == b.blocked {
+		w := b.queue[b.grows-1]
+		b.queue = slices.Delete(b.queue, b.grows-1, b.grows)
+		b.grows--
+		b.blocked -= w.held
+		w.refused = true
+		close(w.ready)
+		b.obs.QueueLength(len(b.queue))
+	}
 }
 
 // giveBack returns n bytes; last says the holder is done.
@@ -308,9 +355,9 @@ func (r *Reservation) Resize(ctx context.Context, n int64) error {
 		r.b.giveBack(r.n-n, false)
 	case n > r.n:
 		if n > r.b.limit {
-			return r.b.wait(ctx, n, true) // refused: too large
+			return r.b.wait(ctx, n, r.n, true) // refused: too large
 		}
-		if err := r.b.wait(ctx, n-r.n, true); err != nil {
+		if err := r.b.wait(ctx, n-r.n, r.n, true); err != nil {
 			return err
 		}
 	}

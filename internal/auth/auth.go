@@ -44,9 +44,16 @@ const (
 	ReasonInvalid Reason = "invalid"
 )
 
-// Observer counts refusals (internal/metrics implements it).
+// The protocols a refusal is counted under.
+const (
+	ProtocolGRPC = "grpc"
+	ProtocolHTTP = "http"
+)
+
+// Observer counts refusals (internal/metrics implements it as
+// AuthFailed(protocol, reason)).
 type Observer interface {
-	Unauthenticated(reason Reason)
+	Unauthenticated(protocol string, reason Reason)
 }
 
 // message is the client's message for a refusal.
@@ -165,18 +172,19 @@ func (t *Tokens) refresh() [][sha256.Size]byte {
 // Check accepts a request whose authorization header values are values
 // (gRPC metadata or HTTP headers), or returns a gcn.Error of kind
 // Unauthenticated with MsgMissing or MsgInvalid. Every refusal is counted.
-func (t *Tokens) Check(values []string) error {
-	if reason := t.check(values); reason != "" {
+// protocol is ProtocolGRPC or ProtocolHTTP, for the count.
+func (t *Tokens) Check(protocol string, values []string) error {
+	if reason := t.check(protocol, values); reason != "" {
 		return gcnerr.New(gcnerr.Unauthenticated, "%s", reason.message())
 	}
 	return nil
 }
 
 // check returns why values are refused, or "" when they are accepted.
-func (t *Tokens) check(values []string) Reason {
+func (t *Tokens) check(protocol string, values []string) Reason {
 	reason := t.verify(values)
 	if reason != "" && t.obs != nil {
-		t.obs.Unauthenticated(reason)
+		t.obs.Unauthenticated(protocol, reason)
 	}
 	return reason
 }

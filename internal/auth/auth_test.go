@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/grpc/tap"
 
 	"github.com/gcnserve/gcnserve/internal/gcnerr"
 )
@@ -29,7 +30,7 @@ type counter struct {
 	n  map[Reason]int
 }
 
-func (c *counter) Unauthenticated(r Reason) {
+func (c *counter) Unauthenticated(_ string, r Reason) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.n == nil {
@@ -151,7 +152,7 @@ func TestCheck(t *testing.T) {
 		{"two headers", []string{"Bearer alpha-1", "Bearer beta-2"}, MsgInvalid},
 	}
 	for _, tt := range tests {
-		err := tok.Check(tt.values)
+		err := tok.Check(ProtocolGRPC, tt.values)
 		var e *gcnerr.Error
 		if tt.want == "" && err != nil || tt.want != "" && (!errors.As(err, &e) || e.Kind != gcnerr.Unauthenticated || e.Msg != tt.want) {
 			t.Errorf("%s: Check = %v, want %q", tt.name, err, tt.want)
@@ -172,7 +173,7 @@ func TestReloadOnChange(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ok := func(token string) bool { return tok.Check([]string{"Bearer " + token}) == nil }
+	ok := func(token string) bool { return tok.Check(ProtocolGRPC, []string{"Bearer " + token}) == nil }
 	if !ok("old") {
 		t.Fatal("old token refused")
 	}
@@ -269,6 +270,26 @@ func TestInterceptors(t *testing.T) {
 	}
 }
 
+func TestTapHandle(t *testing.T) {
+	tok, _, _ := load(t, "s3cret\n")
+	tapHandle := tok.TapHandle()
+	for _, tt := range []struct {
+		method string
+		md     metadata.MD
+		want   codes.Code
+	}{
+		{"/GCNService/ProcessGraph", metadata.Pairs("authorization", "Bearer s3cret"), codes.OK},
+		{"/GCNService/ProcessGraph", metadata.MD{}, codes.Unauthenticated},
+		{"/GCNService/GetModelInfo", metadata.Pairs("authorization", "Bearer s3cre"), codes.Unauthenticated},
+		{"/grpc.health.v1.Health/Check", metadata.MD{}, codes.OK},
+	} {
+		_, err := tapHandle(context.Background(), &tap.Info{FullMethodName: tt.method, Header: tt.md})
+		if got := status.Code(err); got != tt.want {
+			t.Errorf("%s %v: %v, want %v", tt.method, tt.md, err, tt.want)
+		}
+	}
+}
+
 type fakeStream struct {
 	grpc.ServerStream
 	ctx context.Context
@@ -333,7 +354,7 @@ func TestCheckConcurrent(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for range 200 {
-				if tok.Check([]string{"Bearer a"}) != nil {
+				if tok.Check(ProtocolGRPC, []string{"Bearer a"}) != nil {
 					t.Error("token a refused; it is in every version of the file")
 					return
 				}

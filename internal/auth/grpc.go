@@ -8,6 +8,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/grpc/tap"
 )
 
 // Exempt reports whether a gRPC method is served without a token: health
@@ -32,7 +33,7 @@ func (t *Tokens) checkGRPC(ctx context.Context, fullMethod string) error {
 		return nil
 	}
 	md, _ := metadata.FromIncomingContext(ctx)
-	if reason := t.check(md.Get("authorization")); reason != "" {
+	if reason := t.check(ProtocolGRPC, md.Get("authorization")); reason != "" {
 		return status.Error(codes.Unauthenticated, reason.message())
 	}
 	return nil
@@ -58,12 +59,28 @@ func (t *Tokens) StreamInterceptor() grpc.StreamServerInterceptor {
 	}
 }
 
-// ServerOptions returns the interceptors as server options, for
-// grpc.NewServer. Put them first in the chain: a refused call should cost
-// nothing else (no admission, no decode).
-func (t *Tokens) ServerOptions() []grpc.ServerOption {
-	return []grpc.ServerOption{
-		grpc.ChainUnaryInterceptor(t.UnaryInterceptor()),
-		grpc.ChainStreamInterceptor(t.StreamInterceptor()),
+// TapHandle refuses a call without an accepted token before its stream
+// exists: before a handler runs and before a byte of the message is read
+// (a unary handler reads the message before its interceptors run, so an
+// interceptor alone would let anyone make the server read
+// --max-request-bytes). It runs on the connection's reader goroutine; the
+// check is a stat and a hash.
+func (t *Tokens) TapHandle() tap.ServerInHandle {
+	return func(ctx context.Context, info *tap.Info) (context.Context, error) {
+		if Exempt(info.FullMethodName) {
+			return ctx, nil
+		}
+		if reason := t.check(ProtocolGRPC, info.Header.Get("authorization")); reason != "" {
+			return ctx, status.Error(codes.Unauthenticated, reason.message())
+		}
+		return ctx, nil
 	}
+}
+
+// ServerOption guards a gRPC server: grpc.InTapHandle(t.TapHandle()). A
+// server has one tap handle; one that needs its own calls TapHandle from it,
+// or uses UnaryInterceptor and StreamInterceptor instead (they check after
+// the message is read).
+func (t *Tokens) ServerOption() grpc.ServerOption {
+	return grpc.InTapHandle(t.TapHandle())
 }

@@ -22,7 +22,7 @@ func (t *Tokens) Middleware(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		reason := t.check(r.Header.Values("Authorization"))
+		reason := t.check(ProtocolHTTP, r.Header.Values("Authorization"))
 		if reason == "" {
 			next.ServeHTTP(w, r)
 			return

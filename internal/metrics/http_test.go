@@ -133,7 +133,7 @@ func TestNilMetrics(t *testing.T) {
 	m.SetAdmissionQueueLength(1)
 	m.SetAdmissionBytes(1, 2)
 	m.ObserveAdmissionWait(0)
-	m.AdmissionRejected(metrics.RejectTimeout)
+	m.AdmissionRejected("timeout")
 	m.AuthFailed(metrics.ProtocolHTTP, "missing")
 	if m.GRPCStatsHandler() == nil {
 		t.Error("nil Metrics: GRPCStatsHandler() = nil, want a no-op handler")

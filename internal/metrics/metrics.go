@@ -131,7 +131,7 @@ func New(opts Options) *Metrics {
 	m.queueWait = f.histogram("admission_wait_seconds",
 		"Time requests waited for memory admission, admitted or not.", latencyBuckets)
 	m.rejections = f.counterVec("admission_rejections_total",
-		"Requests refused by memory admission, by reason (queue_full, timeout, too_large, canceled).", "reason")
+		"Requests refused by memory admission, by reason (too_large, queue_full, timeout, deadline, canceled, deadlock: internal/admission's Reason).", "reason")
 	m.admitted = f.gauge("admission_in_use_bytes", "Bytes of the memory budget held by admitted requests.")
 	m.budget = f.gauge("admission_budget_bytes", "The memory budget (--max-inflight-bytes).")
 	m.authFailures = f.counterVec("auth_failures_total",
@@ -235,14 +235,6 @@ func (m *Metrics) RepositoryReloaded(err error) {
 	m.reloads.WithLabelValues(result).Inc()
 }
 
-// Admission rejection reasons for AdmissionRejected.
-const (
-	RejectQueueFull = "queue_full" // the wait queue was at --max-queue
-	RejectTimeout   = "timeout"    // waited --queue-timeout without room
-	RejectTooLarge  = "too_large"  // the request alone exceeds the budget
-	RejectCanceled  = "canceled"   // the client gave up while queued
-)
-
 // SetAdmissionQueueLength sets the number of requests waiting for admission.
 func (m *Metrics) SetAdmissionQueueLength(n int) {
 	if m == nil {
@@ -270,8 +262,8 @@ func (m *Metrics) ObserveAdmissionWait(d time.Duration) {
 	m.queueWait.Observe(d.Seconds())
 }
 
-// AdmissionRejected counts one refused request; reason is one of the
-// Reject* constants.
+// AdmissionRejected counts one refused request; reason is an
+// admission.Reason.
 func (m *Metrics) AdmissionRejected(reason string) {
 	if m == nil {
 		return

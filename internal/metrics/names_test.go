@@ -30,7 +30,7 @@ func everySeries() *metrics.Metrics {
 	m.SetAdmissionQueueLength(1)
 	m.SetAdmissionBytes(1, 2)
 	m.ObserveAdmissionWait(time.Millisecond)
-	m.AdmissionRejected(metrics.RejectQueueFull)
+	m.AdmissionRejected("queue_full")
 	m.AuthFailed(metrics.ProtocolGRPC, "missing")
 	mux := http.NewServeMux()
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { io.Copy(w, r.Body) })

@@ -104,6 +104,13 @@ func (r *Repository) reconcileFile(ctx context.Context, now time.Time) (due time
 		r.mu.Unlock()
 		return time.Time{}
 	}
+	if n := r.drainingCount(e.name); n > 0 {
+		// At most old and new resident: the drain's end wakes the loop.
+		if cur.live == nil {
+			r.setState(cur, StateLoading, fmt.Sprintf("waiting for %d older session(s) to drain", n))
+		}
+		return time.Time{}
+	}
 	if cur.live == nil {
 		r.setState(cur, StateLoading, "loading")
 	}

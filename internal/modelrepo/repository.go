@@ -60,6 +60,7 @@ import (
 	"maps"
 	"math"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -68,6 +69,7 @@ import (
 	"time"
 
 	"github.com/gcnserve/gcnserve/gcn"
+	"github.com/gcnserve/gcnserve/internal/memtrim"
 )
 
 // Defaults for Config's zero values.
@@ -121,7 +123,8 @@ type Events interface {
 	// VersionLoaded: a version passed its checks and warm-up and now serves.
 	VersionLoaded(name string, version int64, took time.Duration)
 	// VersionRefused: a file was refused (corrupt, breaks the contract, ...).
-	// version is 0 when single-file mode could not read it.
+	// version is 0 for a model's version_policy file, and for a single
+	// model file that could not be read before its version was known.
 	VersionRefused(name string, version int64, path string, reason error)
 	// VersionUnloaded: a version's session closed after its last lease.
 	VersionUnloaded(name string, version int64)
@@ -258,7 +261,9 @@ type modelEntry struct {
 	name      string
 	policy    Policy
 	policyMsg string // why the version_policy file was not used; "" when fine
-	versions  map[int64]*versionEntry
+	// policyPending: the version_policy file changed too recently to be read.
+	policyPending bool
+	versions      map[int64]*versionEntry
 }
 
 // versionEntry is the reconciler's view of one version.
@@ -330,6 +335,7 @@ func Open(cfg Config) (*Repository, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	memtrim.LimitArenas() // before the first session: see package memtrim
 	r := &Repository{
 		cfg:      cfg,
 		log:      cfg.Logger,
@@ -406,6 +412,9 @@ func (r *Repository) hasPending() bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, m := range r.models {
+		if m.policyPending {
+			return true
+		}
 		for _, v := range m.versions {
 			if v.state == StateLoading {
 				return true
@@ -671,7 +680,8 @@ func (r *Repository) reconcileModel(ctx context.Context, name string, d *diskMod
 			}
 		}
 	}
-	if d.hasPolicy && now.Sub(d.policyMtime) < r.cfg.MinFileAge {
+	e.policyPending = d.hasPolicy && now.Sub(d.policyMtime) < r.cfg.MinFileAge
+	if e.policyPending {
 		// Being written, maybe: keep the policy in force until it settles.
 		due = d.policyMtime.Add(r.cfg.MinFileAge)
 	} else {
@@ -712,6 +722,8 @@ func (r *Repository) reconcileModel(ctx context.Context, name string, d *diskMod
 		switch {
 		case ve.served && ve.failed != nil && ve.failed.equal(ve.disk):
 			ve.state, ve.reason = StateReady, "serving the file loaded before; its new content was refused: "+ve.failReason
+		case ve.served && !ve.onDisk:
+			ve.state, ve.reason = StateReady, "removed; serving until the version replacing it is ready"
 		case ve.served:
 			ve.state, ve.reason = StateReady, ""
 		case !ve.onDisk:
@@ -847,6 +859,9 @@ func (r *Repository) loadVersion(ctx context.Context, e *modelEntry, ve *version
 
 // refuse records that the file state st of ve was refused.
 func (r *Repository) refuse(name string, ve *versionEntry, st fileStat, reason error) {
+	if st.equal(fileStat{}) {
+		st = ve.disk // unreadable (permissions): retry when the scan sees a change
+	}
 	r.mu.Lock()
 	ve.disk = st
 	ve.failed, ve.failReason = &st, reason.Error()
@@ -867,12 +882,18 @@ func (r *Repository) refuse(name string, ve *versionEntry, st fileStat, reason e
 // In single-file mode (version 0) the version, and the name when name is "",
 // come from the model's metadata.
 func (r *Repository) openInstance(ctx context.Context, name string, version int64, path, sum string, data []byte) (*instance, error) {
-	m, err := gcn.OpenBytes(data, r.cfg.Options...)
+	var m *gcn.Model
+	var err error
+	onLoadThread(func() {
+		if m, err = gcn.OpenBytes(data, r.cfg.Options...); err != nil {
+			return
+		}
+		if err = warmUp(ctx, m); err != nil {
+			err = errors.Join(fmt.Errorf("warm-up: %w", err), m.Close())
+		}
+	})
 	if err != nil {
 		return nil, err
-	}
-	if err := warmUp(ctx, m); err != nil {
-		return nil, errors.Join(fmt.Errorf("warm-up: %w", err), m.Close())
 	}
 	if version == 0 {
 		version = fileModelVersion(m.Info())
@@ -887,6 +908,32 @@ func (r *Repository) openInstance(ctx context.Context, name string, version int6
 	r.peak[name] = max(r.peak[name], r.resident[name])
 	r.mu.Unlock()
 	return in, nil
+}
+
+// Loads run on one OS thread, so that the memory a session keeps comes from
+// one glibc malloc arena instead of whichever arenas the threads Go happened
+// to pick use: with Trim after each unload, RSS stays flat over reloads.
+var (
+	loadJobs      = make(chan func())
+	startLoadLoop sync.Once
+)
+
+// onLoadThread runs f on the load thread and returns when f has.
+func onLoadThread(f func()) {
+	startLoadLoop.Do(func() {
+		go func() {
+			runtime.LockOSThread() // for the life of the process
+			for job := range loadJobs {
+				job()
+			}
+		}()
+	})
+	done := make(chan struct{})
+	loadJobs <- func() {
+		defer close(done)
+		f()
+	}
+	<-done
 }
 
 func warmUp(ctx context.Context, m *gcn.Model) error {
@@ -930,16 +977,26 @@ func (r *Repository) serve(e *modelEntry) {
 		}
 	}
 	if missing > 0 {
-		var standIns []int64
+		// Stand-ins: served versions still on disk, highest first, then
+		// removed ones (a removed version serves on only until the version
+		// replacing it is ready).
+		var standIns []*versionEntry
 		for v, ve := range e.versions {
-			if ve.served && ve.live != nil && ve.onDisk && !serve[v] {
-				standIns = append(standIns, v)
+			if ve.served && ve.live != nil && !serve[v] {
+				standIns = append(standIns, ve)
 			}
 		}
-		slices.Sort(standIns)
-		for i := len(standIns) - 1; i >= 0 && missing > 0; i-- {
-			serve[standIns[i]] = true
-			missing--
+		slices.SortFunc(standIns, func(a, b *versionEntry) int {
+			if a.onDisk != b.onDisk {
+				if a.onDisk {
+					return -1
+				}
+				return 1
+			}
+			return cmpInt64(b.version, a.version)
+		})
+		for _, ve := range standIns[:min(missing, len(standIns))] {
+			serve[ve.version] = true
 		}
 	}
 	for v, ve := range e.versions {
@@ -993,6 +1050,7 @@ func (r *Repository) publish() {
 // closeInstance closes a session whose last reference is gone.
 func (r *Repository) closeInstance(in *instance) error {
 	err := in.model.Close()
+	memtrim.Trim() // a session's freed memory stays mapped otherwise
 	r.mu.Lock()
 	delete(r.draining, in)
 	r.resident[in.name]--

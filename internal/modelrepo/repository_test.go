@@ -315,13 +315,9 @@ func TestRefusesBrokenFiles(t *testing.T) {
 		2: {[]byte("definitely not a protobuf \xff\xff\xff\xff"), "not a loadable ONNX model"},
 		3: {good[:len(good)/2], "not a loadable ONNX model"}, // truncated: a half copy that stayed so
 		4: {readFixture(t, "bad_contract"), "input"},         // valid ONNX, wrong signature
-		5: {readFixture(t, "cora"), ""},                      // valid, another model's F: fine as a version
 		6: {nil, "not a loadable ONNX model"},                // empty
 	}
 	for v, b := range bad {
-		if v == 5 {
-			continue
-		}
 		publish(t, dir, "karate", v, b.data)
 	}
 	reload(t, r)
@@ -330,9 +326,6 @@ func TestRefusesBrokenFiles(t *testing.T) {
 		t.Errorf("serving version %d, want 1 while 2..6 are broken", got)
 	}
 	for v, b := range bad {
-		if v == 5 {
-			continue
-		}
 		st, reason, _ := state(r, "karate", int64(v))
 		if st != modelrepo.StateFailed || !strings.Contains(reason, b.reason) {
 			t.Errorf("version %d: %s %q, want FAILED with %q", v, st, reason, b.reason)
@@ -658,4 +651,116 @@ func TestConcurrentAcquireWhileReloading(t *testing.T) {
 		}
 	}
 	t.Logf("%d requests during 24 repository changes", requests.Load())
+}
+
+// TestRemovedVersionServesUntilReplaced: removing the served version while
+// the version to fall back to cannot load yet (an older session of the model
+// still drains) keeps the removed one serving, so no request fails.
+func TestRemovedVersionServesUntilReplaced(t *testing.T) {
+	dir := t.TempDir()
+	publish(t, dir, "karate", 1, readFixture(t, "karate"))
+	cfg, _, _ := testConfig(t, dir)
+	r := open(t, cfg)
+	v1, err := r.Acquire("karate", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	publish(t, dir, "karate", 2, readFixture(t, "karate_seed1"))
+	reload(t, r) // 2 serves; 1 drains (leased)
+	unpublish(t, dir, "karate", 2)
+	reload(t, r) // 1 must load again, but waits for the drain
+	if got := servedVersion(t, r, "karate"); got != 2 {
+		t.Errorf("serving %d, want the removed 2 until 1 is back", got)
+	}
+	if st, reason, _ := state(r, "karate", 2); st != modelrepo.StateReady || !strings.Contains(reason, "removed") {
+		t.Errorf("version 2: %s %q, want READY removed", st, reason)
+	}
+	v1.Release()
+	eventually(t, 5*time.Second, "version 1 served again", func() bool { return servedVersion(t, r, "karate") == 1 })
+	eventually(t, 5*time.Second, "version 2 gone", func() bool {
+		_, _, ok := state(r, "karate", 2)
+		return !ok && r.Resident("karate") == 1
+	})
+}
+
+// TestCloseWithLeaseOutstanding: Close stops new leases at once; a session
+// still leased closes on its last Release.
+func TestCloseWithLeaseOutstanding(t *testing.T) {
+	dir := t.TempDir()
+	publish(t, dir, "karate", 1, readFixture(t, "karate"))
+	cfg, ev, _ := testConfig(t, dir)
+	r, err := modelrepo.Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := r.Acquire("", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Acquire("karate", 0); kindOf(err) != gcn.KindUnavailable {
+		t.Errorf("Acquire after Close = %v, want Unavailable", err)
+	}
+	if err := r.Reload(context.Background()); kindOf(err) != gcn.KindUnavailable {
+		t.Errorf("Reload after Close = %v, want Unavailable", err)
+	}
+	predict(t, l, testGraph(34, 4)) // still works
+	if _, _, unloaded := ev.counts(); unloaded != 0 {
+		t.Error("leased session closed by Close")
+	}
+	l.Release()
+	if _, _, unloaded := ev.counts(); unloaded != 1 {
+		t.Error("session not closed by the last Release after Close")
+	}
+	if err := r.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+}
+
+// BenchmarkAcquireRelease is the repository's cost per request: one lease
+// taken and released, from parallel goroutines.
+func BenchmarkAcquireRelease(b *testing.B) {
+	dir := b.TempDir()
+	publish(b, dir, "karate", 1, readFixture(b, "karate"))
+	cfg, _, _ := testConfig(b, dir)
+	r := open(b, cfg)
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			l, err := r.Acquire("karate", 0)
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			l.Release()
+		}
+	})
+}
+
+// TestOpenWaitsForSettlingFiles: a version and a policy file written just
+// before Open are waited for, not skipped.
+func TestOpenWaitsForSettlingFiles(t *testing.T) {
+	dir := t.TempDir()
+	publish(t, dir, "karate", 1, readFixture(t, "karate"))
+	publish(t, dir, "karate", 2, readFixture(t, "karate_seed1"))
+	if err := os.WriteFile(filepath.Join(dir, "karate", modelrepo.PolicyFileName), []byte("all\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, ev, _ := testConfig(t, dir)
+	cfg.MinFileAge = 200 * time.Millisecond
+	start := time.Now()
+	r := open(t, cfg)
+	if d := time.Since(start); d < 150*time.Millisecond {
+		t.Errorf("Open returned after %s, before the files settled", d)
+	}
+	for _, v := range []int64{1, 2} {
+		if st, reason, _ := state(r, "karate", v); st != modelrepo.StateReady {
+			t.Errorf("version %d: %s %q, want READY under the policy file's all", v, st, reason)
+		}
+	}
+	if loaded, _, unloaded := ev.counts(); loaded != 2 || unloaded != 0 {
+		t.Errorf("%d loads, %d unloads; want 2, 0 (no detour through the server policy)", loaded, unloaded)
+	}
 }

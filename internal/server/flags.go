@@ -1,6 +1,7 @@
 package server
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -33,6 +34,7 @@ func ParseFlags(args []string, getenv func(string) string, stderr io.Writer) (Co
 	fs.StringVar(&cfg.DefaultModel, "default-model", cfg.DefaultModel, "model for requests that name none (empty: the only model)")
 	fs.StringVar(&cfg.VersionPolicy, "version-policy", cfg.VersionPolicy, "versions served per model: latest, latest:N, all or specific:1,3 (a model's version_policy file overrides)")
 	fs.DurationVar(&cfg.RepositoryPollInterval, "repository-poll-interval", cfg.RepositoryPollInterval, "how often the repository (or --model file) is rescanned for new versions (0: only on SIGHUP)")
+	fs.DurationVar(&cfg.RepositoryMinFileAge, "repository-min-file-age", cfg.RepositoryMinFileAge, "how long a model file must stay unchanged before it is loaded (a file still being copied is not)")
 	fs.StringVar(&cfg.ORTLibrary, "ort-lib", defaultORTLibrary(), "ONNX Runtime shared library")
 	fs.IntVar(&cfg.IntraOpThreads, "intra-op-threads", cfg.IntraOpThreads, "ONNX Runtime threads inside one model run")
 	fs.IntVar(&cfg.MaxConcurrentRuns, "max-concurrent-runs", cfg.MaxConcurrentRuns, "model runs in flight at once per model version; more requests wait (0: number of CPUs)")
@@ -46,6 +48,7 @@ func ParseFlags(args []string, getenv func(string) string, stderr io.Writer) (Co
 	fs.IntVar(&cfg.Batch.MaxNodes, "batch-max-nodes", cfg.Batch.MaxNodes, "most nodes in one merged batch; bigger graphs run alone")
 	fs.IntVar(&cfg.Batch.MaxEdges, "batch-max-edges", cfg.Batch.MaxEdges, "most edges in one merged batch; bigger graphs run alone")
 	fs.DurationVar(&cfg.Batch.MaxDelay, "batch-max-delay", cfg.Batch.MaxDelay, "longest a request waits for others to join its batch")
+	fs.DurationVar(&cfg.MaxConnectionAge, "max-connection-age", cfg.MaxConnectionAge, "close client connections gracefully after this long, so clients balancing over DNS reach new replicas (0: never)")
 	fs.DurationVar(&cfg.DrainDelay, "drain-delay", cfg.DrainDelay, "on SIGTERM, how long to keep serving with health NOT_SERVING before closing the listeners")
 	fs.DurationVar(&cfg.ShutdownGrace, "shutdown-grace", cfg.ShutdownGrace, "after the drain delay, how long in-flight requests may finish before they are cancelled")
 	fs.StringVar(&cfg.AuthTokenFile, "auth-token-file", cfg.AuthTokenFile, "file of bearer tokens, one per line: every call but health and reflection needs one (empty: no auth)")
@@ -55,6 +58,7 @@ func ParseFlags(args []string, getenv func(string) string, stderr io.Writer) (Co
 	fs.StringVar(&cfg.DebugAddr, "debug-addr", "", "serve /metrics and /debug/pprof/ over HTTP here, e.g. 127.0.0.1:9100 (empty: off)")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error (debug logs each request's timing)")
 	fs.StringVar(&logFormat, "log-format", "text", "text or json")
+	showVersion := fs.Bool("version", false, "print gcnserve's, Go's and ONNX Runtime's versions (and whether ONNX Runtime is embedded) and exit")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: gcnserve [flags]\n\nServes GCNService.ProcessGraph (and the Open Inference Protocol) from ONNX models.\nEach flag can also be set by its environment variable; the flag wins.\n\n")
 		fs.VisitAll(func(f *flag.Flag) {
@@ -64,21 +68,33 @@ func ParseFlags(args []string, getenv func(string) string, stderr io.Writer) (Co
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
 	}
+	if *showVersion {
+		return cfg, ErrVersion
+	}
 	if fs.NArg() > 0 {
 		return cfg, fmt.Errorf("unexpected argument %q (flags only; see --help)", fs.Arg(0))
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	var envErr error
+	fromEnv := map[string]bool{}
 	fs.VisitAll(func(f *flag.Flag) {
 		if v := getenv(EnvName(f.Name)); v != "" && !set[f.Name] && envErr == nil {
 			if err := fs.Set(f.Name, v); err != nil {
 				envErr = fmt.Errorf("%s=%q: %w", EnvName(f.Name), v, err)
 			}
+			fromEnv[f.Name] = true
 		}
 	})
 	if envErr != nil {
 		return cfg, envErr
+	}
+	if err := cfg.Validate(); err != nil {
+		var r *RangeError
+		if errors.As(err, &r) && fromEnv[r.Flag] {
+			r.Env = EnvName(r.Flag)
+		}
+		return cfg, err
 	}
 
 	var level slog.Level
@@ -104,6 +120,10 @@ func ParseFlags(args []string, getenv func(string) string, stderr io.Writer) (Co
 	}
 	return cfg, nil
 }
+
+// ErrVersion is ParseFlags' answer to --version: print version.Get and
+// exit 0.
+var ErrVersion = errors.New("version requested")
 
 // EnvName is a flag's environment twin: --max-nodes is GCNSERVE_MAX_NODES.
 func EnvName(flagName string) string {

@@ -66,10 +66,9 @@ func (o admissionObserver) Refused(r admission.Reason, wait time.Duration) {
 	o.m.AdmissionRejected(string(r))
 }
 
-// authObserver counts bearer-token refusals of one protocol.
-type authObserver struct {
-	m        *metrics.Metrics
-	protocol string
-}
+// authObserver counts bearer-token refusals by protocol.
+type authObserver struct{ m *metrics.Metrics }
 
-func (o authObserver) Unauthenticated(r auth.Reason) { o.m.AuthFailed(o.protocol, string(r)) }
+func (o authObserver) Unauthenticated(protocol string, r auth.Reason) {
+	o.m.AuthFailed(protocol, string(r))
+}

@@ -27,6 +27,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 
@@ -40,6 +41,7 @@ import (
 	"github.com/gcnserve/gcnserve/internal/serving"
 	"github.com/gcnserve/gcnserve/internal/transport/grpcapi"
 	"github.com/gcnserve/gcnserve/internal/transport/httpjson"
+	"github.com/gcnserve/gcnserve/internal/transport/oip"
 )
 
 // Config is everything the server needs. ParseFlags fills it from flags and
@@ -68,6 +70,10 @@ type Config struct {
 	// rescanned for new versions. Default 10s; 0 turns polling off (SIGHUP
 	// still reloads).
 	RepositoryPollInterval time.Duration
+	// RepositoryMinFileAge is how long a model file must stay unchanged
+	// before it is loaded, so a file still being copied is not. Default 1s;
+	// raise it for slow network storage.
+	RepositoryMinFileAge time.Duration
 	// ORTLibrary is the ONNX Runtime shared library. Default "" (gcn's
 	// default: $GCNSERVE_ORT_LIB, else the dynamic loader's search path).
 	ORTLibrary string
@@ -97,6 +103,10 @@ type Config struct {
 	// concurrency 64 it cut server CPU per request by 1.3-1.6x, and a
 	// request alone in the server runs at once.
 	BatchEnabled bool
+	// MaxConnectionAge closes a client connection gracefully after this
+	// long, so clients balancing over DNS find new replicas. Default 5m;
+	// 0 keeps connections forever.
+	MaxConnectionAge time.Duration
 	// DrainDelay is how long, after SIGTERM, the server keeps accepting and
 	// serving while health says NOT_SERVING, so that balancers stop sending
 	// first. Default 5s.
@@ -127,6 +137,7 @@ func DefaultConfig() Config {
 		ModelPath:              "model/karate.onnx",
 		VersionPolicy:          "latest",
 		RepositoryPollInterval: 10 * time.Second,
+		RepositoryMinFileAge:   modelrepo.DefaultMinFileAge,
 		IntraOpThreads:         1,
 		MaxNodes:               1_000_000,
 		MaxEdges:               10_000_000,
@@ -135,6 +146,7 @@ func DefaultConfig() Config {
 		QueueTimeout:           5 * time.Second,
 		Batch:                  gcn.DefaultBatchOptions(),
 		BatchEnabled:           true,
+		MaxConnectionAge:       5 * time.Minute,
 		DrainDelay:             5 * time.Second,
 		ShutdownGrace:          10 * time.Second,
 	}
@@ -158,7 +170,9 @@ type Server struct {
 	healthMu sync.Mutex
 	// http serves HTTPAddr's routes (nil when off).
 	httpHandler http.Handler
-	modelInfo   modelInfoTracker
+	// oip serves the Open Inference Protocol on both listeners.
+	oip       *oip.Server
+	modelInfo modelInfoTracker
 	// life drains on SIGTERM and reloads on SIGHUP (lifecycle.go).
 	life *Lifecycle
 }
@@ -194,6 +208,7 @@ func New(cfg Config) (_ *Server, err error) {
 		DefaultModel: cfg.DefaultModel,
 		Policy:       policy,
 		PollInterval: cfg.RepositoryPollInterval,
+		MinFileAge:   cfg.RepositoryMinFileAge,
 		Options:      opts,
 		Logger:       log,
 		Events:       repoEvents{s.metrics},
@@ -236,25 +251,38 @@ func New(cfg Config) (_ *Server, err error) {
 		Health: s.health, Reload: s.Reload}
 	// Authentication runs first: a refused call costs no admission and no
 	// decoding (ProcessGraph reads its message only after the interceptors).
-	var grpcAuth, httpAuth *auth.Tokens
+	var tokens *auth.Tokens
 	if cfg.AuthTokenFile != "" {
-		if grpcAuth, err = auth.Load(cfg.AuthTokenFile, log, authObserver{s.metrics, metrics.ProtocolGRPC}); err != nil {
-			return nil, err
-		}
-		if httpAuth, err = auth.Load(cfg.AuthTokenFile, log, authObserver{s.metrics, metrics.ProtocolHTTP}); err != nil {
+		if tokens, err = auth.Load(cfg.AuthTokenFile, log, authObserver{s.metrics}); err != nil {
 			return nil, err
 		}
 	}
 	unary := []grpc.UnaryServerInterceptor{s.life.UnaryInterceptor()}
 	stream := []grpc.StreamServerInterceptor{s.life.StreamInterceptor()}
-	if grpcAuth != nil {
-		unary = append(unary, grpcAuth.UnaryInterceptor())
-		stream = append(stream, grpcAuth.StreamInterceptor())
+	if tokens != nil {
+		unary = append(unary, tokens.UnaryInterceptor())
+		stream = append(stream, tokens.StreamInterceptor())
 	}
 	unary = append(unary, recoverPanics(log))
 	gopts := []grpc.ServerOption{
 		grpc.ForceServerCodecV2(codec),
 		grpc.MaxRecvMsgSize(cfg.MaxRequestBytes),
+		// A fixed 64 KiB stream window (which also turns off BDP window
+		// growth, up to 16 MiB per stream) bounds what a request waiting
+		// for admission buffers before its handler reads it: grpc-go
+		// opens a stream's window to the whole message only once the
+		// handler reads. The connection window paces the connection, not
+		// memory (it is replenished on receipt), so it can be large.
+		grpc.InitialWindowSize(64 << 10),
+		grpc.InitialConnWindowSize(16 << 20),
+		// Clients keep idle connections alive with pings (the client
+		// package every 30s); the server's default policy (5 minutes) would
+		// answer them with GOAWAY "too_many_pings".
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+		// An aged connection is closed gracefully (GOAWAY, calls in flight
+		// finish), so round_robin clients re-resolve and reach new replicas
+		// after a scale-up.
+		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionAge: cfg.MaxConnectionAge, MaxConnectionAgeGrace: cfg.ShutdownGrace}),
 		grpc.StatsHandler(s.metrics.GRPCStatsHandler()),
 		grpc.ChainUnaryInterceptor(unary...),
 		grpc.ChainStreamInterceptor(stream...),
@@ -267,9 +295,12 @@ func New(cfg Config) (_ *Server, err error) {
 	s.grpc = grpc.NewServer(gopts...)
 	s.life.GRPC = s.grpc
 	grpcapi.Register(s.grpc, s.svc)
+	s.oip = oip.New(oip.ServingBackend(s.svc, s.ready), oip.Options{
+		MaxRequestBytes: int64(cfg.MaxRequestBytes), Logger: log})
+	s.oip.Register(s.grpc)
 	healthpb.RegisterHealthServer(s.grpc, s.life.HealthService())
 	reflection.Register(s.grpc)
-	s.httpHandler = s.newHTTPHandler(httpAuth)
+	s.httpHandler = s.newHTTPHandler(tokens)
 	s.published.Store(s.repo)
 	s.modelsChanged()
 
@@ -332,6 +363,7 @@ func (s *Server) newHTTPHandler(tokens *auth.Tokens) http.Handler {
 		}
 		http.Error(w, "not ready", http.StatusServiceUnavailable)
 	})
+	s.oip.Routes(mux)
 	var h http.Handler = mux
 	if tokens != nil {
 		h = tokens.Middleware(h)
@@ -466,6 +498,7 @@ func Run(ctx context.Context, cfg Config, ready chan<- net.Addr) error {
 	if err != nil {
 		return err
 	}
+	s.logMemory()
 	lis, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return errors.Join(fmt.Errorf("listen on %s: %w", cfg.Addr, err), s.Close())
@@ -495,6 +528,20 @@ func Run(ctx context.Context, cfg Config, ready chan<- net.Addr) error {
 	}
 	err = s.life.Wait(ctx, served)
 	return errors.Join(err, s.Close())
+}
+
+// logMemory sets the Go runtime's soft memory limit from a cgroup limit
+// (unless GOMEMLIMIT is set) and logs the memory the server plans with.
+func (s *Server) logMemory() {
+	l, err := memlimit.Detect()
+	if err != nil {
+		s.log.Warn("cannot tell the memory limit", "err", err)
+		return
+	}
+	goLimit := memlimit.SetGoMemLimit(l, os.Getenv)
+	s.log.Info("memory", "limit", l.Bytes, "source", string(l.Source),
+		"max_inflight_bytes", s.cfg.MaxInflightBytes, "gomemlimit_set", goLimit,
+		"gomemlimit_env", os.Getenv("GOMEMLIMIT"))
 }
 
 // serveHTTP serves h on addr (with the server's TLS when useTLS); a

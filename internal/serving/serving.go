@@ -111,7 +111,7 @@ type Request struct {
 func (s *Service) Begin(ctx context.Context, wireBytes int64) (*Request, error) {
 	r := &Request{svc: s, wire: wireBytes}
 	if s.cfg.Budget != nil {
-		res, err := s.cfg.Budget.Reserve(ctx, min(wireBytes, s.cfg.Budget.Bytes()))
+		res, err := s.cfg.Budget.Reserve(ctx, min(DecodeBound(wireBytes), s.cfg.Budget.Bytes()))
 		if err != nil {
 			return nil, err
 		}
@@ -122,15 +122,24 @@ func (s *Service) Begin(ctx context.Context, wireBytes int64) (*Request, error) 
 	return r, nil
 }
 
-// SetWireBytes records the request's real size once it has been read,
-// shrinking the reservation to it when it is smaller than Begin's bound.
+// SetWireBytes records the request's real size once it has been read and
+// resizes the reservation to DecodeBound(n): the bytes are held, and
+// decoding is about to allocate the tensors. Reserving them only after
+// decoding (in Predict) would let every request admitted to read its bytes
+// decode at once, each holding twice what the budget counts.
 func (r *Request) SetWireBytes(ctx context.Context, n int64) error {
 	r.wire = n
-	if r.res != nil && n < r.res.Bytes() {
-		return r.res.Resize(ctx, n)
+	if r.res != nil {
+		return r.res.Resize(ctx, min(DecodeBound(n), r.svc.cfg.Budget.Bytes()))
 	}
 	return nil
 }
+
+// DecodeBound bounds the bytes a request of wireBytes holds once decoded,
+// before the model runs: the message itself plus tensors and id index of at
+// most twice its size (a packed float is 4 bytes on the wire and in x; an
+// edge takes at least 8 bytes on the wire and 16 in edge_index).
+func DecodeBound(wireBytes int64) int64 { return 3 * wireBytes }
 
 // Route leases the model version the request names and returns its
 // feature dimension: it is a graphwire.Resolver.

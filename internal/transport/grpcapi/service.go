@@ -11,6 +11,9 @@ import (
 	"strconv"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/gcnserve/gcnserve/gcn"
 	gcnpb "github.com/gcnserve/gcnserve/gen"
@@ -64,15 +67,28 @@ func processGraphHandler(srv any, ctx context.Context, dec func(any) error, inte
 }
 
 // unary adapts a method on generated messages to a grpc.MethodDesc handler.
-func unary[Req, Res any](method string, f func(*service, context.Context, *Req) (*Res, error)) grpc.MethodHandler {
+// It reads the request as raw bytes and unmarshals it itself: when gRPC's
+// codec fails it answers INTERNAL on its own, but bytes that are not the
+// request message are the client's fault (INVALID_ARGUMENT), as in
+// ProcessGraph.
+func unary[Req any, PReq interface {
+	*Req
+	proto.Message
+}, Res any](method string, f func(*service, context.Context, PReq) (*Res, error)) grpc.MethodHandler {
 	return func(srv any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
 		s := srv.(*service)
-		req := new(Req)
-		if err := dec(req); err != nil {
-			return nil, err
+		raw := new(rawMessage)
+		if err := dec(raw); err != nil {
+			return nil, err // gRPC's own status (message too large, bad compression)
+		}
+		req := PReq(new(Req))
+		err := proto.Unmarshal(raw.data, req)
+		raw.free()
+		if err != nil {
+			return nil, status.Errorf(codes.InvalidArgument, "malformed %s: %v", req.ProtoReflect().Descriptor().Name(), err)
 		}
 		handle := func(ctx context.Context, req any) (any, error) {
-			res, err := f(s, ctx, req.(*Req))
+			res, err := f(s, ctx, req.(PReq))
 			return res, serving.GRPCStatus(s.log, method, err)
 		}
 		if interceptor == nil {

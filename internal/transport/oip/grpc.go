@@ -1,0 +1,235 @@
+package oip
+
+import (
+	"context"
+	"encoding/binary"
+	"math"
+	"slices"
+
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
+
+	pb "github.com/gcnserve/gcnserve/gen/inferencepb"
+	"github.com/gcnserve/gcnserve/internal/serving"
+)
+
+// Register adds inference.GRPCInferenceService to a gRPC server. The
+// methods the specification defines beyond the six served here (none in the
+// KServe specification; Triton's repository, statistics, shared-memory and
+// streaming extensions) answer UNIMPLEMENTED.
+func (s *Server) Register(r grpc.ServiceRegistrar) {
+	r.RegisterService(&serviceDesc, &grpcService{s: s})
+}
+
+// serviceDesc is the generated GRPCInferenceService, except that ModelInfer
+// reads its request message only after memory admission (serving's Begin),
+// as ProcessGraph does: grpc-go reads a unary message only when the handler
+// calls dec, so a request waiting for memory holds no more than HTTP/2's
+// flow-control window.
+var serviceDesc = func() grpc.ServiceDesc {
+	d := pb.GRPCInferenceService_ServiceDesc
+	d.Methods = slices.Clone(d.Methods)
+	for i := range d.Methods {
+		if d.Methods[i].MethodName == "ModelInfer" {
+			d.Methods[i].Handler = modelInferHandler
+		}
+	}
+	return d
+}()
+
+// modelInferHandler runs the interceptors (authentication, panic recovery)
+// first, then admission, and only then decodes the request.
+func modelInferHandler(srv any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
+	g := srv.(*grpcService)
+	handle := func(ctx context.Context, _ any) (any, error) {
+		res, err := g.s.modelInferGRPC(ctx, dec)
+		return res, serving.GRPCStatus(g.s.log, pb.GRPCInferenceService_ModelInfer_FullMethodName, err)
+	}
+	if interceptor == nil {
+		return handle(ctx, nil)
+	}
+	info := &grpc.UnaryServerInfo{Server: srv, FullMethod: pb.GRPCInferenceService_ModelInfer_FullMethodName}
+	return interceptor(ctx, (*pb.ModelInferRequest)(nil), info, handle)
+}
+
+// grpcService implements GRPCInferenceService; every error it returns is a
+// status from the one error table.
+type grpcService struct {
+	pb.UnimplementedGRPCInferenceServiceServer
+	s *Server
+}
+
+func (g *grpcService) ServerLive(context.Context, *pb.ServerLiveRequest) (*pb.ServerLiveResponse, error) {
+	return &pb.ServerLiveResponse{Live: true}, nil
+}
+
+func (g *grpcService) ServerReady(context.Context, *pb.ServerReadyRequest) (*pb.ServerReadyResponse, error) {
+	return &pb.ServerReadyResponse{Ready: g.s.backend.Ready()}, nil
+}
+
+func (g *grpcService) ModelReady(_ context.Context, req *pb.ModelReadyRequest) (*pb.ModelReadyResponse, error) {
+	ready, err := g.s.modelReady(req.GetName(), req.GetVersion())
+	if err != nil {
+		return nil, serving.GRPCStatus(g.s.log, pb.GRPCInferenceService_ModelReady_FullMethodName, err)
+	}
+	return &pb.ModelReadyResponse{Ready: ready}, nil
+}
+
+func (g *grpcService) ServerMetadata(context.Context, *pb.ServerMetadataRequest) (*pb.ServerMetadataResponse, error) {
+	return &pb.ServerMetadataResponse{Name: g.s.opts.ServerName, Version: g.s.opts.ServerVersion, Extensions: []string{}}, nil
+}
+
+func (g *grpcService) ModelMetadata(_ context.Context, req *pb.ModelMetadataRequest) (*pb.ModelMetadataResponse, error) {
+	md, err := g.s.modelMetadata(req.GetName(), req.GetVersion())
+	if err != nil {
+		return nil, serving.GRPCStatus(g.s.log, pb.GRPCInferenceService_ModelMetadata_FullMethodName, err)
+	}
+	res := &pb.ModelMetadataResponse{Name: md.Name, Versions: md.Versions, Platform: md.Platform, Properties: md.Properties}
+	for _, t := range md.Inputs {
+		res.Inputs = append(res.Inputs, &pb.ModelMetadataResponse_TensorMetadata{Name: t.Name, Datatype: t.Datatype, Shape: t.Shape})
+	}
+	for _, t := range md.Outputs {
+		res.Outputs = append(res.Outputs, &pb.ModelMetadataResponse_TensorMetadata{Name: t.Name, Datatype: t.Datatype, Shape: t.Shape})
+	}
+	return res, nil
+}
+
+// modelInferGRPC admits, decodes, runs and encodes one ModelInfer call:
+// raw outputs when the request used raw inputs, typed contents otherwise.
+func (s *Server) modelInferGRPC(ctx context.Context, dec func(any) error) (*pb.ModelInferResponse, error) {
+	req, err := s.backend.Begin(ctx, s.opts.MaxRequestBytes)
+	if err != nil {
+		return nil, err
+	}
+	defer req.Close()
+	in := new(pb.ModelInferRequest)
+	if err := dec(in); err != nil {
+		// gRPC's own status (message too large, bad compression, bad bytes).
+		return nil, err
+	}
+	if err := req.SetWireBytes(ctx, int64(proto.Size(in))); err != nil {
+		return nil, err
+	}
+	inputs, err := decodeGRPCInputs(in)
+	if err != nil {
+		return nil, err
+	}
+	d := &decodedRequest{model: in.GetModelName(), version: in.GetModelVersion(), inputs: inputs}
+	for _, o := range in.GetOutputs() {
+		d.outputs = append(d.outputs, o.GetName())
+	}
+	m, outputs, err := s.infer(ctx, req, d)
+	if err != nil {
+		return nil, err
+	}
+	res := &pb.ModelInferResponse{ModelName: m.Name(), ModelVersion: m.Version(), Id: in.GetId()}
+	raw := len(in.GetRawInputContents()) > 0
+	for _, o := range outputs {
+		t := &pb.ModelInferResponse_InferOutputTensor{Name: o.name, Datatype: o.datatype, Shape: o.shape}
+		switch {
+		case raw:
+			res.RawOutputContents = append(res.RawOutputContents, rawBytes(o))
+		case o.datatype == typeFP32:
+			t.Contents = &pb.InferTensorContents{Fp32Contents: o.fp32}
+		default:
+			t.Contents = &pb.InferTensorContents{Int64Contents: o.i64}
+		}
+		res.Outputs = append(res.Outputs, t)
+	}
+	req.Finish()
+	return res, nil
+}
+
+// decodeGRPCInputs reads each input from its typed contents or from
+// raw_input_contents (then one entry per input, in order, and no contents).
+func decodeGRPCInputs(req *pb.ModelInferRequest) ([]inputTensor, error) {
+	raw := req.GetRawInputContents()
+	if len(raw) > 0 && len(raw) != len(req.GetInputs()) {
+		return nil, invalidf("raw_input_contents has %d entries for %d inputs (want one per input, in order)", len(raw), len(req.GetInputs()))
+	}
+	inputs := make([]inputTensor, len(req.GetInputs()))
+	for i, in := range req.GetInputs() {
+		t := &inputs[i]
+		*t = inputTensor{name: in.GetName(), datatype: in.GetDatatype(), shape: in.GetShape()}
+		if len(raw) > 0 {
+			if hasContents(in.GetContents()) {
+				return nil, invalidf("input %q: contents is set, but the request uses raw_input_contents (use one or the other)", t.name)
+			}
+			if err := decodeRaw(t, raw[i]); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		if err := decodeContents(t, in.GetContents()); err != nil {
+			return nil, err
+		}
+	}
+	return inputs, nil
+}
+
+// hasContents reports whether c holds any element (an empty contents
+// message, as some clients send next to raw inputs, holds none).
+func hasContents(c *pb.InferTensorContents) bool {
+	return len(c.GetBoolContents())+len(c.GetIntContents())+len(c.GetInt64Contents())+len(c.GetUintContents())+
+		len(c.GetUint64Contents())+len(c.GetFp32Contents())+len(c.GetFp64Contents())+len(c.GetBytesContents()) > 0
+}
+
+// decodeContents reads typed contents from the field the datatype names,
+// refusing data in any other field.
+func decodeContents(t *inputTensor, c *pb.InferTensorContents) error {
+	if err := checkDatatype(t.name, t.datatype); err != nil {
+		return err
+	}
+	want := map[string]string{typeFP32: "fp32_contents", typeINT32: "int_contents", typeINT64: "int64_contents"}[t.datatype]
+	filled := ""
+	for _, f := range []struct {
+		field string
+		n     int
+	}{
+		{"bool_contents", len(c.GetBoolContents())}, {"int_contents", len(c.GetIntContents())},
+		{"int64_contents", len(c.GetInt64Contents())}, {"uint_contents", len(c.GetUintContents())},
+		{"uint64_contents", len(c.GetUint64Contents())}, {"fp32_contents", len(c.GetFp32Contents())},
+		{"fp64_contents", len(c.GetFp64Contents())}, {"bytes_contents", len(c.GetBytesContents())},
+	} {
+		if f.n > 0 && f.field != want && filled == "" {
+			filled = f.field
+		}
+	}
+	if filled != "" {
+		return invalidf("input %q: datatype %s takes contents.%s, not contents.%s", t.name, t.datatype, want, filled)
+	}
+	switch t.datatype {
+	case typeFP32:
+		t.fp32 = c.GetFp32Contents()
+		return checkCount(t, len(t.fp32), want)
+	case typeINT32:
+		ints := c.GetIntContents()
+		if err := checkCount(t, len(ints), want); err != nil {
+			return err
+		}
+		t.ints = make([]int64, len(ints))
+		for i, v := range ints {
+			t.ints[i] = int64(v)
+		}
+	default:
+		t.ints = c.GetInt64Contents()
+		return checkCount(t, len(t.ints), want)
+	}
+	return nil
+}
+
+// rawBytes encodes an output's elements little-endian.
+func rawBytes(o outputTensor) []byte {
+	if o.datatype == typeFP32 {
+		b := make([]byte, 4*len(o.fp32))
+		for i, v := range o.fp32 {
+			binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(v))
+		}
+		return b
+	}
+	b := make([]byte, 8*len(o.i64))
+	for i, v := range o.i64 {
+		binary.LittleEndian.PutUint64(b[8*i:], uint64(v))
+	}
+	return b
+}
