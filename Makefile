@@ -118,6 +118,12 @@ repo-fixtures:
 bench: build
 	bench/run.sh
 
+# staticcheck (version pinned) on the public packages and their commands.
+STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
+.PHONY: staticcheck
+staticcheck:
+	$(GO) run $(STATICCHECK) ./gcn/... ./client/... ./cmd/client/... ./examples/...
+
 # In-process library vs gRPC over loopback (docs/BENCHMARKS.md, last section).
 .PHONY: bench-inprocess
 bench-inprocess: ort
