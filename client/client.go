@@ -30,9 +30,8 @@ const DefaultMaxMessageBytes = 64 << 20
 // within 10 s. Idle connections send no pings. A server limits how often it
 // accepts pings while it sends nothing (grpc-go's default: once per 5
 // minutes, closing the connection after 3 faster ones), so against such a
-// server a call silent for more than about 90 s loses its connection; a
-// server that expects long calls should accept pings every 30 s
-// (keepalive.EnforcementPolicy{MinTime: 30 * time.Second}).
+// server a call silent for more than about 90 s loses its connection.
+// gcnserve accepts a ping every 10 s, idle or not.
 var DefaultKeepalive = keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}
 
 // DefaultServiceConfig is the gRPC service config Dial applies unless
