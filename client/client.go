@@ -4,11 +4,9 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
-	"strings"
 	"time"
 
 	"google.golang.org/grpc"
@@ -74,12 +72,6 @@ const DefaultServiceConfig = `{
     }
   }]
 }`
-
-// ModelHealthService is the grpc.health.v1 service name under which gcnserve
-// reports model name as SERVING while any version of it is served. With
-// WithModel, Dial's health checking watches it instead of "" (the server's
-// default model).
-func ModelHealthService(name string) string { return "gcnserve.model." + name }
 
 // Client calls gcnserve's GCNService over one gRPC connection (which may
 // balance over several servers). It is safe for concurrent use; create one
@@ -230,8 +222,7 @@ func WithTokenFile(path string) Option {
 
 // WithModel selects the served model (and version; "" for the server's
 // default model and the highest version it serves) for calls whose request
-// does not name one. With the default service config, client-side health
-// checking then watches that model (ModelHealthService).
+// does not name one.
 func WithModel(name, version string) Option {
 	return func(c *config) error { c.model, c.version = name, version; return nil }
 }
@@ -259,11 +250,6 @@ func Dial(target string, opts ...Option) (*Client, error) {
 		if err := opt(&c); err != nil {
 			return nil, err
 		}
-	}
-	if c.serviceConfig == DefaultServiceConfig && c.model != "" {
-		// Watch the chosen model's health, not the default model's.
-		name, _ := json.Marshal(ModelHealthService(c.model))
-		c.serviceConfig = strings.Replace(DefaultServiceConfig, `"serviceName": ""`, `"serviceName": `+string(name), 1)
 	}
 	creds := insecure.NewCredentials()
 	if c.tls != nil {
