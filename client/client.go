@@ -43,9 +43,12 @@ var DefaultKeepalive = keepalive.ClientParameters{Time: 30 * time.Second, Timeou
 //     target resolves to, calls spread over them in turn (grpc-go's default,
 //     pick_first, sends everything to the first address);
 //   - healthCheckConfig: each connection watches the server's
-//     grpc.health.v1 status, and a server that turns NOT_SERVING (draining
-//     after SIGTERM) gets no new calls; servers without the health service
-//     count as healthy;
+//     grpc.health.v1 status for "" (gcnserve: its default model is served),
+//     and a server that turns NOT_SERVING (draining after SIGTERM) gets no
+//     new calls; servers without the health service count as healthy. It is
+//     "" even with WithModel: watching "gcnserve.model.<name>" would turn a
+//     misspelt model name into UNAVAILABLE instead of the server's NOT_FOUND
+//     listing what it serves;
 //   - a retry policy for every GCNService method: a call that fails with
 //     UNAVAILABLE is tried up to 5 times in all, waiting a random time of up
 //     to 0.02 s, 0.04 s, 0.08 s and 0.16 s between attempts. grpc-go retries

@@ -23,6 +23,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/resolver"
 	"google.golang.org/grpc/resolver/manual"
@@ -224,6 +226,35 @@ func TestRoundRobin(t *testing.T) {
 	}
 	if a.calls.Load() == 0 || b.calls.Load() == 0 {
 		t.Errorf("calls per server %d and %d, want both > 0", a.calls.Load(), b.calls.Load())
+	}
+}
+
+// TestHealthChecking: a server whose health says NOT_SERVING (draining)
+// gets no calls.
+func TestHealthChecking(t *testing.T) {
+	hs := health.NewServer()
+	hs.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
+	f := &fakeServer{}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := grpc.NewServer()
+	gcnpb.RegisterGCNServiceServer(s, f)
+	healthpb.RegisterHealthServer(s, hs)
+	go s.Serve(lis)
+	t.Cleanup(s.Stop)
+
+	c := dial(t, lis.Addr().String())
+	short, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	_, err = c.ProcessGraph(short, graph(1).GraphData(), grpc.WaitForReady(true))
+	if status.Code(err) != codes.DeadlineExceeded || f.calls.Load() != 0 {
+		t.Errorf("NOT_SERVING: got %v after %d calls reached the server, want DEADLINE_EXCEEDED and none", err, f.calls.Load())
+	}
+	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	if _, err := c.ProcessGraph(ctx(t), graph(1).GraphData(), grpc.WaitForReady(true)); err != nil {
+		t.Errorf("SERVING again: %v", err)
 	}
 }
 
