@@ -143,6 +143,17 @@ bin/grpcurl: go.mod
 bin/ghz: go.mod
 	$(GO) build -o $@ github.com/bojand/ghz/cmd/ghz
 
+# staticcheck (version pinned) on the public packages and their commands.
+STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
+.PHONY: staticcheck
+staticcheck:
+	$(GO) run $(STATICCHECK) ./gcn/... ./client/... ./cmd/client/... ./examples/...
+
+# In-process library vs gRPC over loopback (docs/BENCHMARKS.md, last section).
+.PHONY: bench-inprocess
+bench-inprocess: ort
+	$(GO) test -run NONE -bench . -benchtime 4s -count 3 ./bench/inprocess
+
 clean:
 	rm -rf bin .cache internal/ortlib/libonnxruntime.so
 

@@ -224,6 +224,9 @@ def render(runs, meta):
     return "\n".join(out) + "\n"
 
 
+KEEP_MARKER = "<!-- not written by make bench: kept as is by bench/report.py -->"
+
+
 def main():
     parser = argparse.ArgumentParser(description="Write docs/BENCHMARKS.md from bench/run.sh's results.")
     parser.add_argument("--results", required=True)
@@ -232,6 +235,13 @@ def main():
     args = parser.parse_args()
     runs, meta = load(args.results, args.meta)
     text = render(runs, meta)
+    # Sections below KEEP_MARKER come from other benchmarks (bench/inprocess):
+    # a new make bench report keeps them.
+    if os.path.exists(args.out):
+        with open(args.out) as f:
+            old = f.read()
+        if KEEP_MARKER in old:
+            text += "\n" + old[old.index(KEEP_MARKER):]
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as f:
         f.write(text)
