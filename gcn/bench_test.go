@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/gcnserve/gcnserve/gcn"
+	gcnpb "github.com/gcnserve/gcnserve/gen"
 	"github.com/gcnserve/gcnserve/internal/graphwire"
 	"github.com/gcnserve/gcnserve/internal/testenv"
 )
@@ -69,4 +70,35 @@ func BenchmarkPredict(b *testing.B) {
 			})
 		}
 	}
+}
+
+// BenchmarkPredictGraph is PredictGraph on Go values: validation and id
+// mapping (graphwire.FromSource), then the checks and the run Predict does,
+// on each payload with 1 intra-op thread. Compare with
+// BenchmarkPredict/*/intra=1 for the cost of the ids.
+func BenchmarkPredictGraph(b *testing.B) {
+	for _, p := range payloads {
+		b.Run(p.name, func(b *testing.B) {
+			g := goGraph(graphwire.SyntheticGraph(p.nodes, p.edges, p.features, 1))
+			m := benchModel(b, p.features, gcn.WithIntraOpThreads(1))
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := m.PredictGraph(context.Background(), g); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// goGraph is m as the Go values PredictGraph takes (features shared).
+func goGraph(m *gcnpb.GraphData) gcn.Graph {
+	g := gcn.Graph{Nodes: make([]gcn.Node, len(m.Nodes)), Edges: make([]gcn.Edge, len(m.Edges))}
+	for i, n := range m.Nodes {
+		g.Nodes[i] = gcn.Node{ID: n.Id, Features: n.Features}
+	}
+	for j, e := range m.Edges {
+		g.Edges[j] = gcn.Edge{Source: e.SourceId, Target: e.TargetId}
+	}
+	return g
 }

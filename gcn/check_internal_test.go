@@ -1,0 +1,36 @@
+package gcn
+
+import (
+	"testing"
+
+	"github.com/gcnserve/gcnserve/internal/graphwire"
+)
+
+// BenchmarkTensorsCheck is the validation Predict runs on every call
+// (shapes, node index range, finite features), alone, on a Cora-shaped and
+// the large graph.
+func BenchmarkTensorsCheck(b *testing.B) {
+	for _, p := range []struct {
+		name                   string
+		nodes, edges, features int
+	}{
+		{"karate", 34, 78, 34},
+		{"cora", 2708, 5278, 1433},
+		{"large", 100_000, 500_000, 16},
+	} {
+		b.Run(p.name, func(b *testing.B) {
+			g, err := graphwire.FromMessage(graphwire.SyntheticGraph(p.nodes, p.edges, p.features, 1), p.features, graphwire.Limits{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			t := Tensors{NumNodes: g.NumNodes(), Features: g.Features, EdgeIndex: g.EdgeIndex}
+			b.SetBytes(int64(4*len(t.Features) + 8*len(t.EdgeIndex)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := t.check(p.features, Limits{}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
