@@ -82,6 +82,7 @@ func BenchmarkPredictGraph(b *testing.B) {
 			g := goGraph(graphwire.SyntheticGraph(p.nodes, p.edges, p.features, 1))
 			m := benchModel(b, p.features, gcn.WithIntraOpThreads(1))
 			b.ReportAllocs()
+			defer gcn.ReportCPU(b)()
 			for b.Loop() {
 				if _, err := m.PredictGraph(context.Background(), g); err != nil {
 					b.Fatal(err)

@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/gcnserve/gcnserve/internal/graphwire"
+	"github.com/gcnserve/gcnserve/internal/testenv"
 )
 
 // BenchmarkTensorsCheck is the validation Predict runs on every call
@@ -26,6 +27,7 @@ func BenchmarkTensorsCheck(b *testing.B) {
 			t := Tensors{NumNodes: g.NumNodes(), Features: g.Features, EdgeIndex: g.EdgeIndex}
 			b.SetBytes(int64(4*len(t.Features) + 8*len(t.EdgeIndex)))
 			b.ReportAllocs()
+			defer reportCPU(b)()
 			for b.Loop() {
 				if err := t.check(p.features, Limits{}); err != nil {
 					b.Fatal(err)
@@ -33,4 +35,12 @@ func BenchmarkTensorsCheck(b *testing.B) {
 			}
 		})
 	}
+}
+
+// reportCPU starts measuring this process's CPU time; the function it
+// returns reports it per iteration as cpu-ms/op (steadier than ns/op on a
+// shared machine).
+func reportCPU(b *testing.B) func() {
+	start := testenv.CPUTime()
+	return func() { b.ReportMetric(float64(testenv.CPUTime()-start)/1e6/float64(b.N), "cpu-ms/op") }
 }

@@ -12,7 +12,9 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/gcnserve/gcnserve/internal/ortlib"
 )
@@ -86,4 +88,12 @@ func CoraDir(t testing.TB) string {
 	}
 	Missing(t, "the Cora data set ("+dir+"/nodes.csv[.gz])", "it ships in testdata/cora; check GCNSERVE_CORA_DIR")
 	return dir
+}
+
+// CPUTime is this process's user plus system CPU time so far, for
+// benchmarks that report CPU per operation.
+func CPUTime() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
