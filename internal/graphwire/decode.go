@@ -162,7 +162,25 @@ func DecodeRouted(b []byte, resolve Resolver, lim Limits) (*Graph, error) {
 	}
 
 	// Pass 3: edges.
-	if err := resolveEdges(b, edgesFrom, edgesTo, &v, g.EdgeIndex); err != nil {
+	off := edgesFrom
+	err = resolveEdges(&v, g.EdgeIndex, func(c *edgeChunk) error {
+		for e := 0; e < c.n; {
+			f, _ := nextField(b, off) // pass 1 checked the top level
+			off = f.end
+			if f.num != fieldGraphEdges || f.typ != protowire.BytesType {
+				continue
+			}
+			source, target, err := parseEdge(b[f.val:f.end], f.val, c.start+e)
+			if err != nil {
+				return err
+			}
+			c.ends[2*e] = unsafe.String(unsafe.SliceData(source), len(source))
+			c.ends[2*e+1] = unsafe.String(unsafe.SliceData(target), len(target))
+			e++
+		}
+		return nil
+	})
+	if err != nil {
 		return nil, err
 	}
 	return g, nil
@@ -209,13 +227,21 @@ var chunkPool = sync.Pool{New: func() any { return new(edgeChunk) }}
 // time of the edge pass (the CPU spent stays the same).
 const parallelEdges = 16 * lookupChunk
 
-// resolveEdges parses the Edge fields in b[from:to] and writes their node
-// indexes into edgeIndex, a chunk at a time.
-func resolveEdges(b []byte, from, to int, v *validator, edgeIndex []int64) error {
+// resolveEdges writes the node indexes of every edge's endpoints into
+// edgeIndex (2 x E, as Graph.EdgeIndex), a chunk of up to lookupChunk edges
+// at a time, and returns the error of the first edge that fails (or fill's
+// error). fill stores the endpoints of edges c.start .. c.start+c.n-1 in
+// c.ends (source, target of each); it is called in edge order, on the
+// calling goroutine. Decode's fill parses wire bytes, FromSource's reads a
+// Source.
+func resolveEdges(v *validator, edgeIndex []int64, fill func(c *edgeChunk) error) error {
 	edges := len(edgeIndex) / 2
+	if edges == 0 {
+		return nil
+	}
 	var pipe chan *edgeChunk // chunks for the resolver goroutine; nil: resolve inline
 	var results chan *edgeChunk
-	const buffers = 4 // chunks in flight: parse ahead without unbounded memory
+	const buffers = 4 // chunks in flight: fill ahead without unbounded memory
 	pool := make([]*edgeChunk, 0, buffers)
 	if edges >= parallelEdges && runtime.GOMAXPROCS(0) > 1 {
 		pipe, results = make(chan *edgeChunk, buffers), make(chan *edgeChunk, buffers)
@@ -244,9 +270,9 @@ func resolveEdges(b []byte, from, to int, v *validator, edgeIndex []int64) error
 		}
 		return nil
 	}
-	// stop drains the resolver before an early return: it writes into
-	// edgeIndex, which the caller must not see half-written by a goroutine
-	// that outlives it.
+	// stop drains the resolver before returning: it writes into edgeIndex,
+	// which the caller must not see half-written by a goroutine that
+	// outlives it.
 	stop := func(err error) error {
 		if pipe != nil {
 			close(pipe)
@@ -255,68 +281,36 @@ func resolveEdges(b []byte, from, to int, v *validator, edgeIndex []int64) error
 			}
 		}
 		for _, c := range pool {
-			// Drop the ids: they alias a request buffer that must not stay
-			// reachable from the pool.
+			// Drop the ids: they alias a request buffer (or the caller's
+			// strings) that must not stay reachable from the pool.
 			clear(c.ends[:])
 			chunkPool.Put(c)
 		}
 		return err
 	}
-	submit := func(c *edgeChunk) error {
-		if pipe == nil {
-			if !c.resolve(v.index, edgeIndex) {
-				return c.explain(v)
-			}
-			pool = append(pool, c)
-			return nil
-		}
-		pipe <- c
-		inFlight++
-		return nil
-	}
-	next := func() (*edgeChunk, error) {
+	for start := 0; start < edges; start += lookupChunk {
 		for len(pool) == 0 {
 			if err := collect(); err != nil {
-				return nil, err
+				return stop(err)
 			}
 		}
 		c := pool[len(pool)-1]
 		pool = pool[:len(pool)-1]
-		return c, nil
-	}
-
-	c, _ := next()
-	c.start, c.n = 0, 0
-	j := 0
-	for off := from; off < to; {
-		f, _ := nextField(b, off)
-		if f.num == fieldGraphEdges && f.typ == protowire.BytesType {
-			source, target, err := parseEdge(b[f.val:f.end], f.val, j)
-			if err != nil {
-				return stop(err)
-			}
-			c.ends[2*c.n] = unsafe.String(unsafe.SliceData(source), len(source))
-			c.ends[2*c.n+1] = unsafe.String(unsafe.SliceData(target), len(target))
-			c.n++
-			j++
-			if c.n == lookupChunk {
-				if err := submit(c); err != nil {
-					return stop(err)
-				}
-				if c, err = next(); err != nil {
-					return stop(err)
-				}
-				c.start, c.n = j, 0
-			}
+		c.start, c.n = start, min(lookupChunk, edges-start)
+		err := fill(c)
+		if err == nil && pipe == nil && !c.resolve(v.index, edgeIndex) {
+			err = c.explain(v)
 		}
-		off = f.end
-	}
-	if c.n > 0 {
-		if err := submit(c); err != nil {
+		if err != nil {
+			pool = append(pool, c)
 			return stop(err)
 		}
-	} else {
-		pool = append(pool, c)
+		if pipe == nil {
+			pool = append(pool, c)
+			continue
+		}
+		pipe <- c
+		inFlight++
 	}
 	for inFlight > 0 {
 		if err := collect(); err != nil {

@@ -2,8 +2,10 @@ package graphwire
 
 import (
 	"encoding/binary"
+	"fmt"
 	"math"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 
@@ -404,6 +406,19 @@ func TestFromMessageInvalidUTF8(t *testing.T) {
 			want: `edge 0: target id is not valid UTF-8`},
 		{name: "nil node", m: &gcnpb.GraphData{Nodes: []*gcnpb.Node{nil}},
 			want: `node 0: empty id`},
+		// Edges resolve a chunk at a time, on a second goroutine on big
+		// graphs: the first bad edge still wins, whatever is wrong with it.
+		{name: "pipelined, bad UTF-8 first", m: badEdges(parallelEdges+lookupChunk+3, func(e []*gcnpb.Edge) {
+			e[parallelEdges+7].TargetId = "\xff"
+			e[parallelEdges+8].SourceId = "nowhere"
+		}), want: fmt.Sprintf(`edge %d: target id is not valid UTF-8`, parallelEdges+7)},
+		{name: "pipelined, unknown id first", m: badEdges(parallelEdges+lookupChunk+3, func(e []*gcnpb.Edge) {
+			e[parallelEdges+lookupChunk+1].SourceId = "nowhere"
+			e[parallelEdges+lookupChunk+2].SourceId = "\xff"
+		}), want: fmt.Sprintf(`edge %d: source "nowhere" is not a node id`, parallelEdges+lookupChunk+1)},
+		{name: "inline, last chunk", m: badEdges(2*lookupChunk+3, func(e []*gcnpb.Edge) {
+			e[2*lookupChunk+2].SourceId = "\xfe"
+		}), want: fmt.Sprintf(`edge %d: source id is not valid UTF-8`, 2*lookupChunk+2)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -413,6 +428,14 @@ func TestFromMessageInvalidUTF8(t *testing.T) {
 			}
 		})
 	}
+}
+
+// badEdges is a graph of 3-feature nodes and the given number of valid
+// edges, then broken by breakEdges.
+func badEdges(edges int, breakEdges func([]*gcnpb.Edge)) *gcnpb.GraphData {
+	m := SyntheticGraph(100, edges, 3, 10)
+	breakEdges(m.Edges)
+	return m
 }
 
 // TestDecodeAllocations checks that Decode allocates nothing per node or
@@ -462,6 +485,34 @@ func TestAnyNonFinite(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestFirstNonFinite checks the index FirstNonFinite reports, on the
+// word-at-a-time path and on the portable one, with a second bad value
+// after the first.
+func TestFirstNonFinite(t *testing.T) {
+	for _, native := range []bool{true, false} {
+		saved := nativeLittleEndian
+		nativeLittleEndian = native && saved
+		for _, n := range []int{0, 1, 7, 8, 9, 33} {
+			f := make([]float32, n)
+			for k := range f {
+				f[k] = float32(k) - 3.5
+			}
+			if got := FirstNonFinite(f); got != -1 {
+				t.Errorf("native %v, %d finite values: got %d, want -1", native, n, got)
+			}
+			for pos := range n {
+				g := slices.Clone(f)
+				g[pos] = float32(math.NaN())
+				g[n-1] = float32(math.Inf(-1))
+				if got := FirstNonFinite(g); got != pos {
+					t.Errorf("native %v, %d values, NaN at %d: got %d, want %d", native, n, pos, got, pos)
+				}
+			}
+		}
+		nativeLittleEndian = saved
 	}
 }
 

@@ -19,6 +19,7 @@ import (
 	"math"
 	"strconv"
 	"unicode/utf8"
+	"unsafe"
 
 	gcnpb "github.com/gcnserve/gcnserve/gen"
 	"github.com/gcnserve/gcnserve/internal/gcnerr"
@@ -196,6 +197,21 @@ func nonFiniteName(bits uint32) string {
 	}
 }
 
+// FirstNonFinite returns the index of the first NaN or ±Inf in f, or -1.
+// It checks two values per 64-bit word, which makes it several times faster
+// than a test per value on large feature matrices.
+func FirstNonFinite(f []float32) int {
+	if nativeLittleEndian && !anyNonFinite(unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(f))), 4*len(f))) {
+		return -1
+	}
+	for k, x := range f {
+		if isNonFinite(math.Float32bits(x)) {
+			return k
+		}
+	}
+	return -1
+}
+
 // Source is a graph given node by node and edge by edge: a generated
 // message, or the Go values of the public gcn package.
 type Source interface {
@@ -209,7 +225,9 @@ type Source interface {
 
 // FromSource builds a validated Graph from src for a model with featureDim
 // features per node, with exactly Decode's checks, order and messages. IDs
-// share src's strings; Features and EdgeIndex are new.
+// share src's strings; Features and EdgeIndex are new. Edges are resolved as
+// Decode resolves them (resolveEdges: a chunk at a time, on a second
+// goroutine for big graphs); src is only called from the calling goroutine.
 func FromSource(src Source, featureDim int, lim Limits) (*Graph, error) {
 	if err := checkFeatureDim(featureDim); err != nil {
 		return nil, err
@@ -238,12 +256,9 @@ func FromSource(src Source, featureDim int, lim Limits) (*Graph, error) {
 		if id != "" && !utf8.ValidString(id) {
 			return nil, invalidf("node %d: id is not valid UTF-8", i)
 		}
-		bad, badBits := -1, uint32(0)
-		for k, f := range features[:min(len(features), featureDim)] {
-			if bits := math.Float32bits(f); isNonFinite(bits) {
-				bad, badBits = k, bits
-				break
-			}
+		bad, badBits := FirstNonFinite(features[:min(len(features), featureDim)]), uint32(0)
+		if bad >= 0 {
+			badBits = math.Float32bits(features[bad])
 		}
 		if err := v.node(i, id, len(features), bad, badBits); err != nil {
 			return nil, err
@@ -253,13 +268,14 @@ func FromSource(src Source, featureDim int, lim Limits) (*Graph, error) {
 			copy(g.Features[i*featureDim:(i+1)*featureDim], features)
 		}
 	}
-	for j := range edges {
-		source, target := src.Edge(j)
-		s, t, err := v.edge(j, source, target)
-		if err != nil {
-			return nil, err
+	err := resolveEdges(&v, g.EdgeIndex, func(c *edgeChunk) error {
+		for e := range c.n {
+			c.ends[2*e], c.ends[2*e+1] = src.Edge(c.start + e)
 		}
-		g.EdgeIndex[j], g.EdgeIndex[edges+j] = int64(s), int64(t)
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	return g, nil
 }
