@@ -1,11 +1,42 @@
 package gcn
 
 import (
+	"math"
 	"testing"
 
 	"github.com/gcnserve/gcnserve/internal/graphwire"
 	"github.com/gcnserve/gcnserve/internal/testenv"
 )
+
+func TestFirstOutOfRange(t *testing.T) {
+	const n = 10
+	for _, size := range []int{0, 1, 3, 4, 5, 4095, 4096, 4097, 10000} {
+		index := make([]int64, size)
+		for j := range index {
+			index[j] = int64(j % n)
+		}
+		if got := firstOutOfRange(index, n); got != -1 {
+			t.Errorf("%d values in range: got %d, want -1", size, got)
+		}
+		for _, pos := range []int{0, size / 2, size - 1} {
+			for _, bad := range []int64{-1, n, n + 1, math.MinInt64, math.MaxInt64} {
+				if pos < 0 || pos >= size {
+					continue
+				}
+				saved := index[pos]
+				index[pos] = bad
+				index[size-1] = -5 // a second bad value, never the answer unless at pos
+				if pos == size-1 {
+					index[pos] = bad
+				}
+				if got := firstOutOfRange(index, n); got != pos {
+					t.Errorf("%d values, %d at %d: got %d, want %d", size, bad, pos, got, pos)
+				}
+				index[pos], index[size-1] = saved, int64((size-1)%n)
+			}
+		}
+	}
+}
 
 // BenchmarkTensorsCheck is the validation Predict runs on every call
 // (shapes, node index range, finite features), alone, on a Cora-shaped and
