@@ -6,7 +6,6 @@ package ops
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -15,10 +14,10 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/mem"
-	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
 	gcnpb "github.com/gcnserve/gcnserve/gen"
+	"github.com/gcnserve/gcnserve/internal/golden"
 	"github.com/gcnserve/gcnserve/internal/servertest"
 	"github.com/gcnserve/gcnserve/internal/testenv"
 )
@@ -59,21 +58,8 @@ func processGraph(ctx context.Context, conn *grpc.ClientConn, req []byte, opts .
 // karateRequest is the bundled example request, serialized.
 func karateRequest(t *testing.T) []byte {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join(testenv.RepoRoot(t), "model", "testdata", "karate", "karate.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var fx struct {
-		Request json.RawMessage `json:"request"`
-	}
-	if err := json.Unmarshal(data, &fx); err != nil {
-		t.Fatal(err)
-	}
-	req := &gcnpb.GraphData{}
-	if err := (protojson.UnmarshalOptions{DiscardUnknown: true}).Unmarshal(fx.Request, req); err != nil {
-		t.Fatal(err)
-	}
-	b, err := proto.Marshal(req)
+	fx := golden.Read(t, filepath.Join(testenv.RepoRoot(t), "model", "testdata", "karate", "karate.json"))
+	b, err := proto.Marshal(fx.Request)
 	if err != nil {
 		t.Fatal(err)
 	}

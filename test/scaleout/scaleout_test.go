@@ -187,16 +187,7 @@ func freePort(t *testing.T, hosts []string) string {
 func TestScaleOutZeroFailures(t *testing.T) {
 	bin := servertest.Binary(t)
 	root := testenv.RepoRoot(t)
-	fx := golden.Load(t, filepath.Join(root, "model", "testdata", "karate"))
-	var karate golden.Fixture
-	for _, f := range fx {
-		if f.Name == "karate" {
-			karate = f
-		}
-	}
-	if karate.Request == nil {
-		t.Fatal("no karate fixture")
-	}
+	karate := golden.Read(t, filepath.Join(root, "model", "testdata", "karate", "karate.json"))
 
 	hosts := []string{"127.0.0.2", "127.0.0.3", "127.0.0.4"}
 	port := freePort(t, hosts)
