@@ -49,12 +49,14 @@ func Load(t testing.TB, dir string) []Fixture {
 	sort.Strings(paths)
 	fixtures := make([]Fixture, 0, len(paths))
 	for _, p := range paths {
-		fixtures = append(fixtures, read(t, p))
+		fixtures = append(fixtures, Read(t, p))
 	}
 	return fixtures
 }
 
-func read(t testing.TB, path string) Fixture {
+// Read reads the one fixture at path, such as
+// model/testdata/karate/karate.json.
+func Read(t testing.TB, path string) Fixture {
 	t.Helper()
 	data, err := os.ReadFile(path)
 	if err != nil {

@@ -1,149 +1,44 @@
-// Package e2e tests the real binary: bin/gcnserve built by 'make build',
-// started on a loopback port, called by a client generated from the
-// tutorial's original gcn.proto (testdata/gcn.proto, a verbatim copy).
+// Package e2e tests the real binary: gcnserve built as 'make build' builds
+// it (internal/servertest), started on a loopback port, called by a client
+// generated from the tutorial's original gcn.proto (testdata/gcn.proto, a
+// verbatim copy).
 //
 // This package must not import gen/: the tutorial's messages have the same
 // full names as ours, and one binary cannot register both.
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
-	"fmt"
 	"math"
 	"math/rand/v2"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	"google.golang.org/protobuf/encoding/protojson"
 
+	"github.com/gcnserve/gcnserve/internal/servertest"
 	"github.com/gcnserve/gcnserve/internal/testenv"
 	tutorial "github.com/gcnserve/gcnserve/test/e2e/tutorialpb"
 )
 
-// build runs 'make build' once per test binary.
-var build struct {
-	once sync.Once
-	out  []byte
-	err  error
-}
+func TestMain(m *testing.M) { os.Exit(servertest.Main(m)) }
 
-// binary runs 'make build' once and returns bin/gcnserve.
-func binary(t *testing.T) string {
+// start runs gcnserve (as 'make build' makes it) from the repo root, so it
+// finds the bundled model, with GCNSERVE_ORT_LIB empty to prove it finds the
+// library itself, and waits up to 20s until health says SERVING.
+func start(t *testing.T, args ...string) *servertest.Server {
 	t.Helper()
-	root := testenv.RepoRoot(t)
-	testenv.ORTLibrary(t)
-	build.once.Do(func() {
-		build.out, build.err = exec.Command("make", "-C", root, "--no-print-directory", "build").CombinedOutput()
-	})
-	if build.err != nil {
-		t.Fatalf("make build: %v\n%s", build.err, build.out)
-	}
-	return filepath.Join(root, "bin", "gcnserve")
-}
-
-// process is a running gcnserve.
-type process struct {
-	cmd    *exec.Cmd
-	addr   string
-	mu     sync.Mutex
-	stderr strings.Builder // guarded by mu
-	exited chan error
-}
-
-func (p *process) log() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.stderr.String()
-}
-
-// freeAddr returns a loopback address nobody listens on right now.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lis.Close()
-	return lis.Addr().String()
-}
-
-// start runs bin/gcnserve from the repo root, so it finds the bundled model
-// and the ORT library by itself, and waits until health says SERVING.
-func start(t *testing.T, args ...string) *process {
-	t.Helper()
-	bin := binary(t)
-	p := &process{addr: freeAddr(t), exited: make(chan error, 1)}
-	p.cmd = exec.Command(bin, append([]string{"--addr", p.addr}, args...)...)
-	p.cmd.Dir = testenv.RepoRoot(t)
-	p.cmd.Env = append(os.Environ(), "GCNSERVE_ORT_LIB=") // prove it finds the library itself
-	stderr, err := p.cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			p.mu.Lock()
-			p.stderr.WriteString(sc.Text() + "\n")
-			p.mu.Unlock()
-		}
-		p.exited <- p.cmd.Wait()
-	}()
-	t.Cleanup(func() {
-		p.cmd.Process.Kill()
-		if t.Failed() {
-			t.Logf("gcnserve log:\n%s", p.log())
-		}
-	})
-
-	conn := dial(t, p.addr)
-	health := healthpb.NewHealthClient(conn)
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		res, err := health.Check(context.Background(), &healthpb.HealthCheckRequest{})
-		if err == nil && res.Status == healthpb.HealthCheckResponse_SERVING {
-			return p
-		}
-		select {
-		case err := <-p.exited:
-			t.Fatalf("gcnserve exited before serving: %v\n%s", err, p.log())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("gcnserve not SERVING after 20s (last: %v %v)\n%s", res.GetStatus(), err, p.log())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-func dial(t *testing.T, addr string) *grpc.ClientConn {
-	t.Helper()
-	conn, err := grpc.NewClient(addr,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(1<<30), grpc.MaxCallRecvMsgSize(1<<30)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	return conn
+	return servertest.Run(t, servertest.Options{Env: []string{"GCNSERVE_ORT_LIB="}, Args: args, Timeout: 20 * time.Second})
 }
 
 // goldenKarate is the karate fixture: the example request and PyTorch's
@@ -173,7 +68,7 @@ func goldenKarate(t *testing.T) (*tutorial.GraphData, []float32) {
 // computed, from the real binary over a real socket.
 func TestTutorialClient(t *testing.T) {
 	p := start(t)
-	client := tutorial.NewGCNServiceClient(dial(t, p.addr))
+	client := tutorial.NewGCNServiceClient(servertest.Dial(t, p.Addr))
 	req, want := goldenKarate(t)
 	res, err := client.ProcessGraph(context.Background(), req)
 	if err != nil {
@@ -193,7 +88,7 @@ func TestTutorialClient(t *testing.T) {
 // TestReflection lists the services as grpcurl would.
 func TestReflection(t *testing.T) {
 	p := start(t)
-	stream, err := reflectionpb.NewServerReflectionClient(dial(t, p.addr)).ServerReflectionInfo(context.Background())
+	stream, err := reflectionpb.NewServerReflectionClient(servertest.Dial(t, p.Addr)).ServerReflectionInfo(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -233,32 +128,18 @@ func bigGraph(nodes, edges int) *tutorial.GraphData {
 	return g
 }
 
-// cpuTime is the process's user+system CPU time, from /proc.
-func cpuTime(t *testing.T, pid int) time.Duration {
-	t.Helper()
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Fields after the command name (which may hold spaces) start at ")".
-	fields := strings.Fields(string(data[strings.LastIndexByte(string(data), ')')+2:]))
-	utime, _ := strconv.ParseInt(fields[11], 10, 64)
-	stime, _ := strconv.ParseInt(fields[12], 10, 64)
-	return time.Duration(utime+stime) * 10 * time.Millisecond // USER_HZ is 100 on Linux
-}
-
 // TestSIGTERMDrains sends SIGTERM while a call is in flight: the call
 // completes with every score, then the process exits cleanly.
 func TestSIGTERMDrains(t *testing.T) {
 	p := start(t, "--max-request-bytes", strconv.Itoa(256<<20), "--shutdown-grace", "60s")
-	conn := dial(t, p.addr)
+	conn := servertest.Dial(t, p.Addr)
 	client := tutorial.NewGCNServiceClient(conn)
 	// Warm the connection so the call below is on an established one.
 	if _, err := healthpb.NewHealthClient(conn).Check(context.Background(), &healthpb.HealthCheckRequest{}); err != nil {
 		t.Fatal(err)
 	}
 	req := bigGraph(100_000, 500_000)
-	before := cpuTime(t, p.cmd.Process.Pid)
+	before := p.CPUTime(t)
 
 	type answer struct {
 		res *tutorial.GCNResult
@@ -270,16 +151,14 @@ func TestSIGTERMDrains(t *testing.T) {
 		done <- answer{res, err}
 	}()
 	// The server is working on the call once it has burnt CPU on it.
-	for cpuTime(t, p.cmd.Process.Pid)-before < 100*time.Millisecond {
+	for p.CPUTime(t)-before < 100*time.Millisecond {
 		select {
 		case a := <-done:
 			t.Fatalf("call finished (err %v) before the server was seen working: make the graph bigger", a.err)
 		case <-time.After(5 * time.Millisecond):
 		}
 	}
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
+	p.Signal(t, syscall.SIGTERM)
 	a := <-done
 	if a.err != nil {
 		t.Fatalf("in-flight call after SIGTERM: %v, want it to complete", a.err)
@@ -288,14 +167,14 @@ func TestSIGTERMDrains(t *testing.T) {
 		t.Errorf("got %d scores, want %d", len(a.res.NodeScores), len(req.Nodes))
 	}
 	select {
-	case err := <-p.exited:
-		if err != nil {
+	case <-p.Exited():
+		if err := p.ExitErr(); err != nil {
 			t.Errorf("exit after SIGTERM: %v, want status 0", err)
 		}
 	case <-time.After(60 * time.Second):
 		t.Fatal("gcnserve still running 60s after SIGTERM")
 	}
-	if log := p.log(); !strings.Contains(log, "stopped gracefully") {
+	if log := p.Log(); !strings.Contains(log, "stopped gracefully") {
 		t.Errorf("log lacks %q:\n%s", "stopped gracefully", log)
 	}
 }
@@ -303,7 +182,7 @@ func TestSIGTERMDrains(t *testing.T) {
 // TestStartFailures: a broken deployment exits non-zero at once with one
 // clear line.
 func TestStartFailures(t *testing.T) {
-	bin := binary(t)
+	bin := servertest.Binary(t)
 	root := testenv.RepoRoot(t)
 	notModel := filepath.Join(t.TempDir(), "model.onnx")
 	if err := os.WriteFile(notModel, []byte("garbage"), 0o644); err != nil {
@@ -321,7 +200,7 @@ func TestStartFailures(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cmd := exec.Command(bin, append([]string{"--addr", freeAddr(t)}, tt.args...)...)
+			cmd := exec.Command(bin, append([]string{"--addr", servertest.FreeAddr(t)}, tt.args...)...)
 			cmd.Dir = root
 			out, err := cmd.CombinedOutput()
 			if err == nil {

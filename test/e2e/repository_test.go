@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gcnserve/gcnserve/internal/servertest"
 	"github.com/gcnserve/gcnserve/internal/testenv"
 	tutorial "github.com/gcnserve/gcnserve/test/e2e/tutorialpb"
 )
@@ -19,26 +20,13 @@ import (
 func TestTutorialClientAgainstRepository(t *testing.T) {
 	root := testenv.RepoRoot(t)
 	repo := t.TempDir()
-	put := func(src, dst string) {
-		t.Helper()
-		data, err := os.ReadFile(src)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(dst, data, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	put(filepath.Join(root, "model", "karate.onnx"), filepath.Join(repo, "karate", "1", "model.onnx"))
-	put(filepath.Join(root, "model", "cora.onnx"), filepath.Join(repo, "cora", "1", "model.onnx"))
+	servertest.CopyFile(t, filepath.Join(root, "model", "karate.onnx"), filepath.Join(repo, "karate", "1", "model.onnx"))
+	servertest.CopyFile(t, filepath.Join(root, "model", "cora.onnx"), filepath.Join(repo, "cora", "1", "model.onnx"))
 	next := filepath.Join(root, "internal", "modelrepo", "testdata", "karate_seed1.onnx")
-	put(next, filepath.Join(repo, ".staged", "model.onnx")) // hidden: ignored until renamed
+	servertest.CopyFile(t, next, filepath.Join(repo, ".staged", "model.onnx")) // hidden: ignored until renamed
 
 	p := start(t, "--model-repository", repo, "--default-model", "karate", "--repository-poll-interval", "100ms")
-	client := tutorial.NewGCNServiceClient(dial(t, p.addr))
+	client := tutorial.NewGCNServiceClient(servertest.Dial(t, p.Addr))
 	req, want := goldenKarate(t)
 	scores := func() []float32 {
 		t.Helper()
@@ -93,7 +81,7 @@ func TestTutorialClientAgainstRepository(t *testing.T) {
 			t.Fatalf("scores %v are neither version 1's nor version 2's", got[:4])
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("still version 1's scores 15s after version 2 was published\n%s", p.log())
+			t.Fatalf("still version 1's scores 15s after version 2 was published\n%s", p.Log())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

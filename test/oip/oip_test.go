@@ -9,7 +9,6 @@
 package oip
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -21,23 +20,20 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	gcnpb "github.com/gcnserve/gcnserve/gen"
+	"github.com/gcnserve/gcnserve/internal/servertest"
 	"github.com/gcnserve/gcnserve/internal/testenv"
 	"github.com/gcnserve/gcnserve/internal/transport/oip"
 	"github.com/gcnserve/gcnserve/internal/transport/oip/oiptest"
 )
 
-// oipInBinary says whether bin/gcnserve serves the protocol itself (gRPC on
+// oipInBinary says whether the gcnserve binary serves the protocol itself (gRPC on
 // --addr, REST on --http-addr). Until the server registers the oip
 // transport, the clients talk to an in-process server built from the oip
 // package and the real model, and only ProcessGraph runs on the binary.
@@ -46,108 +42,13 @@ const oipInBinary = true
 // maxRequestBytes matches the server's --max-request-bytes default.
 const maxRequestBytes = 64 << 20
 
-var build struct {
-	once sync.Once
-	out  []byte
-	err  error
-}
+func TestMain(m *testing.M) { os.Exit(servertest.Main(m)) }
 
-// binary runs 'make build' once and returns bin/gcnserve.
-func binary(t *testing.T) string {
+// startBinary runs gcnserve (as 'make build' makes it) on model and waits up
+// to 30s for health SERVING.
+func startBinary(t *testing.T, model string) *servertest.Server {
 	t.Helper()
-	root := testenv.RepoRoot(t)
-	testenv.ORTLibrary(t)
-	build.once.Do(func() {
-		build.out, build.err = exec.Command("make", "-C", root, "--no-print-directory", "build").CombinedOutput()
-	})
-	if build.err != nil {
-		t.Fatalf("make build: %v\n%s", build.err, build.out)
-	}
-	return filepath.Join(root, "bin", "gcnserve")
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lis.Close()
-	return lis.Addr().String()
-}
-
-func dial(t *testing.T, addr string) *grpc.ClientConn {
-	t.Helper()
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(1<<30), grpc.MaxCallRecvMsgSize(1<<30)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = conn.Close() })
-	return conn
-}
-
-// server is a running bin/gcnserve.
-type server struct {
-	addr, httpAddr string
-	mu             sync.Mutex
-	log            strings.Builder // guarded by mu
-}
-
-// startBinary runs bin/gcnserve on model and waits for health SERVING.
-func startBinary(t *testing.T, model string) *server {
-	t.Helper()
-	s := &server{addr: freeAddr(t)}
-	args := []string{"--addr", s.addr, "--model", model}
-	if oipInBinary {
-		s.httpAddr = freeAddr(t)
-		args = append(args, "--http-addr", s.httpAddr)
-	}
-	cmd := exec.Command(binary(t), args...)
-	cmd.Dir = testenv.RepoRoot(t)
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			s.mu.Lock()
-			s.log.WriteString(sc.Text() + "\n")
-			s.mu.Unlock()
-		}
-		exited <- cmd.Wait()
-	}()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-exited
-		if t.Failed() {
-			s.mu.Lock()
-			t.Logf("gcnserve log:\n%s", s.log.String())
-			s.mu.Unlock()
-		}
-	})
-	health := healthpb.NewHealthClient(dial(t, s.addr))
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		res, err := health.Check(context.Background(), &healthpb.HealthCheckRequest{})
-		if err == nil && res.GetStatus() == healthpb.HealthCheckResponse_SERVING {
-			return s
-		}
-		select {
-		case err := <-exited:
-			t.Fatalf("gcnserve exited before serving: %v", err)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("gcnserve not SERVING after 30s: %v", err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	return servertest.Run(t, servertest.Options{HTTP: oipInBinary, Args: []string{"--model", model}, Timeout: 30 * time.Second})
 }
 
 // startInProcess serves the protocol from the oip package, over the real
@@ -226,7 +127,7 @@ type clientCase struct {
 // the graph into tensors.
 func referenceCase(t *testing.T, addr string, g *gcnpb.GraphData) clientCase {
 	t.Helper()
-	client := gcnpb.NewGCNServiceClient(dial(t, addr))
+	client := gcnpb.NewGCNServiceClient(servertest.Dial(t, addr))
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	info, err := client.GetModelInfo(ctx, &gcnpb.ModelInfoRequest{})
@@ -303,8 +204,8 @@ func TestOIPClients(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			bin := startBinary(t, c.model)
-			ref := referenceCase(t, bin.addr, c.graph(t))
-			grpcAddr, httpAddr := bin.addr, bin.httpAddr
+			ref := referenceCase(t, bin.Addr, c.graph(t))
+			grpcAddr, httpAddr := bin.Addr, bin.HTTPAddr
 			if !oipInBinary {
 				grpcAddr, httpAddr = startInProcess(t, filepath.Join(root, c.model))
 			}

@@ -24,6 +24,7 @@ import (
 
 	gcnpb "github.com/gcnserve/gcnserve/gen"
 	"github.com/gcnserve/gcnserve/internal/graphwire"
+	"github.com/gcnserve/gcnserve/internal/servertest"
 	"github.com/gcnserve/gcnserve/internal/testenv"
 )
 
@@ -57,15 +58,15 @@ func TestFlood(t *testing.T) {
 	msg = nil
 	// Warm up once (first-run allocations belong to the baseline), then
 	// let the server's heap settle.
-	conn := dial(t, p.addr)
+	conn := servertest.Dial(t, p.Addr)
 	if _, err := processGraph(context.Background(), conn, req); err != nil {
 		t.Fatalf("warm-up request: %v", err)
 	}
 	time.Sleep(500 * time.Millisecond)
-	baseline := procStatus(t, p.pid(), "VmHWM")
+	baseline := p.Memory(t, "VmHWM")
 
 	// Health checks on their own connection, every 50 ms, through the flood.
-	healthConn := dial(t, p.addr)
+	healthConn := servertest.Dial(t, p.Addr)
 	stopHealth := make(chan struct{})
 	var healthOK, healthBad atomic.Int64
 	var healthWG sync.WaitGroup
@@ -94,7 +95,7 @@ func TestFlood(t *testing.T) {
 	// 32 requests at once over 4 connections.
 	conns := make([]*grpc.ClientConn, 4)
 	for i := range conns {
-		conns[i] = dial(t, p.addr)
+		conns[i] = servertest.Dial(t, p.Addr)
 	}
 	var ok, exhausted atomic.Int64
 	var wg sync.WaitGroup
@@ -127,7 +128,7 @@ func TestFlood(t *testing.T) {
 	close(stopHealth)
 	healthWG.Wait()
 
-	peak := procStatus(t, p.pid(), "VmHWM")
+	peak := p.Memory(t, "VmHWM")
 	bound := baseline + floodBudget + floodSlack
 	t.Logf("flood: %d requests of %s in %v: %d OK, %d RESOURCE_EXHAUSTED; peak RSS %s (baseline %s, budget %s, bound %s); health %d OK, %d failed",
 		floodRequests, mib(int64(len(req))), took.Round(time.Millisecond), ok.Load(), exhausted.Load(),
@@ -157,7 +158,7 @@ type loadResult struct {
 func load(t *testing.T, addr string, workers int, req []byte, stop <-chan struct{}) <-chan []loadResult {
 	t.Helper()
 	out := make(chan []loadResult, 1)
-	conn := dial(t, addr)
+	conn := servertest.Dial(t, addr)
 	go func() {
 		var mu sync.Mutex
 		var all []loadResult
@@ -197,7 +198,7 @@ func load(t *testing.T, addr string, workers int, req []byte, stop <-chan struct
 func TestDrainUnderLoad(t *testing.T) {
 	const drainDelay = time.Second
 	p := start(t, nil, "--drain-delay", drainDelay.String(), "--shutdown-grace", "20s")
-	conn := dial(t, p.addr)
+	conn := servertest.Dial(t, p.Addr)
 	watch, err := healthpb.NewHealthClient(conn).Watch(context.Background(), &healthpb.HealthCheckRequest{})
 	if err != nil {
 		t.Fatal(err)
@@ -206,11 +207,11 @@ func TestDrainUnderLoad(t *testing.T) {
 		t.Fatalf("Watch: %v %v, want SERVING", res, err)
 	}
 	stop := make(chan struct{})
-	results := load(t, p.addr, 4, karateRequest(t), stop)
+	results := load(t, p.Addr, 4, karateRequest(t), stop)
 	time.Sleep(300 * time.Millisecond)
 
 	sigterm := time.Now()
-	p.signal(t, syscall.SIGTERM)
+	p.Signal(t, syscall.SIGTERM)
 	res, err := watch.Recv()
 	if err != nil || res.Status != healthpb.HealthCheckResponse_NOT_SERVING {
 		t.Errorf("Watch after SIGTERM: %v %v, want NOT_SERVING", res, err)
@@ -218,7 +219,7 @@ func TestDrainUnderLoad(t *testing.T) {
 	if ms := time.Since(sigterm).Milliseconds(); ms > 500 {
 		t.Errorf("NOT_SERVING came %d ms after SIGTERM, want at once", ms)
 	}
-	code := p.exitCode(t, 15*time.Second)
+	code := p.ExitCode(t, 15*time.Second)
 	exited := time.Since(sigterm)
 	close(stop)
 	all := <-results
@@ -257,7 +258,7 @@ func TestDrainUnderLoad(t *testing.T) {
 	if exited > drainDelay+5*time.Second {
 		t.Errorf("exit %v after SIGTERM, want about the %v drain delay (the Watch stream held it?)", exited, drainDelay)
 	}
-	if log := p.log(); !strings.Contains(log, "stopped gracefully") {
+	if log := p.Log(); !strings.Contains(log, "stopped gracefully") {
 		t.Errorf("log lacks %q", "stopped gracefully")
 	}
 }
@@ -271,7 +272,7 @@ func TestGraceRunsOut(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	conn := dial(t, p.addr)
+	conn := servertest.Dial(t, p.Addr)
 	errs := make(chan error, 2)
 	for range 2 {
 		go func() {
@@ -280,11 +281,11 @@ func TestGraceRunsOut(t *testing.T) {
 		}()
 	}
 	time.Sleep(100 * time.Millisecond) // both are being sent or served
-	p.signal(t, syscall.SIGTERM)
-	if code := p.exitCode(t, 15*time.Second); code != 1 {
+	p.Signal(t, syscall.SIGTERM)
+	if code := p.ExitCode(t, 15*time.Second); code != 1 {
 		t.Errorf("exit code %d, want 1 (the grace ran out)", code)
 	}
-	if log := p.log(); !strings.Contains(log, "shutdown grace ran out") || !strings.Contains(log, "cancelled=") {
+	if log := p.Log(); !strings.Contains(log, "shutdown grace ran out") || !strings.Contains(log, "cancelled=") {
 		t.Errorf("log does not say how many calls were cancelled:\n%s", log)
 	}
 }
@@ -293,11 +294,11 @@ func TestGraceRunsOut(t *testing.T) {
 // with code 1.
 func TestSecondSignalExits(t *testing.T) {
 	p := start(t, nil, "--drain-delay", "30s")
-	p.signal(t, syscall.SIGTERM)
+	p.Signal(t, syscall.SIGTERM)
 	time.Sleep(200 * time.Millisecond)
 	sent := time.Now()
-	p.signal(t, syscall.SIGINT)
-	if code := p.exitCode(t, 5*time.Second); code != 1 {
+	p.Signal(t, syscall.SIGINT)
+	if code := p.ExitCode(t, 5*time.Second); code != 1 {
 		t.Errorf("exit code %d, want 1", code)
 	}
 	if d := time.Since(sent); d > 2*time.Second {
@@ -309,12 +310,12 @@ func TestSecondSignalExits(t *testing.T) {
 // fails and the process keeps its pid.
 func TestSIGHUPUnderLoad(t *testing.T) {
 	p := start(t, nil)
-	pid := p.pid()
+	pid := p.Pid
 	stop := make(chan struct{})
-	results := load(t, p.addr, 4, karateRequest(t), stop)
+	results := load(t, p.Addr, 4, karateRequest(t), stop)
 	for range 3 {
 		time.Sleep(300 * time.Millisecond)
-		p.signal(t, syscall.SIGHUP)
+		p.Signal(t, syscall.SIGHUP)
 	}
 	time.Sleep(500 * time.Millisecond)
 	close(stop)
@@ -329,21 +330,21 @@ func TestSIGHUPUnderLoad(t *testing.T) {
 		}
 	}
 	select {
-	case <-p.exited:
-		t.Fatalf("gcnserve exited after SIGHUP: %v", p.err)
+	case <-p.Exited():
+		t.Fatalf("gcnserve exited after SIGHUP: %v", p.ExitErr())
 	default:
 	}
 	if err := syscall.Kill(pid, 0); err != nil {
 		t.Errorf("pid %d gone after SIGHUP: %v", pid, err)
 	}
-	log := p.log()
+	log := p.Log()
 	if n := strings.Count(log, "SIGHUP"); n < 1 {
 		t.Errorf("log has no SIGHUP line:\n%s", log)
 	}
 	t.Logf("SIGHUP x3 under load: %d calls, %d failed, pid %d kept; reload lines: %d", len(all), failed,
 		pid, strings.Count(log, "reloaded"))
-	p.signal(t, syscall.SIGTERM)
-	if code := p.exitCode(t, 15*time.Second); code != 0 {
+	p.Signal(t, syscall.SIGTERM)
+	if code := p.ExitCode(t, 15*time.Second); code != 0 {
 		t.Errorf("exit after SIGTERM: %d, want 0", code)
 	}
 }
@@ -351,7 +352,7 @@ func TestSIGHUPUnderLoad(t *testing.T) {
 // TestBadFlags: every out-of-range value exits 2 with one line naming the
 // flag (or its environment twin), the value and the allowed range.
 func TestBadFlags(t *testing.T) {
-	bin := binary(t)
+	bin := servertest.Binary(t)
 	tests := []struct {
 		args []string
 		env  string
@@ -380,7 +381,7 @@ func TestBadFlags(t *testing.T) {
 	for _, tt := range tests {
 		name := strings.Join(tt.args, " ") + tt.env
 		t.Run(name, func(t *testing.T) {
-			cmd := exec.Command(bin, append([]string{"--addr", freeAddr(t)}, tt.args...)...)
+			cmd := exec.Command(bin, append([]string{"--addr", servertest.FreeAddr(t)}, tt.args...)...)
 			cmd.Dir = testenv.RepoRoot(t)
 			cmd.Env = os.Environ()
 			if tt.env != "" {
@@ -421,9 +422,9 @@ func TestAuth(t *testing.T) {
 	if err := os.WriteFile(tokens, []byte("# test tokens\nfirst-token-abc\n\nsecond-token-xyz\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	httpAddr := freeAddr(t)
+	httpAddr := servertest.FreeAddr(t)
 	p := start(t, nil, "--auth-token-file", tokens, "--http-addr", httpAddr)
-	conn := dial(t, p.addr)
+	conn := servertest.Dial(t, p.Addr)
 	req := karateRequest(t)
 	call := func(token string) error {
 		ctx := context.Background()
@@ -513,7 +514,7 @@ func TestAuth(t *testing.T) {
 		t.Errorf("new token after rotation: %v", err)
 	}
 	for _, secret := range []string{"first-token-abc", "second-token-xyz", "rotated-token-123"} {
-		if strings.Contains(p.log(), secret) {
+		if strings.Contains(p.Log(), secret) {
 			t.Errorf("the log shows a token (%s)", secret)
 		}
 	}
@@ -523,7 +524,7 @@ func TestAuth(t *testing.T) {
 // INVALID_ARGUMENT, as ProcessGraph's do, not INTERNAL.
 func TestGetModelInfoGarbage(t *testing.T) {
 	p := start(t, nil)
-	conn := dial(t, p.addr)
+	conn := servertest.Dial(t, p.Addr)
 	garbage := []byte{0xff, 0xff, 0xff, 0xff}
 	var res []byte
 	err := conn.Invoke(context.Background(), gcnpb.GCNService_GetModelInfo_FullMethodName, &garbage, &res, grpc.ForceCodecV2(rawCodec{}))

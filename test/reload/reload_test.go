@@ -4,14 +4,11 @@
 package reload
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -22,129 +19,28 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/gcnserve/gcnserve/gcn"
 	pb "github.com/gcnserve/gcnserve/gen"
+	"github.com/gcnserve/gcnserve/internal/servertest"
 	"github.com/gcnserve/gcnserve/internal/testenv"
 )
 
-// server is a running gcnserve.
-type server struct {
-	cmd  *exec.Cmd
-	addr string
-	mu   sync.Mutex
-	log  strings.Builder // guarded by mu
-}
+func TestMain(m *testing.M) { os.Exit(servertest.Main(m)) }
 
-func (s *server) logText() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.log.String()
-}
-
-// startServer builds cmd/server and runs it on a free loopback port until
-// health says SERVING.
-func startServer(t *testing.T, args ...string) *server {
+// startServer runs gcnserve on a free loopback port, with the ONNX Runtime
+// library the goldens use, until health says SERVING (30s at most).
+func startServer(t *testing.T, args ...string) *servertest.Server {
 	t.Helper()
-	root := testenv.RepoRoot(t)
 	lib := testenv.ORTLibrary(t)
-	bin := filepath.Join(t.TempDir(), "gcnserve")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/server")
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/server: %v\n%s", err, out)
-	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := lis.Addr().String()
-	lis.Close()
-
-	s := &server{addr: addr}
-	s.cmd = exec.Command(bin, append([]string{"--addr", addr}, args...)...)
-	s.cmd.Dir = root
-	s.cmd.Env = append(os.Environ(), "GCNSERVE_ORT_LIB="+lib)
-	stderr, err := s.cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.cmd.Stdout = s.cmd.Stderr
-	if err := s.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(nil, 1<<20)
-		for sc.Scan() {
-			s.mu.Lock()
-			s.log.WriteString(sc.Text() + "\n")
-			s.mu.Unlock()
-		}
-		exited <- s.cmd.Wait()
-	}()
-	t.Cleanup(func() {
-		s.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(15 * time.Second):
-			s.cmd.Process.Kill()
-		}
-		if t.Failed() {
-			t.Logf("gcnserve log:\n%s", s.logText())
-		}
-	})
-	health := healthpb.NewHealthClient(dial(t, addr))
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		res, err := health.Check(context.Background(), &healthpb.HealthCheckRequest{})
-		if err == nil && res.Status == healthpb.HealthCheckResponse_SERVING {
-			return s
-		}
-		select {
-		case err := <-exited:
-			t.Fatalf("gcnserve exited before serving: %v\n%s", err, s.logText())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("gcnserve not SERVING after 30s: %v %v\n%s", res.GetStatus(), err, s.logText())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	return servertest.Run(t, servertest.Options{Env: []string{"GCNSERVE_ORT_LIB=" + lib}, Args: args, Timeout: 30 * time.Second})
 }
 
-func dial(t *testing.T, addr string) *grpc.ClientConn {
+// rssKiB reads VmRSS and VmHWM of the server.
+func rssKiB(t *testing.T, s *servertest.Server) (rss, hwm int64) {
 	t.Helper()
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	return conn
-}
-
-// rssKiB reads VmRSS and VmHWM of process pid.
-func rssKiB(t *testing.T, pid int) (rss, hwm int64) {
-	t.Helper()
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for line := range strings.SplitSeq(string(data), "\n") {
-		key, val, _ := strings.Cut(line, ":")
-		n, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(val), " kB"), 10, 64)
-		switch key {
-		case "VmRSS":
-			rss = n
-		case "VmHWM":
-			hwm = n
-		}
-	}
-	return rss, hwm
+	return s.Memory(t, "VmRSS") >> 10, s.Memory(t, "VmHWM") >> 10
 }
 
 // request is one model's test graph: the wire request and its tensors.
@@ -241,21 +137,8 @@ func TestReloadStorm(t *testing.T) {
 	// versions[model][version] is the fixture a served version was made from.
 	var versionsMu sync.Mutex
 	versions := map[string]map[string]string{"karate": {}, "cora": {}}
-	copyTo := func(src, dst string) {
-		t.Helper()
-		data, err := os.ReadFile(src)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(dst, data, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	copyTo(fx("karate"), filepath.Join(repo, "karate", "1", "model.onnx"))
-	copyTo(fx("cora"), filepath.Join(repo, "cora", "1", "model.onnx"))
+	servertest.CopyFile(t, fx("karate"), filepath.Join(repo, "karate", "1", "model.onnx"))
+	servertest.CopyFile(t, fx("cora"), filepath.Join(repo, "cora", "1", "model.onnx"))
 	versions["karate"]["1"], versions["cora"]["1"] = fx("karate"), fx("cora")
 
 	karateSeeds := []string{"karate_seed1", "karate_seed2", "karate_seed3", "karate"}
@@ -294,15 +177,14 @@ func TestReloadStorm(t *testing.T) {
 	// renamed in: publishing is a rename of a complete directory.
 	for i, c := range plan {
 		if c.what == "publish" {
-			copyTo(fx(c.fixture), filepath.Join(stage, strconv.Itoa(i), "model.onnx"))
+			servertest.CopyFile(t, fx(c.fixture), filepath.Join(stage, strconv.Itoa(i), "model.onnx"))
 		}
 	}
 
 	srv := startServer(t, "--model-repository", repo, "--default-model", "karate",
 		"--repository-poll-interval", "200ms", "--drain-delay", "0s")
-	pid := srv.cmd.Process.Pid
-	rssStart, _ := rssKiB(t, pid)
-	conn := dial(t, srv.addr)
+	rssStart, _ := rssKiB(t, srv)
+	conn := servertest.Dial(t, srv.Addr)
 	client := pb.NewGCNServiceClient(conn)
 	g := &goldens{lib: lib, by: map[string][]float32{}}
 	reqs := []request{newRequest("", 34, 34, 1), newRequest("cora", 1433, 40, 2)}
@@ -404,7 +286,7 @@ func TestReloadStorm(t *testing.T) {
 		time.Sleep(15 * time.Second)
 		stop()
 		wg.Wait()
-		rss, hwm := rssKiB(t, pid)
+		rss, hwm := rssKiB(t, srv)
 		t.Logf("control: %d requests, %d failed, no changes; server RSS %d -> %d KiB (HWM %d)", requests.Load(), failures.Load(), rssStart, rss, hwm)
 		return
 	}
@@ -454,7 +336,7 @@ func TestReloadStorm(t *testing.T) {
 			f.Close()
 		}
 		if i%3 == 0 {
-			srv.cmd.Process.Signal(syscall.SIGHUP)
+			srv.Signal(t, syscall.SIGHUP)
 		}
 		switch c.what {
 		case "publish", "half-written":
@@ -481,7 +363,7 @@ func TestReloadStorm(t *testing.T) {
 	stop()
 	wg.Wait()
 
-	rssEnd, hwmEnd := rssKiB(t, pid)
+	rssEnd, hwmEnd := rssKiB(t, srv)
 	if n := requests.Load(); n < 1000 || failures.Load() != 0 {
 		t.Errorf("%d requests, %d failed; want >= 1000 and 0", n, failures.Load())
 	}
@@ -493,7 +375,7 @@ func TestReloadStorm(t *testing.T) {
 			t.Errorf("%s ends serving %s, want %d", model, got, v)
 		}
 	}
-	log := srv.logText()
+	log := srv.Log()
 	if n := strings.Count(log, "model file refused"); n != refusals {
 		t.Errorf("%d refusal log lines, want %d (one per bad file)", n, refusals)
 	}

@@ -33,9 +33,11 @@ import (
 
 	gcnpb "github.com/gcnserve/gcnserve/gen"
 	"github.com/gcnserve/gcnserve/internal/golden"
+	"github.com/gcnserve/gcnserve/internal/servertest"
 	"github.com/gcnserve/gcnserve/internal/testenv"
-	"github.com/gcnserve/gcnserve/test/internal/realserver"
 )
+
+func TestMain(m *testing.M) { os.Exit(servertest.Main(m)) }
 
 // ServiceConfig is the client configuration README "Scaling out" documents:
 // round_robin over every address the resolver returns (the headless
@@ -183,25 +185,16 @@ func freePort(t *testing.T, hosts []string) string {
 }
 
 func TestScaleOutZeroFailures(t *testing.T) {
-	bin := realserver.Binary(t)
+	bin := servertest.Binary(t)
 	root := testenv.RepoRoot(t)
-	fx := golden.Load(t, filepath.Join(root, "model", "testdata", "karate"))
-	var karate golden.Fixture
-	for _, f := range fx {
-		if f.Name == "karate" {
-			karate = f
-		}
-	}
-	if karate.Request == nil {
-		t.Fatal("no karate fixture")
-	}
+	karate := golden.Read(t, filepath.Join(root, "model", "testdata", "karate", "karate.json"))
 
 	hosts := []string{"127.0.0.2", "127.0.0.3", "127.0.0.4"}
 	port := freePort(t, hosts)
 	args := []string{"--drain-delay", drainDelay, "--shutdown-grace", shutdownGrace, "--log-level", "warn"}
-	replicas := make([]*realserver.Process, len(hosts))
+	replicas := make([]*servertest.Server, len(hosts))
 	startReplica := func(i int) time.Duration {
-		replicas[i] = realserver.Start(t, bin, root, nil, net.JoinHostPort(hosts[i], port), args...)
+		replicas[i] = servertest.Launch(t, servertest.Options{Binary: bin, Dir: root, Addr: net.JoinHostPort(hosts[i], port), Args: args})
 		return replicas[i].WaitServing(t, 30*time.Second)
 	}
 	for i := range hosts {
@@ -216,7 +209,7 @@ func TestScaleOutZeroFailures(t *testing.T) {
 	}
 	res.InitialState(resolver.State{Addresses: addrs})
 	counter := &attempts{}
-	conn := realserver.Dial(t, "scaleout:///gcnserve", grpc.WithResolvers(res),
+	conn := servertest.Dial(t, "scaleout:///gcnserve", grpc.WithResolvers(res),
 		grpc.WithDefaultServiceConfig(ServiceConfig), grpc.WithStatsHandler(counter),
 		// Reconnect to a restarted replica within a second (the default
 		// backoff grows to 2 minutes; on Kubernetes a new pod is a new address).
@@ -282,10 +275,10 @@ func TestScaleOutZeroFailures(t *testing.T) {
 	replicas[0].Signal(t, syscall.SIGTERM)
 	time.Sleep(200 * time.Millisecond)
 	replicas[1].Signal(t, syscall.SIGKILL)
-	<-replicas[1].Exited
+	<-replicas[1].Exited()
 	figures = append(figures, measure("one replica left (one draining, one killed)", hosts[2:]))
 	select {
-	case <-replicas[0].Exited:
+	case <-replicas[0].Exited():
 	case <-time.After(30 * time.Second):
 		t.Fatal("the SIGTERMed replica did not exit within 30s")
 	}

@@ -1,40 +1,33 @@
-// Package single tests the promise "one file is a deployment": bin/gcnserve
-// copied alone into an empty directory, started with an empty environment,
-// serves the embedded Karate model and returns PyTorch's scores.
+// Package single tests the promise "one file is a deployment": gcnserve as
+// 'make build' builds it (internal/servertest), copied alone into an empty
+// directory and started with an empty environment, serves the embedded
+// Karate model and returns PyTorch's scores.
 package single
 
 import (
 	"context"
 	"math"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	gcnpb "github.com/gcnserve/gcnserve/gen"
 	"github.com/gcnserve/gcnserve/internal/golden"
+	"github.com/gcnserve/gcnserve/internal/servertest"
 	"github.com/gcnserve/gcnserve/internal/testenv"
-	"github.com/gcnserve/gcnserve/test/internal/realserver"
 )
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lis.Close()
-	return lis.Addr().String()
-}
+func TestMain(m *testing.M) { os.Exit(servertest.Main(m)) }
 
 func TestLoneBinaryVersionSaysEmbedded(t *testing.T) {
 	dir := t.TempDir()
-	bin := realserver.Copy(t, realserver.Binary(t), dir)
+	bin := servertest.Copy(t, servertest.Binary(t), dir)
 	cmd := exec.Command(bin, "--version")
 	cmd.Dir, cmd.Env = dir, []string{}
 	out, err := cmd.CombinedOutput()
@@ -50,15 +43,14 @@ func TestLoneBinaryVersionSaysEmbedded(t *testing.T) {
 // only the binary.
 func TestLoneBinaryServesKarate(t *testing.T) {
 	dir := t.TempDir()
-	bin := realserver.Copy(t, realserver.Binary(t), dir)
-	p := realserver.Start(t, bin, dir, []string{}, freeAddr(t))
+	bin := servertest.Copy(t, servertest.Binary(t), dir)
+	p := servertest.Launch(t, servertest.Options{Binary: bin, Dir: dir, EmptyEnv: true})
 	t.Logf("started to SERVING in %v", p.WaitServing(t, 20*time.Second))
 	if !strings.Contains(p.Log(), "karate model embedded in the binary") {
 		t.Errorf("log does not say it serves the embedded model:\n%s", p.Log())
 	}
 
-	conn := realserver.Dial(t, p.Addr)
-	defer conn.Close()
+	conn := servertest.Dial(t, p.Addr)
 	client := gcnpb.NewGCNServiceClient(conn)
 	fixtures := golden.Load(t, filepath.Join(testenv.RepoRoot(t), "model", "testdata", "karate"))
 	for _, fx := range fixtures {
@@ -100,15 +92,15 @@ func TestStartupTime(t *testing.T) {
 		runs = v
 	}
 	dir := t.TempDir()
-	bin := realserver.Copy(t, realserver.Binary(t), dir)
+	bin := servertest.Copy(t, servertest.Binary(t), dir)
 	lib := testenv.ORTLibrary(t)
 	median := func(args ...string) time.Duration {
 		var ds []time.Duration
 		for range runs {
-			p := realserver.Start(t, bin, dir, []string{}, freeAddr(t), args...)
+			p := servertest.Launch(t, servertest.Options{Binary: bin, Dir: dir, EmptyEnv: true, Args: args})
 			ds = append(ds, p.WaitServing(t, 20*time.Second))
-			p.Cmd.Process.Kill()
-			<-p.Exited
+			p.Signal(t, syscall.SIGKILL)
+			<-p.Exited()
 		}
 		slices.Sort(ds)
 		return ds[len(ds)/2]
