@@ -18,7 +18,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
-	"syscall"
 	"testing"
 	"time"
 
@@ -127,7 +126,7 @@ func measure(b *testing.B, srv *servertest.Server, call func() error) {
 	if srv != nil {
 		serverStart = srv.CPUTime(b)
 	}
-	selfStart := selfCPU()
+	selfStart := testenv.CPUTime()
 	b.ResetTimer()
 	for range b.N {
 		t0 := time.Now()
@@ -137,7 +136,7 @@ func measure(b *testing.B, srv *servertest.Server, call func() error) {
 		lat = append(lat, time.Since(t0))
 	}
 	b.StopTimer()
-	self := selfCPU() - selfStart
+	self := testenv.CPUTime() - selfStart
 	slices.Sort(lat)
 	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) / float64(b.N) }
 	b.ReportMetric(float64(lat[len(lat)/2])/float64(time.Millisecond), "p50-ms")
@@ -149,13 +148,6 @@ func measure(b *testing.B, srv *servertest.Server, call func() error) {
 	b.ReportMetric(ms(self), "client-cpu-ms/op")
 	b.ReportMetric(ms(server), "server-cpu-ms/op")
 	b.ReportMetric(ms(self+server), "cpu-ms/op")
-}
-
-// selfCPU is this process's user+system CPU time.
-func selfCPU() time.Duration {
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // convert gives the message as the library's two input forms.
