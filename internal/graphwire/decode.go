@@ -87,17 +87,17 @@ func DecodeRouted(b []byte, resolve Resolver, lim Limits) (*Graph, error) {
 			v, _ := protowire.ConsumeVarint(b[f.val:])
 			includePredictions = v != 0
 		case f.num == fieldGraphModelName && f.typ == protowire.BytesType:
-			modelName = b[f.val:f.end]
+			// proto.Unmarshal checks every occurrence, not only the last,
+			// which is the one that counts.
+			if modelName = b[f.val:f.end]; !validUTF8(modelName) {
+				return nil, invalidf("malformed GraphData: model_name is not valid UTF-8")
+			}
 		case f.num == fieldGraphModelVersion && f.typ == protowire.BytesType:
-			version = b[f.val:f.end]
+			if version = b[f.val:f.end]; !validUTF8(version) {
+				return nil, invalidf("malformed GraphData: model_version is not valid UTF-8")
+			}
 		}
 		off = f.end
-	}
-	if !validUTF8(modelName) {
-		return nil, invalidf("malformed GraphData: model_name is not valid UTF-8")
-	}
-	if !validUTF8(version) {
-		return nil, invalidf("malformed GraphData: model_version is not valid UTF-8")
 	}
 	// Copies: the names outlive the request buffer in logs and results.
 	g := &Graph{ModelName: string(modelName), ModelVersion: string(version), IncludePredictions: includePredictions}
