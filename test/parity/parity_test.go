@@ -28,6 +28,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/gcnserve/gcnserve/gcn"
 	gcnpb "github.com/gcnserve/gcnserve/gen"
 	"github.com/gcnserve/gcnserve/internal/golden"
 	"github.com/gcnserve/gcnserve/internal/server"
@@ -195,14 +196,50 @@ func checkFixtures(t *testing.T, client gcnpb.GCNServiceClient, dir string) {
 	}
 }
 
+// checkLibrary runs every fixture in dir through the public library,
+// gcn.PredictGraph on Go values (no server), and compares with PyTorch.
+func checkLibrary(t *testing.T, model, dir string) {
+	t.Helper()
+	m, err := gcn.Open(model, gcn.WithLibraryPath(testenv.ORTLibrary(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	for _, fx := range golden.Load(t, dir) {
+		t.Run("library/"+fx.Name, func(t *testing.T) {
+			var g gcn.Graph
+			for _, n := range fx.Request.GetNodes() {
+				g.Nodes = append(g.Nodes, gcn.Node{ID: n.GetId(), Features: n.GetFeatures()})
+			}
+			for _, e := range fx.Request.GetEdges() {
+				g.Edges = append(g.Edges, gcn.Edge{Source: e.GetSourceId(), Target: e.GetTargetId()})
+			}
+			p, err := m.PredictGraph(context.Background(), g)
+			if err != nil {
+				t.Fatalf("PredictGraph: %v", err)
+			}
+			dp := golden.MaxAbsDiff(p.Probabilities, fx.FlatProbabilities())
+			ds := golden.MaxAbsDiff(p.Scores, fx.Scores)
+			t.Logf("%d nodes, %d edges: max |library - PyTorch| probabilities %.2g, scores %.2g", len(g.Nodes), len(g.Edges), dp, ds)
+			if dp > tolerance || ds > tolerance {
+				t.Errorf("max abs diff from PyTorch: probabilities %.3g, scores %.3g; want <= %g", dp, ds, tolerance)
+			}
+		})
+	}
+}
+
+// TestParityKarate and TestParityCora hold the served scores (the real
+// server over gRPC) and the library's (gcn, in process) to PyTorch's.
 func TestParityKarate(t *testing.T) {
 	e := runExport(t, "karate", "--karate")
 	checkFixtures(t, serveModel(t, e.model), e.fixtures)
+	checkLibrary(t, e.model, e.fixtures)
 }
 
 func TestParityCora(t *testing.T) {
 	e := runExport(t, "cora-seed0", "--data", testenv.CoraDir(t), "--seed", "0")
 	checkFixtures(t, serveModel(t, e.model), e.fixtures)
+	checkLibrary(t, e.model, e.fixtures)
 }
 
 // TestCoraAccuracy: the script's recipe reaches Kipf & Welling's accuracy on
