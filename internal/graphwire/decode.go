@@ -192,13 +192,14 @@ type edgeChunk struct {
 	start, n int                     // edges start .. start+n-1
 	ends     [2 * lookupChunk]string // source, target of each edge
 	found    [2 * lookupChunk]int32
+	hashes   [lookupChunk]uint64 // lookupAll's scratch
 	resolved bool
 }
 
 // resolve looks up the chunk's endpoints and writes their node indexes
 // into edgeIndex (sources, then targets); false if any is not a node id.
 func (c *edgeChunk) resolve(x *idIndex, edgeIndex []int64) bool {
-	if !x.lookupAll(c.ends[:2*c.n], c.found[:2*c.n]) {
+	if !x.lookupAll(c.ends[:2*c.n], c.found[:2*c.n], &c.hashes) {
 		return false
 	}
 	edges := len(edgeIndex) / 2
@@ -282,8 +283,10 @@ func resolveEdges(v *validator, edgeIndex []int64, fill func(c *edgeChunk) error
 		}
 		for _, c := range pool {
 			// Drop the ids: they alias a request buffer (or the caller's
-			// strings) that must not stay reachable from the pool.
-			clear(c.ends[:])
+			// strings) that must not stay reachable from the pool. No
+			// chunk of this request held more than 2*edges of them, and
+			// clearing all 16 KiB cost small requests 1% of the CPU.
+			clear(c.ends[:min(2*edges, len(c.ends))])
 			chunkPool.Put(c)
 		}
 		return err
