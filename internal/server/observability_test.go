@@ -198,3 +198,41 @@ func TestHTTPJSONMetricsAndLogs(t *testing.T) {
 		t.Errorf("logged %d failed requests, want 4:\n%s", failures, logs.String())
 	}
 }
+
+// TestUnknownRouteJSON: a path no route serves gets 404 and a method a
+// route does not take 405 (with Allow), both with the JSON error body every
+// other HTTP error has.
+func TestUnknownRouteJSON(t *testing.T) {
+	s, err := New(testConfig(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	for _, tt := range []struct {
+		method, path string
+		code         int
+		want, allow  string
+	}{
+		{"GET", "/v2/nothing", 404, "GET /v2/nothing: not found", ""},
+		{"DELETE", "/v1/process-graph", 405, "DELETE /v1/process-graph: method not allowed", "POST"},
+	} {
+		rec := httptest.NewRecorder()
+		s.httpHandler.ServeHTTP(rec, httptest.NewRequest(tt.method, tt.path, nil))
+		var body struct{ Error string }
+		if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil {
+			t.Errorf("%s %s: body %q is not JSON: %v", tt.method, tt.path, rec.Body, err)
+		}
+		if rec.Code != tt.code || body.Error != tt.want || rec.Header().Get("Content-Type") != "application/json" {
+			t.Errorf("%s %s = %d %q (%s), want %d %q (application/json)", tt.method, tt.path, rec.Code, body.Error, rec.Header().Get("Content-Type"), tt.code, tt.want)
+		}
+		if got := rec.Header().Get("Allow"); !strings.Contains(got, tt.allow) {
+			t.Errorf("%s %s: Allow %q, want it to name %q", tt.method, tt.path, got, tt.allow)
+		}
+	}
+	// A served route is untouched.
+	rec := httptest.NewRecorder()
+	s.httpHandler.ServeHTTP(rec, httptest.NewRequest("GET", "/healthz", nil))
+	if rec.Code != 200 || rec.Body.String() != "ok\n" {
+		t.Errorf("/healthz = %d %q, want 200 ok", rec.Code, rec.Body)
+	}
+}

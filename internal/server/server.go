@@ -10,6 +10,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -18,6 +19,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -364,12 +366,48 @@ func (s *Server) newHTTPHandler(tokens *auth.Tokens) http.Handler {
 		http.Error(w, "not ready", http.StatusServiceUnavailable)
 	})
 	s.oip.Routes(mux)
-	var h http.Handler = mux
+	var h http.Handler = jsonRouteErrors(mux)
 	if tokens != nil {
 		h = tokens.Middleware(h)
 	}
 	return s.metrics.HTTPMiddleware(mux, s.life.HTTPMiddleware(h))
 }
+
+// jsonRouteErrors answers requests no route matches (404) or whose method
+// a route does not take (405, with its Allow header) with a JSON body
+// {"error": "..."}, as every other HTTP error of the server has, instead of
+// the mux's plain text.
+func jsonRouteErrors(mux *http.ServeMux) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, pattern := mux.Handler(r); pattern != "" {
+			mux.ServeHTTP(w, r)
+			return
+		}
+		// The mux's own answer says which (and sets Allow); keep its
+		// status and headers, replace its body.
+		rec := &routeStatus{header: http.Header{}, code: http.StatusOK}
+		mux.ServeHTTP(rec, r)
+		if allow := rec.header.Get("Allow"); allow != "" {
+			w.Header().Set("Allow", allow)
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(rec.code)
+		json.NewEncoder(w).Encode(map[string]string{
+			"error": fmt.Sprintf("%s %s: %s", r.Method, r.URL.Path, strings.ToLower(http.StatusText(rec.code))),
+		})
+	})
+}
+
+// routeStatus keeps the status and headers a handler writes and drops its
+// body.
+type routeStatus struct {
+	header http.Header
+	code   int
+}
+
+func (w *routeStatus) Header() http.Header         { return w.header }
+func (w *routeStatus) Write(p []byte) (int, error) { return len(p), nil }
+func (w *routeStatus) WriteHeader(code int)        { w.code = code }
 
 // ready reports whether the default model is served and the server is not
 // draining.
