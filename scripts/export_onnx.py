@@ -51,6 +51,12 @@ normalize_features and gcn_edge_weights, and the ONNX builder):
     message (on 100k nodes / 500k edges the ORT run went from 338 to 149 ms). Layer 1 -> ReLU -> (dropout, training only) -> layer 2 ->
     softmax. Training also applies dropout to the input features, as Kipf
     does; that is training-only and not part of the exported graph.
+Metadata "layers" (omitted with --portable) describes the same forward pass
+per layer, weights named by initializer: input_norm "row"; layers of
+aggregation "gcn" (rules 2-4), weight, bias, activation relu|none; output
+"softmax". "receptive_field" is the number of layers (2). gcnserve runs that
+description natively in Go (gcn.Network) after checking at load that it gives
+the ONNX graph's probabilities; a model without it runs in ONNX Runtime.
 Message passing never crosses connected components, so running a disjoint
 union of graphs gives each graph the result it would get alone ("batchable").
 
@@ -98,7 +104,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 # SCRIPT_VERSION is stored in the model's metadata; bump it when the graph
 # semantics or the metadata keys change, so a model file says which rules made it.
-SCRIPT_VERSION = "1"
+SCRIPT_VERSION = "2"  # 2: metadata "layers" and "receptive_field"
 
 # OPSET 17 rather than 18: the installed onnx 1.12 knows schemas up to opset 17
 # only, so at 17 the checker and shape inference really validate every node
@@ -495,12 +501,29 @@ def train(model: GCN, data: Dataset, args, verbose: bool = True) -> Dict[str, fl
 # ONNX export
 
 
+def layers_spec() -> str:
+    """The "layers" metadata: the forward pass as per-layer structure, weights
+    named by initializer (gcn.LayersSpec in Go). A server may run it natively;
+    it checks at load that it computes what the ONNX graph computes."""
+    spec = {
+        "input_norm": "row",
+        "layers": [
+            {"aggregation": "gcn", "weight": "conv1.weight", "bias": "conv1.bias", "activation": "relu"},
+            {"aggregation": "gcn", "weight": "conv2.weight", "bias": "conv2.bias", "activation": "none"},
+        ],
+        "output": "softmax",
+    }
+    return json.dumps(spec, separators=(",", ":"))
+
+
 def build_onnx(model: GCN, metadata: Dict[str, str], name: str, model_version: Optional[int], doc: str,
-               aggregation: str = "scatternd") -> onnx.ModelProto:
+               aggregation: str = "scatternd", portable: bool = False) -> onnx.ModelProto:
     """Emits the GCN's forward pass (see the module docstring) as an ONNX graph.
 
     aggregation picks the sum-into-target-rows op: "scatternd" (fast, needs one
     intra-op thread in ONNX Runtime) or "scatterelements" (slow, any threads).
+    Unless portable, the metadata also describes the layers ("layers",
+    "receptive_field") so a server can run the message passing natively.
     """
     w1 = model.weight1.detach().numpy().astype(np.float32)
     b1 = model.bias1.detach().numpy().astype(np.float32)
@@ -624,6 +647,10 @@ def build_onnx(model: GCN, metadata: Dict[str, str], name: str, model_version: O
         # microsoft/onnxruntime#18048: ScatterND(reduction=add) splits its
         # updates across the intra-op pool without synchronization.
         metadata["max_intra_op_threads"] = "1"
+    # Two message-passing layers: a node's output depends on its 2-hop neighbourhood.
+    metadata["receptive_field"] = "2"
+    if not portable:
+        metadata["layers"] = layers_spec()
     helper.set_model_props(proto, metadata)
     onnx.checker.check_model(proto, full_check=True)
     inferred = onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True)
@@ -1004,6 +1031,9 @@ def parse_args(argv: List[str]) -> argparse.Namespace:
                           "run with more than one intra-op thread, so the model declares "
                           "max_intra_op_threads=1 (gcnserve honours it). scatterelements: "
                           "ScatterElements(reduction=add), correct with any thread count, slower")
+    out.add_argument("--portable", action="store_true",
+                     help="omit the 'layers' metadata (the per-layer description a server may run natively), "
+                          "so the model runs as the plain ONNX graph only")
     out.add_argument("--fixtures", metavar="DIR",
                      help="write golden fixtures DIR/<case>.json from PyTorch: for --karate the karate graph "
                           "and small edge cases; for --data whole_graph (large), one_node and two_nodes")
@@ -1170,7 +1200,7 @@ def main(argv: List[str]) -> int:
            f"{len(class_names)} classes {class_names}; trained on {dataset_name}. "
            f"Inputs x [num_nodes,{in_features}] float32 and edge_index [2,num_edges] int64 (raw), "
            f"output probabilities [num_nodes,{len(class_names)}]. See metadata graph_semantics.")
-    proto = build_onnx(model, metadata, name, model_version, doc, args.aggregation)
+    proto = build_onnx(model, metadata, name, model_version, doc, args.aggregation, args.portable)
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     onnx.save(proto, args.out)
     print(f"wrote {args.out} ({os.path.getsize(args.out)} bytes, opset {OPSET}, {len(proto.graph.node)} nodes)")

@@ -152,6 +152,64 @@ class OnnxGraphTest(unittest.TestCase):
         self.assertLess(np.abs(got - want).max(), TOLERANCE)
 
 
+def run_layers_spec(proto: onnx.ModelProto, features: np.ndarray, edges) -> np.ndarray:
+    """Evaluates the "layers" metadata (as gcn.Network does in Go) in float64."""
+    meta = {p.key: p.value for p in proto.metadata_props}
+    spec = json.loads(meta["layers"])
+    weights = {t.name: onnx.numpy_helper.to_array(t).astype(np.float64) for t in proto.graph.initializer}
+    x = features.astype(np.float64)
+    if spec["input_norm"] == "row":
+        rowsum = x.sum(axis=1, keepdims=True)
+        x = np.divide(x, rowsum, out=np.zeros_like(x), where=rowsum != 0)
+    n = x.shape[0]
+    adjacency = np.eye(n)
+    for u, v in edges:
+        if u != v:
+            adjacency[u, v] += 1
+            adjacency[v, u] += 1
+    degree = adjacency.sum(axis=1)
+    for layer in spec["layers"]:
+        h = x @ weights[layer["weight"]]
+        kind = layer["aggregation"]
+        if kind == "gcn":
+            a = (1 / np.sqrt(degree))[:, None] * (adjacency @ ((1 / np.sqrt(degree))[:, None] * h))
+        elif kind == "mean":
+            a = (adjacency @ h) / degree[:, None]
+        else:
+            a = adjacency @ h
+        if layer.get("bias"):
+            a = a + weights[layer["bias"]]
+        x = np.maximum(a, 0) if layer["activation"] == "relu" else a
+    e = np.exp(x - x.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+class LayersMetadataTest(unittest.TestCase):
+    def test_layers_describe_the_graph(self):
+        model = random_model(features=5, classes=4, seed=3)
+        proto = export(model)
+        meta = {p.key: p.value for p in proto.metadata_props}
+        self.assertEqual(meta["receptive_field"], "2")
+        spec = json.loads(meta["layers"])
+        self.assertEqual(spec["input_norm"], "row")
+        self.assertEqual(spec["output"], "softmax")
+        self.assertEqual([(l["aggregation"], l["activation"]) for l in spec["layers"]],
+                         [("gcn", "relu"), ("gcn", "none")])
+        rng = np.random.default_rng(11)
+        for n, e in [(1, 0), (4, 6), (25, 70)]:
+            features = ex.random_features(rng, n, 5)
+            edges = [tuple(p) for p in rng.integers(0, n, size=(e, 2)).tolist()]
+            got = run_layers_spec(proto, features, edges)
+            want = dense_reference(model, features, edges)
+            self.assertLess(np.abs(got - want).max(), TOLERANCE, f"n={n} e={e}")
+
+    def test_portable_omits_layers(self):
+        proto = ex.build_onnx(random_model(), {"model_name": "test"}, "test", 1, "test model", portable=True)
+        meta = {p.key: p.value for p in proto.metadata_props}
+        self.assertNotIn("layers", meta)
+        self.assertEqual(meta["receptive_field"], "2")
+
+
 class DataLoadingTest(unittest.TestCase):
     def write(self, directory, nodes, edges):
         with open(os.path.join(directory, "nodes.csv"), "w") as f:
