@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -61,7 +60,15 @@ func (r *Repository) reconcileFile(ctx context.Context, now time.Time) (due time
 	}
 	r.mu.Unlock()
 
-	fi, err := os.Stat(path)
+	fi, err := statFile(path, MaxModelBytes)
+	var refused *refusedError
+	if errors.As(err, &refused) {
+		// A FIFO, a device, too big: refused unopened, once per file state.
+		if st := statOf(fi); cur.failed == nil || !cur.failed.equal(st) {
+			r.refuse(e.name, cur, st, err)
+		}
+		return time.Time{}
+	}
 	if err != nil {
 		if cur.live != nil {
 			if r.skipped[path] == "" {
@@ -96,7 +103,7 @@ func (r *Repository) reconcileFile(ctx context.Context, now time.Time) (due time
 		}
 		return changing.due
 	case err != nil:
-		r.refuse(e.name, cur, st, fmt.Errorf("read: %w", err))
+		r.refuse(e.name, cur, st, readError(err))
 		return time.Time{}
 	case cur.live != nil && cur.live.sha256 == sum:
 		r.mu.Lock()

@@ -30,7 +30,7 @@ func (r *Repository) loadVersion(ctx context.Context, e *modelEntry, ve *version
 		r.mu.Unlock()
 		return changing.due
 	case err != nil:
-		r.refuse(e.name, ve, st, fmt.Errorf("read: %w", err))
+		r.refuse(e.name, ve, st, readError(err))
 		return time.Time{}
 	}
 	if ve.live != nil && ve.live.sha256 == sum {
@@ -66,6 +66,15 @@ func (r *Repository) loadVersion(ctx context.Context, e *modelEntry, ve *version
 	return time.Time{}
 }
 
+// readError is the reason a file that could not be read is refused.
+func readError(err error) error {
+	var refused *refusedError
+	if errors.As(err, &refused) {
+		return err // says what the file is
+	}
+	return fmt.Errorf("read: %w", err)
+}
+
 // refuse records that the file state st of ve was refused.
 func (r *Repository) refuse(name string, ve *versionEntry, st fileStat, reason error) {
 	if st.equal(fileStat{}) {
@@ -85,16 +94,27 @@ func (r *Repository) refuse(name string, ve *versionEntry, st fileStat, reason e
 	}
 }
 
-// openInstance opens data with gcn (which checks the contract) and runs one
+// session is one loaded, warmed-up model version: a *gcn.Model, or a fake in
+// the tests of the version state machine.
+type session interface {
+	Info() gcn.Info
+	Close() error
+}
+
+// loadFunc turns a model file's bytes into a warmed-up session. The
+// repository's is loadModel; the state machine's tests pass a fake (as
+// ollama's scheduler tests replace loadFn), so that they run in milliseconds
+// without ONNX Runtime.
+type loadFunc func(ctx context.Context, data []byte, opts []gcn.Option) (session, error)
+
+// loadModel opens data with gcn (which checks the contract) and runs one
 // prediction on a two-node graph, so that a version takes traffic only once
 // it has really run.
-// In single-file mode (version 0) the version, and the name when name is "",
-// come from the model's metadata.
-func (r *Repository) openInstance(ctx context.Context, name string, version int64, path, sum string, data []byte) (*instance, error) {
+func loadModel(ctx context.Context, data []byte, opts []gcn.Option) (session, error) {
 	var m *gcn.Model
 	var err error
 	onLoadThread(func() {
-		if m, err = gcn.OpenBytes(data, r.cfg.Options...); err != nil {
+		if m, err = gcn.OpenBytes(data, opts...); err != nil {
 			return
 		}
 		if err = warmUp(ctx, m); err != nil {
@@ -104,13 +124,25 @@ func (r *Repository) openInstance(ctx context.Context, name string, version int6
 	if err != nil {
 		return nil, err
 	}
+	return m, nil
+}
+
+// openInstance loads data as a session of name and version.
+// In single-file mode (version 0) the version, and the name when name is "",
+// come from the model's metadata.
+func (r *Repository) openInstance(ctx context.Context, name string, version int64, path, sum string, data []byte) (*instance, error) {
+	m, err := r.load(ctx, data, r.cfg.Options)
+	if err != nil {
+		return nil, err
+	}
 	if version == 0 {
 		version = fileModelVersion(m.Info())
 		if name == "" {
 			name = fileModelName(m.Info(), path)
 		}
 	}
-	in := &instance{repo: r, name: name, version: version, path: path, sha256: sum, model: m}
+	in := &instance{repo: r, name: name, version: version, path: path, sha256: sum, session: m}
+	in.model, _ = m.(*gcn.Model)
 	in.refs.Store(1)
 	r.mu.Lock()
 	r.resident[name]++
@@ -168,9 +200,52 @@ func warmUp(ctx context.Context, m *gcn.Model) error {
 	return nil
 }
 
+// unload hands a session whose last reference is gone to the unloader: the
+// request that released it returns at once, and closing it (and trimming
+// the heap) happens on the repository's own goroutine.
+func (r *Repository) unload(in *instance) {
+	r.mu.Lock()
+	r.unloads = append(r.unloads, in)
+	r.mu.Unlock()
+	select {
+	case r.unloadKick <- struct{}{}:
+	default:
+	}
+}
+
+// unloader closes the sessions unload hands it. It ends once the repository
+// is closed and no session is open any more.
+func (r *Repository) unloader() {
+	defer close(r.unloaderDone)
+	for range r.unloadKick {
+		for {
+			r.mu.Lock()
+			batch := r.unloads
+			r.unloads = nil
+			open := 0
+			for _, n := range r.resident {
+				open += n
+			}
+			shut := r.shut && open == 0
+			r.mu.Unlock()
+			if shut {
+				return
+			}
+			if len(batch) == 0 {
+				break
+			}
+			for _, in := range batch {
+				if err := r.closeInstance(in); err != nil {
+					r.log.Error("close model session", "model", in.name, "version", in.version, "err", err)
+				}
+			}
+		}
+	}
+}
+
 // closeInstance closes a session whose last reference is gone.
 func (r *Repository) closeInstance(in *instance) error {
-	err := in.model.Close()
+	err := in.session.Close()
 	memtrim.Trim() // a session's freed memory stays mapped otherwise
 	r.mu.Lock()
 	delete(r.draining, in)

@@ -12,9 +12,14 @@ import (
 )
 
 func (r *Repository) reconcile(ctx context.Context) (changed bool, err error) {
-	r.reconcileMu.Lock()
-	defer r.reconcileMu.Unlock()
-	if r.closed {
+	if r.closed.Load() {
+		return false, gcn.Errorf(gcn.KindUnavailable, "model repository is closed")
+	}
+	if err := r.lockReconcile(ctx); err != nil {
+		return false, fmt.Errorf("model repository: waiting for the scan in progress: %w", err)
+	}
+	defer r.unlockReconcile()
+	if r.closed.Load() {
 		return false, gcn.Errorf(gcn.KindUnavailable, "model repository is closed")
 	}
 	before := r.routes.Load().signature()
@@ -101,6 +106,12 @@ func (r *Repository) reconcileModel(ctx context.Context, name string, d *diskMod
 		r.updatePolicy(e, d)
 	}
 	r.mu.Unlock()
+	for v, dv := range d.versions {
+		// Refused unopened (a FIFO, a device, too big): once per file state.
+		if ve := e.versions[v]; dv.refused != "" && (ve.failed == nil || !ve.failed.equal(dv.stat)) {
+			r.refuse(name, ve, dv.stat, &refusedError{dv.refused})
+		}
+	}
 
 	tried := make(map[int64]bool)
 	for ctx.Err() == nil {
@@ -170,6 +181,9 @@ func (r *Repository) updatePolicy(e *modelEntry, d *diskModel) {
 		return
 	}
 	p, err := parsePolicyFile(d.policy)
+	if d.policyRefused != "" {
+		err = &refusedError{d.policyRefused}
+	}
 	if err != nil {
 		msg := err.Error()
 		if msg != e.policyMsg {

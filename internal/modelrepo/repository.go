@@ -109,8 +109,8 @@ type Config struct {
 }
 
 // Events receives the repository's lifecycle events. Calls come from the
-// reloading goroutine, or from Release for an unload after drain; they must
-// not block.
+// reloading goroutine, or from the repository's unloader goroutine for an
+// unload after a drain; they must not block.
 type Events interface {
 	// VersionLoaded: a version passed its checks and warm-up and now serves.
 	VersionLoaded(name string, version int64, took time.Duration)
@@ -125,23 +125,26 @@ type Events interface {
 // Repository serves the models of a Config. Acquire is safe for concurrent
 // use with everything, and never waits for a load.
 type Repository struct {
-	cfg Config
-	log *slog.Logger
+	cfg  Config
+	log  *slog.Logger
+	load loadFunc // loadModel; a fake in the state machine's tests
 
 	// routes is what Acquire reads: the served versions, swapped whole after
 	// every change. nil after Close.
 	routes atomic.Pointer[routes]
 
-	// reconcileMu serialises scans and is held across loads. The model
-	// entries are written only under reconcileMu, and also under mu so that
-	// Models can read them.
-	reconcileMu sync.Mutex
-	closed      bool              // guarded by reconcileMu
-	skipped     map[string]string // paths already logged as skipped; reconcileMu
-	fileName    string            // single-file mode: the model's name; reconcileMu
+	// reconcileSem (capacity 1) serialises scans and is held across loads;
+	// a semaphore rather than a mutex so that Reload and Close wait for it
+	// no longer than their context allows. The model entries are written
+	// only while holding it, and also under mu so that Models can read
+	// them. Nothing a request or a signal needs waits for it.
+	reconcileSem chan struct{}
+	closed       atomic.Bool       // set first thing by Close
+	skipped      map[string]string // paths already logged as skipped; reconcileSem
+	fileName     string            // single-file mode: the model's name; reconcileSem
 
 	mu       sync.Mutex
-	models   map[string]*modelEntry // guarded by mu (written also under reconcileMu)
+	models   map[string]*modelEntry // guarded by mu (written also under reconcileSem)
 	draining map[*instance]struct{} // retired sessions with leases; mu
 	resident map[string]int         // open sessions per model; mu
 	peak     map[string]int         // highest resident count per model; mu
@@ -150,11 +153,24 @@ type Repository struct {
 	// releases the routes' reference on; guarded by mu.
 	retireAfterPublish []*instance
 
+	// unloads are sessions whose last reference is gone, waiting for the
+	// unloader goroutine to close them; shut is set by Close: the unloader
+	// ends once no session is open. Both guarded by mu.
+	unloads      []*instance
+	shut         bool
+	unloadKick   chan struct{} // wakes the unloader
+	unloaderDone chan struct{} // closed when the unloader has ended
+
 	kick   chan struct{} // wakes the loop (drain done, pending file due)
 	cancel context.CancelFunc
 	done   chan struct{}
 	timer  *time.Timer // pending-file wake-up; guarded by mu
 }
+
+// closeWait bounds how long Close waits for a scan in progress (a read of a
+// file on a stalled network volume, say) before it gives up on it: shutting
+// down never hangs on the model volume.
+const closeWait = 5 * time.Second
 
 // Open scans the repository (or the model file), loads and warms up what the
 // version policies select, and starts the poll loop. Broken files are refused
@@ -163,6 +179,11 @@ type Repository struct {
 // names a model that has no served version. Files still changing at start
 // are waited for (a few times MinFileAge).
 func Open(cfg Config) (*Repository, error) {
+	return open(cfg, loadModel)
+}
+
+// open is Open with the loader given (a fake in tests).
+func open(cfg Config, load loadFunc) (*Repository, error) {
 	if (cfg.Repository == "") == (cfg.ModelFile == "") {
 		return nil, errors.New("modelrepo: set exactly one of a model repository and a model file")
 	}
@@ -175,17 +196,22 @@ func Open(cfg Config) (*Repository, error) {
 	}
 	memtrim.LimitArenas() // before the first session: see package memtrim
 	r := &Repository{
-		cfg:      cfg,
-		log:      cfg.Logger,
-		skipped:  make(map[string]string),
-		models:   make(map[string]*modelEntry),
-		draining: make(map[*instance]struct{}),
-		resident: make(map[string]int),
-		peak:     make(map[string]int),
-		kick:     make(chan struct{}, 1),
-		done:     make(chan struct{}),
+		cfg:          cfg,
+		log:          cfg.Logger,
+		load:         load,
+		reconcileSem: make(chan struct{}, 1),
+		skipped:      make(map[string]string),
+		models:       make(map[string]*modelEntry),
+		draining:     make(map[*instance]struct{}),
+		resident:     make(map[string]int),
+		peak:         make(map[string]int),
+		unloadKick:   make(chan struct{}, 1),
+		unloaderDone: make(chan struct{}),
+		kick:         make(chan struct{}, 1),
+		done:         make(chan struct{}),
 	}
 	r.routes.Store(&routes{served: map[string][]*instance{}})
+	go r.unloader()
 
 	ctx := context.Background()
 	start := time.Now()
@@ -313,21 +339,36 @@ func (r *Repository) Reload(ctx context.Context) error {
 }
 
 // Close stops the poll loop, stops handing out leases and closes every
-// session that no lease holds; a session still leased closes on its last
-// Release. It returns the joined errors of the sessions it closed.
+// session that no lease holds; a session still leased closes after its last
+// Release. It returns the joined errors of the sessions it closed. A scan
+// stuck in I/O on the model volume is waited for at most closeWait: Close
+// then returns an error saying so, and leaves the sessions to the process's
+// exit.
 func (r *Repository) Close() error {
+	first := r.closed.CompareAndSwap(false, true)
+	if first {
+		r.routes.Store(nil) // no new leases from here on
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), closeWait)
+	defer cancel()
 	if r.cancel != nil {
 		r.cancel()
-		<-r.done
+		select {
+		case <-r.done:
+		case <-ctx.Done():
+		}
 	}
-	r.reconcileMu.Lock()
-	defer r.reconcileMu.Unlock()
-	if r.closed {
+	if err := r.lockReconcile(ctx); err != nil {
+		return fmt.Errorf("modelrepo: a repository scan still runs after %s (blocked on the model volume?); not waiting for it", closeWait)
+	}
+	defer r.unlockReconcile()
+	r.routes.Store(nil) // in case a publish raced with the Store above
+	r.mu.Lock()
+	if !first && r.shut {
+		r.mu.Unlock()
 		return nil
 	}
-	r.closed = true
-	r.routes.Store(nil)
-	r.mu.Lock()
+	r.shut = true
 	if r.timer != nil {
 		r.timer.Stop()
 	}
@@ -349,5 +390,27 @@ func (r *Repository) Close() error {
 			errs = append(errs, r.closeInstance(in))
 		}
 	}
+	// Wake the unloader: it ends now unless a lease still holds a session.
+	select {
+	case r.unloadKick <- struct{}{}:
+	default:
+	}
 	return errors.Join(errs...)
 }
+
+// lockReconcile takes reconcileSem, or fails when ctx ends first.
+func (r *Repository) lockReconcile(ctx context.Context) error {
+	select {
+	case r.reconcileSem <- struct{}{}:
+		return nil
+	default:
+	}
+	select {
+	case r.reconcileSem <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (r *Repository) unlockReconcile() { <-r.reconcileSem }

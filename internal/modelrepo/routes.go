@@ -25,7 +25,8 @@ type Lease struct {
 }
 
 // Release ends the lease. The last release of a replaced or removed version
-// closes its session.
+// has its session closed on the repository's goroutine: Release never waits
+// for an unload.
 func (l *Lease) Release() {
 	if l.released.CompareAndSwap(false, true) {
 		l.inst.unref()
@@ -48,7 +49,8 @@ type instance struct {
 	version int64
 	path    string
 	sha256  string
-	model   *gcn.Model
+	session session
+	model   *gcn.Model // session, when it is a real one (not a test's fake)
 	refs    atomic.Int64
 }
 
@@ -65,11 +67,11 @@ func (in *instance) tryRef() bool {
 	}
 }
 
+// unref drops a reference; the last one hands the session to the
+// repository's unloader (the caller, often a request, does not wait).
 func (in *instance) unref() {
 	if in.refs.Add(-1) == 0 {
-		if err := in.repo.closeInstance(in); err != nil {
-			in.repo.log.Error("close model session", "model", in.name, "version", in.version, "err", err)
-		}
+		in.repo.unload(in)
 	}
 }
 
@@ -146,6 +148,9 @@ func listOrNone(names []string) string {
 
 // signature identifies the served set, to tell whether a reload changed it.
 func (rt *routes) signature() string {
+	if rt == nil {
+		return "" // closed
+	}
 	var b strings.Builder
 	b.WriteString(rt.def)
 	for _, name := range slices.Sorted(maps.Keys(rt.served)) {
@@ -159,7 +164,7 @@ func (rt *routes) signature() string {
 
 // publish swaps in routes built from the model entries, then drops the old
 // routes' hold on retired sessions: a session closes once its last lease is
-// released, and no new lease can find it. Called with reconcileMu held.
+// released, and no new lease can find it. Called with reconcileSem held.
 func (r *Repository) publish() {
 	r.mu.Lock()
 	rt := &routes{served: make(map[string][]*instance, len(r.models))}
@@ -185,10 +190,17 @@ func (r *Repository) publish() {
 	retired := r.retireAfterPublish
 	r.retireAfterPublish = nil
 	r.mu.Unlock()
-	if !r.closed {
+	if !r.closed.Load() {
 		r.routes.Store(rt)
 	}
+	// This is the reconciling goroutine, not a request's: a session no
+	// lease holds closes here and now, so a removed model is gone when
+	// Reload returns.
 	for _, in := range retired {
-		in.unref()
+		if in.refs.Add(-1) == 0 {
+			if err := r.closeInstance(in); err != nil {
+				r.log.Error("close model session", "model", in.name, "version", in.version, "err", err)
+			}
+		}
 	}
 }

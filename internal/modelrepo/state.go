@@ -1,6 +1,7 @@
 package modelrepo
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 )
@@ -40,6 +41,11 @@ type ModelState struct {
 	Name string
 	// Policy is the effective version policy.
 	Policy string
+	// PolicyReason says why the model's version_policy file is ignored (a
+	// FIFO, a device, over MaxPolicyBytes, bad syntax); "" when it is used
+	// or absent. Every version's Reason repeats it, so that ListModels
+	// shows it.
+	PolicyReason string
 	// Versions are ascending by version.
 	Versions []VersionState
 }
@@ -127,6 +133,17 @@ func (r *Repository) Models() []ModelState {
 			for i := range ms.Versions {
 				if ms.Versions[i].Version == in.version {
 					ms.Versions[i].InFlight += max(in.refs.Load(), 0)
+				}
+			}
+		}
+		if m.policyMsg != "" {
+			ms.PolicyReason = m.policyMsg
+			note := fmt.Sprintf("%s ignored (%s); policy in force: %s", PolicyFileName, m.policyMsg, ms.Policy)
+			for i := range ms.Versions {
+				if ms.Versions[i].Reason == "" {
+					ms.Versions[i].Reason = note
+				} else {
+					ms.Versions[i].Reason += "; " + note
 				}
 			}
 		}
