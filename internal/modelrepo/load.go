@@ -41,13 +41,22 @@ func (r *Repository) loadVersion(ctx context.Context, e *modelEntry, ve *version
 	}
 	r.setState(ve, StateLoading, "loading")
 	start := time.Now()
-	in, err := r.openInstance(ctx, e.name, ve.version, ve.path, sum, data)
+	name, version := e.name, ve.version
+	if r.cfg.ModelFile != "" {
+		// Single-file mode: the version (and, at the first load, the name)
+		// come from the file's metadata.
+		name, version = r.fileName, 0
+	}
+	in, err := r.openInstance(ctx, name, version, ve.path, sum, data)
 	if err != nil {
 		r.refuse(e.name, ve, st, err)
 		return time.Time{}
 	}
 	took := time.Since(start)
 	r.mu.Lock()
+	if r.cfg.ModelFile != "" {
+		r.adoptFileIdentity(e, ve, in)
+	}
 	if old := ve.live; old != nil {
 		// The routes still hold old; the next publish routes to in, then
 		// lets old go.

@@ -25,31 +25,30 @@ func (r *Repository) reconcile(ctx context.Context) (changed bool, err error) {
 	before := r.routes.Load().signature()
 	now := time.Now()
 	var due time.Time
+	var disk map[string]*diskModel
+	var skipped map[string]string
 	if r.cfg.ModelFile != "" {
-		due = r.reconcileFile(ctx, now)
-	} else {
-		disk, skipped, err := scanRepository(r.cfg.Repository)
-		if err != nil {
-			return false, err
+		disk, skipped = r.scanFile() // a one-model repository
+	} else if disk, skipped, err = scanRepository(r.cfg.Repository); err != nil {
+		return false, err
+	}
+	for path, why := range skipped {
+		if r.skipped[path] != why {
+			r.log.Info("model repository: ignoring entry", "path", path, "reason", why)
 		}
-		for path, why := range skipped {
-			if r.skipped[path] != why {
-				r.log.Info("model repository: ignoring entry", "path", path, "reason", why)
-			}
+	}
+	r.skipped = skipped
+	names := slices.Sorted(maps.Keys(disk))
+	r.mu.Lock()
+	for name := range r.models {
+		if _, ok := disk[name]; !ok {
+			names = append(names, name) // removed: unload its versions
 		}
-		r.skipped = skipped
-		names := slices.Sorted(maps.Keys(disk))
-		r.mu.Lock()
-		for name := range r.models {
-			if _, ok := disk[name]; !ok {
-				names = append(names, name) // removed: unload its versions
-			}
-		}
-		r.mu.Unlock()
-		for _, name := range names {
-			if d := r.reconcileModel(ctx, name, disk[name], now); !d.IsZero() && (due.IsZero() || d.Before(due)) {
-				due = d
-			}
+	}
+	r.mu.Unlock()
+	for _, name := range names {
+		if d := r.reconcileModel(ctx, name, disk[name], now); !d.IsZero() && (due.IsZero() || d.Before(due)) {
+			due = d
 		}
 	}
 	r.publish()
@@ -144,6 +143,8 @@ func (r *Repository) reconcileModel(ctx context.Context, name string, d *diskMod
 	desired := e.desired()
 	for v, ve := range e.versions {
 		switch {
+		case ve.served && d.gone != "":
+			ve.state, ve.reason = StateReady, "file gone; serving the copy loaded before: "+d.gone
 		case ve.served && ve.failed != nil && ve.failed.equal(ve.disk):
 			ve.state, ve.reason = StateReady, "serving the file loaded before; its new content was refused: "+ve.failReason
 		case ve.served && !ve.onDisk:

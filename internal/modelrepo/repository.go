@@ -87,7 +87,8 @@ type Config struct {
 	// the only model when there is exactly one, else none.
 	DefaultModel string
 	// Policy is the server-wide version policy; a model's version_policy file
-	// overrides it. Default (zero value) "latest".
+	// overrides it. Default (zero value) "latest". Ignored in single-file
+	// mode (one file, one version).
 	Policy Policy
 	// PollInterval is how often the repository is rescanned. 0 (the zero
 	// value) turns polling off: only Reload rescans.
@@ -193,6 +194,9 @@ func open(cfg Config, load loadFunc) (*Repository, error) {
 	cfg.MinFileAge = max(cfg.MinFileAge, 0)
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	if cfg.ModelFile != "" {
+		cfg.Policy = Policy{} // one file, one version: always served
 	}
 	memtrim.LimitArenas() // before the first session: see package memtrim
 	r := &Repository{

@@ -177,6 +177,9 @@ type diskModel struct {
 	// partial is set when part of the directory could not be read: versions
 	// missing from the scan are then not treated as removed.
 	partial bool
+	// gone, in single-file mode, says why the file that was loaded is gone
+	// (the loaded copy serves on).
+	gone string
 }
 
 // scanRepository lists dir's models and versions. It only stats files;

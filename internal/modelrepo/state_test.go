@@ -29,7 +29,12 @@ type fakeSession struct {
 	closed  chan struct{}
 }
 
-func (s *fakeSession) Info() gcn.Info { return gcn.Info{} }
+// Info reads "name@version" content as the model's metadata (single-file
+// mode names and numbers the model from it).
+func (s *fakeSession) Info() gcn.Info {
+	name, version, _ := strings.Cut(s.content, "@")
+	return gcn.Info{Name: name, Version: version}
+}
 
 func (s *fakeSession) Close() error {
 	if s.gate != nil {
@@ -391,4 +396,64 @@ func TestReloadHonoursContextWhileAScanRuns(t *testing.T) {
 		t.Errorf("serving %d while a scan is stuck, want 1 (requests never wait for scans)", got)
 	}
 	<-r.reconcileSem
+}
+
+// TestFakeSingleFileIsAOneModelRepository: single-file mode runs the
+// repository's state machine: named and numbered by the metadata, a changed
+// file swaps in whatever its version, a refused replacement or a removed
+// file leaves the loaded copy serving (with the reason), a FIFO put in its
+// place is refused unopened.
+func TestFakeSingleFileIsAOneModelRepository(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "served.onnx")
+	put := func(content string) {
+		t.Helper()
+		tmp := path + ".tmp"
+		if err := os.WriteFile(tmp, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		old := time.Now().Add(-time.Hour)
+		os.Chtimes(tmp, old, old)
+		if err := os.Rename(tmp, path); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put("gcn-karate@1")
+	f := &fakeLoader{}
+	cfg := Config{ModelFile: path, MinFileAge: -1, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	r, err := open(cfg, f.load)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	if r.Default() != "gcn-karate" || servedOf(t, r, "") != 1 {
+		t.Fatalf("Default() %q version %d, want gcn-karate 1", r.Default(), servedOf(t, r, ""))
+	}
+	put("other-name@5")
+	reloadWithin(t, r)
+	if got := servedOf(t, r, "gcn-karate"); got != 5 {
+		t.Errorf("after the change serving %d, want 5 (the name stays, the version follows)", got)
+	}
+	put("broken")
+	reloadWithin(t, r)
+	if v, _ := versionState(r, "gcn-karate", 5); v.State != StateReady || !strings.Contains(v.Reason, "not an ONNX model") {
+		t.Errorf("after a broken replacement: %s %q, want READY saying the new content was refused", v.State, v.Reason)
+	}
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	reloadWithin(t, r)
+	if v, _ := versionState(r, "gcn-karate", 5); v.State != StateReady || !strings.Contains(v.Reason, "file gone") {
+		t.Errorf("after removal: %s %q, want READY, file gone", v.State, v.Reason)
+	}
+	if err := syscall.Mkfifo(path, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	reloadWithin(t, r)
+	if v, _ := versionState(r, "gcn-karate", 5); v.State != StateReady || !strings.Contains(v.Reason, "a named pipe (FIFO)") {
+		t.Errorf("a FIFO in its place: %s %q, want READY, the FIFO refused", v.State, v.Reason)
+	}
+	if got := servedOf(t, r, ""); got != 5 {
+		t.Errorf("serving %d, want 5 throughout", got)
+	}
 }
