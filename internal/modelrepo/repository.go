@@ -28,14 +28,19 @@
 // SHA-256), is read, opened by gcn (which checks the model contract) and warmed
 // up with one prediction before it takes traffic. Requests that hold a Lease
 // finish on the version they started on; a replaced or removed version's
-// session is closed when its last lease is released. Versions of one model load
+// session is closed after its last lease is released, on the repository's
+// own goroutine (never the releasing request's). Versions of one model load
 // one at a time, and a model does not load a new version while an old one is
 // still draining, so at most the served versions plus one are resident.
 //
-// A file that cannot be read, is not an ONNX model, breaks the contract or
-// fails its warm-up is refused: one log line naming the file and the reason,
-// one Events.VersionRefused call, state FAILED; whatever was serving keeps
-// serving. The file is not retried until it changes (size, mtime or inode).
+// A file that is not a regular file (a FIFO, a device, a directory, or a
+// symlink to one of them) or is too big (MaxModelBytes, MaxPolicyBytes) is
+// refused before it is opened, so no file can block a scan or exhaust
+// memory. A file that cannot be read, is not an ONNX model, breaks the
+// contract or fails its warm-up is refused too: one log line naming the file
+// and the reason, one Events.VersionRefused call, state FAILED; whatever was
+// serving keeps serving. The file is not retried until it changes (size,
+// mtime or inode).
 //
 // # Publishing atomically
 //
@@ -394,10 +399,24 @@ func (r *Repository) Close() error {
 			errs = append(errs, r.closeInstance(in))
 		}
 	}
-	// Wake the unloader: it ends now unless a lease still holds a session.
+	// Wake the unloader: it ends now unless a lease still holds a session
+	// (then after the last Release); wait for it in the first case, so that
+	// Close leaves no goroutine behind.
 	select {
 	case r.unloadKick <- struct{}{}:
 	default:
+	}
+	r.mu.Lock()
+	open := 0
+	for _, n := range r.resident {
+		open += n
+	}
+	r.mu.Unlock()
+	if open == 0 {
+		select {
+		case <-r.unloaderDone:
+		case <-ctx.Done():
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -457,3 +457,45 @@ func TestFakeSingleFileIsAOneModelRepository(t *testing.T) {
 		t.Errorf("serving %d, want 5 throughout", got)
 	}
 }
+
+// TestCloseEndsItsGoroutines: after Close (no lease out) the poll loop and
+// the unloader have ended; with a lease out, the unloader ends after the
+// last Release has closed the session.
+func TestCloseEndsItsGoroutines(t *testing.T) {
+	dir := t.TempDir()
+	writeVersion(t, dir, "m", 1, "one")
+	cfg := Config{Repository: dir, MinFileAge: -1, PollInterval: time.Hour, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	f := &fakeLoader{}
+	r, err := open(cfg, f.load)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lease, err := r.Acquire("m", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-r.done:
+	default:
+		t.Error("the poll loop still runs after Close")
+	}
+	select {
+	case <-r.unloaderDone:
+		t.Fatal("the unloader ended with a session still leased")
+	default:
+	}
+	lease.Release()
+	select {
+	case <-r.unloaderDone:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the unloader still runs 5s after the last Release")
+	}
+	select {
+	case <-f.sessions[0].closed:
+	default:
+		t.Error("the leased session was not closed")
+	}
+}
