@@ -74,10 +74,13 @@ func (e *GraceError) Error() string {
 //     follows, and the servers stop accepting (gRPC GracefulStop, HTTP
 //     Shutdown); in-flight calls get ShutdownGrace to finish;
 //  4. when the grace runs out the rest are cancelled, a line says how
-//     many, and Wait returns a *GraceError (exit 1).
+//     many, and Wait returns a *GraceError (exit 1);
+//  5. Close closes the models.
 //
-// A second SIGTERM or SIGINT during the drain exits at once with
-// ExitFailure. SIGHUP never stops the server.
+// A second SIGTERM or SIGINT at any step, Close included, exits at once
+// with ExitFailure. A reload in progress is cancelled when the drain begins
+// and waited for at most reloadWait. SIGHUP never stops the server.
+// Shutdown runs the same drain (tests, embedders): there is one way down.
 //
 // Use: build it, register HealthService() instead of the health server
 // itself, add UnaryInterceptor/StreamInterceptor to the gRPC server and
