@@ -26,8 +26,22 @@ type job struct {
 	ctx      context.Context
 	graph    Tensors
 	enqueued time.Time
-	// done receives the job's result exactly once.
+	// done receives the job's result exactly once, through answer.
 	done chan result
+	// answered is set by answer; only the worker that took the job reads
+	// and writes it.
+	answered bool
+}
+
+// answer hands j its result unless it already has one: done holds one
+// result, so a second send would block the worker forever (when split
+// panics after answering some jobs, the recovery answers the rest only).
+func (j *job) answer(r result) {
+	if j.answered {
+		return
+	}
+	j.answered = true
+	j.done <- r
 }
 
 type result struct {
@@ -173,7 +187,7 @@ func (b *batcher) run(batch []*job) {
 	live := batch[:0]
 	for _, j := range batch {
 		if err := j.ctx.Err(); err != nil {
-			j.done <- result{err: err}
+			j.answer(result{err: err})
 			continue
 		}
 		live = append(live, j)
@@ -186,7 +200,7 @@ func (b *batcher) run(batch []*job) {
 		if r := recover(); r != nil {
 			err := fmt.Errorf("batch run panicked: %v", r)
 			for _, j := range live {
-				j.done <- result{err: err}
+				j.answer(result{err: err}) // skips jobs split already answered
 			}
 		}
 	}()
@@ -194,7 +208,7 @@ func (b *batcher) run(batch []*job) {
 		j := live[0]
 		p, err := b.model.predict(j.ctx, j.graph)
 		p.Timing.Queue = time.Since(j.enqueued) - p.Timing.Run
-		j.done <- result{pred: p, err: err}
+		j.answer(result{pred: p, err: err})
 		return
 	}
 	merged := merge(live)
@@ -204,7 +218,7 @@ func (b *batcher) run(batch []*job) {
 	p, err := b.model.predict(context.Background(), merged)
 	if err != nil {
 		for _, j := range live {
-			j.done <- result{err: err}
+			j.answer(result{err: err})
 		}
 		return
 	}
@@ -249,7 +263,7 @@ func split(p Prediction, jobs []*job, started time.Time) {
 	var at int
 	for _, j := range jobs {
 		n := j.graph.NumNodes
-		j.done <- result{pred: Prediction{
+		j.answer(result{pred: Prediction{
 			NumClasses:    c,
 			Probabilities: p.Probabilities[at*c : (at+n)*c : (at+n)*c],
 			ClassIndex:    p.ClassIndex[at : at+n : at+n],
@@ -259,7 +273,7 @@ func split(p Prediction, jobs []*job, started time.Time) {
 				Run:         p.Timing.Run,
 				BatchGraphs: len(jobs),
 			},
-		}}
+		}})
 		at += n
 	}
 }
@@ -269,7 +283,7 @@ func (b *batcher) failQueued() {
 	for {
 		select {
 		case j := <-b.jobs:
-			j.done <- result{err: ErrClosed}
+			j.answer(result{err: ErrClosed})
 		default:
 			return
 		}

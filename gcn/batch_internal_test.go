@@ -3,6 +3,7 @@ package gcn
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -119,5 +120,93 @@ func TestLoneRequestDoesNotWait(t *testing.T) {
 	}
 	if d := time.Since(start); d > 500*time.Millisecond {
 		t.Errorf("a lone request took %v with MaxDelay 1s, want no batching wait", d)
+	}
+}
+
+// shortModel runs a lone graph after release1 and a merged batch after
+// releaseMerged, answering the batch with too few rows, so that split
+// panics after handing the first job its rows.
+type shortModel struct {
+	release1, releaseMerged chan struct{}
+	mergedStarted           chan struct{}
+}
+
+func (f *shortModel) predict(ctx context.Context, g Tensors) (Prediction, error) {
+	n := g.NumNodes
+	if n == 1 {
+		<-f.release1
+	} else {
+		close(f.mergedStarted)
+		<-f.releaseMerged
+		n = 2 // the first job's rows only
+	}
+	return Prediction{NumClasses: 1, Probabilities: make([]float32, n),
+		ClassIndex: make([]int32, n), Scores: make([]float32, n)}, nil
+}
+
+// TestPanicAfterPartialSplitDoesNotBlockWorker: when split panics after it
+// answered some jobs, the recovery answers only the others. Before, it sent
+// a second result to a job whose caller had gone (its context ended), which
+// blocked the worker for good: the other job never got an answer and every
+// later request waited.
+func TestPanicAfterPartialSplitDoesNotBlockWorker(t *testing.T) {
+	f := &shortModel{release1: make(chan struct{}), releaseMerged: make(chan struct{}), mergedStarted: make(chan struct{})}
+	b := newBatcher(f, BatchOptions{MaxDelay: time.Second, Workers: 1})
+	defer func() {
+		done := make(chan struct{})
+		go func() { b.close(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Error("close blocked: the worker is stuck")
+		}
+	}()
+	graph := func(n int) Tensors { return Tensors{NumNodes: n, Features: make([]float32, n)} }
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+
+	// C occupies the only worker while A and B queue, so A and B form one batch.
+	c := make(chan error, 1)
+	go func() { _, err := b.predict(ctx, graph(1)); c <- err }()
+	for b.waiting.Load() < 1 {
+		time.Sleep(time.Millisecond)
+	}
+	ctxA, cancelA := context.WithCancel(ctx)
+	a, bErr := make(chan error, 1), make(chan error, 1)
+	go func() { _, err := b.predict(ctxA, graph(2)); a <- err }()
+	for b.waiting.Load() < 2 {
+		time.Sleep(time.Millisecond)
+	}
+	go func() { _, err := b.predict(ctx, graph(2)); bErr <- err }()
+	for b.waiting.Load() < 3 {
+		time.Sleep(time.Millisecond)
+	}
+	close(f.release1)
+	if err := <-c; err != nil {
+		t.Fatalf("C: %v", err)
+	}
+	select {
+	case <-f.mergedStarted:
+	case <-ctx.Done():
+		t.Fatal("A and B never ran as one batch")
+	}
+	cancelA() // A's caller leaves: its result slot stays full once split answers it
+	if err := <-a; !errors.Is(err, context.Canceled) {
+		t.Errorf("A: %v, want Canceled", err)
+	}
+	close(f.releaseMerged)
+	if err := <-bErr; err == nil || !strings.Contains(err.Error(), "panicked") {
+		t.Errorf("B: %v, want the batch's panic (not a hang until the deadline)", err)
+	}
+	// The worker is free: a later request runs.
+	late := make(chan error, 1)
+	go func() { _, err := b.predict(ctx, graph(1)); late <- err }()
+	select {
+	case err := <-late:
+		if err != nil {
+			t.Errorf("a request after the panic: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a request after the panic got no answer: the worker is blocked")
 	}
 }

@@ -1,14 +1,10 @@
 package modelrepo
 
 import (
-	"context"
 	"errors"
-	"fmt"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/gcnserve/gcnserve/gcn"
 )
@@ -35,114 +31,58 @@ func fileModelVersion(info gcn.Info) int64 {
 	return 1
 }
 
-// reconcileFile is reconcileModel for single-file mode: one model, one
-// version at a time. A changed file is loaded and, once warm, replaces the
-// served version whatever its version number; a removed file keeps the loaded
-// session serving (as before reloads existed). It returns when to look again
-// at a file still changing.
-func (r *Repository) reconcileFile(ctx context.Context, now time.Time) (due time.Time) {
+// Single-file mode (Config.ModelFile) is a repository of one model with one
+// version: scanFile stands in for scanRepository, and the rest (load,
+// refuse, swap, drain) is the repository's. Only the identity differs: the
+// model is named, and the version numbered, by the file's metadata, known
+// once it is loaded (adoptFileIdentity); a changed file replaces the served
+// version whatever its number; a removed file leaves the loaded copy serving.
+
+// scanFile is scanRepository for single-file mode. The model and version
+// keys are those of the model's entry: the file's metadata after the first
+// load, the file name and 0 before. A file that is gone while a copy is
+// loaded leaves that version as it is (partial, gone), so the copy serves
+// on. Called with reconcileSem held.
+func (r *Repository) scanFile() (map[string]*diskModel, map[string]string) {
 	path := r.cfg.ModelFile
-	r.mu.Lock()
-	if len(r.models) == 0 {
-		name := strings.TrimSuffix(filepath.Base(path), filepath.Ext(path))
-		r.models[name] = &modelEntry{name: name, versions: make(map[int64]*versionEntry)}
-	}
-	var e *modelEntry
-	for _, m := range r.models {
-		e = m
-	}
-	var cur *versionEntry
-	for _, v := range e.versions {
-		cur = v
-	}
-	if cur == nil {
-		cur = &versionEntry{path: path} // version 0: not loaded yet
-		e.versions[0] = cur
-	}
-	r.mu.Unlock()
-
-	fi, err := os.Stat(path)
-	if err != nil {
-		if cur.live != nil {
-			if r.skipped[path] == "" {
-				r.log.Warn("model file is gone; serving the loaded copy", "file", path, "err", err)
-			}
-			r.skipped[path] = err.Error()
-			r.setState(cur, StateReady, "file gone; serving the copy loaded before: "+err.Error())
-			return time.Time{}
+	name, version, loaded := strings.TrimSuffix(filepath.Base(path), filepath.Ext(path)), int64(0), false
+	for n, e := range r.models { // at most one
+		name = n
+		for v, ve := range e.versions { // at most one
+			version, loaded = v, ve.live != nil
 		}
-		if r.skipped[path] != err.Error() {
-			r.refuse(e.name, cur, fileStat{}, fmt.Errorf("read: %w", err))
-		}
-		r.skipped[path] = err.Error()
-		return time.Time{}
 	}
-	delete(r.skipped, path)
-	st := statOf(fi)
+	d := &diskModel{versions: make(map[int64]diskVersion)}
+	skipped := make(map[string]string)
+	fi, err := statFile(path, MaxModelBytes)
+	var refused *refusedError
 	switch {
-	case cur.live != nil && cur.liveStat.equal(st):
-		r.setState(cur, StateReady, "")
-		return time.Time{}
-	case cur.failed != nil && cur.failed.equal(st):
-		return time.Time{}
-	}
-
-	data, st, sum, err := readStable(path, r.cfg.MinFileAge, now)
-	var changing *errChanging
-	switch {
-	case errors.As(err, &changing):
-		if cur.live == nil {
-			r.setState(cur, StateLoading, "file "+changing.reason)
-		}
-		return changing.due
+	case errors.As(err, &refused):
+		d.versions[version] = diskVersion{path: path, stat: statOf(fi), refused: refused.reason}
+	case err != nil && loaded:
+		d.partial, d.gone = true, err.Error()
+		skipped[path] = "model file is gone; serving the copy loaded before: " + err.Error()
 	case err != nil:
-		r.refuse(e.name, cur, st, fmt.Errorf("read: %w", err))
-		return time.Time{}
-	case cur.live != nil && cur.live.sha256 == sum:
-		r.mu.Lock()
-		cur.disk, cur.liveStat = st, st
-		r.mu.Unlock()
-		return time.Time{}
+		d.versions[version] = diskVersion{path: path, refused: "read: " + err.Error()}
+	default:
+		d.versions[version] = diskVersion{path: path, stat: statOf(fi)}
 	}
-	if n := r.drainingCount(e.name); n > 0 {
-		// At most old and new resident: the drain's end wakes the loop.
-		if cur.live == nil {
-			r.setState(cur, StateLoading, fmt.Sprintf("waiting for %d older session(s) to drain", n))
-		}
-		return time.Time{}
-	}
-	if cur.live == nil {
-		r.setState(cur, StateLoading, "loading")
-	}
-	start := time.Now()
-	in, err := r.openInstance(ctx, r.fileName, 0, path, sum, data)
-	if err != nil {
-		r.refuse(e.name, cur, st, err)
-		return time.Time{}
-	}
-	took := time.Since(start)
+	return map[string]*diskModel{name: d}, skipped
+}
 
-	r.mu.Lock()
+// adoptFileIdentity re-keys single-file mode's entries by the loaded file's
+// metadata: the first load names the model, every load numbers the version.
+// Called with mu and reconcileSem held.
+func (r *Repository) adoptFileIdentity(e *modelEntry, ve *versionEntry, in *instance) {
 	if r.fileName == "" {
-		// The first load names the model.
 		delete(r.models, e.name)
 		e.name = in.name
 		r.models[e.name] = e
 		r.fileName = e.name
 	}
-	if old := cur.live; old != nil {
-		r.draining[old] = struct{}{}
-		r.retireAfterPublish = append(r.retireAfterPublish, old)
+	if ve.version != in.version {
+		delete(e.versions, ve.version)
+		ve.version = in.version
+		e.versions[ve.version] = ve
 	}
-	e.versions = map[int64]*versionEntry{in.version: {
-		version: in.version, path: path, onDisk: true, disk: st,
-		live: in, liveStat: st, served: true, state: StateReady,
-	}}
-	r.mu.Unlock()
-	r.log.Info("model version loaded", "model", in.name, "version", in.version, "file", path,
-		"sha256", sum[:12], "took", took.Round(time.Millisecond))
-	if r.cfg.Events != nil {
-		r.cfg.Events.VersionLoaded(in.name, in.version, took)
-	}
-	return time.Time{}
 }

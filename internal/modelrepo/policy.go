@@ -59,7 +59,7 @@ func ParsePolicy(s string) (Policy, error) {
 		slices.Sort(vs)
 		return Policy{kind: policySpecific, versions: slices.Compact(vs)}, nil
 	}
-	return Policy{}, fmt.Errorf("version policy %q: want latest, latest:N, all or specific:V1,V2,...", s)
+	return Policy{}, fmt.Errorf("version policy %q: want latest, latest:N, all or specific:V1,V2,... (e.g. specific:1,3)", s)
 }
 
 // String returns the policy in the syntax ParsePolicy reads.

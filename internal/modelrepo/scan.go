@@ -24,6 +24,117 @@ const (
 	PolicyFileName = "version_policy"
 )
 
+// Size limits of the files a repository holds: a bigger file is refused
+// before a byte of it is read.
+const (
+	// MaxModelBytes is protobuf's limit on one message (2 GiB - 1), and so
+	// on an ONNX model held in one file: a bigger model.onnx cannot be a
+	// model gcn opens, and reading it would only exhaust memory.
+	MaxModelBytes = 2<<30 - 1
+	// MaxPolicyBytes bounds a version_policy file, one short line.
+	MaxPolicyBytes = 4 << 10
+)
+
+// refusedError says why a file of the repository is refused without being
+// opened: what it is, or its size.
+type refusedError struct{ reason string }
+
+func (e *refusedError) Error() string { return e.reason }
+
+// statFile stats path as the repository accepts it: a regular file, or a
+// symlink to one, of at most limit bytes. Anything else (a FIFO, a device
+// such as /dev/zero, a socket, a directory, or a symlink to one of them) is
+// a *refusedError saying what it is, found without opening it: opening a
+// FIFO blocks until a writer comes, and a device can be read forever. The
+// FileInfo is the file's (the symlink's target), also on refusal.
+func statFile(path string, limit int64) (fs.FileInfo, error) {
+	fi, err := os.Lstat(path)
+	if err != nil {
+		return nil, err
+	}
+	via := ""
+	if fi.Mode()&fs.ModeSymlink != 0 {
+		if fi, err = os.Stat(path); err != nil {
+			return nil, err
+		}
+		via = "a symlink to "
+	}
+	if !fi.Mode().IsRegular() {
+		return fi, &refusedError{fmt.Sprintf("%s%s, not a regular file", via, fileKind(fi.Mode()))}
+	}
+	if fi.Size() > limit {
+		return fi, &refusedError{fmt.Sprintf("%d bytes, over the %d-byte limit (%s)", fi.Size(), limit, limitName(limit))}
+	}
+	return fi, nil
+}
+
+func limitName(limit int64) string {
+	if limit == MaxModelBytes {
+		return "protobuf's 2 GiB limit on one ONNX model file"
+	}
+	return "a " + PolicyFileName + " file is one short line"
+}
+
+// fileKind names the type of a file that is not a regular one.
+func fileKind(m fs.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "a directory"
+	case m&fs.ModeNamedPipe != 0:
+		return "a named pipe (FIFO)"
+	case m&fs.ModeCharDevice != 0:
+		return "a character device"
+	case m&fs.ModeDevice != 0:
+		return "a block device"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	case m&fs.ModeSymlink != 0:
+		return "a symlink"
+	}
+	return "an irregular file"
+}
+
+// openFile opens a file statFile accepts, without blocking: O_NONBLOCK, so
+// that a FIFO renamed in after the stat cannot hang the open, and the opened
+// file is checked again (type and size) before anything is read.
+func openFile(path string, limit int64) (*os.File, fs.FileInfo, error) {
+	if _, err := statFile(path, limit); err != nil {
+		return nil, nil, err
+	}
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	fi, err := f.Stat()
+	switch {
+	case err != nil:
+	case !fi.Mode().IsRegular():
+		err = &refusedError{fmt.Sprintf("%s, not a regular file", fileKind(fi.Mode()))}
+	case fi.Size() > limit:
+		err = &refusedError{fmt.Sprintf("%d bytes, over the %d-byte limit (%s)", fi.Size(), limit, limitName(limit))}
+	}
+	if err != nil {
+		f.Close()
+		return nil, fi, err
+	}
+	return f, fi, nil
+}
+
+// readAtMost reads f, whose size was stat'ed as size, through a reader
+// bounded at size+1 bytes: it reports whether the file shrank or grew
+// meanwhile, and never reads more than one byte past size.
+func readAtMost(f *os.File, size int64) (data []byte, shrank, grew bool, err error) {
+	buf := make([]byte, size+1)
+	n, err := io.ReadFull(io.LimitReader(f, size+1), buf)
+	switch {
+	case errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF):
+		err = nil
+	case err != nil:
+		return nil, false, false, err
+	}
+	return buf[:min(int64(n), size)], int64(n) < size, int64(n) > size, nil
+}
+
 // fileStat identifies one state of a file: a file that was rewritten or
 // replaced (renamed over) has another size, mtime or inode.
 type fileStat struct {
@@ -48,6 +159,9 @@ func (s fileStat) equal(o fileStat) bool {
 type diskVersion struct {
 	path string
 	stat fileStat
+	// refused says why the file is not even opened (statFile); "" when it
+	// may be loaded.
+	refused string
 }
 
 // diskModel is what a scan saw of one model directory.
@@ -57,9 +171,15 @@ type diskModel struct {
 	policy      string
 	hasPolicy   bool
 	policyMtime time.Time
+	// policyRefused says why the version_policy file was not read ("" when
+	// it was, or there is none).
+	policyRefused string
 	// partial is set when part of the directory could not be read: versions
 	// missing from the scan are then not treated as removed.
 	partial bool
+	// gone, in single-file mode, says why the file that was loaded is gone
+	// (the loaded copy serves on).
+	gone string
 }
 
 // scanRepository lists dir's models and versions. It only stats files;
@@ -67,6 +187,11 @@ type diskModel struct {
 // version (hidden names, files, non-numeric directories) are reported in
 // skipped, keyed by path, so that the caller logs each once.
 func scanRepository(dir string) (models map[string]*diskModel, skipped map[string]string, err error) {
+	if fi, err := os.Stat(dir); err != nil {
+		return nil, nil, fmt.Errorf("model repository: %w", err)
+	} else if !fi.IsDir() {
+		return nil, nil, fmt.Errorf("model repository %s: %s, not a directory", dir, fileKind(fi.Mode()))
+	}
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, nil, fmt.Errorf("model repository: %w", err)
@@ -120,17 +245,17 @@ func scanModel(dir string, skipped map[string]string) *diskModel {
 			continue
 		}
 		if name == PolicyFileName {
-			fi, err := os.Stat(path)
-			var data []byte
-			if err == nil {
-				data, err = os.ReadFile(path)
-			}
-			if err != nil {
+			data, fi, err := readPolicyFile(path)
+			var refused *refusedError
+			switch {
+			case errors.As(err, &refused):
+				m.hasPolicy, m.policyRefused = true, refused.reason
+			case err != nil:
 				skipped[path] = err.Error()
 				m.partial = true
-				continue
+			default:
+				m.policy, m.hasPolicy, m.policyMtime = string(data), true, fi.ModTime()
 			}
-			m.policy, m.hasPolicy, m.policyMtime = string(data), true, fi.ModTime()
 			continue
 		}
 		v, ok := parseVersion(name)
@@ -139,20 +264,36 @@ func scanModel(dir string, skipped map[string]string) *diskModel {
 			continue
 		}
 		file := filepath.Join(path, ModelFileName)
-		fi, err := os.Stat(file)
+		fi, err := statFile(file, MaxModelBytes)
+		var refused *refusedError
 		switch {
 		case errors.Is(err, fs.ErrNotExist):
 			// A version directory being set up: not a version yet.
+		case errors.As(err, &refused):
+			m.versions[v] = diskVersion{path: file, stat: statOf(fi), refused: refused.reason}
 		case err != nil:
 			skipped[file] = err.Error()
 			m.partial = true
-		case !fi.Mode().IsRegular():
-			skipped[file] = "not a regular file"
 		default:
 			m.versions[v] = diskVersion{path: file, stat: statOf(fi)}
 		}
 	}
 	return m
+}
+
+// readPolicyFile reads a version_policy file of at most MaxPolicyBytes
+// (statFile, then openFile: a FIFO or a device is refused unopened).
+func readPolicyFile(path string) ([]byte, fs.FileInfo, error) {
+	f, fi, err := openFile(path, MaxPolicyBytes)
+	if err != nil {
+		return nil, fi, err
+	}
+	defer f.Close()
+	data, _, grew, err := readAtMost(f, fi.Size())
+	if err == nil && grew {
+		err = &refusedError{fmt.Sprintf("grew past its stat'ed %d bytes while read (limit %d)", fi.Size(), MaxPolicyBytes)}
+	}
+	return data, fi, err
 }
 
 // checkModelName accepts names that are safe in a URL path segment and a
@@ -201,28 +342,26 @@ func (e *errChanging) Error() string { return e.reason }
 // half-copied file is never loaded. The stat it returns belongs to the bytes
 // it returns, and so does the SHA-256.
 func readStable(path string, minAge time.Duration, now time.Time) (data []byte, st fileStat, sum string, err error) {
-	f, err := os.Open(path)
+	f, fi, err := openFile(path, MaxModelBytes)
 	if err != nil {
-		return nil, fileStat{}, "", err
+		if fi != nil {
+			st = statOf(fi)
+		}
+		return nil, st, "", err
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, fileStat{}, "", err
-	}
 	st = statOf(fi)
 	if age := now.Sub(st.mtime); age < minAge {
 		return nil, st, "", &errChanging{due: st.mtime.Add(minAge),
 			reason: fmt.Sprintf("modified %s ago; waiting until it is unchanged for %s", age.Round(time.Millisecond), minAge)}
 	}
-	data = make([]byte, st.size)
-	if _, err := io.ReadFull(f, data); err != nil {
-		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
-			return nil, st, "", &errChanging{due: time.Now().Add(minAge), reason: "shrank while being read; waiting until it is unchanged"}
-		}
+	data, shrank, grew, err := readAtMost(f, st.size)
+	switch {
+	case err != nil:
 		return nil, st, "", err
-	}
-	if n, _ := f.Read(make([]byte, 1)); n > 0 {
+	case shrank:
+		return nil, st, "", &errChanging{due: time.Now().Add(minAge), reason: "shrank while being read; waiting until it is unchanged"}
+	case grew:
 		return nil, st, "", &errChanging{due: time.Now().Add(minAge), reason: "grew while being read; waiting until it is unchanged"}
 	}
 	fi, err = f.Stat()

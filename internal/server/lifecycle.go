@@ -74,10 +74,13 @@ func (e *GraceError) Error() string {
 //     follows, and the servers stop accepting (gRPC GracefulStop, HTTP
 //     Shutdown); in-flight calls get ShutdownGrace to finish;
 //  4. when the grace runs out the rest are cancelled, a line says how
-//     many, and Wait returns a *GraceError (exit 1).
+//     many, and Wait returns a *GraceError (exit 1);
+//  5. Close closes the models.
 //
-// A second SIGTERM or SIGINT during the drain exits at once with
-// ExitFailure. SIGHUP never stops the server.
+// A second SIGTERM or SIGINT at any step, Close included, exits at once
+// with ExitFailure. A reload in progress is cancelled when the drain begins
+// and waited for at most reloadWait. SIGHUP never stops the server.
+// Shutdown runs the same drain (tests, embedders): there is one way down.
 //
 // Use: build it, register HealthService() instead of the health server
 // itself, add UnaryInterceptor/StreamInterceptor to the gRPC server and
@@ -100,7 +103,11 @@ type Lifecycle struct {
 	// --model file. nil: SIGHUP is logged and ignored. Its error is logged;
 	// the server keeps serving what it served.
 	Reload func(context.Context) error
-	// Signals, if not nil, replaces the process's signals (tests).
+	// Close, if not nil, runs once the servers have stopped: it closes the
+	// model repository. A second signal during it still exits at once.
+	Close func() error
+	// Signals, if not nil, replaces the process's signals (tests, and Run,
+	// which listens from before the models load: see ListenSignals).
 	Signals <-chan os.Signal
 	// Exit ends the process on a second signal. Default os.Exit.
 	Exit func(code int)
@@ -110,7 +117,17 @@ type Lifecycle struct {
 	stopping chan struct{} // closed when the servers stop accepting
 	// aborted is closed after a second signal, in case Exit returns (tests).
 	aborted chan struct{}
+	// drainOnce runs the one shutdown path once, whether Wait (a signal, the
+	// end of its context) or Shutdown (tests, embedders) starts it;
+	// drainErr is its result.
+	drainOnce sync.Once
+	drainErr  error
 }
+
+// reloadWait bounds how long shutdown waits for a reload in progress (it is
+// cancelled when the drain begins) before it goes on without it. A variable
+// for the tests.
+var reloadWait = 5 * time.Second
 
 // errSecondSignal is Wait's answer when a second signal cut the drain short
 // and Exit returned.
@@ -225,10 +242,18 @@ func (l *Lifecycle) Wait(ctx context.Context, served <-chan error) error {
 	}
 	reloads := make(chan struct{}, 1)
 	reloadDone := make(chan struct{})
-	go l.reloadLoop(ctx, reloads, reloadDone)
+	// A reload in progress is cancelled when the drain begins, and waited
+	// for at most reloadWait: a reload never holds up the exit.
+	reloadCtx, cancelReload := context.WithCancel(ctx)
+	go l.reloadLoop(reloadCtx, reloads, reloadDone)
 	defer func() {
+		cancelReload()
 		close(reloads)
-		<-reloadDone
+		select {
+		case <-reloadDone:
+		case <-time.After(reloadWait):
+			l.Log.Warn("a reload is still running (blocked on the model volume?); exiting without it")
+		}
 	}()
 
 	var cause any
@@ -238,7 +263,7 @@ wait:
 		case err := <-served:
 			l.Log.Error("server failed; stopping", "err", err)
 			l.stopNow()
-			return err
+			return errors.Join(err, l.closeModels())
 		case <-ctx.Done():
 			cause = context.Cause(ctx)
 			break wait
@@ -255,7 +280,9 @@ wait:
 		}
 	}
 
-	// From here on a second stop signal exits at once.
+	cancelReload()
+	// From here on, until Wait returns (the servers stopped and Close ran),
+	// a second stop signal exits at once.
 	drained := make(chan struct{})
 	defer close(drained)
 	go func() {
@@ -297,7 +324,36 @@ func (l *Lifecycle) reloadLoop(ctx context.Context, reloads <-chan struct{}, don
 	}
 }
 
+// Shutdown drains as a SIGTERM does (the same path: health NOT_SERVING,
+// DrainDelay, stop accepting, ShutdownGrace, Close) and returns Wait's
+// error. Wait, if running, returns the same result.
+func (l *Lifecycle) Shutdown() error {
+	l.init()
+	return l.drain("Shutdown")
+}
+
+// drain runs stopServers and then Close, once.
 func (l *Lifecycle) drain(cause any) error {
+	l.drainOnce.Do(func() {
+		l.drainErr = errors.Join(l.stopServers(cause), l.closeModels())
+	})
+	return l.drainErr
+}
+
+// closeModels runs Close, if set, and logs its error.
+func (l *Lifecycle) closeModels() error {
+	if l.Close == nil {
+		return nil
+	}
+	err := l.Close()
+	if err != nil {
+		l.Log.Error("closing the models after the servers stopped", "err", err)
+	}
+	return err
+}
+
+// stopServers is the drain's part that stops the listeners (see Lifecycle).
+func (l *Lifecycle) stopServers(cause any) error {
 	l.Log.Info("shutting down: health NOT_SERVING, still serving for the drain delay",
 		"cause", fmt.Sprint(cause), "drain_delay", l.DrainDelay, "shutdown_grace", l.ShutdownGrace)
 	// Shutdown sets every registered service name NOT_SERVING and keeps it
@@ -352,6 +408,66 @@ func (l *Lifecycle) drain(cause any) error {
 	l.stopNow()
 	<-stopped
 	return &GraceError{Grace: l.ShutdownGrace, Cancelled: cancelled}
+}
+
+// ListenSignals starts taking SIGTERM, SIGINT and SIGHUP away from the Go
+// runtime's default (which kills the process on each, SIGHUP included)
+// before the models load, and returns them for Lifecycle.Signals. Until
+// handOver is called, a SIGTERM or SIGINT exits at once with ExitFailure
+// (nothing is served yet: there is nothing to drain), and a SIGHUP is kept
+// for after the start: handOver returns the channel with it queued. Call
+// stop instead when the start fails: the runtime's default comes back.
+func ListenSignals(log *slog.Logger, exit func(int)) (handOver func() <-chan os.Signal, stop func()) {
+	if log == nil {
+		log = slog.Default()
+	}
+	if exit == nil {
+		exit = os.Exit
+	}
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	stopWatch := make(chan struct{})
+	hup := make(chan bool, 1)
+	go func() {
+		sawHUP := false
+		defer func() { hup <- sawHUP }()
+		for {
+			select {
+			case <-stopWatch:
+				return
+			case sig := <-sigs:
+				if sig == syscall.SIGHUP {
+					log.Info("SIGHUP during start-up: reloading once started")
+					sawHUP = true
+					continue
+				}
+				log.Error("signal during start-up: exiting now", "signal", sig.String())
+				exit(ExitFailure)
+			}
+		}
+	}()
+	var once sync.Once
+	end := func() bool {
+		sawHUP := false
+		once.Do(func() {
+			close(stopWatch)
+			sawHUP = <-hup
+		})
+		return sawHUP
+	}
+	handOver = func() <-chan os.Signal {
+		if end() {
+			select {
+			case sigs <- syscall.SIGHUP: // the start-up watcher no longer reads
+			default: // full of signals Wait will read anyway
+			}
+		}
+		return sigs
+	}
+	return handOver, func() {
+		end()
+		signal.Stop(sigs)
+	}
 }
 
 // stopNow closes every server without waiting for calls.

@@ -309,3 +309,162 @@ func TestExitCode(t *testing.T) {
 		}
 	}
 }
+
+// TestSecondSignalExitsWhileClosing: closing the models is the drain's last
+// step, and a second SIGTERM while it hangs (a scan stuck on the model
+// volume) exits at once. (Before, Run closed the models after Wait, when no
+// one listened for a second signal: "stopped gracefully", then no exit.)
+func TestSecondSignalExitsWhileClosing(t *testing.T) {
+	ls := startLifecycle(t, 0, time.Second, nil)
+	closing, unblock := make(chan struct{}), make(chan struct{})
+	ls.lc.Close = func() error {
+		close(closing)
+		<-unblock
+		return nil
+	}
+	ls.signals <- syscall.SIGTERM
+	select {
+	case <-closing:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the drain did not close the models")
+	}
+	ls.signals <- syscall.SIGTERM
+	select {
+	case code := <-ls.exits:
+		if code != ExitFailure {
+			t.Errorf("exit code %d, want %d", code, ExitFailure)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a second SIGTERM while the models close was ignored")
+	}
+	close(unblock)
+	ls.waitResult(t, 5*time.Second)
+}
+
+// TestReloadDoesNotHoldUpExit: a reload in progress is cancelled when the
+// drain begins, and one that ignores its context is waited for at most
+// reloadWait: SIGTERM after a SIGHUP that hangs still exits.
+func TestReloadDoesNotHoldUpExit(t *testing.T) {
+	defer func(d time.Duration) { reloadWait = d }(reloadWait)
+	reloadWait = 100 * time.Millisecond
+	started, cancelled := make(chan struct{}), make(chan struct{})
+	forever := make(chan struct{})
+	defer close(forever)
+	ls := startLifecycle(t, 0, time.Second, func(ctx context.Context) error {
+		close(started)
+		<-ctx.Done()
+		close(cancelled)
+		<-forever // and then hangs anyway
+		return ctx.Err()
+	})
+	ls.signals <- syscall.SIGHUP
+	<-started
+	ls.signals <- syscall.SIGTERM
+	select {
+	case <-cancelled:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the drain did not cancel the reload's context")
+	}
+	if err := ls.waitResult(t, 5*time.Second); err != nil {
+		t.Errorf("Wait = %v, want nil", err)
+	}
+	if !strings.Contains(ls.logs.String(), "a reload is still running") {
+		t.Errorf("log does not say a reload was left running:\n%s", ls.logs)
+	}
+}
+
+// TestShutdownIsTheDrain: Shutdown runs the SIGTERM drain (health
+// NOT_SERVING, in-flight calls finish, Close), once, and a Wait running at
+// the same time returns the same result.
+func TestShutdownIsTheDrain(t *testing.T) {
+	ls := startLifecycle(t, 0, 5*time.Second, nil)
+	var closes atomic.Int64
+	ls.lc.Close = func() error { closes.Add(1); return nil }
+	ls.sleep.sleep.Store(int64(200 * time.Millisecond))
+	callErr := make(chan error, 1)
+	go func() { callErr <- ls.call(context.Background()) }()
+	deadline := time.Now().Add(5 * time.Second)
+	for ls.lc.InFlight() == 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if err := ls.lc.Shutdown(); err != nil {
+		t.Errorf("Shutdown = %v, want nil", err)
+	}
+	if err := <-callErr; err != nil {
+		t.Errorf("the call in flight at Shutdown: %v, want it finished", err)
+	}
+	ls.signals <- syscall.SIGTERM // Wait's own drain is the same, already done
+	if err := ls.waitResult(t, 5*time.Second); err != nil {
+		t.Errorf("Wait = %v, want nil", err)
+	}
+	if n := closes.Load(); n != 1 {
+		t.Errorf("Close ran %d times, want 1", n)
+	}
+}
+
+// TestListenSignals: before the models are loaded, SIGHUP neither kills the
+// process (the runtime's default) nor is lost: it is handed to Wait; SIGTERM
+// exits at once.
+func TestListenSignals(t *testing.T) {
+	logs := &syncBuffer{}
+	exits := make(chan int, 1)
+	handOver, stop := ListenSignals(slog.New(slog.NewTextHandler(logs, nil)), func(code int) { exits <- code })
+	defer stop()
+	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(logs.String(), "SIGHUP during start-up") && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if err := syscall.Kill(os.Getpid(), syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case code := <-exits:
+		if code != ExitFailure {
+			t.Errorf("exit code %d on SIGTERM during start-up, want %d", code, ExitFailure)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("SIGTERM during start-up did not exit")
+	}
+	select {
+	case sig := <-handOver():
+		if sig != syscall.SIGHUP {
+			t.Errorf("handed over %v, want the SIGHUP from start-up", sig)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the SIGHUP from start-up was not handed over")
+	}
+}
+
+// TestRunStopsHTTPWhenDebugListenerFails: when --debug-addr cannot listen,
+// Run returns the error with nothing left serving (before, the HTTP
+// listener it had started kept serving).
+func TestRunStopsHTTPWhenDebugListenerFails(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	free, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	httpAddr := free.Addr().String()
+	free.Close()
+	cfg := testConfig(t)
+	cfg.Addr = "127.0.0.1:0"
+	cfg.HTTPAddr = httpAddr
+	cfg.DebugAddr = taken.Addr().String()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err = Run(ctx, cfg, nil)
+	if err == nil || !strings.Contains(err.Error(), "--debug-addr") {
+		t.Fatalf("Run = %v, want the --debug-addr listen error", err)
+	}
+	if c, err := net.DialTimeout("tcp", httpAddr, time.Second); err == nil {
+		c.Close()
+		t.Errorf("the --http-addr listener %s still accepts after Run returned", httpAddr)
+	}
+}

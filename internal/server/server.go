@@ -489,29 +489,12 @@ func (s *Server) Reload(ctx context.Context) error {
 	return err
 }
 
-// Shutdown stops the gRPC server: health turns NOT_SERVING first (so
-// balancers stop sending), then in-flight requests get up to
-// cfg.ShutdownGrace to finish before the rest are cancelled. It returns how
-// many calls were cancelled (0: a clean stop).
-func (s *Server) Shutdown() (cancelled int) {
-	s.health.Shutdown()
-	stopped := make(chan struct{})
-	go func() {
-		s.grpc.GracefulStop()
-		close(stopped)
-	}()
-	timer := time.NewTimer(s.cfg.ShutdownGrace)
-	defer timer.Stop()
-	select {
-	case <-stopped:
-		s.log.Info("stopped gracefully")
-		return 0
-	case <-timer.C:
-		s.log.Warn("grace period over, cancelling in-flight requests", "grace", s.cfg.ShutdownGrace)
-		s.grpc.Stop()
-		<-stopped
-		return 1
-	}
+// Shutdown drains and stops the server exactly as SIGTERM does
+// (Lifecycle: health NOT_SERVING, DrainDelay, stop accepting, ShutdownGrace
+// for in-flight calls), without closing the models: call Close after it.
+// It returns nil when every call finished, else a *GraceError.
+func (s *Server) Shutdown() error {
+	return s.life.Shutdown()
 }
 
 // Close closes the model repository (every model, after its last request).
@@ -532,10 +515,15 @@ func Run(ctx context.Context, cfg Config, ready chan<- net.Addr) error {
 			cfg.Logger.Info("GOMEMLIMIT set from the cgroup memory limit", "limit_bytes", l.Bytes, "gomemlimit_bytes", n, "source", string(l.Source))
 		}
 	}
+	// SIGHUP and SIGTERM during start-up must not kill the process with
+	// the Go runtime's default: ListenSignals holds them until Wait.
+	handOver, stopSignals := ListenSignals(cfg.Logger, nil)
+	defer stopSignals()
 	s, err := New(cfg)
 	if err != nil {
 		return err
 	}
+	s.life.Signals = handOver()
 	s.logMemory()
 	lis, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
@@ -552,6 +540,10 @@ func Run(ctx context.Context, cfg Config, ready chan<- net.Addr) error {
 	if cfg.DebugAddr != "" {
 		srv, err := s.serveHTTP(cfg.DebugAddr, debugHandler(s.metrics), false, served)
 		if err != nil {
+			// The HTTP listener already serves: stop it before returning.
+			for _, h := range s.life.HTTP {
+				h.Close()
+			}
 			return errors.Join(fmt.Errorf("listen on --debug-addr %s: %w", cfg.DebugAddr, err), lis.Close(), s.Close())
 		}
 		s.life.HTTP = append(s.life.HTTP, srv)
@@ -564,8 +556,8 @@ func Run(ctx context.Context, cfg Config, ready chan<- net.Addr) error {
 	if ready != nil {
 		ready <- lis.Addr()
 	}
-	err = s.life.Wait(ctx, served)
-	return errors.Join(err, s.Close())
+	s.life.Close = s.Close // the drain closes the models last
+	return s.life.Wait(ctx, served)
 }
 
 // logMemory sets the Go runtime's soft memory limit from a cgroup limit

@@ -32,6 +32,7 @@ func testConfig(t *testing.T) Config {
 	cfg.ModelPath = filepath.Join(testenv.RepoRoot(t), "model", "karate.onnx")
 	cfg.ORTLibrary = testenv.ORTLibrary(t)
 	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	cfg.DrainDelay = 0 // Shutdown is the SIGTERM drain: no balancer to wait for here
 	return cfg
 }
 
