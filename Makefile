@@ -13,16 +13,22 @@ PYTHON ?= /usr/bin/python3
 ORT_LIB = $(shell scripts/fetch_ort.sh --print-path)
 FUZZTIME ?= 10s
 
-.PHONY: all build run test fuzz proto gen-into check-proto check-fmt check-tidy ort deps models tools clean
+.PHONY: all build run test fuzz proto gen-into check-proto check-fmt check-tidy ort deps deps-run models tools clean
 
 all: build
 
+# What `make test` needs (a superset of deps-run); deps-run: what building and
+# running need (curl, gcc for cgo). Each checks first and installs only what is
+# missing (apt-get, sudo when not root), or names every missing tool and fails.
 deps:
-	@scripts/install_deps.sh
+	@scripts/install_deps.sh test
+
+deps-run:
+	@scripts/install_deps.sh run
 
 # Idempotent: a cached library is only re-verified (sha256). Cached once per
 # user in ${XDG_CACHE_HOME:-~/.cache}/gcnserve/ort/, shared by every clone.
-ort:
+ort: deps-run
 	@scripts/fetch_ort.sh
 
 # bin/gcnserve carries the verified ONNX Runtime library (-tags ortembed,
