@@ -117,7 +117,7 @@ for p in $(shuf -i 20000-29999 -n 20); do
 done
 [ -n "$port" ] || die "no free loopback port"
 
-first=$(awk '/^```sh$/ { inblock = 1; next } inblock { print; exit }' "$root/src/gcnserve/README.md" | sed 's/[[:space:]]#.*$//')
+first=$(awk '/^```sh$/ { inblock = 1; next } inblock { print; exit }' "$root/src/gcnserve/README.md" | sed 's/[[:space:]]*#.*$//; s/[[:space:]]*$//')
 [ -n "$first" ] || die "no first command in the README's first sh block"
 step "README's first command: $first (GCNSERVE_ADDR=127.0.0.1:$port)"
 t0=$SECONDS
@@ -125,7 +125,7 @@ setsid bash -c "$(declare -f in_chroot); root=$root port=$port; in_chroot '$firs
 server_pid=$!
 served=0
 while kill -0 "$server_pid" 2>/dev/null && [ $((SECONDS - t0)) -lt "$run_timeout" ]; do
-  if grep -q 'serving gRPC' "$logs/run.log"; then served=1; break; fi
+  if grep -qs 'serving gRPC' "$logs/run.log"; then served=1; break; fi
   sleep 2
 done
 if [ "$served" -eq 0 ]; then
@@ -155,7 +155,7 @@ server_pid=""
 step "SIGTERM: server exited; last log line: $(tail -n 1 "$logs/run.log")"
 
 if [ "$run_test" -eq 1 ]; then
-  second=$(awk '/^```sh$/ { inblock = 1; next } inblock { n++ } inblock && n == 2 { print; exit }' "$root/src/gcnserve/README.md" | sed 's/[[:space:]]#.*$//')
+  second=$(awk '/^```sh$/ { inblock = 1; next } inblock { n++ } inblock && n == 2 { print; exit }' "$root/src/gcnserve/README.md" | sed 's/[[:space:]]*#.*$//; s/[[:space:]]*$//')
   step "README's second command: $second"
   t0=$SECONDS
   if timeout "$test_timeout" bash -c "$(declare -f in_chroot); root=$root port=$port; in_chroot '$second'" >"$logs/test.log" 2>&1; then
