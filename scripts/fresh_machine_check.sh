@@ -59,14 +59,27 @@ summary=$logs/summary.txt
 start=$SECONDS
 step() { printf '[%4ds] %s\n' "$((SECONDS - start))" "$*" | tee -a "$summary"; }
 
+# chroot_pids lists the processes running in the chroot (their root is
+# $root): only ones this script started.
+chroot_pids() {
+  local p
+  for p in /proc/[0-9]*; do
+    [ "$(readlink "$p/root" 2>/dev/null)" = "$root" ] && echo "${p#/proc/}"
+  done
+  return 0
+}
+
 server_pid=""
 mounted=()
 cleanup() {
-  local rc=$? m i
-  if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
-    kill -TERM -- "-$server_pid" 2>/dev/null || true
-    for i in $(seq 30); do kill -0 "$server_pid" 2>/dev/null || break; sleep 1; done
-    kill -KILL -- "-$server_pid" 2>/dev/null || true
+  local rc=$? m i pids
+  pids=$(chroot_pids)
+  if [ -n "$pids" ]; then
+    kill -TERM $pids 2>/dev/null || true
+    for i in $(seq 30); do [ -n "$(chroot_pids)" ] || break; sleep 1; done
+    pids=$(chroot_pids)
+    [ -z "$pids" ] || kill -KILL $pids 2>/dev/null || true
+    sleep 1
   fi
   for ((i = ${#mounted[@]} - 1; i >= 0; i--)); do
     m=${mounted[i]}
@@ -144,15 +157,24 @@ for i in $(seq 60); do
 done
 [ "$ok" -eq 1 ] || { step "FAIL: bin/gcnclient examples/karate.json: $(tail -n 3 "$logs/client.log")"; exit 1; }
 step "SERVING: bin/gcnclient examples/karate.json answered $(grep -c . "$logs/client.log") lines; first: $(head -n 1 "$logs/client.log")"
-kill -TERM -- "-$server_pid"
-for i in $(seq 30); do kill -0 "$server_pid" 2>/dev/null || break; sleep 1; done
+# SIGTERM to the server alone, as Ctrl-C's SIGINT would reach it: it drains
+# (--drain-delay, 5 s) and exits, and then so does `make run`.
+gcnserve=""
+for p in $(chroot_pids); do
+  [ "$(cat "/proc/$p/comm" 2>/dev/null)" = gcnserve ] && gcnserve="$gcnserve $p"
+done
+[ -n "$gcnserve" ] || { step "FAIL: no gcnserve process in the chroot"; exit 1; }
+kill -TERM $gcnserve
+t1=$SECONDS
+for i in $(seq 60); do kill -0 "$server_pid" 2>/dev/null || break; sleep 1; done
 if kill -0 "$server_pid" 2>/dev/null; then
-  step "FAIL: server still running 30s after SIGTERM"
+  step "FAIL: '$first' still running 60s after SIGTERM to gcnserve"
   exit 1
 fi
-wait "$server_pid" || true
+rc=0
+wait "$server_pid" || rc=$?
 server_pid=""
-step "SIGTERM: server exited; last log line: $(tail -n 1 "$logs/run.log")"
+step "SIGTERM: '$first' ended after $((SECONDS - t1))s, exit status $rc; server log: $(grep -o 'msg="stopped gracefully"' "$logs/run.log" || echo 'no "stopped gracefully"')"
 
 if [ "$run_test" -eq 1 ]; then
   second=$(awk '/^```sh$/ { inblock = 1; next } inblock { n++ } inblock && n == 2 { print; exit }' "$root/src/gcnserve/README.md" | sed 's/[[:space:]]*#.*$//; s/[[:space:]]*$//')

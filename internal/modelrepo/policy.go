@@ -59,6 +59,7 @@ func ParsePolicy(s string) (Policy, error) {
 		slices.Sort(vs)
 		return Policy{kind: policySpecific, versions: slices.Compact(vs)}, nil
 	}
+	//lint:ignore ST1005 the trailing "..." is part of the syntax shown (specific:V1,V2,...), not punctuation
 	return Policy{}, fmt.Errorf("version policy %q: want latest, latest:N, all or specific:V1,V2,...", s)
 }
 
