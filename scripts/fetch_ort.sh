@@ -57,14 +57,15 @@ if verified "$old"; then
 fi
 
 url="https://registry.npmjs.org/onnxruntime-node/-/onnxruntime-node-$ORT_VERSION.tgz"
+if ! command -v curl >/dev/null 2>&1 && ! command -v npm >/dev/null 2>&1; then
+  echo "fetch_ort: curl is missing (needed to download $url): run 'scripts/install_deps.sh run' or install Debian's curl" >&2
+  exit 1
+fi
 echo "fetch_ort: downloading onnxruntime-node@$ORT_VERSION (112 MB, once per user)" >&2
 if command -v curl >/dev/null 2>&1; then
   curl -fsSL --retry 3 -o "$tmp/ort.tgz" "$url"
-elif command -v npm >/dev/null 2>&1; then
-  (cd "$tmp" && npm pack --silent "onnxruntime-node@$ORT_VERSION" >/dev/null && mv onnxruntime-node-$ORT_VERSION.tgz ort.tgz)
 else
-  echo "fetch_ort: curl is missing (needed to download $url): run 'scripts/install_deps.sh run' or install Debian's curl" >&2
-  exit 1
+  (cd "$tmp" && npm pack --silent "onnxruntime-node@$ORT_VERSION" >/dev/null && mv onnxruntime-node-$ORT_VERSION.tgz ort.tgz)
 fi
 echo "$TARBALL_SHA256  $tmp/ort.tgz" | sha256sum -c --status || {
   echo "fetch_ort: checksum mismatch for $url" >&2; exit 1; }
