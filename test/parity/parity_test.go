@@ -175,7 +175,7 @@ func checkFixtures(t *testing.T, client gcnpb.GCNServiceClient, dir string) {
 		t.Run(fx.Name, func(t *testing.T) {
 			req := proto.Clone(fx.Request).(*gcnpb.GraphData)
 			req.IncludePredictions = true
-			res, err := client.ProcessGraph(context.Background(), req)
+			res, err := client.ProcessGraph(testenv.Context(t), req)
 			if err != nil {
 				t.Fatalf("ProcessGraph: %v", err)
 			}
@@ -221,7 +221,7 @@ func checkLibrary(t *testing.T, model, dir string) {
 			for _, e := range fx.Request.GetEdges() {
 				g.Edges = append(g.Edges, gcn.Edge{Source: e.GetSourceId(), Target: e.GetTargetId()})
 			}
-			p, err := m.PredictGraph(context.Background(), g)
+			p, err := m.PredictGraph(testenv.Context(t), g)
 			if err != nil {
 				t.Fatalf("PredictGraph: %v", err)
 			}
