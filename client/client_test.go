@@ -102,8 +102,8 @@ func ctx(t *testing.T) context.Context {
 	return ctx
 }
 
-// graph is a graph of n nodes with 2 features and a chain of edges.
-func graph(n int) Graph {
+// chainGraph is a graph of n nodes with 2 features and a chain of edges.
+func chainGraph(n int) Graph {
 	g := Graph{Nodes: make([]Node, n)}
 	for i := range g.Nodes {
 		g.Nodes[i] = Node{ID: "n" + strconv.Itoa(i), Features: []float32{1, 0}}
@@ -116,7 +116,7 @@ func graph(n int) Graph {
 
 func TestProcessGraph(t *testing.T) {
 	c := dial(t, serve(t, &fakeServer{}))
-	g := graph(3).GraphData()
+	g := GraphData(chainGraph(3))
 	res, err := c.ProcessGraph(ctx(t), g)
 	if err != nil {
 		t.Fatal(err)
@@ -138,7 +138,7 @@ func TestProcessGraph(t *testing.T) {
 func TestWithModel(t *testing.T) {
 	f := &fakeServer{}
 	c := dial(t, serve(t, f), WithModel("cora", "2"))
-	g := graph(2).GraphData()
+	g := GraphData(chainGraph(2))
 	if _, err := c.ProcessGraph(ctx(t), g); err != nil {
 		t.Fatal(err)
 	}
@@ -167,7 +167,7 @@ func TestReceiveLimit(t *testing.T) {
 	addr := serve(t, &fakeServer{})
 	// Long ids keep the node count, and the test's time, down: a score
 	// entry is 64+7 bytes, the response 70k * 71 bytes = 5 MB.
-	g := graph(70_000).GraphData()
+	g := GraphData(chainGraph(70_000))
 	for _, n := range g.Nodes {
 		n.Id = fmt.Sprintf("%064s", n.Id)
 	}
@@ -182,7 +182,7 @@ func TestReceiveLimit(t *testing.T) {
 	if status.Code(err) != codes.ResourceExhausted {
 		t.Errorf("1 MiB receive limit: got %v, want RESOURCE_EXHAUSTED", err)
 	}
-	_, err = dial(t, addr, WithMaxSendBytes(1000)).ProcessGraph(ctx(t), graph(100).GraphData())
+	_, err = dial(t, addr, WithMaxSendBytes(1000)).ProcessGraph(ctx(t), GraphData(chainGraph(100)))
 	if status.Code(err) != codes.ResourceExhausted {
 		t.Errorf("1000-byte send limit: got %v, want RESOURCE_EXHAUSTED", err)
 	}
@@ -191,14 +191,14 @@ func TestReceiveLimit(t *testing.T) {
 // TestRetryUnavailable: the default service config retries UNAVAILABLE.
 func TestRetryUnavailable(t *testing.T) {
 	f := &fakeServer{failFirst: 2}
-	if _, err := dial(t, serve(t, f)).ProcessGraph(ctx(t), graph(2).GraphData()); err != nil {
+	if _, err := dial(t, serve(t, f)).ProcessGraph(ctx(t), GraphData(chainGraph(2))); err != nil {
 		t.Fatalf("got %v, want success on the third attempt", err)
 	}
 	if got := f.calls.Load(); got != 3 {
 		t.Errorf("server saw %d attempts, want 3", got)
 	}
 	f = &fakeServer{failFirst: 100}
-	_, err := dial(t, serve(t, f)).ProcessGraph(ctx(t), graph(2).GraphData())
+	_, err := dial(t, serve(t, f)).ProcessGraph(ctx(t), GraphData(chainGraph(2)))
 	if status.Code(err) != codes.Unavailable {
 		t.Errorf("always unavailable: got %v, want UNAVAILABLE", err)
 	}
@@ -216,7 +216,7 @@ func TestRoundRobin(t *testing.T) {
 	// round_robin picks among the connections that are ready, so the first
 	// calls may all go to the server that connected first.
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
-		if _, err := c.ProcessGraph(ctx(t), graph(1).GraphData()); err != nil {
+		if _, err := c.ProcessGraph(ctx(t), GraphData(chainGraph(1))); err != nil {
 			t.Fatal(err)
 		}
 		if a.calls.Load() > 0 && b.calls.Load() > 0 {
@@ -248,12 +248,12 @@ func TestHealthChecking(t *testing.T) {
 	c := dial(t, lis.Addr().String())
 	short, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	defer cancel()
-	_, err = c.ProcessGraph(short, graph(1).GraphData(), grpc.WaitForReady(true))
+	_, err = c.ProcessGraph(short, GraphData(chainGraph(1)), grpc.WaitForReady(true))
 	if status.Code(err) != codes.DeadlineExceeded || f.calls.Load() != 0 {
 		t.Errorf("NOT_SERVING: got %v after %d calls reached the server, want DEADLINE_EXCEEDED and none", err, f.calls.Load())
 	}
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
-	if _, err := c.ProcessGraph(ctx(t), graph(1).GraphData(), grpc.WaitForReady(true)); err != nil {
+	if _, err := c.ProcessGraph(ctx(t), GraphData(chainGraph(1)), grpc.WaitForReady(true)); err != nil {
 		t.Errorf("SERVING again: %v", err)
 	}
 }
@@ -261,7 +261,7 @@ func TestHealthChecking(t *testing.T) {
 func TestToken(t *testing.T) {
 	f := &fakeServer{}
 	addr := serve(t, f)
-	if _, err := dial(t, addr, WithToken("s3cret")).ProcessGraph(ctx(t), graph(1).GraphData()); err != nil {
+	if _, err := dial(t, addr, WithToken("s3cret")).ProcessGraph(ctx(t), GraphData(chainGraph(1))); err != nil {
 		t.Fatal(err)
 	}
 	file := filepath.Join(t.TempDir(), "token")
@@ -269,14 +269,14 @@ func TestToken(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := dial(t, addr, WithTokenFile(file))
-	if _, err := c.ProcessGraph(ctx(t), graph(1).GraphData()); err != nil {
+	if _, err := c.ProcessGraph(ctx(t), GraphData(chainGraph(1))); err != nil {
 		t.Fatal(err)
 	}
 	// A rotated token is used by the next call on the same connection.
 	if err := os.WriteFile(file, []byte("second-token\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.ProcessGraph(ctx(t), graph(1).GraphData()); err != nil {
+	if _, err := c.ProcessGraph(ctx(t), GraphData(chainGraph(1))); err != nil {
 		t.Fatal(err)
 	}
 	want := []string{"Bearer s3cret", "Bearer first", "Bearer second-token"}
@@ -318,10 +318,10 @@ func TestTLS(t *testing.T) {
 	keyFile := writePEM(t, dir, "client-key.pem", "PRIVATE KEY", keyDER)
 
 	c := dial(t, addr, WithTLS(caFile), WithClientCertificate(certFile, keyFile))
-	if _, err := c.ProcessGraph(ctx(t), graph(1).GraphData()); err != nil {
+	if _, err := c.ProcessGraph(ctx(t), GraphData(chainGraph(1))); err != nil {
 		t.Fatalf("mutual TLS: %v", err)
 	}
-	_, err = dial(t, addr, WithTLS(caFile)).ProcessGraph(ctx(t), graph(1).GraphData())
+	_, err = dial(t, addr, WithTLS(caFile)).ProcessGraph(ctx(t), GraphData(chainGraph(1)))
 	if status.Code(err) != codes.Unavailable {
 		t.Errorf("no client certificate: got %v, want UNAVAILABLE", err)
 	}

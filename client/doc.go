@@ -31,7 +31,8 @@
 //
 // # Graphs
 //
-// A request is a *gcnpb.GraphData. Build one from Go values with Graph, or
+// A request is a *gcnpb.GraphData. Build one from Go values with
+// GraphData(Graph{...}) (Graph is package graph's, the type gcn.Graph is too), or
 // read one with ReadJSONFile (the tutorial's JSON form, as in
 // examples/karate.json) or ReadCSVFiles / ReadCSVDir (nodes.csv and
 // edges.csv, the layout scripts/export_onnx.py trains from; gzip-compressed

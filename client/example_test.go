@@ -61,7 +61,7 @@ func ExampleGraph() {
 		},
 		Edges: []client.Edge{{Source: "alice", Target: "bob"}},
 	}
-	m := g.GraphData()
+	m := client.GraphData(g)
 	fmt.Println(len(m.Nodes), "nodes,", len(m.Edges), "edge, from", m.Edges[0].SourceId)
 	// Output: 2 nodes, 1 edge, from alice
 }

@@ -13,7 +13,7 @@
 //
 // Graphs come in two forms. Graph is Go values keyed by node id, validated
 // exactly as the server validates a request (the error names the node or
-// edge). Tensors is the model's input form, a feature matrix and an edge
+// edge); it is package graph's Graph, the type package client sends too. Tensors is the model's input form, a feature matrix and an edge
 // index array, read in place without a copy, for callers that already hold
 // arrays.
 //
@@ -30,4 +30,7 @@
 // first Open (WithLibraryPath, else $GCNSERVE_ORT_LIB, else the per-user copy
 // 'make ort' installs, else the dynamic loader's search path) and stays
 // loaded for the life of the process.
+//
+// The package imports ONNX Runtime's binding and the standard library, and
+// no gRPC or protobuf: an embedding program links no transport.
 package gcn

@@ -4,7 +4,8 @@ import (
 	"context"
 	"math"
 
-	"github.com/gcnserve/gcnserve/internal/graphwire"
+	"github.com/gcnserve/gcnserve/graph"
+	"github.com/gcnserve/gcnserve/internal/graphcheck"
 )
 
 // Tensors is a graph in the model's own input form, for callers that
@@ -46,7 +47,7 @@ func (t Tensors) check(featureDim int, lim Limits) error {
 	}
 	// Predict runs this on every call, and a Cora-sized x has 4M values: a
 	// test per value cost about as much as the model run.
-	if k := graphwire.FirstNonFinite(t.Features); k >= 0 {
+	if k := graphcheck.FirstNonFinite(t.Features); k >= 0 {
 		f := t.Features[k]
 		return Errorf(KindInvalidArgument, "x[%d][%d] is %s (features must be finite)", k/featureDim, k%featureDim, nonFinite(f))
 	}
@@ -94,39 +95,32 @@ func nonFinite(f float32) string {
 }
 
 // Graph is a graph as Go values, the shape of the gRPC GraphData message:
-// nodes with ids and features, edges between ids.
-type Graph struct {
-	Nodes []Node
-	Edges []Edge
-}
+// nodes with ids and features, edges between ids. It is graph.Graph, the
+// type package client uses too: one value serves both.
+type Graph = graph.Graph
 
 // Node is one vertex: a unique, non-empty id and exactly Info.FeatureDim
 // finite features.
-type Node struct {
-	ID       string
-	Features []float32
-}
+type Node = graph.Node
 
 // Edge links two node ids. The model decides what an edge means (models made
 // by scripts/export_onnx.py treat each as one undirected link).
-type Edge struct {
-	Source, Target string
-}
+type Edge = graph.Edge
 
 // PredictGraph validates g exactly as the server validates a request (same
 // checks, same order, same messages: "node 3 ("n3"): 12 features, model
 // wants 34", "edge 17: target "n9" is not a node id") and runs it. Row i of
 // the Prediction is g.Nodes[i].
 func (m *Model) PredictGraph(ctx context.Context, g Graph) (Prediction, error) {
-	w, err := graphwire.FromSource(graphSource{&g}, m.info.FeatureDim,
-		graphwire.Limits{MaxNodes: m.info.Limits.MaxNodes, MaxEdges: m.info.Limits.MaxEdges})
+	w, err := graphcheck.FromSource(graphSource{&g}, m.info.FeatureDim,
+		graphcheck.Limits{MaxNodes: m.info.Limits.MaxNodes, MaxEdges: m.info.Limits.MaxEdges})
 	if err != nil {
 		return Prediction{}, err
 	}
 	return m.predict(ctx, Tensors{NumNodes: w.NumNodes(), Features: w.Features, EdgeIndex: w.EdgeIndex})
 }
 
-// graphSource reads a Graph for graphwire.FromSource.
+// graphSource reads a Graph for graphcheck.FromSource.
 type graphSource struct{ g *Graph }
 
 func (s graphSource) NumNodes() int { return len(s.g.Nodes) }

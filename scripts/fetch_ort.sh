@@ -57,6 +57,10 @@ if verified "$old"; then
 fi
 
 url="https://registry.npmjs.org/onnxruntime-node/-/onnxruntime-node-$ORT_VERSION.tgz"
+if ! command -v curl >/dev/null 2>&1 && ! command -v npm >/dev/null 2>&1; then
+  echo "fetch_ort: curl is missing (needed to download $url): run 'scripts/install_deps.sh run' or install Debian's curl" >&2
+  exit 1
+fi
 echo "fetch_ort: downloading onnxruntime-node@$ORT_VERSION (112 MB, once per user)" >&2
 if command -v curl >/dev/null 2>&1; then
   curl -fsSL --retry 3 -o "$tmp/ort.tgz" "$url"

@@ -178,39 +178,6 @@ func BenchmarkProtoMarshalResult(b *testing.B) {
 	})
 }
 
-// BenchmarkIDIndex is id mapping alone, the part of Decode that grows with
-// edges: index every node id, then resolve both ends of every edge.
-func BenchmarkIDIndex(b *testing.B) {
-	for _, p := range benchPayloads {
-		b.Run(p.name, func(b *testing.B) {
-			m := SyntheticGraph(p.nodes, p.edges, 1, 1)
-			ids := make([]string, len(m.Nodes))
-			for i, n := range m.Nodes {
-				ids[i] = n.Id
-			}
-			b.ReportAllocs()
-			for b.Loop() {
-				x := newIDIndex(len(ids))
-				for _, id := range ids {
-					slot, h, _, dup := x.find(id)
-					if dup {
-						b.Fatalf("duplicate %q", id)
-					}
-					x.add(slot, h, id)
-				}
-				for _, e := range m.Edges {
-					if _, ok := x.lookup(e.SourceId); !ok {
-						b.Fatal("missing source")
-					}
-					if _, ok := x.lookup(e.TargetId); !ok {
-						b.Fatal("missing target")
-					}
-				}
-			}
-		})
-	}
-}
-
 // reportCPU starts measuring this process's CPU time; the function it
 // returns reports it per iteration as cpu-ms/op. On a shared machine it is
 // steadier than ns/op, which counts the time spent waiting for a core.

@@ -6,9 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"runtime"
 	"strings"
-	"sync"
 	"unicode/utf8"
 	"unsafe"
 
@@ -149,7 +147,7 @@ func DecodeRouted(b []byte, resolve Resolver, lim Limits) (*Graph, error) {
 				return nil, err
 			}
 			id := unsafe.String(unsafe.SliceData(n.id), len(n.id))
-			if err := v.node(i, id, n.count, n.bad, n.badBits); err != nil {
+			if err := v.Node(i, id, n.count, n.bad, n.badBits); err != nil {
 				return nil, err
 			}
 			g.IDs[i] = id
@@ -164,18 +162,18 @@ func DecodeRouted(b []byte, resolve Resolver, lim Limits) (*Graph, error) {
 	// Pass 3: edges.
 	off := edgesFrom
 	err = resolveEdges(&v, g.EdgeIndex, func(c *edgeChunk) error {
-		for e := 0; e < c.n; {
+		for e := 0; e < c.N; {
 			f, _ := nextField(b, off) // pass 1 checked the top level
 			off = f.end
 			if f.num != fieldGraphEdges || f.typ != protowire.BytesType {
 				continue
 			}
-			source, target, err := parseEdge(b[f.val:f.end], f.val, c.start+e)
+			source, target, err := parseEdge(b[f.val:f.end], f.val, c.Start+e)
 			if err != nil {
 				return err
 			}
-			c.ends[2*e] = unsafe.String(unsafe.SliceData(source), len(source))
-			c.ends[2*e+1] = unsafe.String(unsafe.SliceData(target), len(target))
+			c.Ends[2*e] = unsafe.String(unsafe.SliceData(source), len(source))
+			c.Ends[2*e+1] = unsafe.String(unsafe.SliceData(target), len(target))
 			e++
 		}
 		return nil
@@ -184,143 +182,6 @@ func DecodeRouted(b []byte, resolve Resolver, lim Limits) (*Graph, error) {
 		return nil, err
 	}
 	return g, nil
-}
-
-// edgeChunk is up to lookupChunk consecutive edges on their way to
-// EdgeIndex: parsed, then resolved together (see idIndex.lookupAll).
-type edgeChunk struct {
-	start, n int                     // edges start .. start+n-1
-	ends     [2 * lookupChunk]string // source, target of each edge
-	found    [2 * lookupChunk]int32
-	hashes   [lookupChunk]uint64 // lookupAll's scratch
-	resolved bool
-}
-
-// resolve looks up the chunk's endpoints and writes their node indexes
-// into edgeIndex (sources, then targets); false if any is not a node id.
-func (c *edgeChunk) resolve(x *idIndex, edgeIndex []int64) bool {
-	if !x.lookupAll(c.ends[:2*c.n], c.found[:2*c.n], &c.hashes) {
-		return false
-	}
-	edges := len(edgeIndex) / 2
-	for e := range c.n {
-		edgeIndex[c.start+e], edgeIndex[edges+c.start+e] = int64(c.found[2*e]), int64(c.found[2*e+1])
-	}
-	return true
-}
-
-// explain returns the precise error of the chunk's first unresolved edge.
-func (c *edgeChunk) explain(v *validator) error {
-	for e := range c.n {
-		if _, _, err := v.edge(c.start+e, c.ends[2*e], c.ends[2*e+1]); err != nil {
-			return err
-		}
-	}
-	return fmt.Errorf("graphwire: internal error: edges %d to %d failed to resolve, then resolved", c.start, c.start+c.n-1)
-}
-
-// chunkPool recycles edgeChunks (20 KB each) across requests.
-var chunkPool = sync.Pool{New: func() any { return new(edgeChunk) }}
-
-// parallelEdges is how many edges make it worth resolving chunks on a
-// second goroutine while this one parses the next: on big graphs parsing
-// and lookups take similar time, so the pipeline roughly halves the wall
-// time of the edge pass (the CPU spent stays the same).
-const parallelEdges = 16 * lookupChunk
-
-// resolveEdges writes the node indexes of every edge's endpoints into
-// edgeIndex (2 x E, as Graph.EdgeIndex), a chunk of up to lookupChunk edges
-// at a time, and returns the error of the first edge that fails (or fill's
-// error). fill stores the endpoints of edges c.start .. c.start+c.n-1 in
-// c.ends (source, target of each); it is called in edge order, on the
-// calling goroutine. Decode's fill parses wire bytes, FromSource's reads a
-// Source.
-func resolveEdges(v *validator, edgeIndex []int64, fill func(c *edgeChunk) error) error {
-	edges := len(edgeIndex) / 2
-	if edges == 0 {
-		return nil
-	}
-	var pipe chan *edgeChunk // chunks for the resolver goroutine; nil: resolve inline
-	var results chan *edgeChunk
-	const buffers = 4 // chunks in flight: fill ahead without unbounded memory
-	pool := make([]*edgeChunk, 0, buffers)
-	if edges >= parallelEdges && runtime.GOMAXPROCS(0) > 1 {
-		pipe, results = make(chan *edgeChunk, buffers), make(chan *edgeChunk, buffers)
-		go func() {
-			defer close(results)
-			for c := range pipe {
-				c.resolved = c.resolve(v.index, edgeIndex)
-				results <- c
-			}
-		}()
-		for range buffers {
-			pool = append(pool, chunkPool.Get().(*edgeChunk))
-		}
-	} else {
-		pool = append(pool, chunkPool.Get().(*edgeChunk))
-	}
-	inFlight := 0
-	// collect takes one resolved chunk back; results arrive in edge order,
-	// so the first failure is the first failing chunk.
-	collect := func() error {
-		c := <-results
-		inFlight--
-		pool = append(pool, c)
-		if !c.resolved {
-			return c.explain(v)
-		}
-		return nil
-	}
-	// stop drains the resolver before returning: it writes into edgeIndex,
-	// which the caller must not see half-written by a goroutine that
-	// outlives it.
-	stop := func(err error) error {
-		if pipe != nil {
-			close(pipe)
-			for c := range results {
-				pool = append(pool, c)
-			}
-		}
-		for _, c := range pool {
-			// Drop the ids: they alias a request buffer (or the caller's
-			// strings) that must not stay reachable from the pool. No
-			// chunk of this request held more than 2*edges of them, and
-			// clearing all 16 KiB cost small requests 1% of the CPU.
-			clear(c.ends[:min(2*edges, len(c.ends))])
-			chunkPool.Put(c)
-		}
-		return err
-	}
-	for start := 0; start < edges; start += lookupChunk {
-		for len(pool) == 0 {
-			if err := collect(); err != nil {
-				return stop(err)
-			}
-		}
-		c := pool[len(pool)-1]
-		pool = pool[:len(pool)-1]
-		c.start, c.n = start, min(lookupChunk, edges-start)
-		err := fill(c)
-		if err == nil && pipe == nil && !c.resolve(v.index, edgeIndex) {
-			err = c.explain(v)
-		}
-		if err != nil {
-			pool = append(pool, c)
-			return stop(err)
-		}
-		if pipe == nil {
-			pool = append(pool, c)
-			continue
-		}
-		pipe <- c
-		inFlight++
-	}
-	for inFlight > 0 {
-		if err := collect(); err != nil {
-			return stop(err)
-		}
-	}
-	return stop(nil)
 }
 
 // checkStructure parses every node and edge in the given ranges for wire
@@ -421,31 +282,6 @@ func (n *nodeFields) addFeatures(v []byte, row []float32) {
 	for j := range dst {
 		dst[j] = math.Float32frombits(binary.LittleEndian.Uint32(v[4*j:]))
 	}
-}
-
-// anyNonFinite reports whether any of the little-endian float32 values in v
-// is NaN or ±Inf. It checks two values per 64-bit word without branching:
-// adding 1 to a value's 8-bit exponent carries into the sign bit's place
-// only when the exponent is all ones, and the two 32-bit lanes cannot carry
-// into each other.
-func anyNonFinite(v []byte) bool {
-	const (
-		exp = 0x7f800000_7f800000
-		one = 0x00800000_00800000
-	)
-	var acc uint64
-	for len(v) >= 32 {
-		acc |= (binary.LittleEndian.Uint64(v)&exp + one) |
-			(binary.LittleEndian.Uint64(v[8:])&exp + one) |
-			(binary.LittleEndian.Uint64(v[16:])&exp + one) |
-			(binary.LittleEndian.Uint64(v[24:])&exp + one)
-		v = v[32:]
-	}
-	for len(v) >= 4 {
-		acc |= uint64(binary.LittleEndian.Uint32(v)&0x7f800000 + 0x00800000)
-		v = v[4:]
-	}
-	return acc&0x80000000_80000000 != 0
 }
 
 // nativeLittleEndian is true where a float32 in memory has its wire bytes.

@@ -1,11 +1,9 @@
 package graphwire
 
 import (
-	"encoding/binary"
 	"fmt"
 	"math"
 	"runtime"
-	"slices"
 	"strings"
 	"testing"
 
@@ -462,57 +460,6 @@ func TestDecodeAllocations(t *testing.T) {
 		if got > fixed {
 			t.Errorf("%d nodes, %d edges: got %v allocations, want at most %d", size.nodes, size.edges, got, fixed)
 		}
-	}
-}
-
-func TestAnyNonFinite(t *testing.T) {
-	special := []uint32{
-		0, 0x80000000, 1, 0x007fffff, 0x00800000, 0x3f800000, 0x7f7fffff, 0xff7fffff, // finite
-		0x7f800000, 0xff800000, 0x7fc00000, 0x7f800001, 0xffffffff, // NaN and Inf
-	}
-	// Every special value at every position of rows long enough to use
-	// both the 32-byte and the 4-byte loops.
-	for _, n := range []int{1, 2, 7, 8, 9, 17} {
-		for pos := range n {
-			for _, x := range special {
-				row := make([]byte, 4*n)
-				for k := range n {
-					binary.LittleEndian.PutUint32(row[4*k:], 0x3f800000) // 1.0
-				}
-				binary.LittleEndian.PutUint32(row[4*pos:], x)
-				if got, want := anyNonFinite(row), isNonFinite(x); got != want {
-					t.Errorf("%d values, %#08x at %d: got %v, want %v", n, x, pos, got, want)
-				}
-			}
-		}
-	}
-}
-
-// TestFirstNonFinite checks the index FirstNonFinite reports, on the
-// word-at-a-time path and on the portable one, with a second bad value
-// after the first.
-func TestFirstNonFinite(t *testing.T) {
-	for _, native := range []bool{true, false} {
-		saved := nativeLittleEndian
-		nativeLittleEndian = native && saved
-		for _, n := range []int{0, 1, 7, 8, 9, 33} {
-			f := make([]float32, n)
-			for k := range f {
-				f[k] = float32(k) - 3.5
-			}
-			if got := FirstNonFinite(f); got != -1 {
-				t.Errorf("native %v, %d finite values: got %d, want -1", native, n, got)
-			}
-			for pos := range n {
-				g := slices.Clone(f)
-				g[pos] = float32(math.NaN())
-				g[n-1] = float32(math.Inf(-1))
-				if got := FirstNonFinite(g); got != pos {
-					t.Errorf("native %v, %d values, NaN at %d: got %d, want %d", native, n, pos, got, pos)
-				}
-			}
-		}
-		nativeLittleEndian = saved
 	}
 }
 

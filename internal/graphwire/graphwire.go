@@ -11,44 +11,67 @@
 // Decode accepts exactly the encodings proto.Unmarshal accepts for
 // gcnpb.GraphData, and it and FromMessage validate a request the same way, in
 // the same order, with the same messages, so a request gets the same answer
-// whichever path decoded it.
+// whichever path decoded it. The validation itself, and the graph it
+// yields, live in internal/graphcheck, which imports no protobuf: the public
+// gcn package validates there too.
 package graphwire
 
 import (
-	"fmt"
-	"math"
-	"strconv"
-	"unicode/utf8"
-	"unsafe"
-
 	gcnpb "github.com/gcnserve/gcnserve/gen"
 	"github.com/gcnserve/gcnserve/internal/gcnerr"
+	"github.com/gcnserve/gcnserve/internal/graphcheck"
 )
 
 // Limits bounds one request. Zero (or a negative value) means unlimited.
-type Limits struct {
-	MaxNodes, MaxEdges int
+type Limits = graphcheck.Limits
+
+// Graph is a decoded, validated request (graphcheck.Graph).
+type Graph = graphcheck.Graph
+
+// Source is a graph given node by node and edge by edge (graphcheck.Source).
+type Source = graphcheck.Source
+
+// FromSource is graphcheck.FromSource: Decode's checks, order and messages
+// over a Source.
+func FromSource(src Source, featureDim int, lim Limits) (*Graph, error) {
+	return graphcheck.FromSource(src, featureDim, lim)
 }
 
-// Graph is a decoded, validated request: every node id is non-empty, valid
-// UTF-8 and unique, every node has exactly featureDim finite features, and
-// every edge endpoint names a node.
-type Graph struct {
-	// IDs holds the node ids in request order. After Decode they alias the
-	// request buffer (no copy); after FromMessage they are the message's.
-	IDs []string
-	// Features is the len(IDs) x featureDim feature matrix, row-major: node
-	// i's features are Features[i*featureDim : (i+1)*featureDim].
-	Features []float32
-	// EdgeIndex is the 2 x NumEdges edge index, row-major: EdgeIndex[:E]
-	// holds the source node indexes and EdgeIndex[E:] the target node
-	// indexes, in request edge order.
-	EdgeIndex []int64
-	// IncludePredictions is GraphData.include_predictions.
-	IncludePredictions bool
-	// ModelName and ModelVersion are GraphData.model_name and model_version
-	// (empty: the default model, its highest served version).
-	ModelName, ModelVersion string
+// FirstNonFinite is graphcheck.FirstNonFinite.
+func FirstNonFinite(f []float32) int { return graphcheck.FirstNonFinite(f) }
+
+// Errors are *gcnerr.Error (gcn.Error for library users): a request that
+// breaks the contract in gcn.proto (malformed wire bytes, or a node or edge
+// that fails validation) is InvalidArgument, its message naming the
+// offending node or edge by 0-based request index; a request over Limits is
+// TooLarge, its message naming the count and the limit.
+
+func invalidf(format string, args ...any) error {
+	return gcnerr.New(gcnerr.InvalidArgument, format, args...)
+}
+
+// The shared validation under the names Decode uses.
+type (
+	validator = graphcheck.Validator
+	edgeChunk = graphcheck.EdgeChunk
+)
+
+const (
+	lookupChunk   = graphcheck.LookupChunk
+	parallelEdges = graphcheck.ParallelEdges
+)
+
+func newValidator(featureDim, nodes int) validator {
+	return graphcheck.NewValidator(featureDim, nodes)
+}
+func checkLimits(nodes, edges int, lim Limits) error {
+	return graphcheck.CheckLimits(nodes, edges, lim)
+}
+func checkFeatureDim(featureDim int) error { return graphcheck.CheckFeatureDim(featureDim) }
+func isNonFinite(bits uint32) bool         { return graphcheck.IsNonFinite(bits) }
+func anyNonFinite(v []byte) bool           { return graphcheck.AnyNonFinite(v) }
+func resolveEdges(v *validator, edgeIndex []int64, fill func(c *edgeChunk) error) error {
+	return graphcheck.ResolveEdges(v, edgeIndex, fill)
 }
 
 // Resolver chooses the model a request names and returns its feature
@@ -61,223 +84,6 @@ type Resolver func(modelName, modelVersion string) (featureDim int, err error)
 // ignores the names a request gives.
 func Fixed(featureDim int) Resolver {
 	return func(string, string) (int, error) { return featureDim, nil }
-}
-
-// NumNodes returns the number of nodes.
-func (g *Graph) NumNodes() int { return len(g.IDs) }
-
-// NumEdges returns the number of edges.
-func (g *Graph) NumEdges() int { return len(g.EdgeIndex) / 2 }
-
-// Errors are *gcnerr.Error (gcn.Error for library users): a request that
-// breaks the contract in gcn.proto (malformed wire bytes, or a node or edge
-// that fails validation) is InvalidArgument, its message naming the
-// offending node or edge by 0-based request index; a request over Limits is
-// TooLarge, its message naming the count and the limit.
-
-func invalidf(format string, args ...any) error {
-	return gcnerr.New(gcnerr.InvalidArgument, format, args...)
-}
-
-func tooLargef(format string, args ...any) error {
-	return gcnerr.New(gcnerr.TooLarge, format, args...)
-}
-
-// checkLimits reports the first count over its limit, nodes first. A graph
-// also cannot hold more nodes than an int32 node index can name.
-func checkLimits(nodes, edges int, lim Limits) error {
-	if lim.MaxNodes > 0 && nodes > lim.MaxNodes {
-		return tooLargef("request has %d nodes, limit is %d (--max-nodes)", nodes, lim.MaxNodes)
-	}
-	if lim.MaxEdges > 0 && edges > lim.MaxEdges {
-		return tooLargef("request has %d edges, limit is %d (--max-edges)", edges, lim.MaxEdges)
-	}
-	if nodes > math.MaxInt32 {
-		return tooLargef("request has %d nodes, a graph holds at most %d", nodes, math.MaxInt32)
-	}
-	return nil
-}
-
-func checkFeatureDim(featureDim int) error {
-	if featureDim < 0 {
-		return fmt.Errorf("graphwire: feature dimension %d is negative", featureDim)
-	}
-	return nil
-}
-
-// validator applies the per-node and per-edge checks that Decode and
-// FromMessage share. Both call it in the same order (nodes in request order,
-// then edges in request order), which is what makes their first error, and
-// so their message, the same for the same request.
-type validator struct {
-	featureDim int
-	// index maps each accepted node id to its node index.
-	index *idIndex
-}
-
-func newValidator(featureDim, nodes int) validator {
-	return validator{featureDim: featureDim, index: newIDIndex(nodes)}
-}
-
-// node checks node i, whose id is valid UTF-8 (Decode checks that while
-// parsing, FromMessage before calling), and indexes it. count is the number
-// of features the node sent; bad is the index of its first non-finite
-// feature among the first featureDim, or -1, and badBits that feature's bits.
-func (v *validator) node(i int, id string, count, bad int, badBits uint32) error {
-	if id == "" {
-		return invalidf("node %d: empty id", i)
-	}
-	slot, h, j, dup := v.index.find(id)
-	if dup {
-		return invalidf("node %d: duplicate id %s (also node %d)", i, quoteID(id), j)
-	}
-	if count != v.featureDim {
-		return invalidf("node %d (%s): %d features, model wants %d", i, quoteID(id), count, v.featureDim)
-	}
-	if bad >= 0 {
-		return invalidf("node %d (%s): feature %d is %s", i, quoteID(id), bad, nonFiniteName(badBits))
-	}
-	v.index.add(slot, h, id)
-	return nil
-}
-
-// edge resolves edge j's endpoints to node indexes.
-//
-// Decode rejects an endpoint that is not valid UTF-8 while parsing, before
-// looking anything up. FromMessage checks UTF-8 only after a lookup fails
-// (every node id is valid UTF-8, so a found endpoint is too), which keeps its
-// hot path cheap and reports the same first error.
-func (v *validator) edge(j int, source, target string) (s, t int32, err error) {
-	s, okS := v.index.lookup(source)
-	t, okT := v.index.lookup(target)
-	if okS && okT {
-		return s, t, nil
-	}
-	if !okS && !utf8.ValidString(source) {
-		return 0, 0, invalidf("edge %d: source id is not valid UTF-8", j)
-	}
-	if !utf8.ValidString(target) {
-		return 0, 0, invalidf("edge %d: target id is not valid UTF-8", j)
-	}
-	if !okS {
-		return 0, 0, invalidf("edge %d: source %s is not a node id", j, quoteID(source))
-	}
-	return 0, 0, invalidf("edge %d: target %s is not a node id", j, quoteID(target))
-}
-
-// maxQuotedID bounds how much of an id an error message repeats: ids are
-// client-chosen and may be megabytes long.
-const maxQuotedID = 64
-
-// quoteID quotes id for an error message, cut to maxQuotedID bytes on a rune
-// boundary with "..." after the closing quote when it was cut.
-func quoteID(id string) string {
-	if len(id) <= maxQuotedID {
-		return strconv.Quote(id)
-	}
-	cut := maxQuotedID
-	for cut > 0 && !utf8.RuneStart(id[cut]) {
-		cut--
-	}
-	return strconv.Quote(id[:cut]) + "..."
-}
-
-// isNonFinite reports whether the float32 with these bits is NaN or ±Inf:
-// all exponent bits set.
-func isNonFinite(bits uint32) bool { return bits&0x7f800000 == 0x7f800000 }
-
-func nonFiniteName(bits uint32) string {
-	switch {
-	case bits&0x007fffff != 0:
-		return "NaN"
-	case bits&0x80000000 != 0:
-		return "-Inf"
-	default:
-		return "+Inf"
-	}
-}
-
-// FirstNonFinite returns the index of the first NaN or ±Inf in f, or -1.
-// It checks two values per 64-bit word, which makes it several times faster
-// than a test per value on large feature matrices.
-func FirstNonFinite(f []float32) int {
-	if nativeLittleEndian && !anyNonFinite(unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(f))), 4*len(f))) {
-		return -1
-	}
-	for k, x := range f {
-		if isNonFinite(math.Float32bits(x)) {
-			return k
-		}
-	}
-	return -1
-}
-
-// Source is a graph given node by node and edge by edge: a generated
-// message, or the Go values of the public gcn package.
-type Source interface {
-	NumNodes() int
-	// Node returns node i's id and features; FromSource does not keep
-	// features.
-	Node(i int) (id string, features []float32)
-	NumEdges() int
-	Edge(j int) (source, target string)
-}
-
-// FromSource builds a validated Graph from src for a model with featureDim
-// features per node, with exactly Decode's checks, order and messages. IDs
-// share src's strings; Features and EdgeIndex are new. Edges are resolved as
-// Decode resolves them (resolveEdges: a chunk at a time, on a second
-// goroutine for big graphs); src is only called from the calling goroutine.
-func FromSource(src Source, featureDim int, lim Limits) (*Graph, error) {
-	if err := checkFeatureDim(featureDim); err != nil {
-		return nil, err
-	}
-	nodes, edges := src.NumNodes(), src.NumEdges()
-	if err := checkLimits(nodes, edges, lim); err != nil {
-		return nil, err
-	}
-	g := &Graph{IDs: make([]string, nodes), EdgeIndex: make([]int64, 2*edges)}
-	// Allocate the feature matrix only when every node has the right number
-	// of features: a request of many featureless nodes would otherwise cost
-	// nodes*featureDim floats just to report its first error.
-	rightSize := true
-	for i := range nodes {
-		if _, features := src.Node(i); len(features) != featureDim {
-			rightSize = false
-			break
-		}
-	}
-	if rightSize {
-		g.Features = make([]float32, nodes*featureDim)
-	}
-	v := newValidator(featureDim, nodes)
-	for i := range nodes {
-		id, features := src.Node(i)
-		if id != "" && !utf8.ValidString(id) {
-			return nil, invalidf("node %d: id is not valid UTF-8", i)
-		}
-		bad, badBits := FirstNonFinite(features[:min(len(features), featureDim)]), uint32(0)
-		if bad >= 0 {
-			badBits = math.Float32bits(features[bad])
-		}
-		if err := v.node(i, id, len(features), bad, badBits); err != nil {
-			return nil, err
-		}
-		g.IDs[i] = id
-		if rightSize {
-			copy(g.Features[i*featureDim:(i+1)*featureDim], features)
-		}
-	}
-	err := resolveEdges(&v, g.EdgeIndex, func(c *edgeChunk) error {
-		for e := range c.n {
-			c.ends[2*e], c.ends[2*e+1] = src.Edge(c.start + e)
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	return g, nil
 }
 
 // FromMessage builds the same Graph as Decode from a generated message, with

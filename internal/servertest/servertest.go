@@ -28,6 +28,7 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials"
@@ -49,13 +50,21 @@ var build struct {
 	out  []byte
 }
 
-// Main runs the tests and removes the binary Binary built; call it from
-// TestMain: func TestMain(m *testing.M) { os.Exit(servertest.Main(m)) }.
+// Main runs the tests, removes the binary Binary built and, when they
+// passed, fails them if a goroutine they started is still running
+// (goleak.Find, as goleak.VerifyTestMain does); call it from TestMain:
+// func TestMain(m *testing.M) { os.Exit(servertest.Main(m)) }.
 func Main(m *testing.M) int {
 	build.main = true
 	code := m.Run()
 	if build.dir != "" {
 		os.RemoveAll(build.dir)
+	}
+	if code == 0 {
+		if err := goleak.Find(testenv.LeakOptions()...); err != nil {
+			fmt.Fprintf(os.Stderr, "goleak: errors on successful test run: %v\n", err)
+			code = 1
+		}
 	}
 	return code
 }

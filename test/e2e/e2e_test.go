@@ -8,7 +8,6 @@
 package e2e
 
 import (
-	"context"
 	"encoding/json"
 	"math"
 	"math/rand/v2"
@@ -70,7 +69,7 @@ func TestTutorialClient(t *testing.T) {
 	p := start(t)
 	client := tutorial.NewGCNServiceClient(servertest.Dial(t, p.Addr))
 	req, want := goldenKarate(t)
-	res, err := client.ProcessGraph(context.Background(), req)
+	res, err := client.ProcessGraph(testenv.Context(t), req)
 	if err != nil {
 		t.Fatalf("ProcessGraph: %v", err)
 	}
@@ -88,7 +87,7 @@ func TestTutorialClient(t *testing.T) {
 // TestReflection lists the services as grpcurl would.
 func TestReflection(t *testing.T) {
 	p := start(t)
-	stream, err := reflectionpb.NewServerReflectionClient(servertest.Dial(t, p.Addr)).ServerReflectionInfo(context.Background())
+	stream, err := reflectionpb.NewServerReflectionClient(servertest.Dial(t, p.Addr)).ServerReflectionInfo(testenv.Context(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,7 +134,7 @@ func TestSIGTERMDrains(t *testing.T) {
 	conn := servertest.Dial(t, p.Addr)
 	client := tutorial.NewGCNServiceClient(conn)
 	// Warm the connection so the call below is on an established one.
-	if _, err := healthpb.NewHealthClient(conn).Check(context.Background(), &healthpb.HealthCheckRequest{}); err != nil {
+	if _, err := healthpb.NewHealthClient(conn).Check(testenv.Context(t), &healthpb.HealthCheckRequest{}); err != nil {
 		t.Fatal(err)
 	}
 	req := bigGraph(100_000, 500_000)
@@ -146,8 +145,9 @@ func TestSIGTERMDrains(t *testing.T) {
 		err error
 	}
 	done := make(chan answer, 1)
+	ctx := testenv.Context(t)
 	go func() {
-		res, err := client.ProcessGraph(context.Background(), req)
+		res, err := client.ProcessGraph(ctx, req)
 		done <- answer{res, err}
 	}()
 	// The server is working on the call once it has burnt CPU on it.

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"encoding/json"
 	"math"
 	"os"
@@ -30,7 +29,7 @@ func TestTutorialClientAgainstRepository(t *testing.T) {
 	req, want := goldenKarate(t)
 	scores := func() []float32 {
 		t.Helper()
-		res, err := client.ProcessGraph(context.Background(), req)
+		res, err := client.ProcessGraph(testenv.Context(t), req)
 		if err != nil {
 			t.Fatalf("ProcessGraph: %v", err)
 		}

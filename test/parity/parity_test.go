@@ -24,6 +24,7 @@ import (
 	"sync"
 	"testing"
 
+	"go.uber.org/goleak"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/proto"
@@ -101,6 +102,12 @@ func TestMain(m *testing.M) {
 	exportRoot = dir
 	code := m.Run()
 	os.RemoveAll(dir)
+	if code == 0 {
+		if err := goleak.Find(testenv.LeakOptions()...); err != nil { // a goroutine the tests started still runs
+			fmt.Fprintf(os.Stderr, "goleak: errors on successful test run: %v\n", err)
+			code = 1
+		}
+	}
 	os.Exit(code)
 }
 
@@ -168,7 +175,7 @@ func checkFixtures(t *testing.T, client gcnpb.GCNServiceClient, dir string) {
 		t.Run(fx.Name, func(t *testing.T) {
 			req := proto.Clone(fx.Request).(*gcnpb.GraphData)
 			req.IncludePredictions = true
-			res, err := client.ProcessGraph(context.Background(), req)
+			res, err := client.ProcessGraph(testenv.Context(t), req)
 			if err != nil {
 				t.Fatalf("ProcessGraph: %v", err)
 			}
@@ -214,7 +221,7 @@ func checkLibrary(t *testing.T, model, dir string) {
 			for _, e := range fx.Request.GetEdges() {
 				g.Edges = append(g.Edges, gcn.Edge{Source: e.GetSourceId(), Target: e.GetTargetId()})
 			}
-			p, err := m.PredictGraph(context.Background(), g)
+			p, err := m.PredictGraph(testenv.Context(t), g)
 			if err != nil {
 				t.Fatalf("PredictGraph: %v", err)
 			}

@@ -102,7 +102,7 @@ func (g *goldens) scores(t *testing.T, path string, r request) []float32 {
 		t.Fatal(err)
 	}
 	defer m.Close()
-	p, err := m.Predict(context.Background(), r.t)
+	p, err := m.Predict(testenv.Context(t), r.t)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -438,7 +438,7 @@ func writeAtomically(t *testing.T, dir string, data []byte) {
 // highestReady returns the highest READY version of model in ListModels.
 func highestReady(t *testing.T, c pb.GCNServiceClient, model string) string {
 	t.Helper()
-	res, err := c.ListModels(context.Background(), &pb.ListModelsRequest{})
+	res, err := c.ListModels(testenv.Context(t), &pb.ListModelsRequest{})
 	if err != nil {
 		t.Errorf("ListModels: %v", err)
 		return ""

@@ -1,4 +1,4 @@
-package graphwire
+package graphcheck
 
 import (
 	"hash/maphash"
@@ -96,8 +96,8 @@ func (x *idIndex) add(slot int, h uint64, id string) {
 	x.slots[slot] = h>>32<<32 | uint64(next+1)
 }
 
-// lookupChunk is how many ids lookupAll resolves together.
-const lookupChunk = 512
+// LookupChunk is how many ids lookupAll resolves together.
+const LookupChunk = 512
 
 // lookupAll resolves every id into out (same length) and reports whether
 // all were found. It is lookup for many ids at once: on big graphs each
@@ -107,14 +107,14 @@ const lookupChunk = 512
 // have many misses in flight, so the final pass finds its data in cache.
 //
 // hashes is scratch space for one chunk's hashes. It comes from the caller
-// (the pooled edgeChunk) rather than the stack: a 4 KiB array there made
+// (the pooled EdgeChunk) rather than the stack: a 4 KiB array there made
 // every request's fresh handler goroutine grow its stack, about 4% of the
 // server's CPU on karate-sized requests.
-func (x *idIndex) lookupAll(ids []string, out []int32, hashes *[lookupChunk]uint64) bool {
+func (x *idIndex) lookupAll(ids []string, out []int32, hashes *[LookupChunk]uint64) bool {
 	mask := len(x.slots) - 1
 	var touched uint64
 	for len(ids) > 0 {
-		n := min(len(ids), lookupChunk)
+		n := min(len(ids), LookupChunk)
 		for i, id := range ids[:n] {
 			h := maphash.String(x.seed, id)
 			hashes[i] = h

@@ -1,0 +1,299 @@
+// Package graphcheck turns a graph given node by node and edge by edge into
+// the tensors a model runs on, validating it against the contract of
+// gcn.proto: unique, non-empty, valid UTF-8 node ids; exactly featureDim
+// finite features per node; edge endpoints that name nodes; counts within
+// Limits. The server's wire decoder (internal/graphwire) and the public
+// library (gcn.PredictGraph) both validate here, so a graph gets the same
+// answer, with the same message, whichever way it arrives.
+//
+// It imports the standard library only (and gcnerr for its error type): the
+// public gcn package depends on it, and an embedding program must not pull in
+// gRPC or protobuf.
+package graphcheck
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+	"strconv"
+	"unicode/utf8"
+	"unsafe"
+
+	"github.com/gcnserve/gcnserve/internal/gcnerr"
+)
+
+// Limits bounds one request. Zero (or a negative value) means unlimited.
+type Limits struct {
+	MaxNodes, MaxEdges int
+}
+
+// Graph is a decoded, validated request: every node id is non-empty, valid
+// UTF-8 and unique, every node has exactly featureDim finite features, and
+// every edge endpoint names a node.
+type Graph struct {
+	// IDs holds the node ids in request order. After graphwire.Decode they
+	// alias the request buffer (no copy); after FromSource they are the
+	// Source's strings.
+	IDs []string
+	// Features is the len(IDs) x featureDim feature matrix, row-major: node
+	// i's features are Features[i*featureDim : (i+1)*featureDim].
+	Features []float32
+	// EdgeIndex is the 2 x NumEdges edge index, row-major: EdgeIndex[:E]
+	// holds the source node indexes and EdgeIndex[E:] the target node
+	// indexes, in request edge order.
+	EdgeIndex []int64
+	// IncludePredictions is GraphData.include_predictions (set by the
+	// transports; FromSource leaves it false).
+	IncludePredictions bool
+	// ModelName and ModelVersion are GraphData.model_name and model_version
+	// (empty: the default model, its highest served version).
+	ModelName, ModelVersion string
+}
+
+// NumNodes returns the number of nodes.
+func (g *Graph) NumNodes() int { return len(g.IDs) }
+
+// NumEdges returns the number of edges.
+func (g *Graph) NumEdges() int { return len(g.EdgeIndex) / 2 }
+
+// Errors are *gcnerr.Error (gcn.Error for library users): a request that
+// breaks the contract in gcn.proto (malformed wire bytes, or a node or edge
+// that fails validation) is InvalidArgument, its message naming the
+// offending node or edge by 0-based request index; a request over Limits is
+// TooLarge, its message naming the count and the limit.
+
+func invalidf(format string, args ...any) error {
+	return gcnerr.New(gcnerr.InvalidArgument, format, args...)
+}
+
+func tooLargef(format string, args ...any) error {
+	return gcnerr.New(gcnerr.TooLarge, format, args...)
+}
+
+// CheckLimits reports the first count over its limit, nodes first. A graph
+// also cannot hold more nodes than an int32 node index can name.
+func CheckLimits(nodes, edges int, lim Limits) error {
+	if lim.MaxNodes > 0 && nodes > lim.MaxNodes {
+		return tooLargef("request has %d nodes, limit is %d (--max-nodes)", nodes, lim.MaxNodes)
+	}
+	if lim.MaxEdges > 0 && edges > lim.MaxEdges {
+		return tooLargef("request has %d edges, limit is %d (--max-edges)", edges, lim.MaxEdges)
+	}
+	if nodes > math.MaxInt32 {
+		return tooLargef("request has %d nodes, a graph holds at most %d", nodes, math.MaxInt32)
+	}
+	return nil
+}
+
+// CheckFeatureDim refuses a negative feature dimension (a caller's bug, not
+// bad input).
+func CheckFeatureDim(featureDim int) error {
+	if featureDim < 0 {
+		return fmt.Errorf("graphcheck: feature dimension %d is negative", featureDim)
+	}
+	return nil
+}
+
+// Validator applies the per-node and per-edge checks that graphwire.Decode
+// and FromSource share. Both call it in the same order (nodes in request order,
+// then edges in request order), which is what makes their first error, and
+// so their message, the same for the same request.
+type Validator struct {
+	featureDim int
+	// index maps each accepted node id to its node index.
+	index *idIndex
+}
+
+// NewValidator returns a Validator for nodes nodes of featureDim features.
+func NewValidator(featureDim, nodes int) Validator {
+	return Validator{featureDim: featureDim, index: newIDIndex(nodes)}
+}
+
+// Node checks node i, whose id is valid UTF-8 (graphwire.Decode checks that
+// while parsing, FromSource before calling), and indexes it. count is the number
+// of features the node sent; bad is the index of its first non-finite
+// feature among the first featureDim, or -1, and badBits that feature's bits.
+func (v *Validator) Node(i int, id string, count, bad int, badBits uint32) error {
+	if id == "" {
+		return invalidf("node %d: empty id", i)
+	}
+	slot, h, j, dup := v.index.find(id)
+	if dup {
+		return invalidf("node %d: duplicate id %s (also node %d)", i, quoteID(id), j)
+	}
+	if count != v.featureDim {
+		return invalidf("node %d (%s): %d features, model wants %d", i, quoteID(id), count, v.featureDim)
+	}
+	if bad >= 0 {
+		return invalidf("node %d (%s): feature %d is %s", i, quoteID(id), bad, nonFiniteName(badBits))
+	}
+	v.index.add(slot, h, id)
+	return nil
+}
+
+// edge resolves edge j's endpoints to node indexes.
+//
+// graphwire.Decode rejects an endpoint that is not valid UTF-8 while parsing, before
+// looking anything up. FromSource checks UTF-8 only after a lookup fails
+// (every node id is valid UTF-8, so a found endpoint is too), which keeps its
+// hot path cheap and reports the same first error.
+func (v *Validator) edge(j int, source, target string) (s, t int32, err error) {
+	s, okS := v.index.lookup(source)
+	t, okT := v.index.lookup(target)
+	if okS && okT {
+		return s, t, nil
+	}
+	if !okS && !utf8.ValidString(source) {
+		return 0, 0, invalidf("edge %d: source id is not valid UTF-8", j)
+	}
+	if !utf8.ValidString(target) {
+		return 0, 0, invalidf("edge %d: target id is not valid UTF-8", j)
+	}
+	if !okS {
+		return 0, 0, invalidf("edge %d: source %s is not a node id", j, quoteID(source))
+	}
+	return 0, 0, invalidf("edge %d: target %s is not a node id", j, quoteID(target))
+}
+
+// maxQuotedID bounds how much of an id an error message repeats: ids are
+// client-chosen and may be megabytes long.
+const maxQuotedID = 64
+
+// quoteID quotes id for an error message, cut to maxQuotedID bytes on a rune
+// boundary with "..." after the closing quote when it was cut.
+func quoteID(id string) string {
+	if len(id) <= maxQuotedID {
+		return strconv.Quote(id)
+	}
+	cut := maxQuotedID
+	for cut > 0 && !utf8.RuneStart(id[cut]) {
+		cut--
+	}
+	return strconv.Quote(id[:cut]) + "..."
+}
+
+// IsNonFinite reports whether the float32 with these bits is NaN or ±Inf:
+// all exponent bits set.
+func IsNonFinite(bits uint32) bool { return bits&0x7f800000 == 0x7f800000 }
+
+func nonFiniteName(bits uint32) string {
+	switch {
+	case bits&0x007fffff != 0:
+		return "NaN"
+	case bits&0x80000000 != 0:
+		return "-Inf"
+	default:
+		return "+Inf"
+	}
+}
+
+// FirstNonFinite returns the index of the first NaN or ±Inf in f, or -1.
+// It checks two values per 64-bit word, which makes it several times faster
+// than a test per value on large feature matrices.
+func FirstNonFinite(f []float32) int {
+	if nativeLittleEndian && !AnyNonFinite(unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(f))), 4*len(f))) {
+		return -1
+	}
+	for k, x := range f {
+		if IsNonFinite(math.Float32bits(x)) {
+			return k
+		}
+	}
+	return -1
+}
+
+// Source is a graph given node by node and edge by edge: a generated
+// message, or the Go values of the public gcn package.
+type Source interface {
+	NumNodes() int
+	// Node returns node i's id and features; FromSource does not keep
+	// features.
+	Node(i int) (id string, features []float32)
+	NumEdges() int
+	Edge(j int) (source, target string)
+}
+
+// FromSource builds a validated Graph from src for a model with featureDim
+// features per node, with exactly graphwire.Decode's checks, order and messages. IDs
+// share src's strings; Features and EdgeIndex are new. Edges are resolved as
+// graphwire.Decode resolves them (ResolveEdges: a chunk at a time, on a second
+// goroutine for big graphs); src is only called from the calling goroutine.
+func FromSource(src Source, featureDim int, lim Limits) (*Graph, error) {
+	if err := CheckFeatureDim(featureDim); err != nil {
+		return nil, err
+	}
+	nodes, edges := src.NumNodes(), src.NumEdges()
+	if err := CheckLimits(nodes, edges, lim); err != nil {
+		return nil, err
+	}
+	g := &Graph{IDs: make([]string, nodes), EdgeIndex: make([]int64, 2*edges)}
+	// Allocate the feature matrix only when every node has the right number
+	// of features: a request of many featureless nodes would otherwise cost
+	// nodes*featureDim floats just to report its first error.
+	rightSize := true
+	for i := range nodes {
+		if _, features := src.Node(i); len(features) != featureDim {
+			rightSize = false
+			break
+		}
+	}
+	if rightSize {
+		g.Features = make([]float32, nodes*featureDim)
+	}
+	v := NewValidator(featureDim, nodes)
+	for i := range nodes {
+		id, features := src.Node(i)
+		if id != "" && !utf8.ValidString(id) {
+			return nil, invalidf("node %d: id is not valid UTF-8", i)
+		}
+		bad, badBits := FirstNonFinite(features[:min(len(features), featureDim)]), uint32(0)
+		if bad >= 0 {
+			badBits = math.Float32bits(features[bad])
+		}
+		if err := v.Node(i, id, len(features), bad, badBits); err != nil {
+			return nil, err
+		}
+		g.IDs[i] = id
+		if rightSize {
+			copy(g.Features[i*featureDim:(i+1)*featureDim], features)
+		}
+	}
+	err := ResolveEdges(&v, g.EdgeIndex, func(c *EdgeChunk) error {
+		for e := range c.N {
+			c.Ends[2*e], c.Ends[2*e+1] = src.Edge(c.Start + e)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return g, nil
+}
+
+// AnyNonFinite reports whether any of the little-endian float32 values in v
+// is NaN or ±Inf. It checks two values per 64-bit word without branching:
+// adding 1 to a value's 8-bit exponent carries into the sign bit's place
+// only when the exponent is all ones, and the two 32-bit lanes cannot carry
+// into each other.
+func AnyNonFinite(v []byte) bool {
+	const (
+		exp = 0x7f800000_7f800000
+		one = 0x00800000_00800000
+	)
+	var acc uint64
+	for len(v) >= 32 {
+		acc |= (binary.LittleEndian.Uint64(v)&exp + one) |
+			(binary.LittleEndian.Uint64(v[8:])&exp + one) |
+			(binary.LittleEndian.Uint64(v[16:])&exp + one) |
+			(binary.LittleEndian.Uint64(v[24:])&exp + one)
+		v = v[32:]
+	}
+	for len(v) >= 4 {
+		acc |= uint64(binary.LittleEndian.Uint32(v)&0x7f800000 + 0x00800000)
+		v = v[4:]
+	}
+	return acc&0x80000000_80000000 != 0
+}
+
+// nativeLittleEndian is true where a float32 in memory has its wire bytes.
+var nativeLittleEndian = binary.NativeEndian.Uint16([]byte{1, 0}) == 1
