@@ -13,11 +13,13 @@ import json
 import os
 import statistics
 
-SERVER_ORDER = ["python", "gcnserve", "gcnserve-nobatch", "null"]
+SERVER_ORDER = ["python", "gcnserve", "gcnserve-batch", "gcnserve-nobatch", "gcnserve-ort", "null"]
 SERVER_NAMES = {
     "python": "Python (grpcio + PyTorch)",
-    "gcnserve": "gcnserve",
+    "gcnserve": "gcnserve (native)",
+    "gcnserve-batch": "gcnserve --batch=true",
     "gcnserve-nobatch": "gcnserve --batch=false",
+    "gcnserve-ort": "gcnserve, ONNX Runtime (--portable model)",
     "null": "null (Go, no inference)",
 }
 PAYLOAD_NOTES = {
@@ -26,6 +28,14 @@ PAYLOAD_NOTES = {
     "cora": "a random-init model, Cora's shape (--features 1433 --classes 7 --hidden 16); dense features",
     "large": "a random-init model (--features 16 --classes 7 --hidden 16)",
 }
+
+
+def over_idle(r):
+    """Peak RSS over the freshly started server's RSS, MB (None if not sampled)."""
+    idle = r.get("server_idle_rss_mb")
+    if idle is None or r["server_peak_rss_mb"] <= 0:
+        return None
+    return r["server_peak_rss_mb"] - idle
 
 
 def load(results_path, meta_path):
@@ -123,7 +133,9 @@ def render(runs, meta):
     w("  response bytes without decoding them, so the client's cost stays small; its own")
     w("  CPU per request is in the table, to show when it is not.")
     w("- Server CPU per request = the server's utime+stime (`/proc/<pid>/stat`, all")
-    w("  threads) over the measured window / OK responses. Peak RSS = `VmHWM` at the end.")
+    w("  threads) over the measured window / OK responses. Peak RSS = `VmHWM` at the end;")
+    w("  \"over idle\" subtracts the server's `VmRSS` once it is SERVING (model loaded and")
+    w("  warmed up), before the first request: the memory the requests cost.")
     w("  p50/p99 are client-observed latencies. rps = OK responses / measured seconds.")
     w("- Payloads are `graphwire.SyntheticGraph(nodes, edges, features, seed 1)`,")
     w("  serialized once to `.cache/bench/payload-*.pb`. Before the load, one response")
@@ -145,7 +157,9 @@ def render(runs, meta):
     w("```")
     w("/usr/bin/python3 bench/pyserver.py --model M --port P      # 127.0.0.1, 10 workers")
     w("bin/gcnserve --addr 127.0.0.1:P --model M --max-request-bytes 67108864 \\")
-    w("  --intra-op-threads 1 --batch=true                         # --batch=false: the unbatched row")
+    w("  --intra-op-threads 1 --debug-addr 127.0.0.1:D            # + --batch=true / --batch=false rows")
+    w("# gcnserve-ort rows: M exported without the \"layers\" metadata (--portable), so")
+    w("# ONNX Runtime runs the whole graph: the path before native execution.")
     w("bin/nullserver --addr 127.0.0.1:P --max-request-bytes 67108864")
     w("```")
     w("")
@@ -171,24 +185,26 @@ def render(runs, meta):
 
     w("## Summary")
     w("")
-    w("| payload | c | CPU/request, Python / gcnserve | p50, Python / gcnserve | peak RSS, Python / gcnserve | rps, gcnserve / Python | CPU/request, gcnserve / null |")
-    w("|---|---:|---:|---:|---:|---:|---:|")
+    w("| payload | c | CPU/request, Python / gcnserve | p50, Python / gcnserve | peak RSS, Python / gcnserve | rps, gcnserve / Python | CPU/request, gcnserve / null | CPU/request, ORT path / native |")
+    w("|---|---:|---:|---:|---:|---:|---:|---:|")
     for p in payloads:
         concs = sorted({r["concurrency"] for r in runs if r["payload"] == p})
         for c in concs:
             py, go, null = find(p, "python", c), find(p, "gcnserve", c), find(p, "null", c)
-            if go is None or (py is None and null is None):
+            ort = find(p, "gcnserve-ort", c)
+            if go is None:
                 continue
             get = lambda r, k: r[k] if r else None
             w(f"| {p} | {c} | {ratio(get(py, 'server_cpu_ms_per_req'), go['server_cpu_ms_per_req'])} "
               f"| {ratio(get(py, 'p50_ms'), go['p50_ms'])} "
               f"| {ratio(get(py, 'server_peak_rss_mb'), go['server_peak_rss_mb'])} "
               f"| {ratio(go['rps'], get(py, 'rps'))} "
-              f"| {ratio(go['server_cpu_ms_per_req'], get(null, 'server_cpu_ms_per_req'))} |")
+              f"| {ratio(go['server_cpu_ms_per_req'], get(null, 'server_cpu_ms_per_req'))} "
+              f"| {ratio(get(ort, 'server_cpu_ms_per_req'), go['server_cpu_ms_per_req'])} |")
     w("")
     for p in payloads:
         for c in sorted({r["concurrency"] for r in runs if r["payload"] == p}):
-            on, off = find(p, "gcnserve", c), find(p, "gcnserve-nobatch", c)
+            on, off = find(p, "gcnserve-batch", c), find(p, "gcnserve-nobatch", c)
             if on and off:
                 w(f"Dynamic batching, {p} at c={c}: server CPU per request {ratio(off['server_cpu_ms_per_req'], on['server_cpu_ms_per_req'])} "
                   f"lower with batching ({off['server_cpu_ms_per_req']:.3g} -> {on['server_cpu_ms_per_req']:.3g} ms), "
@@ -210,16 +226,38 @@ def render(runs, meta):
         size = f"{size / 1e6:.3g} MB" if size >= 1e6 else f"{size / 1e3:.3g} kB"
         w(f"Request {size}; model: {PAYLOAD_NOTES.get(p, 'see bench/run.sh').format(karate_model=meta.get('karate_model', 'model/karate.onnx'))}.")
         w("")
-        w("| server | c | rps | p50 ms | p99 ms | server CPU ms/request | server peak RSS MB | loadgen CPU ms/request | cores busy: server + loadgen + other | OK | errors | score diff vs Python |")
-        w("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|")
+        w("| server | c | rps | p50 ms | p99 ms | server CPU ms/request | server peak RSS MB | peak RSS over idle MB | loadgen CPU ms/request | cores busy: server + loadgen + other | OK | errors | score diff vs Python |")
+        w("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|")
         rows.sort(key=lambda r: (r["concurrency"], SERVER_ORDER.index(r["server"])))
         for r in rows:
             diff = r.get("score_max_diff", -1)
             w(f"| {SERVER_NAMES.get(r['server'], r['server'])} | {r['concurrency']} | {fmt(r['rps'])} "
               f"| {fmt(r['p50_ms'])} | {fmt(r['p99_ms'])} | {fmt(r['server_cpu_ms_per_req'])} "
-              f"| {fmt(r['server_peak_rss_mb'], 0)} | {fmt(r['client_cpu_ms_per_req'])} | {cores(r)} | {r['ok']} | {errors(r)} "
+              f"| {fmt(r['server_peak_rss_mb'], 0)} | {fmt(over_idle(r), 0)} | {fmt(r['client_cpu_ms_per_req'])} | {cores(r)} | {r['ok']} | {errors(r)} "
               f"| {'%.1g' % diff if diff >= 0 else ''} |")
         w("")
+    profiles = [(k, meta.get(f"profile_{k}")) for k in ("gcnserve-ort", "gcnserve")]
+    if any(path and os.path.exists(path) for _, path in profiles):
+        w("## Profile: large at c=1, top functions by CPU")
+        w("")
+        w("`go tool pprof -top` of a CPU profile taken from the server's /debug/pprof during the")
+        w("measured window: before (ONNX Runtime runs the graph: the --portable model) and after")
+        w("(native execution). Functions inside ONNX Runtime show as the cgo call or the library.")
+        w("")
+        for kind, path in profiles:
+            if not path or not os.path.exists(path):
+                continue
+            with open(path) as f:
+                lines = [line.rstrip() for line in f]
+            # Keep the header's totals line and the table.
+            start = next((i for i, line in enumerate(lines) if line.lstrip().startswith("flat")), 0)
+            total = next((line for line in lines if "samples" in line), "")
+            w(f"{'Before' if kind == 'gcnserve-ort' else 'After'}: {SERVER_NAMES[kind]}. {total.strip()}")
+            w("")
+            w("```")
+            w("\n".join(lines[start:start + 16]))
+            w("```")
+            w("")
     w(f"Whole run: {meta['elapsed_s']} s. Raw results: `.cache/bench/results.jsonl` (one `loadgen --json` line per row).")
     return "\n".join(out) + "\n"
 

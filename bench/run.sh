@@ -7,6 +7,13 @@
 #   BENCH_OUT      the report to write (default docs/BENCHMARKS.md)
 #   BENCH_SERVERS  servers to run (default "python gcnserve null")
 #   BENCH_NOTE     a sentence for the report (e.g. "the machine was shared")
+#   BENCH_PAYLOADS payloads to run (default "karate medium cora large")
+#
+# gcnserve runs each model natively (its "layers" metadata); the row
+# "gcnserve-ort" serves the same weights exported with --portable, so ONNX
+# Runtime runs the whole graph: the path before native execution, measured
+# in the same run. During large c=1 both are CPU-profiled (/debug/pprof) and
+# the top functions go into the report.
 #
 # Every measurement starts a fresh server process on a free loopback port,
 # waits for it to be ready, checks one response (gcnserve's scores must match
@@ -35,7 +42,7 @@ if [ "$QUICK" = 1 ]; then
     "karate 34 78 34 karate 16,64 3s 1s"
     "medium 2708 10556 32 f32 4 3s 1s"
     "cora 2708 5278 1433 f1433 1 3s 1s"
-    "large 100000 500000 16 f16 1 4s 0s"
+    "large 100000 500000 16 f16 1,2 4s 0s"
   )
   START_REPEATS=1
 else
@@ -43,9 +50,16 @@ else
     "karate 34 78 34 karate 16,64 10s 3s"
     "medium 2708 10556 32 f32 4 10s 3s"
     "cora 2708 5278 1433 f1433 1,4 10s 3s"
-    "large 100000 500000 16 f16 1 20s 3s"
+    "large 100000 500000 16 f16 1,2 20s 3s"
   )
   START_REPEATS=3
+fi
+if [ -n "${BENCH_PAYLOADS:-}" ]; then
+  kept=()
+  for spec in "${PAYLOADS[@]}"; do
+    [[ " $BENCH_PAYLOADS " == *" ${spec%% *} "* ]] && kept+=("$spec")
+  done
+  PAYLOADS=("${kept[@]}")
 fi
 
 bench_start=$(date +%s)
@@ -68,7 +82,7 @@ free_port() {
 
 # --- build -----------------------------------------------------------------
 loadavg_start=$(cut -d' ' -f1-3 /proc/loadavg)
-rm -rf "$LOGS" "$RESULTS"
+rm -rf "$LOGS" "$RESULTS" "$CACHE"/profile-*
 mkdir -p "$CACHE" "$LOGS" bin
 log "building"
 go build -o bin/loadgen ./cmd/loadgen
@@ -94,6 +108,8 @@ model_path() {
     f*) echo "$CACHE/gcn-random-$1-c7.onnx" ;;
   esac
 }
+# portable_path MODEL: the same weights without "layers" (ONNX Runtime only).
+portable_path() { echo "$CACHE/portable-$1.onnx"; }
 for spec in "${PAYLOADS[@]}"; do
   read -r name nodes edges features model _ <<<"$spec"
   path=$(model_path "$model")
@@ -103,6 +119,18 @@ for spec in "${PAYLOADS[@]}"; do
       --out "$path" >"$LOGS/export-$model.log"
   fi
   [ -f "$path" ] || { log "missing model $path (run 'make models')"; exit 1; }
+  portable=$(portable_path "$model")
+  if [[ " $SERVERS " == *" gcnserve "* ]] && { [ ! -f "$portable" ] || [ "$path" -nt "$portable" ]; }; then
+    # The same weights, minus the "layers" metadata.
+    "$PYTHON" - "$path" "$portable" <<'PY'
+import sys, onnx
+m = onnx.load(sys.argv[1])
+kept = [p for p in m.metadata_props if p.key != "layers"]
+del m.metadata_props[:]
+m.metadata_props.extend(kept)
+onnx.save(m, sys.argv[2])
+PY
+  fi
   bin/loadgen --nodes "$nodes" --edges "$edges" --features "$features" --seed 1 \
     --write-payload "$CACHE/payload-$name.pb"
 done
@@ -122,12 +150,15 @@ start_server() {
         sleep 0.1
       done
       log "python server did not start; its log:"; cat "$logfile" >&2; return 1 ;;
-    gcnserve | gcnserve-nobatch)
-      # The default (batching on), and the unbatched baseline row.
-      local batch=true
-      [ "$kind" = gcnserve-nobatch ] && batch=false
+    gcnserve | gcnserve-batch | gcnserve-nobatch | gcnserve-ort)
+      # The defaults; batching on; batching off; ONNX Runtime only.
+      local batch=()
+      [ "$kind" = gcnserve-batch ] && batch=(--batch=true)
+      [ "$kind" = gcnserve-nobatch ] && batch=(--batch=false)
+      [ "$kind" = gcnserve-ort ] && model=$(portable_path "$(basename "$model" .onnx | sed 's/^gcn-random-//; s/-c7$//')")
+      DEBUG_PORT=$(free_port)
       bin/gcnserve --addr "127.0.0.1:$port" --model "$model" --max-request-bytes $((64 << 20)) \
-        --intra-op-threads 1 --batch=$batch >"$logfile" 2>&1 &
+        --intra-op-threads 1 "${batch[@]}" --debug-addr "127.0.0.1:$DEBUG_PORT" >"$logfile" 2>&1 &
       SERVER_PID=$! ;;
     null)
       bin/nullserver --addr "127.0.0.1:$port" --max-request-bytes $((64 << 20)) >"$logfile" 2>&1 &
@@ -135,6 +166,17 @@ start_server() {
   esac
   bin/loadgen --addr "127.0.0.1:$port" --wait-serving 60s >/dev/null ||
     { log "$kind did not become SERVING; its log:"; cat "$logfile" >&2; return 1; }
+  # Idle RSS: the freshly started (and, for gcnserve, warmed-up) server.
+  IDLE_RSS_KB=$(awk '/^VmRSS:/ {print $2}' "/proc/$SERVER_PID/status")
+}
+
+# profile KIND PAYLOAD SECONDS: a CPU profile of the running gcnserve
+# (its /debug/pprof), summarized as the top functions by flat CPU.
+profile() {
+  local kind=$1 payload=$2 seconds=$3
+  local prof="$CACHE/profile-$payload-$kind.pb.gz"
+  curl -sf -o "$prof" "http://127.0.0.1:$DEBUG_PORT/debug/pprof/profile?seconds=$seconds" || return 0
+  go tool pprof -top -nodecount=15 bin/gcnserve "$prof" 2>/dev/null >"$CACHE/profile-$payload-$kind.txt" || true
 }
 
 # run_one PAYLOAD SERVER CONCURRENCY DURATION WARMUP MODEL measures one
@@ -149,9 +191,21 @@ run_one() {
     python) check=(--save-response "$CACHE/response-$payload.pb") ;;
     gcnserve*) [ -f "$CACHE/response-$payload.pb" ] && check=(--expect "$CACHE/response-$payload.pb") ;;
   esac
+  local secs=${duration%s} profiling=""
+  if [ "$payload" = large ] && [ "$conc" = 1 ] && [[ $kind == gcnserve || $kind == gcnserve-ort ]]; then
+    # Profile the middle of the measured window.
+    (sleep "${warmup%s}"; profile "$kind" "$payload" $((secs > 3 ? secs - 2 : 1))) &
+    profiling=$!
+  fi
   bin/loadgen --addr "127.0.0.1:$port" --payload "$CACHE/payload-$payload.pb" \
     --concurrency "$conc" --warmup "$warmup" --duration "$duration" --pid "$SERVER_PID" \
-    --label "$label" --json "${check[@]}" >>"$RESULTS"
+    --label "$label" --json "${check[@]}" | IDLE="$IDLE_RSS_KB" "$PYTHON" -c '
+import json, os, sys
+for line in sys.stdin:
+    r = json.loads(line)
+    r["server_idle_rss_mb"] = int(os.environ["IDLE"]) / 1024
+    print(json.dumps(r))' >>"$RESULTS"
+  if [ -n "$profiling" ]; then wait "$profiling"; fi
   cleanup
 }
 
@@ -161,9 +215,11 @@ for spec in "${PAYLOADS[@]}"; do
   path=$(model_path "$model")
   for conc in ${concs//,/ }; do
     kinds=$SERVERS
+    # The ONNX Runtime path (portable model) beside the native one.
+    [[ " $SERVERS " == *" gcnserve "* ]] && kinds="$kinds gcnserve-ort"
     if [ "$name" = karate ] && [ "$conc" = 64 ]; then
       # Batching on vs off where it should matter: many tiny graphs.
-      [[ " $SERVERS " == *" gcnserve "* ]] && kinds="$kinds gcnserve-nobatch"
+      [[ " $SERVERS " == *" gcnserve "* ]] && kinds="$kinds gcnserve-batch gcnserve-nobatch"
       # Quick runs skip the reference servers here; they add no new point.
       [ "$QUICK" = 1 ] && kinds=$(echo " $kinds " | sed 's/ python / /; s/ null / /')
     fi
@@ -208,6 +264,9 @@ ort_version=$(grep -o 'onnxruntime=[^ ]*' "$LOGS"/*gcnserve*.log 2>/dev/null | h
   echo "quick=$QUICK"
   echo "start_ms=${START_MS# }"
   echo "elapsed_s=$(($(date +%s) - bench_start))"
+  for kind in gcnserve-ort gcnserve; do
+    if [ -f "$CACHE/profile-large-$kind.txt" ]; then echo "profile_$kind=$CACHE/profile-large-$kind.txt"; fi
+  done
 } >"$META"
 "$PYTHON" bench/report.py --results "$RESULTS" --meta "$META" --out "$OUT"
 log "wrote $OUT in $(($(date +%s) - bench_start))s"

@@ -28,11 +28,12 @@ var payloads = []payload{
 }
 
 // benchModel opens a random-init model with f features (7 classes, hidden
-// 16), exported by scripts/export_onnx.py into .cache/models (reused).
+// 16), exported by scripts/export_onnx.py into .cache/models (reused; the
+// name carries the script version that wrote it, 2: with "layers").
 func benchModel(b *testing.B, f int, opts ...gcn.Option) *gcn.Model {
 	b.Helper()
 	root := testenv.RepoRoot(b)
-	path := filepath.Join(root, ".cache", "models", "random-f"+strconv.Itoa(f)+".onnx")
+	path := filepath.Join(root, ".cache", "models", "random-f"+strconv.Itoa(f)+"-v2.onnx")
 	if _, err := os.Stat(path); err != nil {
 		python := testenv.Python(b)
 		cmd := exec.Command(python, filepath.Join(root, "scripts", "export_onnx.py"), "--random-init",
@@ -49,8 +50,21 @@ func benchModel(b *testing.B, f int, opts ...gcn.Option) *gcn.Model {
 	return m
 }
 
-// BenchmarkPredict is the model run alone (ORT plus post-processing) on
-// each payload, with 1 and 2 intra-op threads.
+// execModes are the ways a model runs: ONNX Runtime (the portable path;
+// the bundled models cap it at one intra-op thread), native on one
+// goroutine, native with the goroutines chosen by graph size.
+var execModes = []struct {
+	name string
+	opts []gcn.Option
+}{
+	{"ort", []gcn.Option{gcn.WithNativeExecution(false)}},
+	{"native/workers=1", []gcn.Option{gcn.WithNativeWorkers(1)}},
+	{"native", nil},
+}
+
+// BenchmarkPredict is the model run alone (checks, the run, post-processing)
+// on each payload, in each execution mode: the whole large request in
+// process is BenchmarkPredict/large/native.
 func BenchmarkPredict(b *testing.B) {
 	for _, p := range payloads {
 		g, err := graphwire.FromMessage(graphwire.SyntheticGraph(p.nodes, p.edges, p.features, 1), p.features, graphwire.Limits{})
@@ -58,10 +72,11 @@ func BenchmarkPredict(b *testing.B) {
 			b.Fatal(err)
 		}
 		in := gcn.Tensors{NumNodes: g.NumNodes(), Features: g.Features, EdgeIndex: g.EdgeIndex}
-		for _, threads := range []int{1, 2} {
-			b.Run(p.name+"/intra="+strconv.Itoa(threads), func(b *testing.B) {
-				m := benchModel(b, p.features, gcn.WithIntraOpThreads(threads))
+		for _, mode := range execModes {
+			b.Run(p.name+"/"+mode.name, func(b *testing.B) {
+				m := benchModel(b, p.features, mode.opts...)
 				b.ReportAllocs()
+				defer gcn.ReportCPU(b)()
 				for b.Loop() {
 					if _, err := m.Predict(context.Background(), in); err != nil {
 						b.Fatal(err)
@@ -74,13 +89,13 @@ func BenchmarkPredict(b *testing.B) {
 
 // BenchmarkPredictGraph is PredictGraph on Go values: validation and id
 // mapping (graphwire.FromSource), then the checks and the run Predict does,
-// on each payload with 1 intra-op thread. Compare with
-// BenchmarkPredict/*/intra=1 for the cost of the ids.
+// on each payload, native. Compare with BenchmarkPredict/*/native for the
+// cost of the ids.
 func BenchmarkPredictGraph(b *testing.B) {
 	for _, p := range payloads {
 		b.Run(p.name, func(b *testing.B) {
 			g := goGraph(graphwire.SyntheticGraph(p.nodes, p.edges, p.features, 1))
-			m := benchModel(b, p.features, gcn.WithIntraOpThreads(1))
+			m := benchModel(b, p.features)
 			b.ReportAllocs()
 			defer gcn.ReportCPU(b)()
 			for b.Loop() {

@@ -71,6 +71,15 @@ type Info struct {
 	IntraOpThreads int
 	// Limits are the bounds Predict enforces (WithLimits).
 	Limits Limits
+	// Native is true when Predict runs the model's message passing natively
+	// in Go (Model.Network) instead of in ONNX Runtime: the model describes
+	// its layers (metadata "layers"), the description gave the ONNX graph's
+	// probabilities (within 1e-5) on a probe graph at load, and
+	// WithNativeExecution is on.
+	Native bool
+	// NativeReason says why Native is what it is (e.g. the probe's largest
+	// difference, or which part of the description does not fit).
+	NativeReason string
 }
 
 // Prediction is the model's answer for one graph, rows in node order.
@@ -106,6 +115,9 @@ type Model struct {
 	// batch merges concurrent small graphs; nil when batching is off.
 	batch *batcher
 	info  Info
+	// net is the verified layer description, also when ONNX Runtime runs
+	// the model (WithNativeExecution(false)); nil when there is none.
+	net *Network
 
 	// mu is held for reading by every Predict call for its whole duration
 	// and for writing by Close, so Close waits for calls in flight and no
@@ -119,6 +131,11 @@ type Model struct {
 type session struct {
 	info *Info
 	ort  *ort.DynamicAdvancedSession
+	// net runs the model natively when the model's layer description
+	// checked out at load (Info.Native); nil: ONNX Runtime runs it.
+	net *Network
+	// nativeWorkers is ForwardOptions.Workers (WithNativeWorkers).
+	nativeWorkers int
 	// runSlots bounds concurrent runs: a run holds one token.
 	runSlots chan struct{}
 }
@@ -179,6 +196,24 @@ func OpenBytes(data []byte, opts ...Option) (_ *Model, err error) {
 
 	m := &Model{info: info}
 	m.core = &session{info: &m.info, ort: sess, runSlots: make(chan struct{}, o.maxConcurrentRuns)}
+	net, reason := nativeNetwork(data, &m.info, func(t Tensors, out []float32) error {
+		if err := m.core.run(context.Background(), t, out); err != nil {
+			return err
+		}
+		m.core.postprocess(t.NumNodes, out)
+		return nil
+	})
+	m.info.NativeReason = reason
+	switch {
+	case net != nil && o.native:
+		m.core.net = net
+		m.core.nativeWorkers = o.nativeWorkers
+		m.info.Native = true
+		m.net = net
+	case net != nil:
+		m.net = net
+		m.info.NativeReason = "WithNativeExecution(false): ONNX Runtime runs the whole graph (" + reason + ")"
+	}
 	if o.batching && info.Batchable {
 		m.info.Batching = true
 		m.batch = newBatcher(m.core, o.batch)
@@ -386,6 +421,12 @@ func classByName(names []string, s string) int {
 // Info describes the loaded model. The caller must not modify it.
 func (m *Model) Info() Info { return m.info }
 
+// Network is the model's message-passing layers, as its "layers" metadata
+// describes them with its weights, checked at load against the ONNX graph;
+// nil when the model has no such description or it did not check out
+// (Info.NativeReason says why). The caller must not modify it.
+func (m *Model) Network() *Network { return m.net }
+
 // Predict runs the model on t, which it reads in place (no copy) and does not
 // keep. It checks t first (shapes, node indexes in range, finite features,
 // Limits) and returns an *Error of kind InvalidArgument or TooLarge naming
@@ -431,9 +472,18 @@ func (s *session) predict(ctx context.Context, t Tensors) (Prediction, error) {
 		return Prediction{}, err
 	}
 
-	probs := make([]float32, t.NumNodes*s.info.NumClasses)
 	running := time.Now()
-	if err := s.run(ctx, t, probs); err != nil {
+	var probs []float32
+	var err error
+	if s.net != nil {
+		var out Outputs
+		out, err = s.net.ForwardLayers(ctx, t, ForwardOptions{Workers: s.nativeWorkers})
+		probs = out.Probabilities
+	} else {
+		probs = make([]float32, t.NumNodes*s.info.NumClasses)
+		err = s.run(ctx, t, probs)
+	}
+	if err != nil {
 		if ctxErr := ctx.Err(); ctxErr != nil {
 			return Prediction{}, ctxErr
 		}

@@ -20,6 +20,8 @@ type options struct {
 	batching          bool
 	batch             BatchOptions
 	limits            Limits
+	native            bool
+	nativeWorkers     int
 }
 
 func defaultOptions() options {
@@ -38,6 +40,7 @@ func defaultOptions() options {
 		interOpThreads:    1,
 		maxConcurrentRuns: runtime.NumCPU(),
 		batch:             DefaultBatchOptions(),
+		native:            true,
 	}
 }
 
@@ -87,6 +90,25 @@ func WithBatching(b BatchOptions) Option {
 		o.batching = true
 		o.batch = b.withDefaults()
 	}
+}
+
+// WithNativeExecution turns the native path on or off. On (the default), a
+// model whose metadata describes its layers ("layers", written by
+// scripts/export_onnx.py unless --portable) and whose description computes
+// the ONNX graph's probabilities on a probe graph at load runs its message
+// passing in Go: CSR aggregation over both cores on large graphs, without
+// ONNX Runtime's per-edge message tensors. Off, ONNX Runtime runs every
+// model; Model.Network still returns the checked description.
+func WithNativeExecution(on bool) Option {
+	return func(o *options) { o.native = on }
+}
+
+// WithNativeWorkers bounds the goroutines one native run uses. Default 0:
+// chosen by graph size, one for small graphs (they gain more from running
+// side by side, or batched), up to GOMAXPROCS for large ones. Results are
+// the same bit for bit for every value.
+func WithNativeWorkers(n int) Option {
+	return func(o *options) { o.nativeWorkers = max(n, 0) }
 }
 
 // WithLimits bounds the graphs Predict accepts. Default: no bound beyond

@@ -842,6 +842,15 @@ def stress_cases(in_features: int, seed: int) -> List[Case]:
     return cases
 
 
+def random_case(spec: str, in_features: int, seed: int) -> Case:
+    """--fixture-random N,E: a random multigraph of N nodes and E edges."""
+    n, e = (int(v) for v in spec.split(","))
+    rng = np.random.default_rng(seed + 3000)
+    features = random_features(rng, n, in_features)
+    pairs = rng.integers(0, n, size=(e, 2))
+    return Case(f"random_{n}_{e}", [f"n{i}" for i in range(n)], features, list(map(tuple, pairs.tolist())))
+
+
 def union_case(cases: List[Case]) -> Case:
     """The disjoint union of cases, as a batching server would build it."""
     ids, features, edges, offset = [], [], [], 0
@@ -1037,6 +1046,10 @@ def parse_args(argv: List[str]) -> argparse.Namespace:
     out.add_argument("--fixtures", metavar="DIR",
                      help="write golden fixtures DIR/<case>.json from PyTorch: for --karate the karate graph "
                           "and small edge cases; for --data whole_graph (large), one_node and two_nodes")
+    out.add_argument("--fixture-random", metavar="N,E",
+                     help="with --fixtures, also write fixture random_N_E: N nodes with random sparse "
+                          "features and E random edges (duplicates and self loops as chance gives them), "
+                          "drawn from --seed; for parity on large graphs")
     out.add_argument("--example-request", metavar="FILE",
                      help="write the training graph as a protojson GraphData request (for gcnclient)")
     args = parser.parse_args(argv)
@@ -1208,6 +1221,8 @@ def main(argv: List[str]) -> int:
     cases = fixture_cases(data, in_features, args.seed, args.karate)
     check_parity(model, proto, cases + stress_cases(in_features, args.seed))
 
+    if args.fixtures and args.fixture_random:
+        cases = cases + [random_case(args.fixture_random, in_features, args.seed)]
     if args.fixtures:
         for case in cases:
             path = write_fixture(args.fixtures, case, model, score_class)

@@ -183,7 +183,7 @@ func (r *Request) Predict(ctx context.Context, t gcn.Tensors) (gcn.Prediction, e
 		return gcn.Prediction{}, gcn.Errorf(gcn.KindTooLarge, "request has %d edges, limit is %d (--max-edges)", r.edges, lim)
 	}
 	if r.res != nil {
-		if err := r.res.Resize(ctx, Cost(r.wire, r.nodes, r.edges, info.FeatureDim, info.NumClasses)); err != nil {
+		if err := r.res.Resize(ctx, CostFor(info, r.wire, r.nodes, r.edges)); err != nil {
 			return gcn.Prediction{}, err
 		}
 	}
@@ -229,15 +229,53 @@ func (r *Request) Close() {
 	}
 }
 
-// Cost estimates the peak bytes one request holds: its wire bytes, the
-// decoded tensors (x float32 [N,F], edge_index int64 [2,E], the id index),
-// the outputs (probabilities [N,C], scores, classes, the encoded response)
-// and ONNX Runtime's working memory for a 2-layer GCN of hidden width up to
-// 16 (three live copies of the 64-byte messages per edge and direction,
-// six of the 64-byte hidden rows per node).
-// It is an estimate: the flood test checks that peak RSS stays within the
-// budget plus a fixed baseline when admission uses it.
+// CostFor estimates the peak memory one request of nodes and edges
+// (wireBytes on the wire) costs the server on a model described by info:
+// Cost when the model runs natively (info.Native), CostORT otherwise.
+func CostFor(info gcn.Info, wireBytes int64, nodes, edges int) int64 {
+	if info.Native {
+		return Cost(wireBytes, nodes, edges, info.FeatureDim, info.NumClasses)
+	}
+	return CostORT(wireBytes, nodes, edges, info.FeatureDim, info.NumClasses)
+}
+
+// Cost estimates the peak bytes of process memory one request adds when the
+// model runs natively (gcn.Info.Native). Its terms: the wire bytes; the
+// decoded tensors (x float32 [N,F], edge_index int64 [2,E], ids and the id
+// index); the adjacency (4 bytes per edge and direction); the native
+// layers' buffers for a hidden width up to 16; the outputs (probabilities
+// [N,C], scores, classes, the encoded response); all times gcGrowth, since
+// the Go heap grows to about twice its live bytes before it collects
+// (GOGC=100) and peak RSS shows it; plus denseFeatureCopies more bytes per
+// feature value (measured: a Cora-shaped request, 1,433 dense features per
+// node, costs that much more than its tensors explain) and a fixed
+// perRequest (measured on karate: heap growth and buffers of serving at all).
+//
+// Calibrated against peak RSS over idle, one request at a time, at
+// GOGC=100, on karate, medium, Cora-shaped and large graphs, within 30%
+// (docs/BENCHMARKS.md, "Memory per request"; bench/calibrate.sh). It is an
+// estimate: the flood test checks that peak RSS stays within the budget
+// plus a fixed baseline when admission uses it.
 func Cost(wireBytes int64, nodes, edges, featureDim, numClasses int) int64 {
+	const (
+		gcGrowth           = 2
+		denseFeatureCopies = 3
+		perRequest         = 5 << 20
+	)
+	n, e, f, c := int64(nodes), int64(edges), int64(featureDim), int64(numClasses)
+	tensors := 4*n*f + 16*e + 32*n
+	adjacency := 8*e + 4*n
+	layers := 3*4*n*16 + 2*4*n*((c+7)&^7) + 16*n
+	outputs := n*(4*c+8) + n*(32+4*c)
+	return perRequest + gcGrowth*(wireBytes+tensors+adjacency+layers+outputs) + denseFeatureCopies*4*n*f
+}
+
+// CostORT is Cost for a model ONNX Runtime runs (no "layers" metadata, or
+// native execution off): ONNX Runtime's working memory for a 2-layer GCN of
+// hidden width up to 16 replaces the native buffers (three live copies of
+// the 64-byte messages per edge and direction, six of the 64-byte hidden
+// rows per node).
+func CostORT(wireBytes int64, nodes, edges, featureDim, numClasses int) int64 {
 	n, e, f, c := int64(nodes), int64(edges), int64(featureDim), int64(numClasses)
 	tensors := 4*n*f + 16*e + 16*n
 	outputs := n*(4*c+8) + n*(32+4*c)

@@ -203,17 +203,46 @@ func checkFixtures(t *testing.T, client gcnpb.GCNServiceClient, dir string) {
 	}
 }
 
-// checkLibrary runs every fixture in dir through the public library,
-// gcn.PredictGraph on Go values (no server), and compares with PyTorch.
-func checkLibrary(t *testing.T, model, dir string) {
+// mode is one way the library runs a model.
+type mode struct {
+	name   string
+	native bool // Info().Native must be this
+	opts   []gcn.Option
+}
+
+// modes are the native path with one and two goroutines and ONNX Runtime
+// (the portable fallback) with one and two intra-op threads (a ScatterND
+// model caps ORT at one: its metadata says so).
+var modes = []mode{
+	{"native/workers=1", true, []gcn.Option{gcn.WithNativeWorkers(1)}},
+	{"native/workers=2", true, []gcn.Option{gcn.WithNativeWorkers(2)}},
+	{"ort/intra=1", false, []gcn.Option{gcn.WithNativeExecution(false), gcn.WithIntraOpThreads(1)}},
+	{"ort/intra=2", false, []gcn.Option{gcn.WithNativeExecution(false), gcn.WithIntraOpThreads(2)}},
+}
+
+// checkLibraryModes runs checkLibrary in every mode.
+func checkLibraryModes(t *testing.T, model, dir string) {
 	t.Helper()
-	m, err := gcn.Open(model, gcn.WithLibraryPath(testenv.ORTLibrary(t)))
+	fixtures := golden.Load(t, dir)
+	for _, md := range modes {
+		checkLibrary(t, model, fixtures, md)
+	}
+}
+
+// checkLibrary runs every fixture through the public library,
+// gcn.PredictGraph on Go values (no server), and compares with PyTorch.
+func checkLibrary(t *testing.T, model string, fixtures []golden.Fixture, md mode) {
+	t.Helper()
+	m, err := gcn.Open(model, append([]gcn.Option{gcn.WithLibraryPath(testenv.ORTLibrary(t))}, md.opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { m.Close() })
-	for _, fx := range golden.Load(t, dir) {
-		t.Run("library/"+fx.Name, func(t *testing.T) {
+	if info := m.Info(); info.Native != md.native {
+		t.Fatalf("%s: Info().Native = %v, want %v (%s)", md.name, info.Native, md.native, info.NativeReason)
+	}
+	for _, fx := range fixtures {
+		t.Run("library/"+md.name+"/"+fx.Name, func(t *testing.T) {
 			var g gcn.Graph
 			for _, n := range fx.Request.GetNodes() {
 				g.Nodes = append(g.Nodes, gcn.Node{ID: n.GetId(), Features: n.GetFeatures()})
@@ -240,13 +269,33 @@ func checkLibrary(t *testing.T, model, dir string) {
 func TestParityKarate(t *testing.T) {
 	e := runExport(t, "karate", "--karate")
 	checkFixtures(t, serveModel(t, e.model), e.fixtures)
-	checkLibrary(t, e.model, e.fixtures)
+	checkLibraryModes(t, e.model, e.fixtures)
+}
+
+// TestParityPortable: a model exported with --portable (no "layers"
+// metadata) and ScatterElements (correct with any thread count) runs in ONNX
+// Runtime with one and two intra-op threads, and matches PyTorch.
+func TestParityPortable(t *testing.T) {
+	e := runExport(t, "karate-portable", "--karate", "--portable", "--aggregation", "scatterelements")
+	fixtures := golden.Load(t, e.fixtures)
+	for _, threads := range []int{1, 2} {
+		md := mode{"portable/intra=" + strconv.Itoa(threads), false, []gcn.Option{gcn.WithIntraOpThreads(threads)}}
+		checkLibrary(t, e.model, fixtures, md)
+	}
+}
+
+// TestParityLarge: a random 100k-node, 500k-edge graph (F=16, 7 classes,
+// untrained weights) in every mode.
+func TestParityLarge(t *testing.T) {
+	e := runExport(t, "random-100k", "--random-init", "--features", "16", "--classes", "7",
+		"--fixture-random", "100000,500000")
+	checkLibraryModes(t, e.model, e.fixtures)
 }
 
 func TestParityCora(t *testing.T) {
 	e := runExport(t, "cora-seed0", "--data", testenv.CoraDir(t), "--seed", "0")
 	checkFixtures(t, serveModel(t, e.model), e.fixtures)
-	checkLibrary(t, e.model, e.fixtures)
+	checkLibraryModes(t, e.model, e.fixtures)
 }
 
 // TestCoraAccuracy: the script's recipe reaches Kipf & Welling's accuracy on
