@@ -38,6 +38,7 @@ import (
 	"github.com/gcnserve/gcnserve/internal/auth"
 	"github.com/gcnserve/gcnserve/internal/memlimit"
 	"github.com/gcnserve/gcnserve/internal/metrics"
+	"github.com/gcnserve/gcnserve/internal/graphs/store"
 	"github.com/gcnserve/gcnserve/internal/modelrepo"
 	"github.com/gcnserve/gcnserve/internal/reqlog"
 	"github.com/gcnserve/gcnserve/internal/serving"
@@ -128,6 +129,13 @@ type Config struct {
 	// DebugAddr, when set, serves /metrics and /debug/pprof/ over HTTP on
 	// that address. Default "" (off): keep it off public interfaces.
 	DebugAddr string
+	// GraphStore, when set, is the directory of the stored graphs' durable
+	// store (docs/STATEFUL.md). Default "": graphs live in memory only.
+	GraphStore string
+	// MaxGraphBytes bounds the memory of all stored graphs. Default: a
+	// quarter of the cgroup memory limit, else of the RAM (requests get
+	// half: the two never add up past the limit); 0: unlimited.
+	MaxGraphBytes int64
 	// Logger receives the server's logs. Default slog.Default().
 	Logger *slog.Logger
 }
@@ -164,6 +172,8 @@ type Server struct {
 	// (on its reload goroutine) before modelrepo.Open returns.
 	published atomic.Pointer[modelrepo.Repository]
 	svc       *serving.Service
+	graphs    *serving.Graphs
+	store     *store.Store // nil without GraphStore
 	metrics   *metrics.Metrics
 	grpc      *grpc.Server
 	health    *health.Server
@@ -245,6 +255,15 @@ func New(cfg Config) (_ *Server, err error) {
 		Logger: log,
 	})
 
+	if err := s.openGraphs(); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil && s.store != nil {
+			err = errors.Join(err, s.store.Close())
+		}
+	}()
+
 	codec, err := grpcapi.Codec()
 	if err != nil {
 		return nil, err
@@ -297,6 +316,7 @@ func New(cfg Config) (_ *Server, err error) {
 	s.grpc = grpc.NewServer(gopts...)
 	s.life.GRPC = s.grpc
 	grpcapi.Register(s.grpc, s.svc)
+	grpcapi.RegisterGraphs(s.grpc, s.graphs, s.svc)
 	s.oip = oip.New(oip.ServingBackend(s.svc, s.ready), oip.Options{
 		MaxRequestBytes: int64(cfg.MaxRequestBytes), Logger: log})
 	s.oip.Register(s.grpc)
@@ -355,6 +375,7 @@ func (s *Server) newHTTPHandler(tokens *auth.Tokens) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", s.metrics.Handler())
 	httpjson.Register(mux, s.svc)
+	httpjson.RegisterGraphs(mux, s.graphs, s.svc)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Write([]byte("ok\n"))
 	})
@@ -517,7 +538,11 @@ func (s *Server) Shutdown() (cancelled int) {
 // Close closes the model repository (every model, after its last request).
 // Call it after Shutdown.
 func (s *Server) Close() error {
-	return s.repo.Close()
+	err := s.repo.Close()
+	if s.store != nil {
+		err = errors.Join(err, s.store.Close())
+	}
+	return err
 }
 
 // Run listens on cfg.Addr (and cfg.HTTPAddr, cfg.DebugAddr) and serves
