@@ -1,0 +1,274 @@
+package server
+
+import (
+	"context"
+	"math"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"net"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+	"google.golang.org/grpc/test/bufconn"
+
+	gcnpb "github.com/gcnserve/gcnserve/gen"
+	"github.com/gcnserve/gcnserve/internal/testenv"
+)
+
+// rfModel is the bundled karate model with receptive_field = 2 (stored
+// graphs refuse a model without it).
+func rfModel(t *testing.T) string {
+	return filepath.Join(testenv.RepoRoot(t), "internal", "graphs", "testdata", "karate_rf.onnx")
+}
+
+func karateGraph(t *testing.T) *gcnpb.GraphData {
+	t.Helper()
+	g := &gcnpb.GraphData{}
+	for i := range 34 {
+		g.Nodes = append(g.Nodes, node("m"+itoa(i), i))
+	}
+	for i := range 34 {
+		g.Edges = append(g.Edges, edge("m"+itoa(i), "m"+itoa((i*7+3)%34)), edge("m"+itoa(i), "m"+itoa((i+1)%34)))
+	}
+	g.Edges = append(g.Edges, edge("m5", "m5"), edge("m1", "m2"))
+	return g
+}
+
+func itoa(i int) string { return strconv.Itoa(i) }
+
+func wantCode(t *testing.T, err error, code codes.Code, sub string) {
+	t.Helper()
+	if status.Code(err) != code || !strings.Contains(status.Convert(err).Message(), sub) {
+		t.Fatalf("got %v, want %v containing %q", err, code, sub)
+	}
+}
+
+// checkScores compares ScoreNodes with ProcessGraph on the exported graph.
+func checkScores(t *testing.T, ctx context.Context, gc gcnpb.GraphServiceClient, pc gcnpb.GCNServiceClient, id string, ids []string) uint64 {
+	t.Helper()
+	stream, err := gc.ExportGraph(ctx, &gcnpb.ExportGraphRequest{GraphId: id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	whole := &gcnpb.GraphData{}
+	for {
+		c, err := stream.Recv()
+		if err != nil {
+			break
+		}
+		whole.Nodes = append(whole.Nodes, c.Nodes...)
+		whole.Edges = append(whole.Edges, c.Edges...)
+	}
+	ref, err := pc.ProcessGraph(ctx, whole)
+	if err != nil {
+		t.Fatalf("ProcessGraph on the exported graph: %v", err)
+	}
+	res, err := gc.ScoreNodes(ctx, &gcnpb.ScoreRequest{GraphId: id, NodeIds: ids, IncludePredictions: true})
+	if err != nil {
+		t.Fatalf("ScoreNodes: %v", err)
+	}
+	if len(res.NodeScores) != len(dedupe(ids)) || len(res.Predictions) != len(ids) {
+		t.Fatalf("ScoreNodes answered %d scores and %d predictions for %d ids", len(res.NodeScores), len(res.Predictions), len(ids))
+	}
+	for _, id := range ids {
+		if d := math.Abs(float64(res.NodeScores[id] - ref.NodeScores[id])); d > 1e-5 {
+			t.Fatalf("node %s: stored-graph score %v, ProcessGraph %v", id, res.NodeScores[id], ref.NodeScores[id])
+		}
+	}
+	return res.Revision
+}
+
+func dedupe(ids []string) map[string]bool {
+	m := map[string]bool{}
+	for _, id := range ids {
+		m[id] = true
+	}
+	return m
+}
+
+// TestGraphService runs every GraphService call over gRPC (bufconn) on the
+// real model, with a store, then restarts on the same store.
+func TestGraphService(t *testing.T) {
+	dir := t.TempDir()
+	edit := func(c *Config) { c.ModelPath = rfModel(t); c.GraphStore = dir }
+	cfg := testConfig(t)
+	edit(&cfg)
+	s1, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, stop := serveStoppable(t, s1)
+	gc, pc := gcnpb.NewGraphServiceClient(conn), gcnpb.NewGCNServiceClient(conn)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	info, err := gc.CreateGraph(ctx, &gcnpb.CreateGraphRequest{GraphId: "club", Graph: karateGraph(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Nodes != 34 || info.Edges != 70 || info.Revision != 1 || info.ModelName != "gcn-karate" || info.Mode != "recompute" || info.Bytes <= 0 {
+		t.Fatalf("CreateGraph: %v", info)
+	}
+	_, err = gc.CreateGraph(ctx, &gcnpb.CreateGraphRequest{GraphId: "club"})
+	wantCode(t, err, codes.AlreadyExists, `graph "club" exists`)
+	_, err = gc.CreateGraph(ctx, &gcnpb.CreateGraphRequest{GraphId: "../etc"})
+	wantCode(t, err, codes.InvalidArgument, `graph id "../etc": byte 0 is not allowed`)
+	checkScores(t, ctx, gc, pc, "club", []string{"m0", "m5", "m33", "m0"})
+
+	// Deltas: applied, duplicate, conflicting, invalid.
+	d := &gcnpb.DeltaRequest{GraphId: "club", IdempotencyKey: "k1",
+		UpsertNodes: []*gcnpb.Node{node("new", 3), node("m4", 9)},
+		AddEdges:    []*gcnpb.Edge{edge("new", "m0"), edge("new", "m33")},
+		RemoveEdges: []*gcnpb.Edge{edge("m2", "m1")},
+		RemoveNodes: []string{"m7"}}
+	r, err := gc.ApplyDelta(ctx, d)
+	if err != nil || r.Revision != 2 || r.Duplicate {
+		t.Fatalf("ApplyDelta: %v, %v; want revision 2", r, err)
+	}
+	r, err = gc.ApplyDelta(ctx, d)
+	if err != nil || r.Revision != 2 || !r.Duplicate {
+		t.Fatalf("ApplyDelta retried: %v, %v; want revision 2, duplicate", r, err)
+	}
+	stale := uint64(1)
+	_, err = gc.ApplyDelta(ctx, &gcnpb.DeltaRequest{GraphId: "club", ExpectedRevision: &stale, AddEdges: []*gcnpb.Edge{edge("m1", "m2")}})
+	wantCode(t, err, codes.Aborted, "expected revision 1, the graph is at revision 2")
+	_, err = gc.ApplyDelta(ctx, &gcnpb.DeltaRequest{GraphId: "club", AddEdges: []*gcnpb.Edge{edge("m1", "m7")}})
+	wantCode(t, err, codes.InvalidArgument, `edge 0: target "m7" is not a node id`)
+	_, err = gc.ApplyDelta(ctx, &gcnpb.DeltaRequest{GraphId: "club", UpsertNodes: []*gcnpb.Node{{Id: "x", Features: []float32{1}}}})
+	wantCode(t, err, codes.InvalidArgument, `node 0 ("x"): 1 features, model wants 34`)
+	_, err = gc.ApplyDelta(ctx, &gcnpb.DeltaRequest{GraphId: "nope"})
+	wantCode(t, err, codes.NotFound, `no stored graph "nope"`)
+	if rev := checkScores(t, ctx, gc, pc, "club", []string{"new", "m0", "m33", "m4", "m6"}); rev != 2 {
+		t.Fatalf("score reflects revision %d, want 2", rev)
+	}
+	_, err = gc.ScoreNodes(ctx, &gcnpb.ScoreRequest{GraphId: "club", NodeIds: []string{"m7"}})
+	wantCode(t, err, codes.InvalidArgument, `node 0: "m7" is not a node of graph "club"`)
+	_, err = gc.ScoreNodes(ctx, &gcnpb.ScoreRequest{GraphId: "club", NodeIds: []string{"m1"}, MinRevision: 9})
+	wantCode(t, err, codes.FailedPrecondition, "min_revision 9 not reached")
+
+	// LoadGraph in chunks.
+	ls, err := gc.LoadGraph(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := karateGraph(t)
+	ls.Send(&gcnpb.LoadGraphChunk{GraphId: "club2", Nodes: g.Nodes[:20]})
+	ls.Send(&gcnpb.LoadGraphChunk{Nodes: g.Nodes[20:], Edges: g.Edges[:10]})
+	ls.Send(&gcnpb.LoadGraphChunk{Edges: g.Edges[10:]})
+	if info, err := ls.CloseAndRecv(); err != nil || info.Nodes != 34 || info.Edges != 70 {
+		t.Fatalf("LoadGraph: %v, %v", info, err)
+	}
+	list, err := gc.ListGraphs(ctx, &gcnpb.ListGraphsRequest{})
+	if err != nil || len(list.Graphs) != 2 || list.Graphs[0].GraphId != "club" || list.Graphs[1].GraphId != "club2" {
+		t.Fatalf("ListGraphs: %v, %v", list, err)
+	}
+	if _, err := gc.DeleteGraph(ctx, &gcnpb.DeleteGraphRequest{GraphId: "club2"}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = gc.GetGraph(ctx, &gcnpb.GetGraphRequest{GraphId: "club2"})
+	wantCode(t, err, codes.NotFound, `no stored graph "club2"`)
+	before, err := gc.GetGraph(ctx, &gcnpb.GetGraphRequest{GraphId: "club"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop()
+
+	// A new server on the same store recovers the graph at its revision,
+	// with the same scores.
+	conn2 := startRealConn(t, edit)
+	gc, pc = gcnpb.NewGraphServiceClient(conn2), gcnpb.NewGCNServiceClient(conn2)
+	after, err := gc.GetGraph(ctx, &gcnpb.GetGraphRequest{GraphId: "club"})
+	if err != nil {
+		t.Fatalf("after restart: %v", err)
+	}
+	if after.Revision != before.Revision || after.Nodes != before.Nodes || after.Edges != before.Edges {
+		t.Fatalf("after restart %v, before %v", after, before)
+	}
+	checkScores(t, ctx, gc, pc, "club", []string{"new", "m0", "m4"})
+	if _, err := gc.GetGraph(ctx, &gcnpb.GetGraphRequest{GraphId: "club2"}); status.Code(err) != codes.NotFound {
+		t.Fatalf("deleted graph after restart: %v", err)
+	}
+	// The idempotency key survived the restart.
+	if r, err := gc.ApplyDelta(ctx, d); err != nil || !r.Duplicate || r.Revision != 2 {
+		t.Fatalf("retry after restart: %v, %v; want a duplicate of revision 2", r, err)
+	}
+}
+
+// serveStoppable is serve with an explicit stop (cleanup stops it if the
+// test did not).
+func serveStoppable(t *testing.T, s *Server) (*grpc.ClientConn, func()) {
+	t.Helper()
+	lis := bufconn.Listen(1 << 20)
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(lis) }()
+	conn, err := grpc.NewClient("passthrough:///bufnet",
+		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
+		grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			conn.Close()
+			s.Shutdown()
+			if err := <-done; err != nil {
+				t.Errorf("Serve: %v", err)
+			}
+			if err := s.Close(); err != nil {
+				t.Errorf("Close: %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return conn, stop
+}
+
+// TestGraphModelWithoutReceptiveField: the bundled karate.onnx (no
+// receptive_field metadata) is refused for stored graphs.
+func TestGraphModelWithoutReceptiveField(t *testing.T) {
+	conn := startRealConn(t, nil)
+	_, err := gcnpb.NewGraphServiceClient(conn).CreateGraph(context.Background(), &gcnpb.CreateGraphRequest{GraphId: "g"})
+	wantCode(t, err, codes.FailedPrecondition, `has no "receptive_field" metadata`)
+}
+
+// TestGraphBudget: a graph past --max-graph-bytes is RESOURCE_EXHAUSTED
+// naming the flag, over gRPC and as 413 over HTTP.
+func TestGraphBudget(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.ModelPath = rfModel(t)
+	cfg.MaxGraphBytes = 4096
+	s, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn := serve(t, s)
+	gc := gcnpb.NewGraphServiceClient(conn)
+	_, err = gc.CreateGraph(context.Background(), &gcnpb.CreateGraphRequest{GraphId: "big", Graph: karateGraph(t)})
+	wantCode(t, err, codes.ResourceExhausted, "(--max-graph-bytes)")
+
+	rec := httptest.NewRecorder()
+	body := `{"graph_id": "big", "graph": {"nodes": [` + strings.Repeat(`{"id": "a", "features": [`+strings.Repeat("0,", 33)+`1]},`, 1) + `{"id": "b", "features": [` + strings.Repeat("0,", 33) + `1]}]}}`
+	s.httpHandler.ServeHTTP(rec, httptest.NewRequest("POST", "/v1/graphs", strings.NewReader(body)))
+	if rec.Code != http.StatusOK {
+		t.Fatalf("HTTP create of a 2-node graph: %d %s", rec.Code, rec.Body)
+	}
+	rec = httptest.NewRecorder()
+	nodes := make([]string, 40)
+	for i := range nodes {
+		nodes[i] = `{"id": "n` + itoa(i) + `", "features": [` + strings.Repeat("0,", 33) + `1]}`
+	}
+	s.httpHandler.ServeHTTP(rec, httptest.NewRequest("POST", "/v1/graphs/big/deltas", strings.NewReader(`{"upsert_nodes": [`+strings.Join(nodes, ",")+`]}`)))
+	if rec.Code != http.StatusRequestEntityTooLarge || !strings.Contains(rec.Body.String(), "--max-graph-bytes") {
+		t.Fatalf("HTTP delta past the budget: %d %s", rec.Code, rec.Body)
+	}
+}
