@@ -8,7 +8,7 @@ import (
 // openGraphs opens the graph store (when configured), recovers its graphs
 // and says at start where graphs live.
 func (s *Server) openGraphs() error {
-	opts := serving.GraphOptions{MaxBytes: s.cfg.MaxGraphBytes}
+	opts := serving.GraphOptions{MaxBytes: s.cfg.MaxGraphBytes, SnapshotBytes: s.cfg.GraphSnapshotBytes}
 	if s.cfg.GraphStore != "" {
 		st, err := store.Open(s.cfg.GraphStore)
 		if err != nil {

@@ -136,6 +136,9 @@ type Config struct {
 	// quarter of the cgroup memory limit, else of the RAM (requests get
 	// half: the two never add up past the limit); 0: unlimited.
 	MaxGraphBytes int64
+	// GraphSnapshotBytes: a graph's delta log is folded into a new snapshot
+	// once it is this big and bigger than the last snapshot. Default 4 MiB.
+	GraphSnapshotBytes int64
 	// Logger receives the server's logs. Default slog.Default().
 	Logger *slog.Logger
 }
@@ -159,6 +162,7 @@ func DefaultConfig() Config {
 		MaxConnectionAge:       5 * time.Minute,
 		DrainDelay:             5 * time.Second,
 		ShutdownGrace:          10 * time.Second,
+		GraphSnapshotBytes:     serving.DefaultSnapshotBytes,
 	}
 }
 

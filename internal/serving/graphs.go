@@ -28,6 +28,10 @@ type GraphOptions struct {
 	// MaxBytes bounds the memory of all stored graphs together
 	// (--max-graph-bytes; 0: unlimited).
 	MaxBytes int64
+	// SnapshotBytes: a graph's delta log is folded into a new snapshot once
+	// it holds more than this many bytes and more than the last snapshot.
+	// Default DefaultSnapshotBytes.
+	SnapshotBytes int64
 	// NewScorer, when set, builds the scorer of a graph for a model version
 	// (the incremental engine plugs in here) and names its mode; it may
 	// return a nil Scorer to fall back to recompute. Default: recompute.
@@ -43,10 +47,10 @@ const (
 // MaxGraphIDLength bounds a graph id.
 const MaxGraphIDLength = 128
 
-// compactMinLogBytes: a graph's delta log is folded into a new snapshot
-// once it holds more than this and more than the last snapshot's size, so
-// disk stays within about three snapshots per graph.
-const compactMinLogBytes = 4 << 20
+// DefaultSnapshotBytes is GraphOptions.SnapshotBytes' default. Folding the
+// log once it outgrows the last snapshot keeps a graph's disk use within
+// about three snapshots (the new one, the old one's freed pages, the log).
+const DefaultSnapshotBytes = 4 << 20
 
 // Graphs holds the graphs stored in the server, each bound to a model.
 // Deltas on one graph are serialised by the graph's lock; scores read under
@@ -98,6 +102,9 @@ type graphMeta struct {
 // NewGraphs returns the stored graphs of svc, recovered from opts.Store
 // when set.
 func NewGraphs(svc *Service, opts GraphOptions) (*Graphs, error) {
+	if opts.SnapshotBytes <= 0 {
+		opts.SnapshotBytes = DefaultSnapshotBytes
+	}
 	gs := &Graphs{svc: svc, opts: opts, log: svc.Logger(), byID: map[string]*storedGraph{}}
 	if opts.Store == nil {
 		return gs, nil
@@ -413,7 +420,7 @@ func (gs *Graphs) applyDelta(ctx context.Context, id string, d *graphs.Delta) (r
 // grown past the last snapshot. sg.mu is held for writing: the snapshot is
 // encoded now (consistent), written to disk on another goroutine.
 func (gs *Graphs) maybeCompact(sg *storedGraph) {
-	if gs.opts.Store == nil || sg.logBytes < compactMinLogBytes || sg.logBytes < sg.snapBytes {
+	if gs.opts.Store == nil || sg.logBytes < gs.opts.SnapshotBytes || sg.logBytes < sg.snapBytes {
 		return
 	}
 	if !sg.compacting.CompareAndSwap(false, true) {
