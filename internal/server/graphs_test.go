@@ -2,9 +2,11 @@ package server
 
 import (
 	"context"
+	"log/slog"
 	"math"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -272,3 +274,119 @@ func TestGraphBudget(t *testing.T) {
 		t.Fatalf("HTTP delta past the budget: %d %s", rec.Code, rec.Body)
 	}
 }
+
+// publish copies a model file into repo/name/version/model.onnx, dated in
+// the past so the repository loads it at once.
+func publish(t *testing.T, repo, name, version, src string) {
+	t.Helper()
+	dir := filepath.Join(repo, name, version)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, "model.onnx")
+	if err := os.WriteFile(p, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	old := time.Now().Add(-time.Hour)
+	if err := os.Chtimes(p, old, old); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestGraphModelLifecycle: a graph follows its model's new version, refuses
+// a version whose feature dimension does not fit (log line, metric), and
+// answers FAILED_PRECONDITION naming the model once it is removed.
+func TestGraphModelLifecycle(t *testing.T) {
+	root := testenv.RepoRoot(t)
+	td := filepath.Join(root, "internal", "graphs", "testdata")
+	repo := t.TempDir()
+	publish(t, repo, "karate", "1", filepath.Join(td, "karate_rf.onnx"))
+	publish(t, repo, "other", "1", filepath.Join(td, "karate_rf.onnx"))
+	cfg := testConfig(t)
+	cfg.ModelRepository, cfg.DefaultModel, cfg.RepositoryPollInterval = repo, "other", 0
+	var logs strings.Builder
+	var logMu sync.Mutex
+	cfg.Logger = slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
+		logMu.Lock()
+		defer logMu.Unlock()
+		return logs.Write(p)
+	}), nil))
+	s, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, _ := serveStoppable(t, s)
+	gc, pc := gcnpb.NewGraphServiceClient(conn), gcnpb.NewGCNServiceClient(conn)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := gc.CreateGraph(ctx, &gcnpb.CreateGraphRequest{GraphId: "g", ModelName: "karate", Graph: karateGraph(t)}); err != nil {
+		t.Fatal(err)
+	}
+	ask := &gcnpb.ScoreRequest{GraphId: "g", NodeIds: []string{"m0", "m9"}}
+	v1, err := gc.ScoreNodes(ctx, ask)
+	if err != nil || v1.ModelVersion != "1" {
+		t.Fatalf("score on version 1: %v, %v", v1, err)
+	}
+
+	publish(t, repo, "karate", "2", filepath.Join(td, "karate_seed2_rf.onnx"))
+	if err := s.Reload(ctx); err != nil {
+		t.Fatal(err)
+	}
+	v2, err := gc.ScoreNodes(ctx, ask)
+	if err != nil || v2.ModelVersion != "2" || v2.NodeScores["m0"] == v1.NodeScores["m0"] {
+		t.Fatalf("score after version 2 was published: %v, %v (version 1 gave %v)", v2, err, v1)
+	}
+	whole := karateGraph(t)
+	whole.ModelName, whole.ModelVersion = "karate", "2"
+	ref, err := pc.ProcessGraph(ctx, whole)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := math.Abs(float64(v2.NodeScores["m9"] - ref.NodeScores["m9"])); d > 1e-5 {
+		t.Fatalf("version 2 score %v, ProcessGraph on version 2 gives %v", v2.NodeScores["m9"], ref.NodeScores["m9"])
+	}
+
+	publish(t, repo, "karate", "3", filepath.Join(td, "cora_rf.onnx"))
+	if err := s.Reload(ctx); err != nil {
+		t.Fatal(err)
+	}
+	_, err = gc.ScoreNodes(ctx, ask)
+	wantCode(t, err, codes.FailedPrecondition, `graph "g" has 34 features per node, model "karate" version 3 wants 1433`)
+	logMu.Lock()
+	logged := strings.Contains(logs.String(), "feature dimension does not fit")
+	logMu.Unlock()
+	if !logged {
+		t.Error("no log line for the refused version")
+	}
+	rec := httptest.NewRecorder()
+	s.httpHandler.ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	if !strings.Contains(rec.Body.String(), `gcnserve_graph_model_refusals_total{reason="feature_dim"} 1`) {
+		t.Error("gcnserve_graph_model_refusals_total{reason=\"feature_dim\"} is not 1")
+	}
+
+	if err := os.RemoveAll(filepath.Join(repo, "karate")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Reload(ctx); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, err = gc.ScoreNodes(ctx, ask)
+		if status.Code(err) == codes.FailedPrecondition && strings.Contains(status.Convert(err).Message(), `its model "karate" is not served`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("score after the model was removed: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
