@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"math"
 	"net/http"
@@ -390,3 +391,64 @@ func TestGraphModelLifecycle(t *testing.T) {
 type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+// TestGraphConcurrentDeltasAndScores: writers and readers at once (run it
+// under -race). Every score asked right after a delta's acknowledgement
+// sees it (read-your-writes: the node it added exists, the revision is at
+// least the acknowledged one), and the final scores are exact.
+func TestGraphConcurrentDeltasAndScores(t *testing.T) {
+	conn := startRealConn(t, func(c *Config) { c.ModelPath = rfModel(t) })
+	gc, pc := gcnpb.NewGraphServiceClient(conn), gcnpb.NewGCNServiceClient(conn)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if _, err := gc.CreateGraph(ctx, &gcnpb.CreateGraphRequest{GraphId: "c", Graph: karateGraph(t)}); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 16)
+	for w := range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for k := range 30 {
+				id := "w" + itoa(w) + "-" + itoa(k)
+				res, err := gc.ApplyDelta(ctx, &gcnpb.DeltaRequest{GraphId: "c",
+					UpsertNodes: []*gcnpb.Node{node(id, k)},
+					AddEdges:    []*gcnpb.Edge{edge(id, "m"+itoa(k%34)), edge(id, "m"+itoa((k*5)%34))}})
+				if err != nil {
+					errs <- err
+					return
+				}
+				sc, err := gc.ScoreNodes(ctx, &gcnpb.ScoreRequest{GraphId: "c", NodeIds: []string{id, "m0"}})
+				if err != nil {
+					errs <- fmt.Errorf("score right after delta %d was acknowledged: %w", res.Revision, err)
+					return
+				}
+				if sc.Revision < res.Revision {
+					errs <- fmt.Errorf("score reflects revision %d after delta %d was acknowledged", sc.Revision, res.Revision)
+					return
+				}
+			}
+		}()
+	}
+	for range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 60 {
+				if _, err := gc.ScoreNodes(ctx, &gcnpb.ScoreRequest{GraphId: "c", NodeIds: []string{"m1", "m2", "m3"}}); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if rev := checkScores(t, ctx, gc, pc, "c", []string{"m0", "m5", "w0-29", "w2-3"}); rev != 91 {
+		t.Fatalf("final revision %d, want 91", rev)
+	}
+}
