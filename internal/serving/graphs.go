@@ -75,11 +75,18 @@ type storedGraph struct {
 	model   string
 	version int64
 
-	// mu: write lock for deltas, read lock for scores, gets, exports.
+	// wmu serialises writers (deltas, delete, compaction). g changes only
+	// under wmu and mu's write lock together, so a writer holding wmu reads
+	// g without mu: validating a delta and the store's fsync block no
+	// score; only the in-memory apply takes mu's write lock.
+	wmu sync.Mutex
+	// mu: write lock to change g, read lock for scores, gets, exports.
 	mu sync.RWMutex
 	g  *graphs.Graph
-	// counted is what g counts in Graphs.bytes (guarded by mu).
-	counted int64
+	// counted is what g counts in Graphs.bytes: written under gs.mu (and
+	// wmu), read by GetGraph under mu alone, so atomic.
+	counted atomic.Int64
+	// deleted is set under wmu and mu.
 	deleted bool
 	// scorer serves scoresVersion's scores (nil: none built yet).
 	scorer        graphs.Scorer
@@ -115,9 +122,9 @@ func NewGraphs(svc *Service, opts GraphOptions) (*Graphs, error) {
 		if err != nil {
 			return fmt.Errorf("graph %q: %w", r.ID, err)
 		}
-		sg.counted = sg.g.Bytes()
+		sg.counted.Store(sg.g.Bytes())
 		gs.byID[r.ID] = sg
-		gs.bytes += sg.counted
+		gs.bytes += sg.counted.Load()
 		return nil
 	})
 	if err != nil {
@@ -267,6 +274,7 @@ func (gs *Graphs) CreateGraph(ctx context.Context, id, model, version string, in
 		gs.mu.Unlock()
 		return GraphInfo{}, gcnerr.New(gcnerr.AlreadyExists, "graph %q exists (DeleteGraph it first)", id)
 	}
+	sg.wmu.Lock()
 	sg.mu.Lock()
 	sg.deleted = true // not visible as a graph until loaded
 	gs.byID[id] = sg
@@ -279,6 +287,7 @@ func (gs *Graphs) CreateGraph(ctx context.Context, id, model, version string, in
 			gs.mu.Unlock()
 		}
 		sg.mu.Unlock()
+		sg.wmu.Unlock()
 	}()
 
 	if initial != nil {
@@ -322,12 +331,12 @@ func (gs *Graphs) limits() graphs.Limits {
 func (gs *Graphs) account(sg *storedGraph, n int64) error {
 	gs.mu.Lock()
 	defer gs.mu.Unlock()
-	if grow := n - sg.counted; grow > 0 && gs.opts.MaxBytes > 0 && gs.bytes+grow > gs.opts.MaxBytes {
+	if grow := n - sg.counted.Load(); grow > 0 && gs.opts.MaxBytes > 0 && gs.bytes+grow > gs.opts.MaxBytes {
 		return gcn.Errorf(gcn.KindTooLarge, "stored graphs would hold %d bytes, the budget is %d (--max-graph-bytes); graph %q needs %d more",
 			gs.bytes+grow, gs.opts.MaxBytes, sg.id, grow)
 	}
-	gs.bytes += n - sg.counted
-	sg.counted = n
+	gs.bytes += n - sg.counted.Load()
+	sg.counted.Store(n)
 	return nil
 }
 
@@ -373,8 +382,8 @@ func (gs *Graphs) applyDelta(ctx context.Context, id string, d *graphs.Delta) (r
 	if err != nil {
 		return 0, 0, false, err
 	}
-	sg.mu.Lock()
-	defer sg.mu.Unlock()
+	sg.wmu.Lock()
+	defer sg.wmu.Unlock()
 	if sg.deleted {
 		return 0, 0, false, gcn.Errorf(gcn.KindNotFound, "no stored graph %q", id)
 	}
@@ -388,10 +397,11 @@ func (gs *Graphs) applyDelta(ctx context.Context, id string, d *graphs.Delta) (r
 	if p.Duplicate {
 		return p.Revision, 0, true, nil
 	}
-	before := sg.counted
+	before := sg.counted.Load()
 	if err := gs.account(sg, before+deltaGrowth(sg.g, d)); err != nil {
 		return 0, 0, false, err
 	}
+	// Durable first: readers keep reading the previous revision meanwhile.
 	if gs.opts.Store != nil {
 		rec := graphs.EncodeDelta(d)
 		t := time.Now()
@@ -403,8 +413,8 @@ func (gs *Graphs) applyDelta(ctx context.Context, id string, d *graphs.Delta) (r
 		}
 		sg.logBytes += int64(len(rec))
 	}
+	sg.mu.Lock()
 	ch := sg.g.Apply(p)
-	gs.account(sg, sg.g.Bytes()) // the exact figure; shrinking never fails
 	if sg.scorer != nil {
 		if err := sg.scorer.Apply(ch); err != nil {
 			// The graph is right; the scorer is rebuilt at the next score.
@@ -412,13 +422,16 @@ func (gs *Graphs) applyDelta(ctx context.Context, id string, d *graphs.Delta) (r
 			sg.scorer = nil
 		}
 	}
+	sg.mu.Unlock()
+	gs.account(sg, sg.g.Bytes()) // the exact figure; shrinking never fails
 	gs.maybeCompact(sg)
 	return p.Revision, len(ch), false, nil
 }
 
 // maybeCompact starts folding sg's log into a new snapshot when the log has
-// grown past the last snapshot. sg.mu is held for writing: the snapshot is
-// encoded now (consistent), written to disk on another goroutine.
+// grown past the last snapshot. sg.wmu is held, so g does not change: the
+// snapshot is encoded now (consistent), written to disk on another
+// goroutine.
 func (gs *Graphs) maybeCompact(sg *storedGraph) {
 	if gs.opts.Store == nil || sg.logBytes < gs.opts.SnapshotBytes || sg.logBytes < sg.snapBytes {
 		return
@@ -592,6 +605,8 @@ func (gs *Graphs) ensureScorer(sg *storedGraph, lease *modelrepo.Lease, hops int
 	if fresh {
 		return
 	}
+	sg.wmu.Lock()
+	defer sg.wmu.Unlock()
 	sg.mu.Lock()
 	defer sg.mu.Unlock()
 	if sg.deleted || gs.scorerLocked(sg, lease) != nil || sg.g.FeatureDim() != lease.Model.Info().FeatureDim {
@@ -638,7 +653,7 @@ func (sg *storedGraph) infoLocked() GraphInfo {
 	if mode == "" {
 		mode = ModeRecompute
 	}
-	return GraphInfo{ID: sg.id, Nodes: sg.g.NumNodes(), Edges: sg.g.NumEdges(), Bytes: sg.counted,
+	return GraphInfo{ID: sg.id, Nodes: sg.g.NumNodes(), Edges: sg.g.NumEdges(), Bytes: sg.counted.Load(),
 		Revision: sg.g.Revision(), Model: sg.model, Version: v, Mode: mode}
 }
 
@@ -690,8 +705,8 @@ func (gs *Graphs) DeleteGraph(id string) error {
 	if err != nil {
 		return err
 	}
-	sg.mu.Lock()
-	defer sg.mu.Unlock()
+	sg.wmu.Lock()
+	defer sg.wmu.Unlock()
 	if sg.deleted {
 		return gcn.Errorf(gcn.KindNotFound, "no stored graph %q", id)
 	}
@@ -703,7 +718,9 @@ func (gs *Graphs) DeleteGraph(id string) error {
 			return fmt.Errorf("deleting graph %q from the store: %w", id, err)
 		}
 	}
+	sg.mu.Lock()
 	sg.deleted = true
+	sg.mu.Unlock()
 	gs.account(sg, 0)
 	gs.mu.Lock()
 	delete(gs.byID, id)
