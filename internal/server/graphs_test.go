@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/test/bufconn"
+	"google.golang.org/protobuf/encoding/protojson"
 
 	gcnpb "github.com/gcnserve/gcnserve/gen"
 	"github.com/gcnserve/gcnserve/internal/testenv"
@@ -451,4 +452,49 @@ func TestGraphConcurrentDeltasAndScores(t *testing.T) {
 	if rev := checkScores(t, ctx, gc, pc, "c", []string{"m0", "m5", "w0-29", "w2-3"}); rev != 91 {
 		t.Fatalf("final revision %d, want 91", rev)
 	}
+}
+
+// TestGraphHTTP runs the stored-graph routes over HTTP/JSON: the same
+// calls, messages and error table as gRPC.
+func TestGraphHTTP(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.ModelPath = rfModel(t)
+	s, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serve(t, s)
+	do := func(method, path, body string, wantStatus int, wantSub string) string {
+		t.Helper()
+		rec := httptest.NewRecorder()
+		s.httpHandler.ServeHTTP(rec, httptest.NewRequest(method, path, strings.NewReader(body)))
+		if rec.Code != wantStatus || !strings.Contains(rec.Body.String(), wantSub) {
+			t.Fatalf("%s %s: %d %s; want %d containing %q", method, path, rec.Code, rec.Body, wantStatus, wantSub)
+		}
+		return rec.Body.String()
+	}
+	g, err := protojson.Marshal(&gcnpb.CreateGraphRequest{GraphId: "h", Graph: karateGraph(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	do("POST", "/v1/graphs", string(g), 200, `"revision":"1"`)
+	do("POST", "/v1/graphs", string(g), 409, `graph \"h\" exists`)
+	do("POST", "/v1/graphs/h/deltas", `{"add_edges": [{"source_id": "m1", "target_id": "m30"}], "expected_revision": 1}`, 200, `"revision":"2"`)
+	do("POST", "/v1/graphs/h/deltas", `{"add_edges": [{"source_id": "m1", "target_id": "m30"}], "expected_revision": 1}`, 409, "expected revision 1, the graph is at revision 2")
+	do("POST", "/v1/graphs/h/deltas", `{"remove_edges": [{"source_id": "m1", "target_id": "m29"}]}`, 400, `remove_edges 0: no edge \"m1\" - \"m29\"`)
+	do("POST", "/v1/graphs/h/deltas", `{"bogus": 1}`, 400, "not a JSON DeltaRequest")
+	out := do("POST", "/v1/graphs/h/score", `{"node_ids": ["m1", "m30"], "include_predictions": true}`, 200, `"revision":"2"`)
+	res := &gcnpb.ScoreResponse{}
+	if err := protojson.Unmarshal([]byte(out), res); err != nil || len(res.NodeScores) != 2 || len(res.Predictions) != 2 {
+		t.Fatalf("score answer %s (%v)", out, err)
+	}
+	do("GET", "/v1/graphs/h", "", 200, `"edges":"71"`)
+	do("GET", "/v1/graphs", "", 200, `"graphId":"h"`)
+	exp := do("GET", "/v1/graphs/h/export", "", 200, `"info"`)
+	if lines := strings.Count(exp, "\n"); lines < 1 {
+		t.Fatalf("export: %d lines", lines)
+	}
+	do("DELETE", "/v1/graphs/h", "", 200, "{")
+	do("GET", "/v1/graphs/h", "", 404, `no stored graph \"h\"`)
+	do("POST", "/v1/graphs/h/score", `{"node_ids": ["m1"]}`, 404, `no stored graph \"h\"`)
 }
