@@ -1,5 +1,7 @@
 package graphs
 
+import "sync"
+
 // Subgraph is what a model with a receptive field of k hops needs to score
 // some nodes of a graph exactly, in the model's input form.
 //
@@ -39,14 +41,16 @@ func (s *Subgraph) NumEdges() int { return len(s.EdgeIndex) / 2 }
 // a model of receptive field hops (see Subgraph): every node within hops+1
 // of them, every link of every node within hops. It only reads g.
 func (g *Graph) Extract(nodes []int32, hops int) *Subgraph {
-	local := make(map[int32]int32, len(nodes)*16)
-	sub := &Subgraph{Rows: make([]int32, len(nodes))}
+	sc := scratchPool.Get().(*scratch)
+	defer scratchPool.Put(sc)
+	sc.reset(len(g.ids))
+	sub := &Subgraph{Rows: make([]int32, len(nodes)), Slots: make([]int32, 0, len(nodes)*16)}
 	add := func(s int32) int32 {
-		if i, ok := local[s]; ok {
+		if i, ok := sc.get(s); ok {
 			return i
 		}
 		i := int32(len(sub.Slots))
-		local[s] = i
+		sc.set(s, i)
 		sub.Slots = append(sub.Slots, s)
 		return i
 	}
@@ -65,7 +69,12 @@ func (g *Graph) Extract(nodes []int32, hops int) *Subgraph {
 		levelStart, inner = inner, len(sub.Slots)
 	}
 	// Every link of the nodes within hops; the far ends join as they come.
-	var src, dst []int64
+	var links int
+	for _, s := range sub.Slots[:inner] {
+		links += len(g.adj[s])
+	}
+	src := make([]int64, 0, links)
+	dst := make([]int64, 0, links)
 	for iu := 0; iu < inner; iu++ {
 		for _, w := range g.adj[sub.Slots[iu]] {
 			iw := add(w)
@@ -83,6 +92,42 @@ func (g *Graph) Extract(nodes []int32, hops int) *Subgraph {
 		copy(sub.Features[i*f:(i+1)*f], g.features[int(s)*f:(int(s)+1)*f])
 	}
 	return sub
+}
+
+// scratch maps slots to subgraph indexes for one Extract without a map:
+// an entry is valid when its stamp is the current epoch, so resetting is
+// one increment, not a clear of NumSlots entries.
+type scratch struct {
+	stamp []uint32
+	index []int32
+	epoch uint32
+}
+
+var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
+
+func (sc *scratch) reset(slots int) {
+	if len(sc.stamp) < slots {
+		sc.stamp = make([]uint32, slots+slots/4)
+		sc.index = make([]int32, len(sc.stamp))
+		sc.epoch = 0
+	}
+	sc.epoch++
+	if sc.epoch == 0 { // wrapped: stale stamps could match
+		clear(sc.stamp)
+		sc.epoch = 1
+	}
+}
+
+func (sc *scratch) get(s int32) (int32, bool) {
+	if sc.stamp[s] == sc.epoch {
+		return sc.index[s], true
+	}
+	return 0, false
+}
+
+func (sc *scratch) set(s, i int32) {
+	sc.stamp[s] = sc.epoch
+	sc.index[s] = i
 }
 
 // Whole returns the whole graph in the model's input form, each link once
