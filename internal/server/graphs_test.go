@@ -154,6 +154,9 @@ func TestGraphService(t *testing.T) {
 	if rev := checkScores(t, ctx, gc, pc, "club", []string{"new", "m0", "m33", "m4", "m6"}); rev != 2 {
 		t.Fatalf("score reflects revision %d, want 2", rev)
 	}
+	if empty, err := gc.ScoreNodes(ctx, &gcnpb.ScoreRequest{GraphId: "club"}); err != nil || len(empty.NodeScores) != 0 || empty.Revision != 2 {
+		t.Fatalf("ScoreNodes of no node: %v, %v", empty, err)
+	}
 	_, err = gc.ScoreNodes(ctx, &gcnpb.ScoreRequest{GraphId: "club", NodeIds: []string{"m7"}})
 	wantCode(t, err, codes.InvalidArgument, `node 0: "m7" is not a node of graph "club"`)
 	_, err = gc.ScoreNodes(ctx, &gcnpb.ScoreRequest{GraphId: "club", NodeIds: []string{"m1"}, MinRevision: 9})

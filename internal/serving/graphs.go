@@ -65,6 +65,20 @@ type Graphs struct {
 	mu    sync.Mutex
 	byID  map[string]*storedGraph
 	bytes int64
+	// publishing is set while a gauge update is scheduled (publishSoon).
+	publishing atomic.Bool
+}
+
+// publishSoon updates the stored-graph gauges within a second, once however
+// many deltas arrive meanwhile: publish walks every graph.
+func (gs *Graphs) publishSoon() {
+	if gs.svc.cfg.Metrics == nil || !gs.publishing.CompareAndSwap(false, true) {
+		return
+	}
+	time.AfterFunc(time.Second, func() {
+		gs.publishing.Store(false)
+		gs.publish()
+	})
 }
 
 // storedGraph is one graph and what serving knows about it.
@@ -425,6 +439,7 @@ func (gs *Graphs) applyDelta(ctx context.Context, id string, d *graphs.Delta) (r
 	sg.mu.Unlock()
 	gs.account(sg, sg.g.Bytes()) // the exact figure; shrinking never fails
 	gs.maybeCompact(sg)
+	gs.publishSoon()
 	return p.Revision, len(ch), false, nil
 }
 
@@ -534,7 +549,9 @@ func (gs *Graphs) ScoreNodes(ctx context.Context, id string, ids []string, minRe
 	c := info.NumClasses
 	probs := make([]float32, len(ids)*c)
 	var sub *graphs.Subgraph
-	if sc := gs.scorerLocked(sg, lease); sc != nil {
+	if len(ids) == 0 {
+		unlock() // nothing to run the model on
+	} else if sc := gs.scorerLocked(sg, lease); sc != nil {
 		if err := sc.Probabilities(slots, probs); err != nil {
 			return ScoreResult{}, err
 		}
