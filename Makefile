@@ -160,6 +160,13 @@ staticcheck:
 	$(GO) run $(STATICCHECK) ./...
 
 # In-process library vs gRPC over loopback (docs/BENCHMARKS.md, last section).
+# Stored graphs (docs/STATEFUL.md): 100k nodes / 500k edges / 16 features,
+# score p50 and server CPU vs a full ProcessGraph, deltas/s under c=8 scores,
+# exactness; the last line is the summary (bench/graph.sh).
+.PHONY: bench-graph
+bench-graph: deps build
+	bench/graph.sh
+
 .PHONY: bench-inprocess
 bench-inprocess: ort
 	$(GO) test -run NONE -bench . -benchtime 4s -count 3 ./bench/inprocess

@@ -36,6 +36,7 @@ import (
 	"github.com/gcnserve/gcnserve/gcn"
 	"github.com/gcnserve/gcnserve/internal/admission"
 	"github.com/gcnserve/gcnserve/internal/auth"
+	"github.com/gcnserve/gcnserve/internal/graphs/store"
 	"github.com/gcnserve/gcnserve/internal/memlimit"
 	"github.com/gcnserve/gcnserve/internal/metrics"
 	"github.com/gcnserve/gcnserve/internal/modelrepo"
@@ -128,6 +129,16 @@ type Config struct {
 	// DebugAddr, when set, serves /metrics and /debug/pprof/ over HTTP on
 	// that address. Default "" (off): keep it off public interfaces.
 	DebugAddr string
+	// GraphStore, when set, is the directory of the stored graphs' durable
+	// store (docs/STATEFUL.md). Default "": graphs live in memory only.
+	GraphStore string
+	// MaxGraphBytes bounds the memory of all stored graphs. Default: a
+	// quarter of the cgroup memory limit, else of the RAM (requests get
+	// half: the two never add up past the limit); 0: unlimited.
+	MaxGraphBytes int64
+	// GraphSnapshotBytes: a graph's delta log is folded into a new snapshot
+	// once it is this big and bigger than the last snapshot. Default 4 MiB.
+	GraphSnapshotBytes int64
 	// Logger receives the server's logs. Default slog.Default().
 	Logger *slog.Logger
 }
@@ -151,6 +162,7 @@ func DefaultConfig() Config {
 		MaxConnectionAge:       5 * time.Minute,
 		DrainDelay:             5 * time.Second,
 		ShutdownGrace:          10 * time.Second,
+		GraphSnapshotBytes:     serving.DefaultSnapshotBytes,
 	}
 }
 
@@ -164,6 +176,8 @@ type Server struct {
 	// (on its reload goroutine) before modelrepo.Open returns.
 	published atomic.Pointer[modelrepo.Repository]
 	svc       *serving.Service
+	graphs    *serving.Graphs
+	store     *store.Store // nil without GraphStore
 	metrics   *metrics.Metrics
 	grpc      *grpc.Server
 	health    *health.Server
@@ -245,6 +259,15 @@ func New(cfg Config) (_ *Server, err error) {
 		Logger: log,
 	})
 
+	if err := s.openGraphs(); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil && s.store != nil {
+			err = errors.Join(err, s.store.Close())
+		}
+	}()
+
 	codec, err := grpcapi.Codec()
 	if err != nil {
 		return nil, err
@@ -297,6 +320,7 @@ func New(cfg Config) (_ *Server, err error) {
 	s.grpc = grpc.NewServer(gopts...)
 	s.life.GRPC = s.grpc
 	grpcapi.Register(s.grpc, s.svc)
+	grpcapi.RegisterGraphs(s.grpc, s.graphs, s.svc)
 	s.oip = oip.New(oip.ServingBackend(s.svc, s.ready), oip.Options{
 		MaxRequestBytes: int64(cfg.MaxRequestBytes), Logger: log})
 	s.oip.Register(s.grpc)
@@ -355,6 +379,7 @@ func (s *Server) newHTTPHandler(tokens *auth.Tokens) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", s.metrics.Handler())
 	httpjson.Register(mux, s.svc)
+	httpjson.RegisterGraphs(mux, s.graphs, s.svc)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Write([]byte("ok\n"))
 	})
@@ -500,7 +525,11 @@ func (s *Server) Shutdown() error {
 // Close closes the model repository (every model, after its last request).
 // Call it after Shutdown.
 func (s *Server) Close() error {
-	return s.repo.Close()
+	err := s.repo.Close()
+	if s.store != nil {
+		err = errors.Join(err, s.store.Close())
+	}
+	return err
 }
 
 // Run listens on cfg.Addr (and cfg.HTTPAddr, cfg.DebugAddr) and serves
