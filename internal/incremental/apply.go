@@ -128,7 +128,7 @@ func (s *State) applyLayer(li int, l *layer, changed, nodes []int32, edges []sig
 	w := l.width
 	lastStored := li == len(s.layers)-1
 	lazy := lastStored && s.lazyDegree > 0
-	tmpLen := s.maxWidth()
+	tmpLen := 2 * s.maxWidth()
 
 	// New h rows, kept aside: the old ones are needed for the old
 	// contributions below.

@@ -256,7 +256,7 @@ func (s *State) build() error {
 	for li, l := range s.layers {
 		w := l.width
 		s.parallelRange(n, n*w*8, func(lo, hi int) {
-			tmp := make([]float64, max(s.net.FeatureDim, w, s.maxWidth()))
+			tmp := make([]float64, 2*s.maxWidth())
 			for i := lo; i < hi; i++ {
 				v := int32(i)
 				row := l.h[i*w : (i+1)*w]
@@ -370,27 +370,23 @@ func (s *State) sumExact(l *layer, v int32) {
 // transformRow writes layer li's h row of v: its input row @ Weight. The
 // input is the normalised features for layer 0, else the previous stored
 // layer's output (without pending hubs: only the last stored layer has
-// them). tmp holds at least max width values.
+// them). tmp holds at least 2 x max width values.
 func (s *State) transformRow(li int, v int32, dst []float32, tmp []float64) {
 	L := &s.net.Layers[li]
-	in := tmp[:L.In]
+	in, acc := tmp[:L.In], tmp[L.In:]
 	if li == 0 {
 		s.inputRow(v, in)
 	} else {
 		s.outputRow(li-1, v, in, nil)
 	}
-	matvec(in, s.weights[li], L.Out, dst)
+	matvec(in, s.weights[li], L.Out, dst, acc)
 }
 
-// matvec writes x @ W (W row-major [len(x), out]) into dst.
-func matvec(x, w []float64, out int, dst []float32) {
-	var acc [256]float64
-	var a []float64
-	if out <= len(acc) {
-		a = acc[:out]
-	} else {
-		a = make([]float64, out)
-	}
+// matvec writes x @ W (W row-major [len(x), out]) into dst; acc holds at
+// least out values.
+func matvec(x, w []float64, out int, dst []float32, acc []float64) {
+	a := acc[:out]
+	clear(a)
 	for k, xk := range x {
 		if xk == 0 {
 			continue
