@@ -265,10 +265,7 @@ func (s *State) applyLayer(li int, l *layer, changed, nodes []int32, edges []sig
 				if int(d)%P != o {
 					continue
 				}
-				row := l.s[int(d)*w : int(d+1)*w]
-				for j, x := range p {
-					row[j] += x
-				}
+				addTo(l.s[int(d)*w:int(d+1)*w], p)
 				touch(d)
 			}
 		}
@@ -359,15 +356,10 @@ func (s *State) addOld(l *layer, d, u int32, sign float64) {
 	w := l.width
 	row := l.s[int(d)*w : int(d+1)*w]
 	if k := l.pend[u]; k >= 0 {
-		for j, x := range l.pendRows[int(k)*2*w : int(k)*2*w+w] {
-			row[j] += sign * x
-		}
+		axpyTo(row, sign, l.pendRows[int(k)*2*w:int(k)*2*w+w])
 		return
 	}
-	c := sign * coef(l.agg, s.prevDeg[u])
-	for j, x := range l.h[int(u)*w : int(u+1)*w] {
-		row[j] += c * float64(x)
-	}
+	axpy32To(row, sign*coef(l.agg, s.prevDeg[u]), l.h[int(u)*w:int(u+1)*w])
 }
 
 func (l *layer) allocPending() int32 {

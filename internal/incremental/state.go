@@ -85,7 +85,7 @@ var ErrNotLive = errors.New("not a live node")
 // last stored layer is not pushed to its neighbours on every change but
 // kept pending and added when a score reads the neighbour (see
 // docs/INCREMENTAL.md, "Hubs").
-const DefaultLazyDegree = 256
+const DefaultLazyDegree = 512
 
 // refreshBase and refreshPerLink set when a neighbour sum is recomputed
 // exactly: after refreshBase + refreshPerLink*deg incremental adjustments,
@@ -93,7 +93,7 @@ const DefaultLazyDegree = 256
 // and bounds the rounding error any sum can carry (docs/INCREMENTAL.md).
 const (
 	refreshBase    = 1 << 12
-	refreshPerLink = 4
+	refreshPerLink = 16
 )
 
 // State is the per-layer state of one graph under one Network. Apply and
@@ -355,15 +355,10 @@ func (s *State) sumExact(l *layer, v int32) {
 	}
 	for _, u := range s.topo.Neighbors(v) {
 		if k := l.pend[u]; k >= 0 {
-			for j, x := range l.pendRows[int(k)*2*w : int(k)*2*w+w] {
-				row[j] += x
-			}
+			addTo(row, l.pendRows[int(k)*2*w:int(k)*2*w+w])
 			continue
 		}
-		c := coef(l.agg, s.deg[u])
-		for j, x := range l.h[int(u)*w : int(u+1)*w] {
-			row[j] += c * float64(x)
-		}
+		axpy32To(row, coef(l.agg, s.deg[u]), l.h[int(u)*w:int(u+1)*w])
 	}
 }
 
@@ -434,9 +429,7 @@ func (s *State) outputRow(li int, v int32, dst []float64, pending []float64) {
 		if l.pendLive > 0 {
 			for _, u := range s.topo.Neighbors(v) {
 				if k := l.pend[u]; k >= 0 {
-					for j, x := range l.pendRows[int(k)*2*w+w : int(k+1)*2*w] {
-						sum[j] += x
-					}
+					addTo(sum, l.pendRows[int(k)*2*w+w:int(k+1)*2*w])
 				}
 			}
 		}
@@ -532,10 +525,7 @@ func (s *State) scoreNode(v int32, sc *rowScratch) {
 		}
 		for _, u := range s.topo.Neighbors(v) {
 			input(u)
-			c := coef(L.Aggregation, s.deg[u])
-			for j, x := range row {
-				acc[j] += c * x
-			}
+			axpyTo(acc, coef(L.Aggregation, s.deg[u]), row)
 		}
 		for j := range acc {
 			acc[j] *= dinv
@@ -545,9 +535,7 @@ func (s *State) scoreNode(v int32, sc *rowScratch) {
 		copy(acc, row)
 		for _, u := range s.topo.Neighbors(v) {
 			input(u)
-			for j, x := range row {
-				acc[j] += x
-			}
+			addTo(acc, row)
 		}
 		if L.Aggregation == gcn.AggregationMean {
 			inv := 1 / float64(dv)
@@ -629,10 +617,7 @@ func (s *State) flushPending() {
 			}
 			delta := l.pendRows[int(k)*2*w+w : int(k+1)*2*w]
 			for _, u := range s.topo.Neighbors(int32(v)) {
-				row := l.s[int(u)*w : int(u+1)*w]
-				for j, x := range delta {
-					row[j] += x
-				}
+				addTo(l.s[int(u)*w:int(u+1)*w], delta)
 				l.adj[u]++
 			}
 			l.pend[v] = -1
