@@ -25,6 +25,7 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"math"
@@ -63,7 +64,7 @@ const (
 	scoreNodes = 10
 	// draws is how many 10-node scores are timed both ways at the end.
 	draws = 100
-	gamma      = 2.5
+	gamma = 2.5
 )
 
 type result struct {
@@ -144,75 +145,34 @@ func run(c config, seed uint64, duration time.Duration, checkBatches, lazy int) 
 	fmt.Printf("New: %v, state %.1f MB (%.0f bytes per node)\n", time.Since(t0).Round(time.Millisecond),
 		float64(st.Bytes())/1e6, float64(st.Bytes())/float64(c.n))
 
-	// Timed phase: one writer, readers scoring in a closed loop.
-	var mu sync.RWMutex
-	var stop atomic.Bool
-	lat := make([][]time.Duration, readers)
-	var wg sync.WaitGroup
-	for r := range readers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			rr := rand.New(rand.NewPCG(seed, uint64(100+r)))
-			nodes := make([]int32, scoreNodes)
-			dst := make([]float32, scoreNodes*c.widths[len(c.widths)-1])
-			for !stop.Load() {
-				for i := range nodes {
-					nodes[i] = int32(rr.IntN(c.n))
-				}
-				t := time.Now()
-				mu.RLock()
-				err := st.Probabilities(nodes, dst)
-				mu.RUnlock()
-				lat[r] = append(lat[r], time.Since(t))
-				if err != nil {
-					panic(err)
-				}
-			}
-		}()
+	// Writer alone first (the CPU per update, independent of how many
+	// cores the shared machine gives us), then with the readers.
+	C := c.widths[len(c.widths)-1]
+	alone, err := stream(st, g, rng, c.n, C, 0, duration/2, seed)
+	if err != nil {
+		return res, err
 	}
-	var changes []incremental.Change
-	updates, batches := 0, 0
-	var applyTime time.Duration
-	cpu0 := cpuTime()
-	start := time.Now()
-	for time.Since(start) < duration {
-		mu.Lock()
-		changes = g.randomBatch(rng, batchSize, changes)
-		t := time.Now()
-		err := st.Apply(changes)
-		applyTime += time.Since(t)
-		mu.Unlock()
-		if err != nil {
-			return res, err
-		}
-		updates += len(changes)
-		batches++
+	fmt.Printf("stream alone: %d updates in %v: %.0f updates/s (%.3f ms per batch), process CPU %.2f cores: %.0f updates per CPU-second\n",
+		alone.updates, alone.elapsed.Round(time.Millisecond), alone.rate(), ms(alone.elapsed)/float64(alone.batches),
+		alone.cores(), float64(alone.updates)/alone.cpu.Seconds())
+	mixed, err := stream(st, g, rng, c.n, C, readers, duration, seed)
+	if err != nil {
+		return res, err
 	}
-	elapsed := time.Since(start)
-	cpu := cpuTime() - cpu0
-	stop.Store(true)
-	wg.Wait()
-	var all []time.Duration
-	for _, l := range lat {
-		all = append(all, l...)
-	}
-	slices.Sort(all)
-	if len(all) == 0 {
-		all = []time.Duration{0}
-	}
-	res.updatesPerS = float64(updates) / elapsed.Seconds()
+	all := mixed.lat
+	res.updatesPerS = mixed.rate()
 	res.scoreP50 = ms(all[len(all)/2])
 	res.scoreP99 = ms(all[len(all)*99/100])
-	fmt.Printf("stream: %d updates in %d batches in %v: %.0f updates/s (Apply alone %.0f updates/s, %.3f ms per batch); process CPU %.2f cores\n",
-		updates, batches, elapsed.Round(time.Millisecond), res.updatesPerS, float64(updates)/applyTime.Seconds(),
-		ms(applyTime)/float64(batches), cpu.Seconds()/elapsed.Seconds())
+	fmt.Printf("stream with %d readers: %d updates in %d batches in %v: %.0f updates/s (Apply %.3f ms per batch); process CPU %.2f cores: %.0f updates per CPU-second (readers' CPU included)\n",
+		readers, mixed.updates, mixed.batches, mixed.elapsed.Round(time.Millisecond), res.updatesPerS,
+		ms(mixed.apply)/float64(mixed.batches), mixed.cores(), float64(mixed.updates)/mixed.cpu.Seconds())
 	fmt.Printf("scores meanwhile: %d of %d nodes, %.0f/s: p50 %.3f ms, p99 %.3f ms, max %.3f ms (lock wait included)\n",
-		len(all), scoreNodes, float64(len(all))/elapsed.Seconds(), res.scoreP50, res.scoreP99, ms(all[len(all)-1]))
+		len(all), scoreNodes, float64(len(all))/mixed.elapsed.Seconds(), res.scoreP50, res.scoreP99, ms(all[len(all)-1]))
+	updates := alone.updates + mixed.updates
+	var changes []incremental.Change
 
 	// Exactness: sampled nodes after each batch, then every node.
 	rc := newRecompute(net, g)
-	C := c.widths[len(c.widths)-1]
 	compare := func(nodes []int32) (float64, error) {
 		got := make([]float32, len(nodes)*C)
 		if err := st.Probabilities(nodes, got); err != nil {
@@ -254,8 +214,8 @@ func run(c config, seed uint64, duration time.Duration, checkBatches, lazy int) 
 		if e, err = compare(everyone); err != nil {
 			return res, err
 		}
+		res.maxErr = max(res.maxErr, e)
 	}
-	res.maxErr = max(res.maxErr, e)
 	fmt.Printf("exact: max abs error %.2g on 10 sampled nodes after each of %d more batches, %.2g on all %d nodes at the end (after %d updates; comparison took %v)\n",
 		sampled, checkBatches, e, c.n, updates+checkBatches*batchSize, time.Since(t0).Round(time.Millisecond))
 
@@ -283,6 +243,81 @@ func run(c config, seed uint64, duration time.Duration, checkBatches, lazy int) 
 		scoreNodes, draws, ms(inc[draws/2]), ms(mean(inc)), ms(rec[draws/2]), ms(mean(rec)), float64(rec[draws/2])/float64(inc[draws/2]), float64(mean(rec))/float64(mean(inc)))
 	fmt.Printf("peak RSS so far %.0f MB\n", float64(vmHWM())/1e6)
 	return res, nil
+}
+
+// streamed is what one streaming phase measured.
+type streamed struct {
+	updates, batches int
+	elapsed, cpu     time.Duration
+	apply            time.Duration   // inside Apply
+	lat              []time.Duration // score latencies, sorted
+}
+
+func (s streamed) rate() float64  { return float64(s.updates) / s.elapsed.Seconds() }
+func (s streamed) cores() float64 { return s.cpu.Seconds() / s.elapsed.Seconds() }
+
+// stream runs the writer (write lock, change the graph, Apply, unlock) for
+// duration while readers goroutines score 10 random nodes in a closed loop
+// under the read lock.
+func stream(st *incremental.State, g *graph, rng *rand.Rand, n, C, readers int, duration time.Duration, seed uint64) (streamed, error) {
+	var out streamed
+	var mu sync.RWMutex
+	var stop atomic.Bool
+	lat := make([][]time.Duration, readers)
+	errs := make([]error, readers)
+	var wg sync.WaitGroup
+	for r := range readers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rr := rand.New(rand.NewPCG(seed, uint64(100+r)))
+			nodes := make([]int32, scoreNodes)
+			dst := make([]float32, scoreNodes*C)
+			for !stop.Load() {
+				for i := range nodes {
+					nodes[i] = int32(rr.IntN(n))
+				}
+				t := time.Now()
+				mu.RLock()
+				err := st.Probabilities(nodes, dst)
+				mu.RUnlock()
+				lat[r] = append(lat[r], time.Since(t))
+				if err != nil {
+					errs[r] = err
+					return
+				}
+			}
+		}()
+	}
+	var changes []incremental.Change
+	cpu0 := cpuTime()
+	start := time.Now()
+	var err error
+	for time.Since(start) < duration {
+		mu.Lock()
+		changes = g.randomBatch(rng, batchSize, changes)
+		t := time.Now()
+		err = st.Apply(changes)
+		out.apply += time.Since(t)
+		mu.Unlock()
+		if err != nil {
+			break
+		}
+		out.updates += len(changes)
+		out.batches++
+	}
+	out.elapsed = time.Since(start)
+	out.cpu = cpuTime() - cpu0
+	stop.Store(true)
+	wg.Wait()
+	for _, l := range lat {
+		out.lat = append(out.lat, l...)
+	}
+	slices.Sort(out.lat)
+	if len(out.lat) == 0 {
+		out.lat = []time.Duration{0}
+	}
+	return out, errors.Join(append(errs, err)...)
 }
 
 func ms(d time.Duration) float64 { return float64(d) / 1e6 }
