@@ -63,6 +63,7 @@ func ParseFlags(args []string, getenv func(string) string, stderr io.Writer) (Co
 	fs.StringVar(&cfg.GraphStore, "graph-store", cfg.GraphStore, "directory of the stored graphs' durable store (bbolt; every acknowledged delta is fsynced first); empty: graphs live in memory only")
 	fs.Int64Var(&cfg.MaxGraphBytes, "max-graph-bytes", cfg.MaxGraphBytes, "memory budget of all stored graphs, in bytes (default: a quarter of the cgroup memory limit, else of the RAM; 0: unlimited)")
 	fs.Int64Var(&cfg.GraphSnapshotBytes, "graph-snapshot-bytes", cfg.GraphSnapshotBytes, "fold a stored graph's delta log into a new snapshot once the log is this big and bigger than the last snapshot (with --graph-store)")
+	fs.BoolVar(&cfg.GraphIncremental, "graph-incremental", cfg.GraphIncremental, "keep stored graphs' per-layer state and update it with each delta (models with a verified 'layers' description; others recompute the asked nodes' receptive field at each score)")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error (debug logs each request's timing)")
 	fs.StringVar(&logFormat, "log-format", "text", "text or json")
 	showVersion := fs.Bool("version", false, "print gcnserve's, Go's and ONNX Runtime's versions (and whether ONNX Runtime is embedded) and exit")

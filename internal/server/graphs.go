@@ -9,6 +9,11 @@ import (
 // and says at start where graphs live.
 func (s *Server) openGraphs() error {
 	opts := serving.GraphOptions{MaxBytes: s.cfg.MaxGraphBytes, SnapshotBytes: s.cfg.GraphSnapshotBytes}
+	if s.cfg.GraphIncremental {
+		// The composition: serving's adapter puts internal/incremental
+		// behind graphs.Scorer; graphs and incremental do not know each other.
+		opts.NewScorer = serving.IncrementalScorer
+	}
 	if s.cfg.GraphStore != "" {
 		st, err := store.Open(s.cfg.GraphStore)
 		if err != nil {

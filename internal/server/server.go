@@ -139,6 +139,11 @@ type Config struct {
 	// GraphSnapshotBytes: a graph's delta log is folded into a new snapshot
 	// once it is this big and bigger than the last snapshot. Default 4 MiB.
 	GraphSnapshotBytes int64
+	// GraphIncremental keeps per-layer state for stored graphs whose model
+	// has a verified layer description (internal/incremental), so a score
+	// reads it instead of recomputing the nodes' receptive field; other
+	// models, and every model when false, recompute. Default true.
+	GraphIncremental bool
 	// Logger receives the server's logs. Default slog.Default().
 	Logger *slog.Logger
 }
@@ -163,6 +168,7 @@ func DefaultConfig() Config {
 		DrainDelay:             5 * time.Second,
 		ShutdownGrace:          10 * time.Second,
 		GraphSnapshotBytes:     serving.DefaultSnapshotBytes,
+		GraphIncremental:       true,
 	}
 }
 

@@ -433,11 +433,11 @@ func (gs *Graphs) applyDelta(ctx context.Context, id string, d *graphs.Delta) (r
 		if err := sg.scorer.Apply(ch); err != nil {
 			// The graph is right; the scorer is rebuilt at the next score.
 			gs.log.Error("graph scorer update failed; rebuilding", "graph", id, "err", err)
-			sg.scorer = nil
+			sg.scorer, sg.mode = nil, ""
 		}
 	}
 	sg.mu.Unlock()
-	gs.account(sg, sg.g.Bytes()) // the exact figure; shrinking never fails
+	gs.recount(sg) // the exact figure, the scorer's state included
 	gs.maybeCompact(sg)
 	gs.publishSoon()
 	return p.Revision, len(ch), false, nil
@@ -617,7 +617,7 @@ func (gs *Graphs) ensureScorer(sg *storedGraph, lease *modelrepo.Lease, hops int
 		return
 	}
 	sg.mu.RLock()
-	fresh := gs.scorerLocked(sg, lease) != nil
+	fresh := scorerTriedLocked(sg, lease)
 	sg.mu.RUnlock()
 	if fresh {
 		return
@@ -626,18 +626,27 @@ func (gs *Graphs) ensureScorer(sg *storedGraph, lease *modelrepo.Lease, hops int
 	defer sg.wmu.Unlock()
 	sg.mu.Lock()
 	defer sg.mu.Unlock()
-	if sg.deleted || gs.scorerLocked(sg, lease) != nil || sg.g.FeatureDim() != lease.Model.Info().FeatureDim {
+	if sg.deleted || scorerTriedLocked(sg, lease) || sg.g.FeatureDim() != lease.Model.Info().FeatureDim {
 		return
 	}
+	// The old version's state goes first: the new one is built from the
+	// graph, and the budget counts one of them.
+	sg.scorer = nil
 	sc, mode, err := gs.opts.NewScorer(sg.g, lease.Model, hops)
+	sg.scorerVersion, sg.scorerSHA, sg.mode = lease.Version, lease.SHA256, ModeRecompute
 	if err != nil || sc == nil {
 		if err != nil {
 			gs.log.Warn("stored graph scores by recompute: no incremental state", "graph", sg.id, "model", lease.Name, "version", lease.Version, "err", err)
 		}
-		sg.scorer, sg.mode = nil, ModeRecompute
+		gs.recount(sg)
 		return
 	}
-	sg.scorer, sg.scorerVersion, sg.scorerSHA, sg.mode = sc, lease.Version, lease.SHA256, mode
+	if err := gs.account(sg, sg.g.Bytes()+sc.Bytes()); err != nil {
+		gs.log.Warn("stored graph scores by recompute: its incremental state does not fit the budget", "graph", sg.id, "model", lease.Name, "version", lease.Version, "state_bytes", sc.Bytes(), "err", err)
+		gs.recount(sg)
+		return
+	}
+	sg.scorer, sg.mode = sc, mode
 }
 
 func (sg *storedGraph) modelLabel() string {
@@ -680,6 +689,7 @@ func (gs *Graphs) GetGraph(id string) (GraphInfo, error) {
 	if err != nil {
 		return GraphInfo{}, err
 	}
+	gs.prepareScorer(sg)
 	sg.mu.RLock()
 	defer sg.mu.RUnlock()
 	if sg.deleted {
