@@ -92,6 +92,17 @@ func run() error {
 	fmt.Printf("load: %d nodes, %d edges, %d features in %v; stored graph %d B = %.2fx raw %d B (ids, 4F per node, two int32 per edge); server RSS +%d B\n",
 		info.Nodes, info.Edges, c.features, time.Since(t0).Round(time.Millisecond), info.Bytes, float64(info.Bytes)/float64(raw), raw, rss(c.pid)-rssBefore)
 
+	// GetGraph builds the graph's scorer for the served model version and
+	// says which mode scores run in (incremental: per-layer state built
+	// now; recompute: nothing to build).
+	t0 = time.Now()
+	gi, err := cl.GetGraph(ctx, "bench")
+	if err != nil {
+		return fmt.Errorf("GetGraph: %w", err)
+	}
+	fmt.Printf("mode: %s (scorer ready in %v; stored graph with its state %d B; server RSS +%d B since before the load)\n",
+		gi.Mode, time.Since(t0).Round(time.Millisecond), gi.Bytes, rss(c.pid)-rssBefore)
+
 	// Full-graph baseline: ProcessGraph of the same graph, server CPU.
 	reqBytes := len(mustMarshal(g))
 	var fullCPU []time.Duration
