@@ -22,6 +22,7 @@ type options struct {
 	limits            Limits
 	native            bool
 	nativeWorkers     int
+	cpuMemArena       bool
 }
 
 func defaultOptions() options {
@@ -41,6 +42,7 @@ func defaultOptions() options {
 		maxConcurrentRuns: runtime.NumCPU(),
 		batch:             DefaultBatchOptions(),
 		native:            true,
+		cpuMemArena:       true,
 	}
 }
 
@@ -109,6 +111,14 @@ func WithNativeExecution(on bool) Option {
 // the same bit for bit for every value.
 func WithNativeWorkers(n int) Option {
 	return func(o *options) { o.nativeWorkers = max(n, 0) }
+}
+
+// WithCPUMemArena turns ONNX Runtime's CPU memory arena on or off for the
+// model's session. Default on (ONNX Runtime's own default); see
+// docs/BENCHMARKS.md, "ONNX Runtime's arena", for what each costs on the
+// large graph when ONNX Runtime runs the model.
+func WithCPUMemArena(on bool) Option {
+	return func(o *options) { o.cpuMemArena = on }
 }
 
 // WithLimits bounds the graphs Predict accepts. Default: no bound beyond
