@@ -476,7 +476,7 @@ func (s *session) predict(ctx context.Context, t Tensors) (Prediction, error) {
 	running := time.Now()
 	var probs []float32
 	var err error
-	if s.net != nil {
+	if s.net != nil && s.net.nativePays(t) {
 		var out Outputs
 		out, err = s.net.ForwardLayers(ctx, t, ForwardOptions{Workers: s.nativeWorkers})
 		probs = out.Probabilities
