@@ -166,8 +166,6 @@ start_server() {
   esac
   bin/loadgen --addr "127.0.0.1:$port" --wait-serving 60s >/dev/null ||
     { log "$kind did not become SERVING; its log:"; cat "$logfile" >&2; return 1; }
-  # Idle RSS: the freshly started (and, for gcnserve, warmed-up) server.
-  IDLE_RSS_KB=$(awk '/^VmRSS:/ {print $2}' "/proc/$SERVER_PID/status")
 }
 
 # profile KIND PAYLOAD SECONDS: a CPU profile of the running gcnserve
@@ -187,6 +185,9 @@ run_one() {
   port=$(free_port)
   log "$label"
   start_server "$kind" "$model" "$port" "$LOGS/$payload-$kind-c$conc.log"
+  # Idle RSS: the freshly started server (gcnserve: model loaded, warmed up).
+  local idle_kb
+  idle_kb=$(awk '/^VmRSS:/ {print $2}' "/proc/$SERVER_PID/status")
   case $kind in
     python) check=(--save-response "$CACHE/response-$payload.pb") ;;
     gcnserve*) [ -f "$CACHE/response-$payload.pb" ] && check=(--expect "$CACHE/response-$payload.pb") ;;
@@ -199,7 +200,7 @@ run_one() {
   fi
   bin/loadgen --addr "127.0.0.1:$port" --payload "$CACHE/payload-$payload.pb" \
     --concurrency "$conc" --warmup "$warmup" --duration "$duration" --pid "$SERVER_PID" \
-    --label "$label" --json "${check[@]}" | IDLE="$IDLE_RSS_KB" "$PYTHON" -c '
+    --label "$label" --json "${check[@]}" | IDLE="$idle_kb" "$PYTHON" -c '
 import json, os, sys
 for line in sys.stdin:
     r = json.loads(line)

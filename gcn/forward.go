@@ -56,17 +56,27 @@ func (n *Network) ForwardLayers(ctx context.Context, t Tensors, opts ForwardOpti
 	if len(t.Features) != t.NumNodes*n.FeatureDim {
 		return Outputs{}, fmt.Errorf("x: %d values for %d nodes of %d features", len(t.Features), t.NumNodes, n.FeatureDim)
 	}
-	adj, err := NewAdjacency(t.NumNodes, t.EdgeIndex)
+	ws := workspaces.Get().(*workspace)
+	defer workspaces.Put(ws)
+	adj, err := newAdjacency(t.NumNodes, t.EdgeIndex, ws)
 	if err != nil {
 		return Outputs{}, err
 	}
-	return n.ForwardAdjacency(ctx, t.Features, adj, opts)
+	return n.forward(ctx, t.Features, adj, opts, ws)
 }
 
 // ForwardAdjacency runs the network on features x ([N, FeatureDim]
 // row-major) over a prebuilt Adjacency: for callers that keep a graph's
 // adjacency between requests.
 func (n *Network) ForwardAdjacency(ctx context.Context, x []float32, adj *Adjacency, opts ForwardOptions) (Outputs, error) {
+	ws := workspaces.Get().(*workspace)
+	defer workspaces.Put(ws)
+	return n.forward(ctx, x, adj, opts, ws)
+}
+
+// forward is ForwardAdjacency with its scratch arrays in ws. What it
+// returns never aliases ws.
+func (n *Network) forward(ctx context.Context, x []float32, adj *Adjacency, opts ForwardOptions, ws *workspace) (Outputs, error) {
 	num := adj.NumNodes
 	if len(x) != num*n.FeatureDim {
 		return Outputs{}, fmt.Errorf("x: %d values for %d nodes of %d features", len(x), num, n.FeatureDim)
@@ -92,12 +102,14 @@ func (n *Network) ForwardAdjacency(ctx context.Context, x []float32, adj *Adjace
 	for _, l := range n.Layers {
 		switch {
 		case l.Aggregation == AggregationGCN && dinv == nil:
-			dinv = make([]float32, num)
+			ws.dinv = grow(ws.dinv, num)
+			dinv = ws.dinv
 			for v := range dinv {
 				dinv[v] = float32(1 / math.Sqrt(float64(adj.Degree(v))))
 			}
 		case l.Aggregation == AggregationMean && invDeg == nil:
-			invDeg = make([]float32, num)
+			ws.invDeg = grow(ws.invDeg, num)
+			invDeg = ws.invDeg
 			for v := range invDeg {
 				invDeg[v] = float32(1 / float64(adj.Degree(v)))
 			}
@@ -105,7 +117,8 @@ func (n *Network) ForwardAdjacency(ctx context.Context, x []float32, adj *Adjace
 	}
 	var rowNorm []float32
 	if n.InputNorm == InputNormRow {
-		rowNorm = make([]float32, num)
+		ws.rowNorm = grow(ws.rowNorm, num)
+		rowNorm = ws.rowNorm
 		parallel(rows, func(lo, hi int) { rowSumInverse(x, n.FeatureDim, lo, hi, rowNorm) })
 	}
 
@@ -115,7 +128,8 @@ func (n *Network) ForwardAdjacency(ctx context.Context, x []float32, adj *Adjace
 	// Two scratch buffers of N x the widest layer, reused layer after layer
 	// (h, the transformed rows, and the hidden output); the last layer
 	// writes a fresh slice that becomes Probabilities.
-	var scratchH, scratchOut []float32
+	scratchH, scratchOut := ws.h[:0], ws.out[:0]
+	defer func() { ws.h, ws.out = scratchH, scratchOut }()
 	in := x
 	for li := range n.Layers {
 		l := &n.Layers[li]
@@ -132,7 +146,8 @@ func (n *Network) ForwardAdjacency(ctx context.Context, x []float32, adj *Adjace
 		var scale []float32
 		switch {
 		case li == 0 && rowNorm != nil && pre != nil:
-			scale = make([]float32, num)
+			ws.scale = grow(ws.scale, num)
+			scale = ws.scale
 			for v := range scale {
 				scale[v] = rowNorm[v] * pre[v]
 			}

@@ -62,3 +62,34 @@ func BenchmarkNewAdjacency(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(e), "ns/edge")
 }
+
+// TestNativePays: wide dense first-layer inputs go to ONNX Runtime (its
+// vectorised MatMul wins), bag-of-words and aggregation-heavy graphs stay
+// native.
+func TestNativePays(t *testing.T) {
+	net := &Network{FeatureDim: 1433, Layers: []Layer{{In: 1433, Out: 16}, {In: 16, Out: 7}}}
+	const n, e = 2708, 5278
+	g := Tensors{NumNodes: n, Features: make([]float32, n*1433), EdgeIndex: largeEdges(n, e)}
+	for i := range g.Features {
+		g.Features[i] = 1
+	}
+	if net.nativePays(g) {
+		t.Error("dense 1433-wide features: nativePays = true, want false")
+	}
+	for i := range g.Features {
+		if i%79 != 0 { // 1.3% nonzero, as Cora's bag of words
+			g.Features[i] = 0
+		}
+	}
+	if !net.nativePays(g) {
+		t.Error("bag-of-words features: nativePays = false, want true")
+	}
+	large := &Network{FeatureDim: 16, Layers: []Layer{{In: 16, Out: 16}, {In: 16, Out: 7}}}
+	lg := Tensors{NumNodes: 100_000, Features: make([]float32, 100_000*16), EdgeIndex: largeEdges(100_000, 500_000)}
+	for i := range lg.Features {
+		lg.Features[i] = 1
+	}
+	if !large.nativePays(lg) {
+		t.Error("large graph, dense 16 features: nativePays = false, want true")
+	}
+}

@@ -301,6 +301,7 @@ func newSession(data []byte, outputName string, opts options) (_ *ort.DynamicAdv
 		// concurrent requests that is CPU taken from other runs.
 		so.AddSessionConfigEntry("session.intra_op.allow_spinning", "0"),
 		so.AddSessionConfigEntry("session.inter_op.allow_spinning", "0"),
+		so.SetCpuMemArena(opts.cpuMemArena),
 	}
 	if err := errors.Join(settings...); err != nil {
 		return nil, fmt.Errorf("session options: %w", err)
@@ -475,7 +476,7 @@ func (s *session) predict(ctx context.Context, t Tensors) (Prediction, error) {
 	running := time.Now()
 	var probs []float32
 	var err error
-	if s.net != nil {
+	if s.net != nil && s.net.nativePays(t) {
 		var out Outputs
 		out, err = s.net.ForwardLayers(ctx, t, ForwardOptions{Workers: s.nativeWorkers})
 		probs = out.Probabilities

@@ -22,6 +22,7 @@ type options struct {
 	limits            Limits
 	native            bool
 	nativeWorkers     int
+	cpuMemArena       bool
 }
 
 func defaultOptions() options {
@@ -41,6 +42,7 @@ func defaultOptions() options {
 		maxConcurrentRuns: runtime.NumCPU(),
 		batch:             DefaultBatchOptions(),
 		native:            true,
+		cpuMemArena:       false,
 	}
 }
 
@@ -109,6 +111,16 @@ func WithNativeExecution(on bool) Option {
 // the same bit for bit for every value.
 func WithNativeWorkers(n int) Option {
 	return func(o *options) { o.nativeWorkers = max(n, 0) }
+}
+
+// WithCPUMemArena turns ONNX Runtime's CPU memory arena on or off for the
+// model's session. Default off: measured on the large graph run by ONNX
+// Runtime (bench/ortarena), the arena kept 221 MB resident after the runs
+// (peak +245 MB), without it 33 MB (peak +157 MB): an arena that never
+// shrinks after one huge request is a leak to an operator. See
+// docs/BENCHMARKS.md, "ONNX Runtime's arena".
+func WithCPUMemArena(on bool) Option {
+	return func(o *options) { o.cpuMemArena = on }
 }
 
 // WithLimits bounds the graphs Predict accepts. Default: no bound beyond

@@ -102,9 +102,10 @@ type Config struct {
 	// Batch configures dynamic batching; see gcn.BatchOptions.
 	Batch gcn.BatchOptions
 	// BatchEnabled turns dynamic batching on (for models whose metadata
-	// declares them batchable). Default true: on karate-sized graphs at
-	// concurrency 64 it cut server CPU per request by 1.3-1.6x, and a
-	// request alone in the server runs at once.
+	// declares them batchable). Default false: with native execution a
+	// karate-sized run costs microseconds, and at concurrency 64 batching
+	// changed server CPU per request by 1.0x (0.131 -> 0.134 ms,
+	// docs/BENCHMARKS.md); it pays only for models ONNX Runtime runs.
 	BatchEnabled bool
 	// MaxConnectionAge closes a client connection gracefully after this
 	// long, so clients balancing over DNS find new replicas. Default 5m;
@@ -163,7 +164,7 @@ func DefaultConfig() Config {
 		MaxQueue:               1024,
 		QueueTimeout:           5 * time.Second,
 		Batch:                  gcn.DefaultBatchOptions(),
-		BatchEnabled:           true,
+		BatchEnabled:           false,
 		MaxConnectionAge:       5 * time.Minute,
 		DrainDelay:             5 * time.Second,
 		ShutdownGrace:          10 * time.Second,
