@@ -130,7 +130,6 @@ func NewGraphs(svc *Service, opts GraphOptions) (*Graphs, error) {
 	if opts.Store == nil {
 		return gs, nil
 	}
-	start := time.Now()
 	err := opts.Store.Load(func(r store.Record) error {
 		sg, err := recoverGraph(r)
 		if err != nil {
@@ -143,9 +142,6 @@ func NewGraphs(svc *Service, opts GraphOptions) (*Graphs, error) {
 	})
 	if err != nil {
 		return nil, fmt.Errorf("recovering stored graphs: %w", err)
-	}
-	if len(gs.byID) > 0 {
-		gs.log.Info("stored graphs recovered", "graphs", len(gs.byID), "bytes", gs.bytes, "took", time.Since(start))
 	}
 	gs.publish()
 	return gs, nil
