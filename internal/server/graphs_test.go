@@ -527,8 +527,8 @@ func TestGraphServiceNeedsToken(t *testing.T) {
 	}
 	wantCode(t, err, codes.Unauthenticated, "bearer token")
 	authed := metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer s3cret-token-value")
-	if _, err := gc.CreateGraph(authed, &gcnpb.CreateGraphRequest{GraphId: "g"}); err != nil {
-		t.Fatalf("with the token: %v", err)
+	if info, err := gc.CreateGraph(authed, &gcnpb.CreateGraphRequest{GraphId: "g"}); err != nil || info.Revision != 1 || info.Nodes != 0 {
+		t.Fatalf("empty graph with the token: %v, %v; want revision 1, no nodes", info, err)
 	}
 	rec := httptest.NewRecorder()
 	s.httpHandler.ServeHTTP(rec, httptest.NewRequest("GET", "/v1/graphs", nil))

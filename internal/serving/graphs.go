@@ -300,22 +300,28 @@ func (gs *Graphs) CreateGraph(ctx context.Context, id, model, version string, in
 		sg.wmu.Unlock()
 	}()
 
-	if initial != nil {
-		p, err := sg.g.Prepare(initial, gs.limits())
-		if err != nil {
-			return GraphInfo{}, err
-		}
-		sg.g.Apply(p)
+	// Loading is revision 1, an empty graph too.
+	if initial == nil {
+		initial = &graphs.Delta{}
 	}
+	// Refuse a graph over the budget before building it (an upper bound),
+	// then count what it really holds.
+	if err := gs.account(sg, deltaGrowth(sg.g, initial)); err != nil {
+		return GraphInfo{}, err
+	}
+	p, err := sg.g.Prepare(initial, gs.limits())
+	if err != nil {
+		gs.account(sg, 0)
+		return GraphInfo{}, err
+	}
+	sg.g.Apply(p)
 	if err := gs.account(sg, sg.g.Bytes()); err != nil {
+		gs.account(sg, 0)
 		return GraphInfo{}, err
 	}
 	if gs.opts.Store != nil {
 		meta, _ := json.Marshal(graphMeta{Model: name, Version: pinned, FeatureDim: info.FeatureDim})
-		var snap []byte
-		if initial != nil {
-			snap = sg.g.AppendSnapshot(make([]byte, 0, sg.g.SnapshotSize()))
-		}
+		snap := sg.g.AppendSnapshot(make([]byte, 0, sg.g.SnapshotSize()))
 		start := time.Now()
 		err := gs.opts.Store.Create(id, meta, sg.g.Revision(), snap)
 		gs.svc.cfg.Metrics.GraphStoreWrite("create", time.Since(start))
@@ -337,7 +343,7 @@ func (gs *Graphs) limits() graphs.Limits {
 }
 
 // account sets sg's counted bytes to n, refusing growth past MaxBytes
-// (TooLarge naming the budget). sg.mu is held.
+// (TooLarge naming the budget). sg.wmu is held.
 func (gs *Graphs) account(sg *storedGraph, n int64) error {
 	gs.mu.Lock()
 	defer gs.mu.Unlock()
