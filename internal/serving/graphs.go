@@ -111,6 +111,9 @@ type storedGraph struct {
 	// snapBytes that snapshot's size.
 	logBytes, snapBytes int64
 	compacting          atomic.Bool
+	// compaction is the snapshot write in flight; DeleteGraph waits for it,
+	// so it cannot land on a new graph of the same id.
+	compaction sync.WaitGroup
 }
 
 // graphMeta is what the store keeps beside a graph's data.
@@ -459,7 +462,9 @@ func (gs *Graphs) maybeCompact(sg *storedGraph) {
 	snap := sg.g.AppendSnapshot(make([]byte, 0, sg.g.SnapshotSize()))
 	rev := sg.g.Revision()
 	sg.logBytes, sg.snapBytes = 0, int64(len(snap))
+	sg.compaction.Add(1)
 	go func() {
+		defer sg.compaction.Done()
 		defer sg.compacting.Store(false)
 		t := time.Now()
 		err := gs.opts.Store.WriteSnapshot(sg.id, rev, snap)
@@ -729,6 +734,7 @@ func (gs *Graphs) DeleteGraph(id string) error {
 	if sg.deleted {
 		return gcn.Errorf(gcn.KindNotFound, "no stored graph %q", id)
 	}
+	sg.compaction.Wait()
 	if gs.opts.Store != nil {
 		t := time.Now()
 		err := gs.opts.Store.Delete(id)
