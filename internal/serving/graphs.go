@@ -782,3 +782,17 @@ func (gs *Graphs) ExportGraph(id string, batch int, start func(GraphInfo) error,
 
 // MemoryOnly reports whether graphs live in memory only (no store).
 func (gs *Graphs) MemoryOnly() bool { return gs.opts.Store == nil }
+
+// Close waits for the snapshot writes in flight. Call it before closing
+// the store; no other method may be called after.
+func (gs *Graphs) Close() {
+	gs.mu.Lock()
+	list := make([]*storedGraph, 0, len(gs.byID))
+	for _, sg := range gs.byID {
+		list = append(list, sg)
+	}
+	gs.mu.Unlock()
+	for _, sg := range list {
+		sg.compaction.Wait()
+	}
+}
