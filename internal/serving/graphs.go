@@ -442,7 +442,7 @@ func (gs *Graphs) applyDelta(ctx context.Context, id string, d *graphs.Delta) (r
 		}
 	}
 	sg.mu.Unlock()
-	gs.account(sg, sg.g.Bytes()) // the exact figure; shrinking never fails
+	gs.account(sg, sg.bytesLocked()) // the exact figure; the bound above covered it
 	gs.maybeCompact(sg)
 	gs.publishSoon()
 	return p.Revision, len(ch), false, nil
@@ -645,6 +645,21 @@ func (gs *Graphs) ensureScorer(sg *storedGraph, lease *modelrepo.Lease, hops int
 		return
 	}
 	sg.scorer, sg.scorerVersion, sg.scorerSHA, sg.mode = sc, lease.Version, lease.SHA256, mode
+	if err := gs.account(sg, sg.bytesLocked()); err != nil {
+		// No room for the per-layer state: recompute needs none.
+		gs.log.Warn("stored graph scores by recompute: its incremental state does not fit --max-graph-bytes", "graph", sg.id, "err", err)
+		sg.scorer, sg.mode = nil, ModeRecompute
+	}
+}
+
+// bytesLocked is what sg counts against --max-graph-bytes: the graph and
+// its scorer's state. sg.wmu is held.
+func (sg *storedGraph) bytesLocked() int64 {
+	n := sg.g.Bytes()
+	if sg.scorer != nil {
+		n += sg.scorer.Bytes()
+	}
+	return n
 }
 
 func (sg *storedGraph) modelLabel() string {
