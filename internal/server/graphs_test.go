@@ -241,10 +241,13 @@ func serveStoppable(t *testing.T, s *Server) (*grpc.ClientConn, func()) {
 	return conn, stop
 }
 
-// TestGraphModelWithoutReceptiveField: the bundled karate.onnx (no
-// receptive_field metadata) is refused for stored graphs.
+// TestGraphModelWithoutReceptiveField: a model without receptive_field
+// metadata (testdata/karate_no_rf.onnx: model/karate.onnx without that key)
+// is refused for stored graphs.
 func TestGraphModelWithoutReceptiveField(t *testing.T) {
-	conn := startRealConn(t, nil)
+	conn := startRealConn(t, func(c *Config) {
+		c.ModelPath = filepath.Join(testenv.RepoRoot(t), "internal", "graphs", "testdata", "karate_no_rf.onnx")
+	})
 	_, err := gcnpb.NewGraphServiceClient(conn).CreateGraph(context.Background(), &gcnpb.CreateGraphRequest{GraphId: "g"})
 	wantCode(t, err, codes.FailedPrecondition, `has no "receptive_field" metadata`)
 }
