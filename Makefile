@@ -108,6 +108,9 @@ fuzz:
 	$(GO) test -run=NONE -fuzz=FuzzParseBearer -fuzztime=$(FUZZTIME) ./internal/auth
 	$(GO) test -run=NONE -fuzz=FuzzParseVersion -fuzztime=$(FUZZTIME) ./internal/serving
 	$(GO) test -run=NONE -fuzz=FuzzDecodeJSON -fuzztime=$(FUZZTIME) ./internal/transport/httpjson
+	@# Stored graphs: the store's delta records, and deltas applied to a graph.
+	$(GO) test -run=NONE -fuzz=FuzzDecodeDelta$$ -fuzztime=$(FUZZTIME) ./internal/graphs
+	$(GO) test -run=NONE -fuzz=FuzzApplyDecodedDelta -fuzztime=$(FUZZTIME) ./internal/graphs
 	@# Open Inference Protocol: gRPC request decoding, REST bodies, JSON tensor data.
 	for f in FuzzModelInferRequest FuzzRESTInferBody FuzzTensorData; do \
 	  $(GO) test -run=NONE -fuzz="^$$f\$$" -fuzztime=$(FUZZTIME) ./internal/transport/oip || exit 1; done

@@ -235,7 +235,12 @@ func ReadSnapshot(b []byte) (*Graph, error) {
 	g.links /= 2
 	g.free = make([]int32, dec.count(1))
 	for i := range g.free {
-		g.free[i] = int32(dec.uvarint())
+		s := dec.uvarint()
+		if s >= uint64(slots) || g.ids[s] != "" {
+			dec.err = errCorrupt // a free slot must be a free slot
+			break
+		}
+		g.free[i] = int32(s)
 	}
 	keys := dec.count(2)
 	for range keys {

@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/test/bufconn"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -240,12 +241,12 @@ func serveStoppable(t *testing.T, s *Server) (*grpc.ClientConn, func()) {
 	return conn, stop
 }
 
-// TestGraphModelWithoutReceptiveField: a karate model without
-// receptive_field metadata (exported before the key existed) is refused for
-// stored graphs.
+// TestGraphModelWithoutReceptiveField: a model without receptive_field
+// metadata (testdata/karate_no_rf.onnx: model/karate.onnx without that key)
+// is refused for stored graphs.
 func TestGraphModelWithoutReceptiveField(t *testing.T) {
 	conn := startRealConn(t, func(c *Config) {
-		c.ModelPath = filepath.Join(testenv.RepoRoot(t), "internal", "modelrepo", "testdata", "karate_seed1.onnx")
+		c.ModelPath = filepath.Join(testenv.RepoRoot(t), "internal", "graphs", "testdata", "karate_no_rf.onnx")
 	})
 	_, err := gcnpb.NewGraphServiceClient(conn).CreateGraph(context.Background(), &gcnpb.CreateGraphRequest{GraphId: "g"})
 	wantCode(t, err, codes.FailedPrecondition, `has no "receptive_field" metadata`)
@@ -503,4 +504,38 @@ func TestGraphHTTP(t *testing.T) {
 	do("DELETE", "/v1/graphs/h", "", 200, "{")
 	do("GET", "/v1/graphs/h", "", 404, `no stored graph \"h\"`)
 	do("POST", "/v1/graphs/h/score", `{"node_ids": ["m1"]}`, 404, `no stored graph \"h\"`)
+}
+
+// TestGraphServiceNeedsToken: with --auth-token-file, GraphService calls
+// (unary and streaming) and the HTTP routes need a bearer token, as every
+// other call does.
+func TestGraphServiceNeedsToken(t *testing.T) {
+	tokens := filepath.Join(t.TempDir(), "tokens")
+	if err := os.WriteFile(tokens, []byte("s3cret-token-value\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig(t)
+	cfg.ModelPath, cfg.AuthTokenFile = rfModel(t), tokens
+	s, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gc := gcnpb.NewGraphServiceClient(serve(t, s))
+	ctx := context.Background()
+	_, err = gc.CreateGraph(ctx, &gcnpb.CreateGraphRequest{GraphId: "g"})
+	wantCode(t, err, codes.Unauthenticated, "bearer token")
+	stream, err := gc.ExportGraph(ctx, &gcnpb.ExportGraphRequest{GraphId: "g"})
+	if err == nil {
+		_, err = stream.Recv()
+	}
+	wantCode(t, err, codes.Unauthenticated, "bearer token")
+	authed := metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer s3cret-token-value")
+	if info, err := gc.CreateGraph(authed, &gcnpb.CreateGraphRequest{GraphId: "g"}); err != nil || info.Revision != 1 || info.Nodes != 0 {
+		t.Fatalf("empty graph with the token: %v, %v; want revision 1, no nodes", info, err)
+	}
+	rec := httptest.NewRecorder()
+	s.httpHandler.ServeHTTP(rec, httptest.NewRequest("GET", "/v1/graphs", nil))
+	if rec.Code != http.StatusUnauthorized {
+		t.Fatalf("GET /v1/graphs without a token: %d", rec.Code)
+	}
 }

@@ -534,6 +534,7 @@ func (s *Server) Shutdown() error {
 func (s *Server) Close() error {
 	err := s.repo.Close()
 	if s.store != nil {
+		s.graphs.Close() // snapshot writes in flight end first
 		err = errors.Join(err, s.store.Close())
 	}
 	return err

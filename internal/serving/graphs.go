@@ -3,7 +3,6 @@ package serving
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -16,7 +15,6 @@ import (
 	"github.com/gcnserve/gcnserve/internal/gcnerr"
 	"github.com/gcnserve/gcnserve/internal/graphs"
 	"github.com/gcnserve/gcnserve/internal/graphs/store"
-	"github.com/gcnserve/gcnserve/internal/modelrepo"
 )
 
 // GraphOptions configure stored graphs (NewGraphs).
@@ -69,18 +67,6 @@ type Graphs struct {
 	publishing atomic.Bool
 }
 
-// publishSoon updates the stored-graph gauges within a second, once however
-// many deltas arrive meanwhile: publish walks every graph.
-func (gs *Graphs) publishSoon() {
-	if gs.svc.cfg.Metrics == nil || !gs.publishing.CompareAndSwap(false, true) {
-		return
-	}
-	time.AfterFunc(time.Second, func() {
-		gs.publishing.Store(false)
-		gs.publish()
-	})
-}
-
 // storedGraph is one graph and what serving knows about it.
 type storedGraph struct {
 	id string
@@ -111,6 +97,9 @@ type storedGraph struct {
 	// snapBytes that snapshot's size.
 	logBytes, snapBytes int64
 	compacting          atomic.Bool
+	// compaction is the snapshot write in flight; DeleteGraph waits for it,
+	// so it cannot land on a new graph of the same id.
+	compaction sync.WaitGroup
 }
 
 // graphMeta is what the store keeps beside a graph's data.
@@ -130,7 +119,6 @@ func NewGraphs(svc *Service, opts GraphOptions) (*Graphs, error) {
 	if opts.Store == nil {
 		return gs, nil
 	}
-	start := time.Now()
 	err := opts.Store.Load(func(r store.Record) error {
 		sg, err := recoverGraph(r)
 		if err != nil {
@@ -143,9 +131,6 @@ func NewGraphs(svc *Service, opts GraphOptions) (*Graphs, error) {
 	})
 	if err != nil {
 		return nil, fmt.Errorf("recovering stored graphs: %w", err)
-	}
-	if len(gs.byID) > 0 {
-		gs.log.Info("stored graphs recovered", "graphs", len(gs.byID), "bytes", gs.bytes, "took", time.Since(start))
 	}
 	gs.publish()
 	return gs, nil
@@ -304,22 +289,28 @@ func (gs *Graphs) CreateGraph(ctx context.Context, id, model, version string, in
 		sg.wmu.Unlock()
 	}()
 
-	if initial != nil {
-		p, err := sg.g.Prepare(initial, gs.limits())
-		if err != nil {
-			return GraphInfo{}, err
-		}
-		sg.g.Apply(p)
+	// Loading is revision 1, an empty graph too.
+	if initial == nil {
+		initial = &graphs.Delta{}
 	}
+	// Refuse a graph over the budget before building it (an upper bound),
+	// then count what it really holds.
+	if err := gs.account(sg, deltaGrowth(sg.g, initial)); err != nil {
+		return GraphInfo{}, err
+	}
+	p, err := sg.g.Prepare(initial, gs.limits())
+	if err != nil {
+		gs.account(sg, 0)
+		return GraphInfo{}, err
+	}
+	sg.g.Apply(p)
 	if err := gs.account(sg, sg.g.Bytes()); err != nil {
+		gs.account(sg, 0)
 		return GraphInfo{}, err
 	}
 	if gs.opts.Store != nil {
 		meta, _ := json.Marshal(graphMeta{Model: name, Version: pinned, FeatureDim: info.FeatureDim})
-		var snap []byte
-		if initial != nil {
-			snap = sg.g.AppendSnapshot(make([]byte, 0, sg.g.SnapshotSize()))
-		}
+		snap := sg.g.AppendSnapshot(make([]byte, 0, sg.g.SnapshotSize()))
 		start := time.Now()
 		err := gs.opts.Store.Create(id, meta, sg.g.Revision(), snap)
 		gs.svc.cfg.Metrics.GraphStoreWrite("create", time.Since(start))
@@ -341,7 +332,7 @@ func (gs *Graphs) limits() graphs.Limits {
 }
 
 // account sets sg's counted bytes to n, refusing growth past MaxBytes
-// (TooLarge naming the budget). sg.mu is held.
+// (TooLarge naming the budget). sg.wmu is held.
 func (gs *Graphs) account(sg *storedGraph, n int64) error {
 	gs.mu.Lock()
 	defer gs.mu.Unlock()
@@ -352,301 +343,6 @@ func (gs *Graphs) account(sg *storedGraph, n int64) error {
 	gs.bytes += n - sg.counted.Load()
 	sg.counted.Store(n)
 	return nil
-}
-
-// deltaGrowth bounds the bytes a delta can add to a graph: each new node a
-// slot, its features and id; each added edge two adjacency entries, with
-// room for a list to double.
-func deltaGrowth(g *graphs.Graph, d *graphs.Delta) int64 {
-	var n int64
-	for _, u := range d.UpsertNodes {
-		n += int64(len(u.ID)) + 4*int64(len(u.Features)) + 96
-	}
-	return n + 16*int64(len(d.AddEdges))
-}
-
-// ApplyDelta applies d to graph id atomically and returns the graph's
-// revision after it (for a delta whose idempotency key was seen, the
-// revision it produced then). With a store, the delta is committed to disk
-// before it is applied in memory and acknowledged.
-func (gs *Graphs) ApplyDelta(ctx context.Context, id string, d *graphs.Delta) (uint64, error) {
-	rev, _, err := gs.ApplyDeltaResult(ctx, id, d)
-	return rev, err
-}
-
-// ApplyDeltaResult is ApplyDelta that also says whether the delta was a
-// duplicate (its idempotency key seen: nothing applied now).
-func (gs *Graphs) ApplyDeltaResult(ctx context.Context, id string, d *graphs.Delta) (rev uint64, duplicate bool, err error) {
-	start := time.Now()
-	rev, changes, dup, err := gs.applyDelta(ctx, id, d)
-	m := gs.svc.cfg.Metrics
-	switch {
-	case err != nil:
-		m.GraphDelta("refused", time.Since(start), 0)
-	case dup:
-		m.GraphDelta("duplicate", time.Since(start), 0)
-	default:
-		m.GraphDelta("applied", time.Since(start), changes)
-	}
-	return rev, dup, err
-}
-
-func (gs *Graphs) applyDelta(ctx context.Context, id string, d *graphs.Delta) (rev uint64, changes int, dup bool, err error) {
-	sg, err := gs.get(id)
-	if err != nil {
-		return 0, 0, false, err
-	}
-	sg.wmu.Lock()
-	defer sg.wmu.Unlock()
-	if sg.deleted {
-		return 0, 0, false, gcn.Errorf(gcn.KindNotFound, "no stored graph %q", id)
-	}
-	if err := ctx.Err(); err != nil {
-		return 0, 0, false, err
-	}
-	p, err := sg.g.Prepare(d, gs.limits())
-	if err != nil {
-		return 0, 0, false, err
-	}
-	if p.Duplicate {
-		return p.Revision, 0, true, nil
-	}
-	before := sg.counted.Load()
-	if err := gs.account(sg, before+deltaGrowth(sg.g, d)); err != nil {
-		return 0, 0, false, err
-	}
-	// Durable first: readers keep reading the previous revision meanwhile.
-	if gs.opts.Store != nil {
-		rec := graphs.EncodeDelta(d)
-		t := time.Now()
-		err := gs.opts.Store.Append(id, p.Revision, rec)
-		gs.svc.cfg.Metrics.GraphStoreWrite("append", time.Since(t))
-		if err != nil {
-			gs.account(sg, before)
-			return 0, 0, false, fmt.Errorf("storing delta of graph %q: %w", id, err)
-		}
-		sg.logBytes += int64(len(rec))
-	}
-	sg.mu.Lock()
-	ch := sg.g.Apply(p)
-	if sg.scorer != nil {
-		if err := sg.scorer.Apply(ch); err != nil {
-			// The graph is right; the scorer is rebuilt at the next score.
-			gs.log.Error("graph scorer update failed; rebuilding", "graph", id, "err", err)
-			sg.scorer, sg.mode = nil, ""
-		}
-	}
-	sg.mu.Unlock()
-	gs.recount(sg) // the exact figure, the scorer's state included
-	gs.maybeCompact(sg)
-	gs.publishSoon()
-	return p.Revision, len(ch), false, nil
-}
-
-// maybeCompact starts folding sg's log into a new snapshot when the log has
-// grown past the last snapshot. sg.wmu is held, so g does not change: the
-// snapshot is encoded now (consistent), written to disk on another
-// goroutine.
-func (gs *Graphs) maybeCompact(sg *storedGraph) {
-	if gs.opts.Store == nil || sg.logBytes < gs.opts.SnapshotBytes || sg.logBytes < sg.snapBytes {
-		return
-	}
-	if !sg.compacting.CompareAndSwap(false, true) {
-		return
-	}
-	snap := sg.g.AppendSnapshot(make([]byte, 0, sg.g.SnapshotSize()))
-	rev := sg.g.Revision()
-	sg.logBytes, sg.snapBytes = 0, int64(len(snap))
-	go func() {
-		defer sg.compacting.Store(false)
-		t := time.Now()
-		err := gs.opts.Store.WriteSnapshot(sg.id, rev, snap)
-		gs.svc.cfg.Metrics.GraphStoreWrite("snapshot", time.Since(t))
-		if err != nil && !errors.Is(err, store.ErrNotFound) {
-			gs.log.Error("graph snapshot failed; the delta log keeps growing until one succeeds", "graph", sg.id, "err", err)
-		}
-	}()
-}
-
-// ScoreResult answers ScoreNodes.
-type ScoreResult struct {
-	// IDs are the asked node ids, in request order.
-	IDs []string
-	// Scores, Probabilities ([len(IDs), NumClasses]) and ClassIndex are per
-	// asked node, as in gcn.Prediction.
-	Scores        []float32
-	Probabilities []float32
-	ClassIndex    []int32
-	NumClasses    int
-	ClassNames    []string
-	// Revision is the graph revision the scores reflect.
-	Revision uint64
-	// Model and Version answered.
-	Model, Version string
-}
-
-// ScoreNodes scores nodes ids of graph id with its model's currently served
-// version, exactly as ProcessGraph on the whole graph would. minRevision > 0
-// refuses (FailedPrecondition) a graph not yet at that revision.
-func (gs *Graphs) ScoreNodes(ctx context.Context, id string, ids []string, minRevision uint64) (ScoreResult, error) {
-	start := time.Now()
-	sg, err := gs.get(id)
-	if err != nil {
-		return ScoreResult{}, err
-	}
-	lease, err := gs.svc.cfg.Repository.Acquire(sg.model, sg.version)
-	if err != nil {
-		var e *gcn.Error
-		if errors.As(err, &e) && e.Kind == gcn.KindNotFound {
-			gs.svc.cfg.Metrics.GraphModelRefused("removed")
-			return ScoreResult{}, gcnerr.New(gcnerr.FailedPrecondition, "graph %q: its model %q is not served any more (%s)", id, sg.modelLabel(), e.Msg)
-		}
-		return ScoreResult{}, err
-	}
-	defer lease.Release()
-	info := lease.Model.Info()
-	hops, err := receptiveField(lease.Name, info)
-	if err != nil {
-		gs.svc.cfg.Metrics.GraphModelRefused("no_receptive_field")
-		return ScoreResult{}, err
-	}
-	if lim := gs.svc.cfg.MaxNodes; lim > 0 && len(ids) > lim {
-		return ScoreResult{}, gcn.Errorf(gcn.KindTooLarge, "request asks for %d nodes, limit is %d (--max-nodes)", len(ids), lim)
-	}
-
-	gs.ensureScorer(sg, lease, hops)
-	sg.mu.RLock()
-	unlocked := false
-	unlock := func() {
-		if !unlocked {
-			unlocked = true
-			sg.mu.RUnlock()
-		}
-	}
-	defer unlock()
-	if sg.deleted {
-		return ScoreResult{}, gcn.Errorf(gcn.KindNotFound, "no stored graph %q", id)
-	}
-	if f := sg.g.FeatureDim(); info.FeatureDim != f {
-		gs.svc.cfg.Metrics.GraphModelRefused("feature_dim")
-		gs.log.Warn("model version refused for a stored graph: feature dimension does not fit",
-			"graph", id, "model", lease.Name, "version", lease.Version, "model_features", info.FeatureDim, "graph_features", f)
-		return ScoreResult{}, gcnerr.New(gcnerr.FailedPrecondition, "graph %q has %d features per node, model %q version %d wants %d",
-			id, f, lease.Name, lease.Version, info.FeatureDim)
-	}
-	rev := sg.g.Revision()
-	if minRevision > rev {
-		return ScoreResult{}, gcnerr.New(gcnerr.FailedPrecondition, "graph %q is at revision %d, min_revision %d not reached", id, rev, minRevision)
-	}
-	slots := make([]int32, len(ids))
-	for i, nid := range ids {
-		s, ok := sg.g.Slot(nid)
-		if !ok {
-			return ScoreResult{}, gcn.Errorf(gcn.KindInvalidArgument, "node %d: %s is not a node of graph %q", i, quoteShort(nid), id)
-		}
-		slots[i] = s
-	}
-	c := info.NumClasses
-	probs := make([]float32, len(ids)*c)
-	var sub *graphs.Subgraph
-	if len(ids) == 0 {
-		unlock() // nothing to run the model on
-	} else if sc := gs.scorerLocked(sg, lease); sc != nil {
-		if err := sc.Probabilities(slots, probs); err != nil {
-			return ScoreResult{}, err
-		}
-		unlock()
-	} else {
-		// Recompute: cut the subgraph under the lock, run the model
-		// without it, so deltas wait only for the extraction.
-		sub = sg.g.Extract(slots, hops)
-		unlock()
-		if gs.svc.cfg.Budget != nil {
-			res, err := gs.svc.cfg.Budget.Reserve(ctx, min(Cost(0, sub.NumNodes(), sub.NumEdges(), info.FeatureDim, c), gs.svc.cfg.Budget.Bytes()))
-			if err != nil {
-				return ScoreResult{}, err
-			}
-			defer res.Release()
-		}
-		p, err := lease.Model.Predict(ctx, gcn.Tensors{NumNodes: sub.NumNodes(), Features: sub.Features, EdgeIndex: sub.EdgeIndex})
-		if err != nil {
-			return ScoreResult{}, err
-		}
-		for i, row := range sub.Rows {
-			copy(probs[i*c:(i+1)*c], p.Probabilities[int(row)*c:(int(row)+1)*c])
-		}
-	}
-	out := ScoreResult{
-		IDs: ids, Probabilities: probs, NumClasses: c, ClassNames: info.ClassNames,
-		Scores: make([]float32, len(ids)), ClassIndex: make([]int32, len(ids)),
-		Revision: rev, Model: lease.Name, Version: strconv.FormatInt(lease.Version, 10),
-	}
-	for i := range ids {
-		row := probs[i*c : (i+1)*c]
-		top := int32(0)
-		for k, v := range row {
-			if v > row[top] {
-				top = int32(k)
-			}
-		}
-		out.ClassIndex[i] = top
-		if info.ScoreClass >= 0 {
-			out.Scores[i] = row[info.ScoreClass]
-		} else {
-			out.Scores[i] = row[top]
-		}
-	}
-	gs.svc.cfg.Metrics.GraphScored(time.Since(start))
-	return out, nil
-}
-
-// scorerLocked returns sg's stateful scorer for the leased version, or nil
-// for recompute. sg.mu is held for reading.
-func (gs *Graphs) scorerLocked(sg *storedGraph, lease *modelrepo.Lease) graphs.Scorer {
-	if sg.scorer != nil && sg.scorerVersion == lease.Version && sg.scorerSHA == lease.SHA256 {
-		return sg.scorer
-	}
-	return nil
-}
-
-// ensureScorer builds sg's scorer for the leased version with NewScorer
-// when it has none for it: a new version (or file) drops the old state.
-// A build that fails leaves the graph in recompute mode, logged.
-func (gs *Graphs) ensureScorer(sg *storedGraph, lease *modelrepo.Lease, hops int) {
-	if gs.opts.NewScorer == nil {
-		return
-	}
-	sg.mu.RLock()
-	fresh := scorerTriedLocked(sg, lease)
-	sg.mu.RUnlock()
-	if fresh {
-		return
-	}
-	sg.wmu.Lock()
-	defer sg.wmu.Unlock()
-	sg.mu.Lock()
-	defer sg.mu.Unlock()
-	if sg.deleted || scorerTriedLocked(sg, lease) || sg.g.FeatureDim() != lease.Model.Info().FeatureDim {
-		return
-	}
-	// The old version's state goes first: the new one is built from the
-	// graph, and the budget counts one of them.
-	sg.scorer = nil
-	sc, mode, err := gs.opts.NewScorer(sg.g, lease.Model, hops)
-	sg.scorerVersion, sg.scorerSHA, sg.mode = lease.Version, lease.SHA256, ModeRecompute
-	if err != nil || sc == nil {
-		if err != nil {
-			gs.log.Warn("stored graph scores by recompute: no incremental state", "graph", sg.id, "model", lease.Name, "version", lease.Version, "err", err)
-		}
-		gs.recount(sg)
-		return
-	}
-	if err := gs.account(sg, sg.g.Bytes()+sc.Bytes()); err != nil {
-		gs.log.Warn("stored graph scores by recompute: its incremental state does not fit the budget", "graph", sg.id, "model", lease.Name, "version", lease.Version, "state_bytes", sc.Bytes(), "err", err)
-		gs.recount(sg)
-		return
-	}
-	sg.scorer, sg.mode = sc, mode
 }
 
 func (sg *storedGraph) modelLabel() string {
@@ -737,6 +433,7 @@ func (gs *Graphs) DeleteGraph(id string) error {
 	if sg.deleted {
 		return gcn.Errorf(gcn.KindNotFound, "no stored graph %q", id)
 	}
+	sg.compaction.Wait()
 	if gs.opts.Store != nil {
 		t := time.Now()
 		err := gs.opts.Store.Delete(id)
@@ -784,3 +481,17 @@ func (gs *Graphs) ExportGraph(id string, batch int, start func(GraphInfo) error,
 
 // MemoryOnly reports whether graphs live in memory only (no store).
 func (gs *Graphs) MemoryOnly() bool { return gs.opts.Store == nil }
+
+// Close waits for the snapshot writes in flight. Call it before closing
+// the store; no other method may be called after.
+func (gs *Graphs) Close() {
+	gs.mu.Lock()
+	list := make([]*storedGraph, 0, len(gs.byID))
+	for _, sg := range gs.byID {
+		list = append(list, sg)
+	}
+	gs.mu.Unlock()
+	for _, sg := range list {
+		sg.compaction.Wait()
+	}
+}

@@ -83,16 +83,6 @@ func (s *incrementalScorer) Apply(changes []graphs.Change) error {
 // "Memory"), counted in --max-graph-bytes with the graph.
 func (s *incrementalScorer) Bytes() int64 { return s.st.Bytes() + int64(cap(s.buf))*12 }
 
-// bytesLocked is what sg counts in the stored-graph budget: the graph and
-// its scorer's state. sg.wmu (or mu's write lock) is held.
-func (sg *storedGraph) bytesLocked() int64 {
-	n := sg.g.Bytes()
-	if sg.scorer != nil {
-		n += sg.scorer.Bytes()
-	}
-	return n
-}
-
 // recount records sg's exact bytes after a change already applied (and,
 // with a store, acknowledged to disk): it cannot be refused, so it is set
 // even past the budget, which then refuses the next growth. sg.wmu is held.
