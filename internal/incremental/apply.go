@@ -225,7 +225,9 @@ func (s *State) applyLayer(li int, l *layer, changed, nodes []int32, edges []sig
 	// contributions of their other end; then the sources' pushes.
 	work := 2 * len(edges)
 	for i, v := range src {
-		if kind[i] == kindPush || kind[i] == kindUnpend {
+		// A dead slot has no links after the batch (and its Neighbors need
+		// not be asked).
+		if (kind[i] == kindPush || kind[i] == kindUnpend) && s.deg[v] > 0 {
 			work += len(s.topo.Neighbors(v))
 		}
 	}
@@ -257,7 +259,7 @@ func (s *State) applyLayer(li int, l *layer, changed, nodes []int32, edges []sig
 			}
 		}
 		for i, v := range src {
-			if kind[i] != kindPush && kind[i] != kindUnpend {
+			if kind[i] != kindPush && kind[i] != kindUnpend || s.deg[v] == 0 {
 				continue
 			}
 			p := push[i*w : (i+1)*w]
