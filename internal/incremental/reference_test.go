@@ -23,8 +23,9 @@ type testGraph struct {
 	free   []int32    // dead slots a new node may reuse
 }
 
-func (g *testGraph) NumSlots() int              { return len(g.live) }
-func (g *testGraph) Live(i int32) bool          { return g.live[i] }
+func (g *testGraph) NumSlots() int     { return len(g.live) }
+func (g *testGraph) Live(i int32) bool { return g.live[i] }
+
 // Neighbors and Features panic on a dead slot: the engine must not ask
 // (a real graph may hold nothing there).
 func (g *testGraph) Neighbors(i int32) []int32 {
