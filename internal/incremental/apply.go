@@ -243,6 +243,15 @@ func (s *State) applyLayer(li int, l *layer, changed, nodes []int32, edges []sig
 		t := b.touched[o][:0]
 		touch := func(d int32) {
 			l.adj[d]++
+			if lastStored {
+				// Only refresh candidates are needed: a row is listed
+				// each time its count passes a multiple of refreshCheck
+				// above refreshBase (one random access less per push).
+				if a := l.adj[d]; a > refreshBase && a%refreshCheck == 0 {
+					t = append(t, d)
+				}
+				return
+			}
 			if s.touch[d] != ep {
 				s.touch[d] = ep
 				t = append(t, d)

@@ -91,9 +91,12 @@ const DefaultLazyDegree = 512
 // exactly: after refreshBase + refreshPerLink*deg incremental adjustments,
 // which keeps the refresh cost at most 1/refreshPerLink of the adjustments'
 // and bounds the rounding error any sum can carry (docs/INCREMENTAL.md).
+// The last stored layer checks a row every refreshCheck adjustments, so
+// there a refresh comes at most refreshCheck adjustments late.
 const (
 	refreshBase    = 1 << 12
 	refreshPerLink = 16
+	refreshCheck   = 1 << 10
 )
 
 // State is the per-layer state of one graph under one Network. Apply and
