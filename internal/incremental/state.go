@@ -334,20 +334,6 @@ func coef(agg gcn.Aggregation, deg int32) float64 {
 	return 1 / math.Sqrt(float64(deg))
 }
 
-// contribution writes the contribution v applies to its neighbours' sums
-// now: the pending applied row, or coef(deg)*h.
-func (s *State) applied(l *layer, v int32, dst []float64) {
-	w := l.width
-	if k := l.pend[v]; k >= 0 {
-		copy(dst, l.pendRows[int(k)*2*w:int(k)*2*w+w])
-		return
-	}
-	c := coef(l.agg, s.deg[v])
-	for j, x := range l.h[int(v)*w : int(v+1)*w] {
-		dst[j] = c * float64(x)
-	}
-}
-
 // sumExact recomputes s[v] from v's links.
 func (s *State) sumExact(l *layer, v int32) {
 	w := l.width
