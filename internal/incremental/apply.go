@@ -225,7 +225,9 @@ func (s *State) applyLayer(li int, l *layer, changed, nodes []int32, edges []sig
 	// contributions of their other end; then the sources' pushes.
 	work := 2 * len(edges)
 	for i, v := range src {
-		if kind[i] == kindPush || kind[i] == kindUnpend {
+		// A dead slot has no links after the batch (and its Neighbors need
+		// not be asked).
+		if (kind[i] == kindPush || kind[i] == kindUnpend) && s.deg[v] > 0 {
 			work += len(s.topo.Neighbors(v))
 		}
 	}
@@ -241,6 +243,15 @@ func (s *State) applyLayer(li int, l *layer, changed, nodes []int32, edges []sig
 		t := b.touched[o][:0]
 		touch := func(d int32) {
 			l.adj[d]++
+			if lastStored {
+				// Only refresh candidates are needed: a row is listed
+				// each time its count passes a multiple of refreshCheck
+				// above refreshBase (one random access less per push).
+				if a := l.adj[d]; a > refreshBase && a%refreshCheck == 0 {
+					t = append(t, d)
+				}
+				return
+			}
 			if s.touch[d] != ep {
 				s.touch[d] = ep
 				t = append(t, d)
@@ -257,7 +268,7 @@ func (s *State) applyLayer(li int, l *layer, changed, nodes []int32, edges []sig
 			}
 		}
 		for i, v := range src {
-			if kind[i] != kindPush && kind[i] != kindUnpend {
+			if kind[i] != kindPush && kind[i] != kindUnpend || s.deg[v] == 0 {
 				continue
 			}
 			p := push[i*w : (i+1)*w]

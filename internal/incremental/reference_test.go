@@ -1,6 +1,7 @@
 package incremental
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -22,10 +23,24 @@ type testGraph struct {
 	free   []int32    // dead slots a new node may reuse
 }
 
-func (g *testGraph) NumSlots() int              { return len(g.live) }
-func (g *testGraph) Live(i int32) bool          { return g.live[i] }
-func (g *testGraph) Neighbors(i int32) []int32  { return g.adj[i] }
-func (g *testGraph) Features(i int32) []float32 { return g.feat[i] }
+func (g *testGraph) NumSlots() int     { return len(g.live) }
+func (g *testGraph) Live(i int32) bool { return g.live[i] }
+
+// Neighbors and Features panic on a dead slot: the engine must not ask
+// (a real graph may hold nothing there).
+func (g *testGraph) Neighbors(i int32) []int32 {
+	if !g.live[i] {
+		panic(fmt.Sprintf("Neighbors(%d): dead slot", i))
+	}
+	return g.adj[i]
+}
+
+func (g *testGraph) Features(i int32) []float32 {
+	if !g.live[i] {
+		panic(fmt.Sprintf("Features(%d): dead slot", i))
+	}
+	return g.feat[i]
+}
 
 func (g *testGraph) randomFeatures(rng *rand.Rand) []float32 {
 	f := make([]float32, g.F)

@@ -91,9 +91,12 @@ const DefaultLazyDegree = 512
 // exactly: after refreshBase + refreshPerLink*deg incremental adjustments,
 // which keeps the refresh cost at most 1/refreshPerLink of the adjustments'
 // and bounds the rounding error any sum can carry (docs/INCREMENTAL.md).
+// The last stored layer checks a row every refreshCheck adjustments, so
+// there a refresh comes at most refreshCheck adjustments late.
 const (
 	refreshBase    = 1 << 12
 	refreshPerLink = 16
+	refreshCheck   = 1 << 10
 )
 
 // State is the per-layer state of one graph under one Network. Apply and
@@ -329,20 +332,6 @@ func coef(agg gcn.Aggregation, deg int32) float64 {
 		return 0
 	}
 	return 1 / math.Sqrt(float64(deg))
-}
-
-// contribution writes the contribution v applies to its neighbours' sums
-// now: the pending applied row, or coef(deg)*h.
-func (s *State) applied(l *layer, v int32, dst []float64) {
-	w := l.width
-	if k := l.pend[v]; k >= 0 {
-		copy(dst, l.pendRows[int(k)*2*w:int(k)*2*w+w])
-		return
-	}
-	c := coef(l.agg, s.deg[v])
-	for j, x := range l.h[int(v)*w : int(v+1)*w] {
-		dst[j] = c * float64(x)
-	}
 }
 
 // sumExact recomputes s[v] from v's links.
