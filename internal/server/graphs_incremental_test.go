@@ -247,6 +247,28 @@ func TestGraphIncrementalExact(t *testing.T) {
 				}
 			}
 			checkExact(t, ctx, gc, pc, "g", m.live())
+			// A hub: one node linked to 600 others in one delta (past
+			// incremental.DefaultLazyDegree), then half of them removed.
+			hub := m.pick()
+			d := &gcnpb.DeltaRequest{GraphId: "g"}
+			for range 600 {
+				e := [2]string{hub, m.pick()}
+				m.edges = append(m.edges, e)
+				d.AddEdges = append(d.AddEdges, edge(e[0], e[1]))
+			}
+			if _, err := gc.ApplyDelta(ctx, d); err != nil {
+				t.Fatalf("hub delta: %v", err)
+			}
+			checkExact(t, ctx, gc, pc, "g", append(m.subset(10), hub))
+			d = &gcnpb.DeltaRequest{GraphId: "g"}
+			for _, e := range m.edges[len(m.edges)-300:] {
+				d.RemoveEdges = append(d.RemoveEdges, edge(e[0], e[1]))
+			}
+			m.edges = m.edges[:len(m.edges)-300]
+			if _, err := gc.ApplyDelta(ctx, d); err != nil {
+				t.Fatalf("hub removal delta: %v", err)
+			}
+			checkExact(t, ctx, gc, pc, "g", m.live())
 			wantMode(t, ctx, gc, "g", "incremental")
 		})
 	}
@@ -309,6 +331,15 @@ func TestGraphIncrementalConcurrent(t *testing.T) {
 					d.AddEdges = append(d.AddEdges, edge(l[0], l[1]))
 				}
 				d.AddEdges = append(d.AddEdges, edge(base(), base()))
+				if w == 0 && k == 10 {
+					// One big delta (the engine's parallel path) that makes
+					// n0 a hub past incremental.DefaultLazyDegree (its
+					// changes pending until read) while readers score n1-n4
+					// and the writers n0.
+					for range 700 {
+						d.AddEdges = append(d.AddEdges, edge("n0", base()))
+					}
+				}
 				res, err := gc.ApplyDelta(ctx, d)
 				if err != nil {
 					errs <- err
