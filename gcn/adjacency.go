@@ -3,7 +3,6 @@ package gcn
 import (
 	"fmt"
 	"math"
-	"sync"
 )
 
 // Adjacency is a graph's links in compressed sparse rows sorted by target,
@@ -28,12 +27,6 @@ type Adjacency struct {
 // whose values must already be in [0, numNodes) (Tensors.check ensures it).
 // It is a counting sort: two passes over the edges, no comparison sort.
 func NewAdjacency(numNodes int, edgeIndex []int64) (*Adjacency, error) {
-	return newAdjacency(numNodes, edgeIndex, nil)
-}
-
-// newAdjacency is NewAdjacency with its arrays taken from ws when it is
-// not nil (they are then ws's until it is put back).
-func newAdjacency(numNodes int, edgeIndex []int64, ws *workspace) (*Adjacency, error) {
 	e := len(edgeIndex) / 2
 	if numNodes >= math.MaxInt32 || 2*e >= math.MaxInt32 {
 		return nil, fmt.Errorf("graph of %d nodes and %d edges is too large for 32-bit adjacency", numNodes, e)
@@ -42,14 +35,7 @@ func newAdjacency(numNodes int, edgeIndex []int64, ws *workspace) (*Adjacency, e
 	// Counts go to off[v+2] so that, after the prefix sum, off[v+1] is the
 	// start of row v and serves as its fill cursor; once filled, off[v+1]
 	// has moved to the end of row v: the start of row v+1. No second array.
-	var off []int32
-	if ws != nil {
-		ws.offsets = grow(ws.offsets, numNodes+2)
-		off = ws.offsets
-		clear(off)
-	} else {
-		off = make([]int32, numNodes+2)
-	}
+	off := make([]int32, numNodes+2)
 	entries := 0
 	for j, s := range src {
 		d := dst[j]
@@ -63,13 +49,7 @@ func newAdjacency(numNodes int, edgeIndex []int64, ws *workspace) (*Adjacency, e
 	for v := 2; v < len(off); v++ {
 		off[v] += off[v-1]
 	}
-	var sources []int32
-	if ws != nil {
-		ws.sources = grow(ws.sources, entries)
-		sources = ws.sources
-	} else {
-		sources = make([]int32, entries)
-	}
+	sources := make([]int32, entries)
 	for j, s := range src {
 		d := dst[j]
 		if s == d {
@@ -119,26 +99,4 @@ func (a *Adjacency) splitTargets(parts int) []int {
 		v = lo
 	}
 	return append(bounds, n)
-}
-
-// workspace holds one forward pass's scratch arrays, recycled through
-// workspaces: a large request needs about 20 MB of them, and allocating
-// them anew each time made the garbage collector run (and preempt the
-// loops) several times per request.
-type workspace struct {
-	offsets, sources []int32
-	h, out           []float32
-	dinv, invDeg     []float32
-	rowNorm, scale   []float32
-}
-
-var workspaces = sync.Pool{New: func() any { return new(workspace) }}
-
-// grow returns s resliced to n elements, reallocated when too small. The
-// contents are unspecified.
-func grow[T any](s []T, n int) []T {
-	if cap(s) < n {
-		return make([]T, n)
-	}
-	return s[:n]
 }

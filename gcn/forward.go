@@ -56,27 +56,17 @@ func (n *Network) ForwardLayers(ctx context.Context, t Tensors, opts ForwardOpti
 	if len(t.Features) != t.NumNodes*n.FeatureDim {
 		return Outputs{}, fmt.Errorf("x: %d values for %d nodes of %d features", len(t.Features), t.NumNodes, n.FeatureDim)
 	}
-	ws := workspaces.Get().(*workspace)
-	defer workspaces.Put(ws)
-	adj, err := newAdjacency(t.NumNodes, t.EdgeIndex, ws)
+	adj, err := NewAdjacency(t.NumNodes, t.EdgeIndex)
 	if err != nil {
 		return Outputs{}, err
 	}
-	return n.forward(ctx, t.Features, adj, opts, ws)
+	return n.ForwardAdjacency(ctx, t.Features, adj, opts)
 }
 
 // ForwardAdjacency runs the network on features x ([N, FeatureDim]
 // row-major) over a prebuilt Adjacency: for callers that keep a graph's
 // adjacency between requests.
 func (n *Network) ForwardAdjacency(ctx context.Context, x []float32, adj *Adjacency, opts ForwardOptions) (Outputs, error) {
-	ws := workspaces.Get().(*workspace)
-	defer workspaces.Put(ws)
-	return n.forward(ctx, x, adj, opts, ws)
-}
-
-// forward is ForwardAdjacency with its scratch arrays in ws. What it
-// returns never aliases ws.
-func (n *Network) forward(ctx context.Context, x []float32, adj *Adjacency, opts ForwardOptions, ws *workspace) (Outputs, error) {
 	num := adj.NumNodes
 	if len(x) != num*n.FeatureDim {
 		return Outputs{}, fmt.Errorf("x: %d values for %d nodes of %d features", len(x), num, n.FeatureDim)
@@ -102,14 +92,12 @@ func (n *Network) forward(ctx context.Context, x []float32, adj *Adjacency, opts
 	for _, l := range n.Layers {
 		switch {
 		case l.Aggregation == AggregationGCN && dinv == nil:
-			ws.dinv = grow(ws.dinv, num)
-			dinv = ws.dinv
+			dinv = make([]float32, num)
 			for v := range dinv {
 				dinv[v] = float32(1 / math.Sqrt(float64(adj.Degree(v))))
 			}
 		case l.Aggregation == AggregationMean && invDeg == nil:
-			ws.invDeg = grow(ws.invDeg, num)
-			invDeg = ws.invDeg
+			invDeg = make([]float32, num)
 			for v := range invDeg {
 				invDeg[v] = float32(1 / float64(adj.Degree(v)))
 			}
@@ -117,8 +105,7 @@ func (n *Network) forward(ctx context.Context, x []float32, adj *Adjacency, opts
 	}
 	var rowNorm []float32
 	if n.InputNorm == InputNormRow {
-		ws.rowNorm = grow(ws.rowNorm, num)
-		rowNorm = ws.rowNorm
+		rowNorm = make([]float32, num)
 		parallel(rows, func(lo, hi int) { rowSumInverse(x, n.FeatureDim, lo, hi, rowNorm) })
 	}
 
@@ -128,8 +115,7 @@ func (n *Network) forward(ctx context.Context, x []float32, adj *Adjacency, opts
 	// Two scratch buffers of N x the widest layer, reused layer after layer
 	// (h, the transformed rows, and the hidden output); the last layer
 	// writes a fresh slice that becomes Probabilities.
-	scratchH, scratchOut := ws.h[:0], ws.out[:0]
-	defer func() { ws.h, ws.out = scratchH, scratchOut }()
+	var scratchH, scratchOut []float32
 	in := x
 	for li := range n.Layers {
 		l := &n.Layers[li]
@@ -146,8 +132,7 @@ func (n *Network) forward(ctx context.Context, x []float32, adj *Adjacency, opts
 		var scale []float32
 		switch {
 		case li == 0 && rowNorm != nil && pre != nil:
-			ws.scale = grow(ws.scale, num)
-			scale = ws.scale
+			scale = make([]float32, num)
 			for v := range scale {
 				scale[v] = rowNorm[v] * pre[v]
 			}

@@ -45,6 +45,8 @@ func main() {
 	model := flag.String("model", ".cache/bench/portable-f16.onnx", "model file")
 	arena := flag.Bool("arena", true, "ONNX Runtime CPU memory arena")
 	native := flag.Bool("native", false, "run natively when the model allows")
+	nodes := flag.Int("nodes", 100_000, "nodes")
+	edges := flag.Int("edges", 500_000, "edges")
 	flag.Parse()
 	m, err := gcn.Open(*model, gcn.WithCPUMemArena(*arena), gcn.WithNativeExecution(*native))
 	if err != nil {
@@ -54,7 +56,7 @@ func main() {
 	defer m.Close()
 	// Tensors made directly: building a protobuf message first would set
 	// a peak of its own.
-	t := infertest.RandomGraph(1, 100_000, 500_000, 16)
+	t := infertest.RandomGraph(1, *nodes, *edges, m.Info().FeatureDim)
 	runtime.GC()
 	idle := status("VmRSS")
 	hwm0 := status("VmHWM")
@@ -68,6 +70,6 @@ func main() {
 	took := time.Since(start) / 3
 	runtime.GC()
 	debug.FreeOSMemory()
-	fmt.Printf("arena=%v native=%v: RSS loaded %.0f MB (peak so far %.0f), peak over three large runs %.0f MB (+%.0f), RSS after %.0f MB (+%.0f), %v per run\n",
+	fmt.Printf("arena=%v native=%v: RSS loaded %.0f MB (peak so far %.0f), peak over three runs %.0f MB (+%.0f), RSS after %.0f MB (+%.0f), %v per run\n",
 		*arena, m.Info().Native, idle, hwm0, status("VmHWM"), status("VmHWM")-idle, status("VmRSS"), status("VmRSS")-idle, took.Round(time.Millisecond))
 }

@@ -248,7 +248,8 @@ func CostFor(info gcn.Info, wireBytes int64, nodes, edges int) int64 {
 // the Go heap grows to about twice its live bytes before it collects
 // (GOGC=100) and peak RSS shows it; plus denseFeatureCopies more bytes per
 // feature value (measured: a Cora-shaped request, 1,433 dense features per
-// node, costs that much more than its tensors explain) and a fixed
+// node, costs that much more than its tensors explain; gcn runs such wide
+// dense inputs in ONNX Runtime) and a fixed
 // perRequest (measured on karate: heap growth and buffers of serving at all).
 //
 // Calibrated against peak RSS over idle, one request at a time, at
@@ -259,7 +260,7 @@ func CostFor(info gcn.Info, wireBytes int64, nodes, edges int) int64 {
 func Cost(wireBytes int64, nodes, edges, featureDim, numClasses int) int64 {
 	const (
 		gcGrowth           = 2
-		denseFeatureCopies = 3
+		denseFeatureCopies = 4
 		perRequest         = 5 << 20
 	)
 	n, e, f, c := int64(nodes), int64(edges), int64(featureDim), int64(numClasses)
