@@ -12,6 +12,8 @@ import (
 	"log/slog"
 	"sync"
 	"time"
+
+	"github.com/gcnserve/gcnserve/internal/gcnerr"
 )
 
 // Request is what the instrumentation layer saw of one finished request.
@@ -103,7 +105,8 @@ func (l *Logger) Finished(r Request) {
 		slog.Duration("duration", r.Duration),
 	}
 	if r.Message != "" {
-		attrs = append(attrs, slog.String("error", r.Message))
+		// A message may repeat client input: at most 4 KiB of it.
+		attrs = append(attrs, slog.String("error", gcnerr.Clip(r.Message)))
 	}
 	l.log.LogAttrs(context.Background(), slog.LevelWarn, "request failed", attrs...)
 }
