@@ -68,6 +68,9 @@ func (s *Service) DefaultModel() string { return s.cfg.Repository.Default() }
 // An unknown model or version is a gcn.KindNotFound error naming what was
 // asked and what is served.
 func (s *Service) Acquire(model, version string) (*modelrepo.Lease, error) {
+	if err := CheckModelRef(model, version); err != nil {
+		return nil, err
+	}
 	v, err := ParseVersion(version)
 	if err != nil {
 		return nil, err
@@ -104,14 +107,19 @@ type Request struct {
 }
 
 // Begin admits a request that will hold up to wireBytes of request bytes
-// (the transport's bound when it cannot know the size before reading, as
-// gRPC cannot). It waits in the admission queue when the budget is in use,
-// and refuses (gcn.KindOverloaded) when the request can never fit, the
-// queue is full, or the wait outlasts the queue timeout or ctx.
+// while it is read (the transport's bound when it cannot know the size
+// before reading, as gRPC cannot: --max-request-bytes, twice that for a
+// compressed message). It reserves those bytes only, not what decoding will
+// need: SetWireBytes grows the reservation once the real size is known, so
+// a request stalled before its bytes arrive holds a third of what it used
+// to (the transports cut such a request off after --request-read-timeout).
+// It waits in the admission queue when the budget is in use, and refuses
+// (gcn.KindOverloaded) when the request can never fit, the queue is full,
+// or the wait outlasts the queue timeout or ctx.
 func (s *Service) Begin(ctx context.Context, wireBytes int64) (*Request, error) {
 	r := &Request{svc: s, wire: wireBytes}
 	if s.cfg.Budget != nil {
-		res, err := s.cfg.Budget.Reserve(ctx, min(DecodeBound(wireBytes), s.cfg.Budget.Bytes()))
+		res, err := s.cfg.Budget.Reserve(ctx, min(wireBytes, s.cfg.Budget.Bytes()))
 		if err != nil {
 			return nil, err
 		}

@@ -97,7 +97,7 @@ func (g *grpcService) ModelMetadata(_ context.Context, req *pb.ModelMetadataRequ
 // modelInferGRPC admits, decodes, runs and encodes one ModelInfer call:
 // raw outputs when the request used raw inputs, typed contents otherwise.
 func (s *Server) modelInferGRPC(ctx context.Context, dec func(any) error) (*pb.ModelInferResponse, error) {
-	req, err := s.backend.Begin(ctx, s.opts.MaxRequestBytes)
+	req, err := s.backend.Begin(ctx, readBound(ctx, s.opts.MaxRequestBytes))
 	if err != nil {
 		return nil, err
 	}
@@ -232,4 +232,16 @@ func rawBytes(o outputTensor) []byte {
 		binary.LittleEndian.PutUint64(b[8*i:], uint64(v))
 	}
 	return b
+}
+
+// readBound is what a request message of up to maxBytes can hold while it
+// is received: the message, plus its decompressed copy when the call is
+// compressed (grpc-encoding).
+func readBound(ctx context.Context, maxBytes int64) int64 {
+	if st, ok := grpc.ServerTransportStreamFromContext(ctx).(interface{ RecvCompress() string }); ok {
+		if c := st.RecvCompress(); c != "" && c != "identity" {
+			return 2 * maxBytes
+		}
+	}
+	return maxBytes
 }
