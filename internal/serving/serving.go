@@ -106,13 +106,14 @@ type Request struct {
 	nodes, edges              int
 }
 
-// Begin admits a request that will hold up to wireBytes of request bytes
-// while it is read (the transport's bound when it cannot know the size
-// before reading, as gRPC cannot: --max-request-bytes, twice that for a
-// compressed message). It reserves those bytes only, not what decoding will
-// need: SetWireBytes grows the reservation once the real size is known, so
-// a request stalled before its bytes arrive holds a third of what it used
-// to (the transports cut such a request off after --request-read-timeout).
+// Begin admits a request that will hold up to wireBytes while it is read
+// (the transport's bound when it cannot know the size before reading, as
+// gRPC cannot: twice --max-request-bytes for gRPC's buffers and the
+// message's copy). It reserves those bytes only, not what decoding will
+// need: SetWireBytes resizes the reservation to DecodeBound once the real
+// size is known, so a request stalled before its bytes arrive holds less
+// than it used to (3 x --max-request-bytes), and the transports cut it off
+// after --request-read-timeout.
 // It waits in the admission queue when the budget is in use, and refuses
 // (gcn.KindOverloaded) when the request can never fit, the queue is full,
 // or the wait outlasts the queue timeout or ctx.

@@ -184,14 +184,16 @@ func (s *service) listModels(context.Context, *gcnpb.ListModelsRequest) (*gcnpb.
 }
 
 // ReadBound is what a request message of up to maxBytes can hold while it
-// is received: the message, plus its decompressed copy when the call is
-// compressed (grpc-encoding). The inference methods reserve it before they
-// read.
+// is received: gRPC's frame buffers and the contiguous copy the codec makes
+// (twice the message); a compressed call (grpc-encoding) holds the
+// compressed bytes and their copy, then the inflated message and its
+// contiguous copy (three times at most). The inference methods reserve it
+// before they read.
 func ReadBound(ctx context.Context, maxBytes int) int64 {
 	if st, ok := grpc.ServerTransportStreamFromContext(ctx).(interface{ RecvCompress() string }); ok {
 		if c := st.RecvCompress(); c != "" && c != "identity" {
-			return 2 * int64(maxBytes)
+			return 3 * int64(maxBytes)
 		}
 	}
-	return int64(maxBytes)
+	return 2 * int64(maxBytes)
 }

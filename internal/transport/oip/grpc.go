@@ -235,13 +235,14 @@ func rawBytes(o outputTensor) []byte {
 }
 
 // readBound is what a request message of up to maxBytes can hold while it
-// is received: the message, plus its decompressed copy when the call is
-// compressed (grpc-encoding).
+// is received and unmarshalled: gRPC's frame buffers and the message (twice
+// its size), three times for a compressed call (grpc-encoding), which also
+// holds the compressed bytes.
 func readBound(ctx context.Context, maxBytes int64) int64 {
 	if st, ok := grpc.ServerTransportStreamFromContext(ctx).(interface{ RecvCompress() string }); ok {
 		if c := st.RecvCompress(); c != "" && c != "identity" {
-			return 2 * maxBytes
+			return 3 * maxBytes
 		}
 	}
-	return maxBytes
+	return 2 * maxBytes
 }
