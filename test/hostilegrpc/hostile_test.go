@@ -147,6 +147,20 @@ const (
 func TestStalledStreams(t *testing.T) {
 	p := start(t, []string{"GCNSERVE_REQUEST_READ_TIMEOUT=" + stallTimeout.String()},
 		"--max-inflight-bytes", fmt.Sprint(1<<30))
+	// A health Watch has sent its one message: the read deadline must not
+	// end it, however long it stays open.
+	watchCtx, watchCancel := context.WithCancel(context.Background())
+	defer watchCancel()
+	watch, err := healthpb.NewHealthClient(servertest.Dial(t, p.Addr)).Watch(watchCtx, &healthpb.HealthCheckRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := watch.Recv(); err != nil {
+		t.Fatalf("Watch: %v", err)
+	}
+	watchEnded := make(chan error, 1)
+	go func() { _, err := watch.Recv(); watchEnded <- err }()
+
 	rc := dialRaw(t, p.Addr)
 	if rc.maxStreams != 100 {
 		t.Errorf("SETTINGS_MAX_CONCURRENT_STREAMS = %d (0: not sent, unlimited), want 100 (--max-concurrent-streams)", rc.maxStreams)
@@ -165,7 +179,7 @@ func TestStalledStreams(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	began := time.Now()
-	_, err := gcnpb.NewGCNServiceClient(servertest.Dial(t, p.Addr)).ProcessGraph(ctx, msg)
+	_, err = gcnpb.NewGCNServiceClient(servertest.Dial(t, p.Addr)).ProcessGraph(ctx, msg)
 	took := time.Since(began)
 	t.Logf("small ProcessGraph beside %d stalled streams: %v after %v", stalledStreams, status.Code(err), took.Round(time.Millisecond))
 	if err != nil || took > 2*time.Second {
@@ -186,6 +200,11 @@ func TestStalledStreams(t *testing.T) {
 		if end.status != int(codes.DeadlineExceeded) {
 			t.Errorf("stalled stream %d: status %d %q (reset %v), want DEADLINE_EXCEEDED", id, end.status, end.message, end.reset)
 		}
+	}
+	select {
+	case err := <-watchEnded:
+		t.Errorf("a health Watch open for %v ended: %v, want it open (its message arrived)", time.Since(opened).Round(time.Millisecond), err)
+	default:
 	}
 }
 
