@@ -126,6 +126,10 @@ func withReadDeadline(ctx context.Context, timeout time.Duration) context.Contex
 		d.timedOut.Store(true)
 		cancel()
 	})
+	// The transport ends the call's context when the stream closes, also
+	// for calls no stats event reaches (an unknown method): the timer goes
+	// with it instead of waiting out the timeout.
+	context.AfterFunc(ctx, func() { d.timer.Stop() })
 	return readDeadlineCtx{Context: ctx, d: d}
 }
 
