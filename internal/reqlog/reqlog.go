@@ -29,8 +29,10 @@ type Request struct {
 	OK   bool
 	// Peer is the client's address, "" when unknown.
 	Peer string
-	// RequestBytes and ResponseBytes are the message sizes (uncompressed
-	// for gRPC, body bytes for HTTP); 0 when none was read or written.
+	// RequestBytes and ResponseBytes are the message sizes (for gRPC as
+	// the codec receives them: uncompressed, except a gzip request, which
+	// the server's codec inflates itself; body bytes for HTTP); 0 when
+	// none was read or written.
 	RequestBytes, ResponseBytes int64
 	// Duration is from the request's start to its end.
 	Duration time.Duration

@@ -160,18 +160,14 @@ func (c rawCodec) refuse(v any, err error) error {
 }
 
 // compressed reports whether data is a compressed message that
-// deferredGzip passed through.
+// deferredGzip passed through: gRPC hands its output over as one buffer
+// starting with the marker.
 func (c rawCodec) compressed(data mem.BufferSlice) bool {
-	if data.Len() < markerLen {
+	if len(data) == 0 {
 		return false
 	}
-	var head [markerLen]byte
-	r := data.Reader()
-	defer r.Close()
-	if _, err := io.ReadFull(r, head[:]); err != nil {
-		return false
-	}
-	return bytes.Equal(head[:], c.marker)
+	b := data[0].ReadOnlyData()
+	return len(b) >= markerLen && bytes.Equal(b[:markerLen], c.marker)
 }
 
 // inflate decompresses a marked gzip message, reading at most limit+1
