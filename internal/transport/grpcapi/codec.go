@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/encoding"
 	_ "google.golang.org/grpc/encoding/proto" // registers the "proto" codec wrapped below
@@ -70,12 +69,20 @@ func Codec() (encoding.CodecV2, error) {
 // decompressor gRPC hands the codec the compressed bytes (behind a marker
 // no client can forge), and the codec inflates them itself, no further than
 // the limit of the message type it decodes into.
-func NewCodec(opts CodecOptions) (encoding.CodecV2, grpc.Decompressor, error) {
+func NewCodec(opts CodecOptions) (encoding.CodecV2, Decompressor, error) {
 	c, err := newRawCodec(opts)
 	if err != nil {
 		return nil, nil, err
 	}
 	return c, deferredGzip{marker: c.marker}, nil
+}
+
+// Decompressor is what grpc.RPCDecompressor takes (grpc.Decompressor's
+// methods): the only server-side hook that runs before gRPC inflates a
+// message. grpc-go deprecates the interface but supports it throughout 1.x.
+type Decompressor interface {
+	Do(r io.Reader) ([]byte, error)
+	Type() string
 }
 
 // markerLen is the length of the prefix that marks compressed bytes handed
