@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/net/http2"
 	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
@@ -245,5 +246,31 @@ func TestLongModelName(t *testing.T) {
 	t.Logf("longest log line: %d bytes", longest)
 	if longest > 8<<10 {
 		t.Errorf("the server logged a line of %d bytes, want at most 8 KiB", longest)
+	}
+}
+
+// TestStreamsPerConnection: a client that opens more calls on one
+// connection than --max-concurrent-streams allows gets the extra ones
+// refused (RST_STREAM REFUSED_STREAM) instead of the server holding them.
+// bdb1796 advertised no limit and took them all.
+func TestStreamsPerConnection(t *testing.T) {
+	p := start(t, []string{"GCNSERVE_MAX_CONCURRENT_STREAMS=2"})
+	rc := dialRaw(t, p.Addr)
+	if rc.maxStreams != 2 {
+		t.Errorf("SETTINGS_MAX_CONCURRENT_STREAMS = %d, want 2", rc.maxStreams)
+	}
+	ids := make([]uint32, 3)
+	for i := range ids {
+		ids[i] = rc.open("/grpc.health.v1.Health/Check")
+		rc.send(ids[i], grpcFrame(nil, false)[:3], false) // part of a prefix, then nothing
+	}
+	end, ok := rc.wait(ids[2], 5*time.Second)
+	if !ok || end.reset != http2.ErrCodeRefusedStream {
+		t.Errorf("third call on a connection allowing 2: ended %v (%+v), want RST_STREAM REFUSED_STREAM", ok, end)
+	}
+	for _, id := range ids[:2] {
+		if end, ok := rc.wait(id, 100*time.Millisecond); ok {
+			t.Errorf("call %d within the limit ended: %+v, want it open", id, end)
+		}
 	}
 }
