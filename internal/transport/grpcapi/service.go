@@ -115,7 +115,7 @@ func (s *service) processGraph(ctx context.Context, dec func(any) error) (*rawMe
 
 func (s *service) handleGraph(ctx context.Context, dec func(any) error) (*rawMessage, error) {
 	cfg := s.svc.Config()
-	req, err := s.svc.Begin(ctx, ReadBound(ctx, cfg.MaxRequestBytes))
+	req, err := s.svc.BeginRead(ctx, ReadBound(ctx, cfg.MaxRequestBytes))
 	if err != nil {
 		return nil, err
 	}

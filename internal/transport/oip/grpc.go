@@ -97,7 +97,7 @@ func (g *grpcService) ModelMetadata(_ context.Context, req *pb.ModelMetadataRequ
 // modelInferGRPC admits, decodes, runs and encodes one ModelInfer call:
 // raw outputs when the request used raw inputs, typed contents otherwise.
 func (s *Server) modelInferGRPC(ctx context.Context, dec func(any) error) (*pb.ModelInferResponse, error) {
-	req, err := s.backend.Begin(ctx, readBound(ctx, s.opts.MaxRequestBytes))
+	req, err := s.beginRead(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -232,6 +232,18 @@ func rawBytes(o outputTensor) []byte {
 		binary.LittleEndian.PutUint64(b[8*i:], uint64(v))
 	}
 	return b
+}
+
+// beginRead admits a ModelInfer call before its message is read: with a
+// backend that can (ServingBackend), reserving what reading holds
+// (readBound) rather than Begin's decode bound of the largest message.
+func (s *Server) beginRead(ctx context.Context) (Request, error) {
+	if b, ok := s.backend.(interface {
+		BeginRead(ctx context.Context, readBytes int64) (Request, error)
+	}); ok {
+		return b.BeginRead(ctx, readBound(ctx, s.opts.MaxRequestBytes))
+	}
+	return s.backend.Begin(ctx, s.opts.MaxRequestBytes)
 }
 
 // readBound is what a request message of up to maxBytes can hold while it
