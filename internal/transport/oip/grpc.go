@@ -10,6 +10,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	pb "github.com/gcnserve/gcnserve/gen/inferencepb"
+	"github.com/gcnserve/gcnserve/internal/gcnerr"
 	"github.com/gcnserve/gcnserve/internal/serving"
 )
 
@@ -153,7 +154,7 @@ func decodeGRPCInputs(req *pb.ModelInferRequest) ([]inputTensor, error) {
 		*t = inputTensor{name: in.GetName(), datatype: in.GetDatatype(), shape: in.GetShape()}
 		if len(raw) > 0 {
 			if hasContents(in.GetContents()) {
-				return nil, invalidf("input %q: contents is set, but the request uses raw_input_contents (use one or the other)", t.name)
+				return nil, invalidf("input %s: contents is set, but the request uses raw_input_contents (use one or the other)", gcnerr.Echo(t.name))
 			}
 			if err := decodeRaw(t, raw[i]); err != nil {
 				return nil, err
@@ -196,7 +197,7 @@ func decodeContents(t *inputTensor, c *pb.InferTensorContents) error {
 		}
 	}
 	if filled != "" {
-		return invalidf("input %q: datatype %s takes contents.%s, not contents.%s", t.name, t.datatype, want, filled)
+		return invalidf("input %s: datatype %s takes contents.%s, not contents.%s", gcnerr.Echo(t.name), t.datatype, want, filled)
 	}
 	switch t.datatype {
 	case typeFP32:
