@@ -60,7 +60,9 @@ func (g grpcGuard) options(cfg Config) ([]grpc.ServerOption, error) {
 
 // messageLimit is the decompressed size limit of a request message of v's
 // type: grpcapi.MaxSmallRequestBytes for all but the inference requests
-// (ProcessGraph's raw message sets its own limit in grpcapi).
+// (ProcessGraph's raw message sets its own limit in grpcapi). Small is the
+// default, so a new method is safe until told otherwise: a new RPC whose
+// requests are big (a stored graph, a delta) must be listed here.
 func messageLimit(v any) int {
 	if _, ok := v.(*inferencepb.ModelInferRequest); ok {
 		return 0 // --max-request-bytes
