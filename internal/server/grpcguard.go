@@ -2,12 +2,15 @@ package server
 
 import (
 	"context"
+	"slices"
 	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/stats"
 	"google.golang.org/grpc/tap"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/gcnserve/gcnserve/gen/inferencepb"
 	"github.com/gcnserve/gcnserve/internal/auth"
@@ -163,3 +166,62 @@ func (readDeadlineStats) TagConn(ctx context.Context, _ *stats.ConnTagInfo) cont
 }
 
 func (readDeadlineStats) HandleConn(context.Context, stats.ConnStats) {}
+
+// refusableRequest is a request message that takes the codec's refusal
+// (grpcapi.RecvRefuser), so its handler answers RESOURCE_EXHAUSTED for a
+// message over its limit instead of gRPC's INTERNAL.
+type refusableRequest struct {
+	proto.Message
+	err error
+}
+
+func (r *refusableRequest) RefuseRecv(err error) { r.err = err }
+
+// registerHealth registers grpc.health.v1.Health as the generated code
+// does, except that Check and Watch receive their request through
+// refusableRequest.
+func registerHealth(s *grpc.Server, h healthpb.HealthServer) {
+	d := healthpb.Health_ServiceDesc
+	d.Methods = slices.Clone(d.Methods)
+	for i := range d.Methods {
+		if d.Methods[i].MethodName == "Check" {
+			d.Methods[i].Handler = healthCheckHandler
+		}
+	}
+	d.Streams = slices.Clone(d.Streams)
+	for i := range d.Streams {
+		if d.Streams[i].StreamName == "Watch" {
+			d.Streams[i].Handler = healthWatchHandler
+		}
+	}
+	s.RegisterService(&d, h)
+}
+
+func healthCheckHandler(srv any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
+	in := &refusableRequest{Message: new(healthpb.HealthCheckRequest)}
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if in.err != nil {
+		return nil, in.err
+	}
+	check := func(ctx context.Context, req any) (any, error) {
+		return srv.(healthpb.HealthServer).Check(ctx, req.(*healthpb.HealthCheckRequest))
+	}
+	if interceptor == nil {
+		return check(ctx, in.Message)
+	}
+	return interceptor(ctx, in.Message, &grpc.UnaryServerInfo{Server: srv, FullMethod: healthpb.Health_Check_FullMethodName}, check)
+}
+
+func healthWatchHandler(srv any, stream grpc.ServerStream) error {
+	in := &refusableRequest{Message: new(healthpb.HealthCheckRequest)}
+	if err := stream.RecvMsg(in); err != nil {
+		return err
+	}
+	if in.err != nil {
+		return in.err
+	}
+	return srv.(healthpb.HealthServer).Watch(in.Message.(*healthpb.HealthCheckRequest),
+		&grpc.GenericServerStream[healthpb.HealthCheckRequest, healthpb.HealthCheckResponse]{ServerStream: stream})
+}

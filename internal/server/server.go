@@ -307,7 +307,7 @@ func New(cfg Config) (_ *Server, err error) {
 	s.oip = oip.New(oip.ServingBackend(s.svc, s.ready), oip.Options{
 		MaxRequestBytes: int64(cfg.MaxRequestBytes), Logger: log})
 	s.oip.Register(s.grpc)
-	healthpb.RegisterHealthServer(s.grpc, s.life.HealthService())
+	registerHealth(s.grpc, s.life.HealthService())
 	reflection.Register(s.grpc)
 	s.httpHandler = s.newHTTPHandler(tokens)
 	s.published.Store(s.repo)

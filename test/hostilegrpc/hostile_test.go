@@ -27,6 +27,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	gcnpb "github.com/gcnserve/gcnserve/gen"
+	"github.com/gcnserve/gcnserve/gen/inferencepb"
 	"github.com/gcnserve/gcnserve/internal/golden"
 	"github.com/gcnserve/gcnserve/internal/servertest"
 	"github.com/gcnserve/gcnserve/internal/testenv"
@@ -115,8 +116,8 @@ func TestGzipBombWithoutToken(t *testing.T) {
 			t.Errorf("%s with a 63 MB gzip bomb and no token: OK, want a refusal", c.method)
 		case c.method == gcnpb.GCNService_ListModels_FullMethodName && c.end.status != int(codes.Unauthenticated):
 			t.Errorf("%s without a token: status %d %q, want UNAUTHENTICATED", c.method, c.end.status, c.end.message)
-		case strings.HasPrefix(c.method, "/grpc.health") && !strings.Contains(c.end.message, "limit of 4096 bytes"):
-			t.Errorf("%s with a 63 MB gzip bomb: status %d %.200q, want a refusal naming the method's 4096-byte limit", c.method, c.end.status, c.end.message)
+		case strings.HasPrefix(c.method, "/grpc.health") && (c.end.status != int(codes.ResourceExhausted) || !strings.Contains(c.end.message, "limit of 4096 bytes")):
+			t.Errorf("%s with a 63 MB gzip bomb: status %d %.200q, want RESOURCE_EXHAUSTED naming the method's 4096-byte limit", c.method, c.end.status, c.end.message)
 		}
 	}
 	if growth > bombMaxGrowth {
@@ -235,6 +236,18 @@ func TestLongModelName(t *testing.T) {
 	t.Logf("GetModelInfo with a 1 MiB model_name: %v, message of %d bytes", status.Code(err), len(msg))
 	if err == nil || len(msg) > 400 {
 		t.Errorf("GetModelInfo with a 1 MiB model_name: %v with a %d-byte message, want a refusal of at most 400 bytes", status.Code(err), len(msg))
+	}
+
+	// Every method but the inference ones takes a few KB at most, and says
+	// so with RESOURCE_EXHAUSTED.
+	tenKB := strings.Repeat("y", 10<<10)
+	_, err = inferencepb.NewGRPCInferenceServiceClient(conn).ModelMetadata(ctx, &inferencepb.ModelMetadataRequest{Name: tenKB})
+	if msg := status.Convert(err).Message(); status.Code(err) != codes.ResourceExhausted || !strings.Contains(msg, "limit of 4096 bytes") {
+		t.Errorf("OIP ModelMetadata with a 10 KiB name: %v %.200q, want RESOURCE_EXHAUSTED naming the 4096-byte limit", status.Code(err), msg)
+	}
+	_, err = healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{Service: tenKB})
+	if msg := status.Convert(err).Message(); status.Code(err) != codes.ResourceExhausted || !strings.Contains(msg, "limit of 4096 bytes") {
+		t.Errorf("Health/Check with a 10 KiB service name: %v %.200q, want RESOURCE_EXHAUSTED naming the 4096-byte limit", status.Code(err), msg)
 	}
 
 	// The warn lines of those failures are written after the answers.

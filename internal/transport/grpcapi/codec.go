@@ -155,12 +155,24 @@ func (c rawCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	return c.proto.Unmarshal(data, v)
 }
 
-// refuse reports err, a status: on a *rawMessage, for its handler to
+// RecvRefuser is a request message that takes the codec's refusal (over
+// its limit, malformed gzip) instead of an Unmarshal error, which gRPC
+// would send as INTERNAL: its handler returns the refusal, a status with
+// the right code (RESOURCE_EXHAUSTED, INVALID_ARGUMENT). ProcessGraph's raw
+// message is one; the server wraps the health and OIP metadata requests.
+type RecvRefuser interface {
+	RefuseRecv(err error)
+}
+
+// RefuseRecv keeps the codec's refusal for the handler.
+func (m *rawMessage) RefuseRecv(err error) { m.err = err }
+
+// refuse reports err, a status: to a RecvRefuser, for its handler to
 // return; otherwise as the Unmarshal error, which gRPC sends as INTERNAL
 // "grpc: failed to unmarshal the received message: " + its message.
 func (c rawCodec) refuse(v any, err error) error {
-	if m, ok := v.(*rawMessage); ok {
-		m.err = err
+	if r, ok := v.(RecvRefuser); ok {
+		r.RefuseRecv(err)
 		return nil
 	}
 	return errors.New(status.Convert(err).Message())

@@ -150,3 +150,33 @@ func TestReadBound(t *testing.T) {
 		t.Errorf("ReadBound = %d, want 2000", got)
 	}
 }
+
+// refuser is a generated message that takes the codec's refusal, as the
+// server's health and OIP metadata requests do.
+type refuser struct {
+	proto.Message
+	err error
+}
+
+func (r *refuser) RefuseRecv(err error) { r.err = err }
+
+// TestCodecRecvRefuser: a RecvRefuser gets the refusal with its code and
+// Unmarshal succeeds; within the limit it is decoded as its message.
+func TestCodecRecvRefuser(t *testing.T) {
+	c, dc := testCodec(t)
+	big := marshal(t, &healthpb.HealthCheckRequest{Service: strings.Repeat("s", 100)})
+	for _, compressed := range []bool{false, true} {
+		r := &refuser{Message: new(healthpb.HealthCheckRequest)}
+		if err := c.Unmarshal(received(t, dc, big, compressed), r); err != nil {
+			t.Errorf("compressed=%v: Unmarshal %v, want nil (the refusal is on the message)", compressed, err)
+		}
+		if status.Code(r.err) != codes.ResourceExhausted {
+			t.Errorf("compressed=%v: refusal %v, want RESOURCE_EXHAUSTED", compressed, r.err)
+		}
+	}
+	r := &refuser{Message: new(healthpb.HealthCheckRequest)}
+	small := marshal(t, &healthpb.HealthCheckRequest{Service: "GCNService"})
+	if err := c.Unmarshal(received(t, dc, small, true), r); err != nil || r.err != nil || r.Message.(*healthpb.HealthCheckRequest).Service != "GCNService" {
+		t.Errorf("within the limit: %v %v %v, want it decoded", err, r.err, r.Message)
+	}
+}

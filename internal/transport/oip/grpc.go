@@ -30,13 +30,57 @@ func (s *Server) Register(r grpc.ServiceRegistrar) {
 var serviceDesc = func() grpc.ServiceDesc {
 	d := pb.GRPCInferenceService_ServiceDesc
 	d.Methods = slices.Clone(d.Methods)
+	small := map[string]grpc.MethodHandler{
+		"ServerLive":     smallUnary(pb.GRPCInferenceService_ServerLive_FullMethodName, (*grpcService).ServerLive),
+		"ServerReady":    smallUnary(pb.GRPCInferenceService_ServerReady_FullMethodName, (*grpcService).ServerReady),
+		"ModelReady":     smallUnary(pb.GRPCInferenceService_ModelReady_FullMethodName, (*grpcService).ModelReady),
+		"ServerMetadata": smallUnary(pb.GRPCInferenceService_ServerMetadata_FullMethodName, (*grpcService).ServerMetadata),
+		"ModelMetadata":  smallUnary(pb.GRPCInferenceService_ModelMetadata_FullMethodName, (*grpcService).ModelMetadata),
+	}
 	for i := range d.Methods {
 		if d.Methods[i].MethodName == "ModelInfer" {
 			d.Methods[i].Handler = modelInferHandler
+		} else if h, ok := small[d.Methods[i].MethodName]; ok {
+			d.Methods[i].Handler = h
 		}
 	}
 	return d
 }()
+
+// refusableRequest is a request message that takes the server codec's
+// refusal (its RefuseRecv method: a message over the method's few-KB limit,
+// malformed gzip), so the handler answers with that status's code instead
+// of gRPC's INTERNAL for an Unmarshal error.
+type refusableRequest struct {
+	proto.Message
+	err error
+}
+
+func (r *refusableRequest) RefuseRecv(err error) { r.err = err }
+
+// smallUnary is the generated unary handler of a metadata method, receiving
+// its request through refusableRequest.
+func smallUnary[Req any, PReq interface {
+	*Req
+	proto.Message
+}, Res any](method string, call func(*grpcService, context.Context, PReq) (*Res, error)) grpc.MethodHandler {
+	return func(srv any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
+		in := &refusableRequest{Message: PReq(new(Req))}
+		if err := dec(in); err != nil {
+			return nil, err
+		}
+		if in.err != nil {
+			return nil, in.err
+		}
+		handle := func(ctx context.Context, req any) (any, error) {
+			return call(srv.(*grpcService), ctx, req.(PReq))
+		}
+		if interceptor == nil {
+			return handle(ctx, in.Message)
+		}
+		return interceptor(ctx, in.Message, &grpc.UnaryServerInfo{Server: srv, FullMethod: method}, handle)
+	}
+}
 
 // modelInferHandler runs the interceptors (authentication, panic recovery)
 // first, then admission, and only then decodes the request.
