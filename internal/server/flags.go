@@ -51,6 +51,8 @@ func ParseFlags(args []string, getenv func(string) string, stderr io.Writer) (Co
 	fs.IntVar(&cfg.Batch.MaxNodes, "batch-max-nodes", cfg.Batch.MaxNodes, "most nodes in one merged batch; bigger graphs run alone")
 	fs.IntVar(&cfg.Batch.MaxEdges, "batch-max-edges", cfg.Batch.MaxEdges, "most edges in one merged batch; bigger graphs run alone")
 	fs.DurationVar(&cfg.Batch.MaxDelay, "batch-max-delay", cfg.Batch.MaxDelay, "longest a request waits for others to join its batch")
+	fs.DurationVar(&cfg.RequestReadTimeout, "request-read-timeout", cfg.RequestReadTimeout, "cut off a gRPC call whose request message has not arrived in full this long after its headers, releasing the memory it reserved (0: never)")
+	fs.IntVar(&cfg.MaxConcurrentStreams, "max-concurrent-streams", cfg.MaxConcurrentStreams, "most gRPC calls in flight on one client connection; more wait in the client")
 	fs.DurationVar(&cfg.MaxConnectionAge, "max-connection-age", cfg.MaxConnectionAge, "close client connections gracefully after this long, so clients balancing over DNS reach new replicas (0: never)")
 	fs.DurationVar(&cfg.DrainDelay, "drain-delay", cfg.DrainDelay, "on SIGTERM, how long to keep serving with health NOT_SERVING before closing the listeners")
 	fs.DurationVar(&cfg.ShutdownGrace, "shutdown-grace", cfg.ShutdownGrace, "after the drain delay, how long in-flight requests may finish before they are cancelled")

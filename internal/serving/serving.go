@@ -68,6 +68,9 @@ func (s *Service) DefaultModel() string { return s.cfg.Repository.Default() }
 // An unknown model or version is a gcn.KindNotFound error naming what was
 // asked and what is served.
 func (s *Service) Acquire(model, version string) (*modelrepo.Lease, error) {
+	if err := CheckModelRef(model, version); err != nil {
+		return nil, err
+	}
 	v, err := ParseVersion(version)
 	if err != nil {
 		return nil, err
@@ -104,14 +107,31 @@ type Request struct {
 }
 
 // Begin admits a request that will hold up to wireBytes of request bytes
-// (the transport's bound when it cannot know the size before reading, as
-// gRPC cannot). It waits in the admission queue when the budget is in use,
-// and refuses (gcn.KindOverloaded) when the request can never fit, the
-// queue is full, or the wait outlasts the queue timeout or ctx.
+// (the transport's bound when it cannot know the size before reading). It
+// reserves DecodeBound(wireBytes): the bytes and what decoding them needs.
+// It waits in the admission queue when the budget is in use, and refuses
+// (gcn.KindOverloaded) when the request can never fit, the queue is full,
+// or the wait outlasts the queue timeout or ctx.
 func (s *Service) Begin(ctx context.Context, wireBytes int64) (*Request, error) {
+	return s.begin(ctx, wireBytes, DecodeBound(wireBytes))
+}
+
+// BeginRead admits a request before its message is read, as Begin does,
+// but reserves readBytes only: what reading the message holds, which the
+// transport knows (gRPC: its frame buffers and the codec's copy, twice
+// --max-request-bytes; three times when compressed), not what decoding it
+// will need. SetWireBytes resizes the reservation to DecodeBound once the
+// real size is known. So a call stalled before its bytes arrive holds less
+// than Begin's 3 x --max-request-bytes, and only until the transport's
+// read deadline (--request-read-timeout) cuts it off.
+func (s *Service) BeginRead(ctx context.Context, readBytes int64) (*Request, error) {
+	return s.begin(ctx, 0, readBytes)
+}
+
+func (s *Service) begin(ctx context.Context, wireBytes, reserve int64) (*Request, error) {
 	r := &Request{svc: s, wire: wireBytes}
 	if s.cfg.Budget != nil {
-		res, err := s.cfg.Budget.Reserve(ctx, min(DecodeBound(wireBytes), s.cfg.Budget.Bytes()))
+		res, err := s.cfg.Budget.Reserve(ctx, min(reserve, s.cfg.Budget.Bytes()))
 		if err != nil {
 			return nil, err
 		}

@@ -28,6 +28,15 @@ func (b servingBackend) Begin(ctx context.Context, wireBytes int64) (Request, er
 	return servingRequest{r}, nil
 }
 
+// BeginRead is serving's BeginRead, for gRPC's ModelInfer (grpc.go).
+func (b servingBackend) BeginRead(ctx context.Context, readBytes int64) (Request, error) {
+	r, err := b.svc.BeginRead(ctx, readBytes)
+	if err != nil {
+		return nil, err
+	}
+	return servingRequest{r}, nil
+}
+
 func (b servingBackend) Acquire(model, version string) (Model, error) {
 	l, err := b.svc.Acquire(model, version)
 	if err != nil {
