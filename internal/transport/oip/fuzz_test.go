@@ -138,11 +138,15 @@ func FuzzTensorData(f *testing.F) {
 	f.Add([]byte(`[0, 1, 2]`), uint16(2))
 	f.Add([]byte(`[[], [1,], 2]`), uint16(3))
 	f.Fuzz(func(t *testing.T, data []byte, want uint16) {
-		fs, err := parseFloat32Data(data, int(want))
+		shape := []int64{int64(want)}
+		if want%2 == 0 {
+			shape = []int64{2, int64(want / 2)}
+		}
+		fs, err := parseFloat32Data(data, shape, int(want))
 		if err == nil && len(fs) > int(want) {
 			t.Fatalf("parsed %d floats, want at most %d", len(fs), want)
 		}
-		is, err := parseIntData(data, int(want), true)
+		is, err := parseIntData(data, shape, int(want), true)
 		if err == nil && len(is) > int(want) {
 			t.Fatalf("parsed %d ints, want at most %d", len(is), want)
 		}
