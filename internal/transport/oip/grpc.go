@@ -11,6 +11,7 @@ import (
 
 	pb "github.com/gcnserve/gcnserve/gen/inferencepb"
 	"github.com/gcnserve/gcnserve/internal/serving"
+	"github.com/gcnserve/gcnserve/internal/transport/httpx"
 )
 
 // Register adds inference.GRPCInferenceService to a gRPC server. The
@@ -102,12 +103,8 @@ func (s *Server) modelInferGRPC(ctx context.Context, dec func(any) error) (*pb.M
 		return nil, err
 	}
 	defer req.Close()
-	in := new(pb.ModelInferRequest)
-	if err := dec(in); err != nil {
-		// gRPC's own status (message too large, bad compression, bad bytes).
-		return nil, err
-	}
-	if err := req.SetWireBytes(ctx, int64(proto.Size(in))); err != nil {
+	in, err := s.decodeModelInfer(ctx, req, dec)
+	if err != nil {
 		return nil, err
 	}
 	inputs, err := decodeGRPCInputs(in)
@@ -138,6 +135,39 @@ func (s *Server) modelInferGRPC(ctx context.Context, dec func(any) error) (*pb.M
 	}
 	req.Finish()
 	return res, nil
+}
+
+// decodeModelInfer reads a ModelInferRequest's bytes, counts what it
+// declares (countInferRequest) and refuses it past --max-nodes,
+// --max-edges or the budget, grows the request's reservation to what
+// decoding takes, and only then decodes it.
+func (s *Server) decodeModelInfer(ctx context.Context, req Request, dec func(any) error) (*pb.ModelInferRequest, error) {
+	raw := new(rawInferRequest)
+	if err := dec(raw); err != nil {
+		// gRPC's own status (message too large, bad compression).
+		return nil, err
+	}
+	counts, err := countInferRequest(raw.data)
+	if err != nil {
+		return nil, err
+	}
+	lim := s.backend.Limits()
+	if lim.MaxNodes > 0 && counts.nodes > int64(lim.MaxNodes) {
+		return nil, tooLargef("request has %d nodes, limit is %d (--max-nodes)", counts.nodes, lim.MaxNodes)
+	}
+	if lim.MaxEdges > 0 && counts.edges > int64(lim.MaxEdges) {
+		return nil, tooLargef("request has %d edges, limit is %d (--max-edges)", counts.edges, lim.MaxEdges)
+	}
+	// gRPC's receive buffer (pooled), our copy, and the decoded message.
+	need := 2*int64(len(raw.data)) + counts.decoded
+	if err := httpx.ReserveDecoded(ctx, req, need, lim.Budget); err != nil {
+		return nil, err
+	}
+	in := new(pb.ModelInferRequest)
+	if err := proto.Unmarshal(raw.data, in); err != nil {
+		return nil, invalidf("malformed ModelInferRequest: %v", err)
+	}
+	return in, nil
 }
 
 // decodeGRPCInputs reads each input from its typed contents or from

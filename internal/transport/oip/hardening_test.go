@@ -10,6 +10,11 @@ import (
 	"strings"
 	"testing"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	pb "github.com/gcnserve/gcnserve/gen/inferencepb"
 	"github.com/gcnserve/gcnserve/internal/transport/httpx"
 )
 
@@ -165,5 +170,124 @@ func TestRESTInferBytesBoundsDecoding(t *testing.T) {
 				t.Errorf("decoding allocated %d bytes, more than the bound %d", got, bound)
 			}
 		})
+	}
+}
+
+// amplifyingInferRequests are ModelInferRequests built so that each wire
+// byte becomes as much memory as it can once decoded.
+func amplifyingInferRequests(n int) map[string]*pb.ModelInferRequest {
+	in := func(name, dt string, shape []int64, c *pb.InferTensorContents) *pb.ModelInferRequest_InferInputTensor {
+		return &pb.ModelInferRequest_InferInputTensor{Name: name, Datatype: dt, Shape: shape, Contents: c}
+	}
+	empties := make([]*pb.ModelInferRequest_InferInputTensor, n)
+	for i := range empties {
+		empties[i] = &pb.ModelInferRequest_InferInputTensor{}
+	}
+	outs := make([]*pb.ModelInferRequest_InferRequestedOutputTensor, n)
+	for i := range outs {
+		outs[i] = &pb.ModelInferRequest_InferRequestedOutputTensor{}
+	}
+	params := map[string]*pb.InferParameter{}
+	for i := range n / 4 {
+		params[strconv.Itoa(i)] = &pb.InferParameter{}
+	}
+	return map[string]*pb.ModelInferRequest{
+		"INT32 zeros": {Inputs: []*pb.ModelInferRequest_InferInputTensor{
+			in("edge_index", "INT32", []int64{2, int64(n / 2)}, &pb.InferTensorContents{IntContents: make([]int32, n)})}},
+		"INT64 zeros": {Inputs: []*pb.ModelInferRequest_InferInputTensor{
+			in("edge_index", "INT64", []int64{2, int64(n / 2)}, &pb.InferTensorContents{Int64Contents: make([]int64, n)})}},
+		"bool contents": {Inputs: []*pb.ModelInferRequest_InferInputTensor{
+			in("x", "FP32", []int64{1, 1}, &pb.InferTensorContents{BoolContents: make([]bool, n)})}},
+		"empty bytes contents": {Inputs: []*pb.ModelInferRequest_InferInputTensor{
+			in("x", "BYTES", []int64{int64(n)}, &pb.InferTensorContents{BytesContents: make([][]byte, n)})}},
+		"long shape":    {Inputs: []*pb.ModelInferRequest_InferInputTensor{in("x", "FP32", make([]int64, n), nil)}},
+		"empty inputs":  {Inputs: empties},
+		"empty outputs": {Outputs: outs},
+		"parameters":    {Parameters: params},
+		"empty raw":     {RawInputContents: make([][]byte, n)},
+		"INT32 raw": {Inputs: []*pb.ModelInferRequest_InferInputTensor{in("edge_index", "INT32", []int64{2, int64(n / 2)}, nil)},
+			RawInputContents: [][]byte{make([]byte, 4*n)}},
+	}
+}
+
+// TestInferRequestCountBoundsDecoding: countInferRequest, run on the wire
+// bytes before decoding, bounds the memory proto.Unmarshal and
+// decodeGRPCInputs allocate (issue 16, defect 4: 5 concurrent 60 MB
+// INT32 requests used to peak at 4.1 GB on a 1 GiB budget).
+func TestInferRequestCountBoundsDecoding(t *testing.T) {
+	for name, m := range amplifyingInferRequests(20000) {
+		t.Run(name, func(t *testing.T) {
+			b, err := proto.Marshal(m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, err := countInferRequest(b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := allocated(func() {
+				in := new(pb.ModelInferRequest)
+				if err := proto.Unmarshal(b, in); err != nil {
+					t.Error(err)
+					return
+				}
+				_, _ = decodeGRPCInputs(in)
+			})
+			t.Logf("%d wire bytes: allocated %d (%.1fx), bound %d (%.1fx)", len(b), got, float64(got)/float64(len(b)), c.decoded, float64(c.decoded)/float64(len(b)))
+			if got > c.decoded {
+				t.Errorf("decoding allocated %d bytes, more than the bound %d", got, c.decoded)
+			}
+		})
+	}
+}
+
+// TestModelInferLimitsBeforeDecoding: a ModelInfer declaring more edges
+// or nodes than the limits, or needing more memory than the budget, is
+// refused from its wire bytes, before it is decoded (issue 16, defect 4).
+func TestModelInferLimitsBeforeDecoding(t *testing.T) {
+	client, backend, _ := startFakeGRPC(t)
+	backend.mu.Lock()
+	backend.limits = Limits{MaxNodes: 100, MaxEdges: 1000, Budget: 8 << 20}
+	backend.mu.Unlock()
+	edges := func(n int, shape []int64) *pb.ModelInferRequest {
+		r := typedRequest()
+		for _, in := range r.Inputs {
+			if in.Name == InputEdgeIndex {
+				in.Datatype, in.Shape = "INT32", shape
+				in.Contents = &pb.InferTensorContents{IntContents: make([]int32, n)}
+			}
+		}
+		return r
+	}
+	nodes := typedRequest()
+	nodes.Inputs[0].Shape = []int64{101, 3}
+	cases := []struct {
+		name   string
+		req    *pb.ModelInferRequest
+		code   codes.Code
+		substr string
+	}{
+		{"INT32 zeros past --max-edges", edges(4000, []int64{2, 2}), codes.ResourceExhausted, "request has 2000 edges, limit is 1000 (--max-edges)"},
+		{"declared edges past --max-edges", edges(2, []int64{2, 5000}), codes.ResourceExhausted, "request has 5000 edges, limit is 1000 (--max-edges)"},
+		{"declared nodes past --max-nodes", nodes, codes.ResourceExhausted, "request has 101 nodes, limit is 100 (--max-nodes)"},
+		{"1 MB of zero varints: 12 MB decoded, past the budget", edges(2000, []int64{2, 1000}), codes.OK, ""},
+	}
+	big := typedRequest()
+	big.Inputs = append(big.Inputs, &pb.ModelInferRequest_InferInputTensor{Name: "pad", Datatype: "INT32", Shape: []int64{1 << 20},
+		Contents: &pb.InferTensorContents{IntContents: make([]int32, 1<<20)}})
+	cases[3].req, cases[3].code, cases[3].substr = big, codes.ResourceExhausted, "more than the whole --max-inflight-bytes budget"
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := client.ModelInfer(ctxT(t), c.req)
+			if status.Code(err) != c.code || !strings.Contains(status.Convert(err).Message(), c.substr) {
+				t.Errorf("%v, want %v containing %q", err, c.code, c.substr)
+			}
+		})
+	}
+	if _, n := backend.lastPredict(); n != 0 {
+		t.Errorf("refused requests reached the model %d times", n)
+	}
+	if begun, closed, _ := backend.counts(); begun != closed {
+		t.Errorf("%d requests begun, %d closed", begun, closed)
 	}
 }
