@@ -7,7 +7,6 @@ import (
 	"slices"
 
 	"google.golang.org/grpc"
-	"google.golang.org/protobuf/proto"
 
 	pb "github.com/gcnserve/gcnserve/gen/inferencepb"
 	"github.com/gcnserve/gcnserve/internal/serving"
@@ -142,32 +141,26 @@ func (s *Server) modelInferGRPC(ctx context.Context, dec func(any) error) (*pb.M
 // --max-edges or the budget, grows the request's reservation to what
 // decoding takes, and only then decodes it.
 func (s *Server) decodeModelInfer(ctx context.Context, req Request, dec func(any) error) (*pb.ModelInferRequest, error) {
-	raw := new(rawInferRequest)
+	lim := s.backend.Limits()
+	raw := &rawInferRequest{check: func(wire int64, c inferCounts) error {
+		if lim.MaxNodes > 0 && c.nodes > int64(lim.MaxNodes) {
+			return tooLargef("request has %d nodes, limit is %d (--max-nodes)", c.nodes, lim.MaxNodes)
+		}
+		if lim.MaxEdges > 0 && c.edges > int64(lim.MaxEdges) {
+			return tooLargef("request has %d edges, limit is %d (--max-edges)", c.edges, lim.MaxEdges)
+		}
+		// gRPC's receive buffers (the frames and the message they are
+		// copied into) and the decoded message.
+		return httpx.ReserveDecoded(ctx, req, 2*wire+c.decoded, lim.Budget)
+	}}
 	if err := dec(raw); err != nil {
 		// gRPC's own status (message too large, bad compression).
 		return nil, err
 	}
-	counts, err := countInferRequest(raw.data)
-	if err != nil {
-		return nil, err
+	if raw.err != nil {
+		return nil, raw.err
 	}
-	lim := s.backend.Limits()
-	if lim.MaxNodes > 0 && counts.nodes > int64(lim.MaxNodes) {
-		return nil, tooLargef("request has %d nodes, limit is %d (--max-nodes)", counts.nodes, lim.MaxNodes)
-	}
-	if lim.MaxEdges > 0 && counts.edges > int64(lim.MaxEdges) {
-		return nil, tooLargef("request has %d edges, limit is %d (--max-edges)", counts.edges, lim.MaxEdges)
-	}
-	// gRPC's receive buffer (pooled), our copy, and the decoded message.
-	need := 2*int64(len(raw.data)) + counts.decoded
-	if err := httpx.ReserveDecoded(ctx, req, need, lim.Budget); err != nil {
-		return nil, err
-	}
-	in := new(pb.ModelInferRequest)
-	if err := proto.Unmarshal(raw.data, in); err != nil {
-		return nil, invalidf("malformed ModelInferRequest: %v", err)
-	}
-	return in, nil
+	return raw.msg, nil
 }
 
 // decodeGRPCInputs reads each input from its typed contents or from

@@ -1,26 +1,47 @@
 package oip
 
 import (
-	"bytes"
 	"fmt"
 
 	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+
+	pb "github.com/gcnserve/gcnserve/gen/inferencepb"
 )
 
-// rawInferRequest receives a ModelInferRequest's wire bytes from gRPC's
-// codec instead of a decoded message, so that what the message declares is
-// counted (countInferRequest) before anything is allocated for it. It is a
-// legacy (APIv1) message: protobuf-go hands its Unmarshal method the bytes,
-// which the codec frees afterwards, hence the copy.
-type rawInferRequest struct{ data []byte }
+// rawInferRequest decodes a ModelInferRequest from gRPC's codec in two
+// steps: it counts what the wire bytes declare (countInferRequest), checks
+// the limits and grows the request's reservation (check), and only then
+// unmarshals. It is a legacy (APIv1) message: protobuf-go hands its
+// Unmarshal method the bytes in gRPC's receive buffer, so a refused
+// request never copies them.
+type rawInferRequest struct {
+	check func(wireBytes int64, c inferCounts) error
+	msg   *pb.ModelInferRequest
+	// err is check's or proto.Unmarshal's refusal. Unmarshal returns nil
+	// and the handler returns err: gRPC would report a codec error as
+	// INTERNAL.
+	err error
+}
 
 func (*rawInferRequest) Reset()         {}
-func (*rawInferRequest) String() string { return "inference.ModelInferRequest (wire bytes)" }
+func (*rawInferRequest) String() string { return "inference.ModelInferRequest (counted before decoding)" }
 func (*rawInferRequest) ProtoMessage()  {}
 
-// Unmarshal keeps a copy of b.
+// Unmarshal counts, checks, then decodes b into r.msg; a refusal is
+// kept in r.err.
 func (r *rawInferRequest) Unmarshal(b []byte) error {
-	r.data = bytes.Clone(b)
+	c, err := countInferRequest(b)
+	if err == nil {
+		err = r.check(int64(len(b)), c)
+	}
+	if err == nil {
+		r.msg = new(pb.ModelInferRequest)
+		if uerr := proto.Unmarshal(b, r.msg); uerr != nil {
+			err = invalidf("malformed ModelInferRequest: %v", uerr)
+		}
+	}
+	r.err = err
 	return nil
 }
 
