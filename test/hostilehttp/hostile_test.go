@@ -274,8 +274,8 @@ func TestStalledBodiesDoNotStarve(t *testing.T) {
 	if res.StatusCode != http.StatusOK {
 		t.Errorf("karate request beside 5 stalled bodies: %d %s, want 200", res.StatusCode, out)
 	}
-	if took > 900*time.Millisecond {
-		t.Errorf("karate request took %v beside stalled bodies, want well under the 1s queue timeout", took)
+	if took > 500*time.Millisecond {
+		t.Errorf("karate request took %v beside stalled bodies, want well under the 1s queue timeout (a small request never waits behind stalled bodies)", took)
 	}
 
 	for i, c := range stalled {
