@@ -24,9 +24,11 @@ type rawInferRequest struct {
 	err error
 }
 
-func (*rawInferRequest) Reset()         {}
-func (*rawInferRequest) String() string { return "inference.ModelInferRequest (counted before decoding)" }
-func (*rawInferRequest) ProtoMessage()  {}
+func (*rawInferRequest) Reset() {}
+func (*rawInferRequest) String() string {
+	return "inference.ModelInferRequest (counted before decoding)"
+}
+func (*rawInferRequest) ProtoMessage() {}
 
 // Unmarshal counts, checks, then decodes b into r.msg; a refusal is
 // kept in r.err.
