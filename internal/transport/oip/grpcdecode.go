@@ -30,6 +30,15 @@ func (*rawInferRequest) String() string {
 }
 func (*rawInferRequest) ProtoMessage() {}
 
+// RefuseRecv keeps a refusal of the server's codec (a message over the
+// method's limit, a bad compressed payload) for the handler, like check's.
+func (r *rawInferRequest) RefuseRecv(err error) { r.err = err }
+
+// InferenceRequest marks a message that may be as large as
+// --max-request-bytes (a codec that limits other methods' messages to a
+// few KB asks for it).
+func (*rawInferRequest) InferenceRequest() {}
+
 // Unmarshal counts, checks, then decodes b into r.msg; a refusal is
 // kept in r.err.
 func (r *rawInferRequest) Unmarshal(b []byte) error {
