@@ -12,7 +12,9 @@ package hostilehttp
 import (
 	"bufio"
 	"bytes"
+	"compress/gzip"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -398,4 +400,71 @@ func checkServing(t *testing.T, s *servertest.Server) {
 		out, _ := io.ReadAll(res.Body)
 		t.Errorf("after the attack: %d %s, want 200", res.StatusCode, out)
 	}
+}
+
+// TestLenientInputRefused: the real server decodes gzip and deflate
+// bodies, refuses what it cannot decode with a status naming the
+// encoding or the limit, and refuses lenient input naming it (issue 16,
+// defect 7: on bdb1796 gzip bodies were 400 "invalid character '\x1f'",
+// and ragged rows, version "+1" and a signed header length were accepted).
+func TestLenientInputRefused(t *testing.T) {
+	s := start(t, "GCNSERVE_MAX_REQUEST_BYTES=1048576")
+	body := karate(t)
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write(body)
+	zw.Close()
+	var bomb bytes.Buffer
+	zw = gzip.NewWriter(&bomb)
+	zw.Write(make([]byte, 16<<20))
+	zw.Close()
+	row := func(n int) string { return "[" + strings.TrimSuffix(strings.Repeat("0,", n), ",") + "]" }
+	ragged := `{"inputs":[{"name":"x","shape":[2,34],"datatype":"FP32","data":[` + row(33) + `,` + row(35) + `]},` +
+		`{"name":"edge_index","shape":[2,1],"datatype":"INT64","data":[0,1]}]}`
+	ok := `{"inputs":[{"name":"x","shape":[1,34],"datatype":"FP32","data":` + row(34) + `},` +
+		`{"name":"edge_index","shape":[2,1],"datatype":"INT64","data":[0,0]}]}`
+	cases := []struct {
+		name, path string
+		body       []byte
+		header     map[string]string
+		code       int
+		substr     string
+	}{
+		{"gzip body", "/v1/process-graph", gz.Bytes(), map[string]string{"Content-Encoding": "gzip"}, 200, `"nodeScores"`},
+		{"plain body labelled gzip", "/v1/process-graph", body, map[string]string{"Content-Encoding": "gzip"}, 400, "Content-Encoding: gzip"},
+		{"unknown encoding", "/v1/process-graph", body, map[string]string{"Content-Encoding": "br"}, 415, `Content-Encoding "br"`},
+		{"gzip bomb", "/v1/process-graph", bomb.Bytes(), map[string]string{"Content-Encoding": "gzip"}, 413, "--max-request-bytes"},
+		{"ragged rows", "/v2/models/gcn-karate/infer", []byte(ragged), nil, 400, "row [0] has 33 values, shape [2, 34] wants 34"},
+		{"version +1", "/v2/models/gcn-karate/versions/+1/infer", []byte(ok), nil, 400, `"+1"`},
+		{"version 00001", "/v2/models/gcn-karate/versions/00001/infer", []byte(ok), nil, 400, `"00001"`},
+		{"header length +N", "/v2/models/gcn-karate/infer", []byte(ok), map[string]string{"Inference-Header-Content-Length": "+" + strconv.Itoa(len(ok))}, 400, "Inference-Header-Content-Length"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			req, err := http.NewRequest("POST", "http://"+s.HTTPAddr+c.path, bytes.NewReader(c.body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for k, v := range c.header {
+				req.Header.Set(k, v)
+			}
+			res, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer res.Body.Close()
+			out, _ := io.ReadAll(io.LimitReader(res.Body, 4096))
+			if res.StatusCode != http.StatusOK {
+				var e struct{ Error string }
+				if err := json.Unmarshal(out, &e); err != nil || e.Error == "" {
+					t.Errorf("%d %.300s is not a JSON error body", res.StatusCode, out)
+				}
+				out = []byte(e.Error)
+			}
+			if res.StatusCode != c.code || !bytes.Contains(out, []byte(c.substr)) {
+				t.Errorf("%d %.300s, want %d containing %q", res.StatusCode, out, c.code, c.substr)
+			}
+		})
+	}
+	checkServing(t, s)
 }

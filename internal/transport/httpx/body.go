@@ -270,7 +270,8 @@ func readTimeout(ctx context.Context) time.Duration {
 // serving.DecodeBound covers need.
 func ReserveDecoded(ctx context.Context, req Admitted, need, budget int64) error {
 	if budget > 0 && need > budget {
-		return gcn.Errorf(gcn.KindTooLarge, "request needs about %d bytes of memory once decoded, more than the whole --max-inflight-bytes budget (%d): it can never be admitted; send a smaller request or raise --max-inflight-bytes", need, budget)
+		return gcn.Errorf(gcn.KindTooLarge, "request needs about %.1f MiB of memory once decoded, more than the whole --max-inflight-bytes budget (%.1f MiB): it can never be admitted; send a smaller request (gRPC or binary tensor data cost less than JSON) or raise --max-inflight-bytes",
+			float64(need)/(1<<20), float64(budget)/(1<<20))
 	}
 	per := serving.DecodeBound(1)
 	return req.SetWireBytes(ctx, (need+per-1)/per)
