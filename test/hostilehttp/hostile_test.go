@@ -468,3 +468,38 @@ func TestLenientInputRefused(t *testing.T) {
 	}
 	checkServing(t, s)
 }
+
+// TestJSONWithinBudget: JSON bodies that fit are admitted, decoded and
+// answered while the budget holds: 6 concurrent 6 MB /v1/process-graph
+// bodies (about 170 MB each once decoded, by httpx's bound) on a 512 MiB
+// budget all succeed, a few at a time, and peak RSS stays within the budget
+// plus the process's own.
+func TestJSONWithinBudget(t *testing.T) {
+	const small = 512 * mib
+	s := start(t, "GCNSERVE_MAX_INFLIGHT_BYTES="+strconv.Itoa(small), "GCNSERVE_QUEUE_TIMEOUT=60s")
+	body := graphBody(6_000_000)
+	client := &http.Client{Timeout: 2 * time.Minute}
+	codes := make([]int, 6)
+	var wg sync.WaitGroup
+	for i := range codes {
+		wg.Go(func() {
+			res, err := client.Post("http://"+s.HTTPAddr+"/v1/process-graph", "application/json", bytes.NewReader(body))
+			if err != nil {
+				t.Errorf("request %d: %v", i, err)
+				return
+			}
+			defer res.Body.Close()
+			out, _ := io.ReadAll(res.Body)
+			codes[i] = res.StatusCode
+			if res.StatusCode != http.StatusOK {
+				t.Errorf("request %d: %d %.300s, want 200", i, res.StatusCode, out)
+			}
+		})
+	}
+	wg.Wait()
+	peak := s.Memory(t, "VmHWM")
+	t.Logf("6 x %.1f MB /v1/process-graph JSON, budget 512 MiB: %v, peak RSS %d MB", float64(len(body))/1e6, codes, peak/mib)
+	if peak > small+slack {
+		t.Errorf("peak RSS %d MB, want at most the budget plus %d MB (%d MB)", peak/mib, slack/mib, (small+slack)/mib)
+	}
+}
