@@ -60,8 +60,9 @@ func CountJSON(data []byte) JSONCounts {
 
 // The decoded-memory bounds below were measured as upper bounds of all the
 // memory the decoders allocate (runtime.MemStats.TotalAlloc, garbage
-// included) on bodies built to amplify (jsoncount_test.go in the
-// transports checks them): a 3-byte "{}," becomes a whole message struct,
+// included) on bodies built to amplify (httpjson's
+// TestGraphBytesBoundsDecoding and oip's TestRESTInferBytesBoundsDecoding
+// check them): a 3-byte "{}," becomes a whole message struct,
 // a 2-byte "0," an 8-byte element in a slice that doubles as it grows.
 
 // GraphBytes bounds the memory a POST /v1/process-graph body (the protojson
