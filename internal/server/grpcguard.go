@@ -67,6 +67,10 @@ func (g grpcGuard) options(cfg Config) ([]grpc.ServerOption, error) {
 // default, so a new method is safe until told otherwise: a new RPC whose
 // requests are big (a stored graph, a delta) must be listed here.
 func messageLimit(v any) int {
+	// The OIP ModelInfer handler decodes through its own counting type.
+	if _, ok := v.(interface{ InferenceRequest() }); ok {
+		return 0 // --max-request-bytes
+	}
 	if _, ok := v.(*inferencepb.ModelInferRequest); ok {
 		return 0 // --max-request-bytes
 	}

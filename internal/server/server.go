@@ -10,7 +10,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -43,6 +42,7 @@ import (
 	"github.com/gcnserve/gcnserve/internal/serving"
 	"github.com/gcnserve/gcnserve/internal/transport/grpcapi"
 	"github.com/gcnserve/gcnserve/internal/transport/httpjson"
+	"github.com/gcnserve/gcnserve/internal/transport/httpx"
 	"github.com/gcnserve/gcnserve/internal/transport/oip"
 )
 
@@ -137,6 +137,9 @@ type Config struct {
 	// DebugAddr, when set, serves /metrics and /debug/pprof/ over HTTP on
 	// that address. Default "" (off): keep it off public interfaces.
 	DebugAddr string
+	// HTTP bounds what one HTTP client can hold on HTTPAddr and DebugAddr
+	// (HTTPLimits' fields state the defaults).
+	HTTP HTTPLimits
 	// Logger receives the server's logs. Default slog.Default().
 	Logger *slog.Logger
 }
@@ -152,7 +155,7 @@ func DefaultConfig() Config {
 		IntraOpThreads:         1,
 		MaxNodes:               1_000_000,
 		MaxEdges:               10_000_000,
-		MaxRequestBytes:        64 << 20,
+		MaxRequestBytes:        httpx.DefaultMaxRequestBytes,
 		MaxQueue:               1024,
 		QueueTimeout:           5 * time.Second,
 		Batch:                  gcn.DefaultBatchOptions(),
@@ -162,6 +165,7 @@ func DefaultConfig() Config {
 		MaxConcurrentStreams:   100,
 		DrainDelay:             5 * time.Second,
 		ShutdownGrace:          10 * time.Second,
+		HTTP:                   DefaultHTTPLimits(),
 	}
 }
 
@@ -373,7 +377,7 @@ func (s *Server) newHTTPHandler(tokens *auth.Tokens) http.Handler {
 		http.Error(w, "not ready", http.StatusServiceUnavailable)
 	})
 	s.oip.Routes(mux)
-	var h http.Handler = jsonRouteErrors(mux)
+	var h http.Handler = httpx.WithReadTimeout(jsonRouteErrors(mux), s.cfg.HTTP.ReadTimeout)
 	if tokens != nil {
 		h = tokens.Middleware(h)
 	}
@@ -397,10 +401,8 @@ func jsonRouteErrors(mux *http.ServeMux) http.Handler {
 		if allow := rec.header.Get("Allow"); allow != "" {
 			w.Header().Set("Allow", allow)
 		}
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(rec.code)
-		json.NewEncoder(w).Encode(map[string]string{
-			"error": fmt.Sprintf("%s %s: %s", r.Method, r.URL.Path, strings.ToLower(http.StatusText(rec.code))),
+		httpx.WriteJSON(w, rec.code, httpx.ErrorBody{
+			Error: fmt.Sprintf("%s %s: %s", r.Method, r.URL.Path, strings.ToLower(http.StatusText(rec.code))),
 		})
 	})
 }
@@ -588,8 +590,8 @@ func (s *Server) serveHTTP(addr string, h http.Handler, useTLS bool, failed chan
 	if err != nil {
 		return nil, err
 	}
-	srv := &http.Server{Addr: addr, Handler: h, ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
+	l = limitListener(l, s.cfg.HTTP.MaxConns)
+	srv := s.cfg.HTTP.server(addr, h, slog.NewLogLogger(s.log.Handler(), slog.LevelWarn))
 	if useTLS {
 		conf, err := tlsConfig(s.cfg)
 		if err != nil {

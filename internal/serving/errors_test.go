@@ -62,7 +62,7 @@ func TestParseVersion(t *testing.T) {
 			t.Errorf("ParseVersion(%q) = %d, %v; want %d", in, got, err, want)
 		}
 	}
-	for _, in := range []string{"0", "-1", "x", "1.5", " 1"} {
+	for _, in := range []string{"0", "-1", "x", "1.5", " 1", "+1", "00001", "01", "-0", "1 ", "9223372036854775808"} {
 		var e *gcn.Error
 		if _, err := ParseVersion(in); !errors.As(err, &e) || e.Kind != gcn.KindInvalidArgument {
 			t.Errorf("ParseVersion(%q) = %v, want InvalidArgument", in, err)

@@ -79,14 +79,25 @@ func (s *Service) Acquire(model, version string) (*modelrepo.Lease, error) {
 }
 
 // ParseVersion reads a version as requests give it: "" is 0 (the highest
-// served), else a positive decimal integer.
+// served), else a positive integer in strict decimal: digits only, no sign,
+// no leading zero, at most 2^63-1. "+1" and "00001" are refused rather than
+// read as 1, so that one version has one spelling (as in the repository's
+// directory names). The error echoes at most 64 bytes of the input.
 func ParseVersion(version string) (int64, error) {
 	if version == "" {
 		return 0, nil
 	}
+	strict := version[0] >= '1' && version[0] <= '9'
+	for i := 1; strict && i < len(version); i++ {
+		strict = version[i] >= '0' && version[i] <= '9'
+	}
 	v, err := strconv.ParseInt(version, 10, 64)
-	if err != nil || v <= 0 {
-		return 0, gcn.Errorf(gcn.KindInvalidArgument, "model version %q is not a positive integer", version)
+	if !strict || err != nil || v <= 0 {
+		shown := version
+		if len(shown) > 64 {
+			shown = shown[:64] + fmt.Sprintf("... (%d bytes)", len(version))
+		}
+		return 0, gcn.Errorf(gcn.KindInvalidArgument, "model version %q is not a positive integer in plain decimal (no sign, no leading zeros)", shown)
 	}
 	return v, nil
 }

@@ -74,6 +74,15 @@ func (b servingBackend) Ready() bool {
 	return false
 }
 
+func (b servingBackend) Limits() Limits {
+	cfg := b.svc.Config()
+	l := Limits{MaxNodes: cfg.MaxNodes, MaxEdges: cfg.MaxEdges}
+	if cfg.Budget != nil {
+		l.Budget = cfg.Budget.Bytes()
+	}
+	return l
+}
+
 type servingRequest struct{ r *serving.Request }
 
 func (s servingRequest) SetWireBytes(ctx context.Context, n int64) error {

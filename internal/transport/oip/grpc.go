@@ -12,6 +12,7 @@ import (
 	pb "github.com/gcnserve/gcnserve/gen/inferencepb"
 	"github.com/gcnserve/gcnserve/internal/gcnerr"
 	"github.com/gcnserve/gcnserve/internal/serving"
+	"github.com/gcnserve/gcnserve/internal/transport/httpx"
 )
 
 // Register adds inference.GRPCInferenceService to a gRPC server. The
@@ -147,12 +148,8 @@ func (s *Server) modelInferGRPC(ctx context.Context, dec func(any) error) (*pb.M
 		return nil, err
 	}
 	defer req.Close()
-	in := new(pb.ModelInferRequest)
-	if err := dec(in); err != nil {
-		// gRPC's own status (message too large, bad compression, bad bytes).
-		return nil, err
-	}
-	if err := req.SetWireBytes(ctx, int64(proto.Size(in))); err != nil {
+	in, err := s.decodeModelInfer(ctx, req, dec)
+	if err != nil {
 		return nil, err
 	}
 	inputs, err := decodeGRPCInputs(in)
@@ -183,6 +180,33 @@ func (s *Server) modelInferGRPC(ctx context.Context, dec func(any) error) (*pb.M
 	}
 	req.Finish()
 	return res, nil
+}
+
+// decodeModelInfer reads a ModelInferRequest's bytes, counts what it
+// declares (countInferRequest) and refuses it past --max-nodes,
+// --max-edges or the budget, grows the request's reservation to what
+// decoding takes, and only then decodes it.
+func (s *Server) decodeModelInfer(ctx context.Context, req Request, dec func(any) error) (*pb.ModelInferRequest, error) {
+	lim := s.backend.Limits()
+	raw := &rawInferRequest{check: func(wire int64, c inferCounts) error {
+		if lim.MaxNodes > 0 && c.nodes > int64(lim.MaxNodes) {
+			return tooLargef("request has %d nodes, limit is %d (--max-nodes)", c.nodes, lim.MaxNodes)
+		}
+		if lim.MaxEdges > 0 && c.edges > int64(lim.MaxEdges) {
+			return tooLargef("request has %d edges, limit is %d (--max-edges)", c.edges, lim.MaxEdges)
+		}
+		// gRPC's receive buffers (the frames and the message they are
+		// copied into) and the decoded message.
+		return httpx.ReserveDecoded(ctx, req, 2*wire+c.decoded, lim.Budget)
+	}}
+	if err := dec(raw); err != nil {
+		// gRPC's own status (message too large, bad compression).
+		return nil, err
+	}
+	if raw.err != nil {
+		return nil, raw.err
+	}
+	return raw.msg, nil
 }
 
 // decodeGRPCInputs reads each input from its typed contents or from
