@@ -185,3 +185,12 @@ image-smoke:
 .PHONY: k8s-check
 k8s-check:
 	scripts/k8s_check.sh
+
+# Incremental inference (internal/incremental): edge and feature updates
+# streamed through per-layer state while scores run, on synthetic power-law
+# graphs of ogbn-arxiv's size and of 100k nodes; exactness checked against
+# recomputation. Last line: bench-incremental: updates_per_s=... (docs/INCREMENTAL.md).
+BENCHINCR_FLAGS ?= --duration 20s
+.PHONY: bench-incremental
+bench-incremental:
+	$(GO) run ./cmd/benchincr $(BENCHINCR_FLAGS)

@@ -1,0 +1,424 @@
+package incremental
+
+import (
+	"fmt"
+	"sync"
+
+	"github.com/gcnserve/gcnserve/gcn"
+)
+
+// What a changed source does to its neighbours' sums in one batch.
+const (
+	kindZero          uint8 = iota // contribution unchanged: nothing to push
+	kindPush                       // push new - old to every neighbour
+	kindBecomePending              // a hub from now on: keep old applied, push nothing
+	kindStayPending                // a hub still: delta updated, push nothing
+	kindUnpend                     // no longer a hub: push new - applied
+)
+
+// Apply brings the state up to date with a batch of changes. topo must
+// already reflect the whole batch; a removed node's links arrive as
+// EdgeRemoved before its NodeRemoved. An error (a change naming a slot
+// outside the topology, an unknown kind, a feature row of the wrong size)
+// leaves the state as it was. Large batches use every worker.
+func (s *State) Apply(changes []Change) error {
+	nslots := s.topo.NumSlots()
+	if nslots < s.n {
+		return fmt.Errorf("incremental: topology has %d slots, fewer than the %d it had", nslots, s.n)
+	}
+	for i, c := range changes {
+		switch c.Kind {
+		case EdgeAdded, EdgeRemoved:
+			if c.V < 0 || int(c.V) >= nslots {
+				return fmt.Errorf("incremental: change %d (%v): endpoint %d outside the %d slots", i, c.Kind, c.V, nslots)
+			}
+		case NodeAdded, NodeRemoved, FeaturesChanged:
+		default:
+			return fmt.Errorf("incremental: change %d: unknown kind %v", i, c.Kind)
+		}
+		if c.U < 0 || int(c.U) >= nslots {
+			return fmt.Errorf("incremental: change %d (%v): node %d outside the %d slots", i, c.Kind, c.U, nslots)
+		}
+	}
+	// Growing the arrays changes no node's state: safe before the checks.
+	s.grow(nslots)
+	b := &s.batch
+	feat := b.feat[:0]
+	ep := s.nextEpoch()
+	for _, c := range changes {
+		switch c.Kind {
+		case NodeAdded, NodeRemoved, FeaturesChanged:
+			if s.mark[c.U] != ep {
+				s.mark[c.U] = ep
+				feat = append(feat, c.U)
+			}
+		}
+	}
+	b.feat = feat
+	for _, v := range feat {
+		if s.topo.Live(v) {
+			if f := s.topo.Features(v); len(f) != s.net.FeatureDim {
+				return fmt.Errorf("incremental: node slot %d: %d features, model wants %d", v, len(f), s.net.FeatureDim)
+			}
+		}
+	}
+
+	// nodes: every slot whose degree may have changed (edge endpoints,
+	// added and removed nodes).
+	ep = s.nextEpoch()
+	nodes, edges := b.nodes[:0], b.edges[:0]
+	add := func(v int32) {
+		if s.mark[v] != ep {
+			s.mark[v] = ep
+			nodes = append(nodes, v)
+		}
+	}
+	for _, v := range feat {
+		add(v)
+	}
+	for _, c := range changes {
+		if (c.Kind == EdgeAdded || c.Kind == EdgeRemoved) && c.U != c.V {
+			sign := 1.0
+			if c.Kind == EdgeRemoved {
+				sign = -1
+			}
+			edges = append(edges, signedEdge{c.U, c.V, sign})
+			add(c.U)
+			add(c.V)
+		}
+	}
+	b.nodes, b.edges = nodes, edges
+	for _, v := range nodes {
+		s.prevDeg[v] = s.deg[v]
+		if s.topo.Live(v) {
+			s.deg[v] = 1 + int32(len(s.topo.Neighbors(v)))
+		} else {
+			s.deg[v] = 0
+		}
+	}
+	changed := feat
+	for li, l := range s.layers {
+		changed = s.applyLayer(li, l, changed, nodes, edges)
+	}
+	for _, v := range nodes {
+		s.prevDeg[v] = s.deg[v]
+	}
+	return nil
+}
+
+// nextEpoch starts a new set on mark and touch.
+func (s *State) nextEpoch() uint32 {
+	s.epoch++
+	if s.epoch == 0 {
+		clear(s.mark)
+		clear(s.touch)
+		s.epoch = 1
+	}
+	return s.epoch
+}
+
+// applyLayer updates stored layer li for a batch: changed are the slots
+// whose h row must be recomputed (features changed for layer 0, output of
+// the layer below changed otherwise), nodes those whose degree may have
+// changed, edges the links added (+1) and removed (-1). It returns the
+// slots whose output of this layer may have changed (nil for the last
+// stored layer: scores read it lazily).
+func (s *State) applyLayer(li int, l *layer, changed, nodes []int32, edges []signedEdge) []int32 {
+	b := &s.batch
+	w := l.width
+	lastStored := li == len(s.layers)-1
+	lazy := lastStored && s.lazyDegree > 0
+	tmpLen := 2 * s.maxWidth()
+
+	// New h rows, kept aside: the old ones are needed for the old
+	// contributions below.
+	b.newH = growF32(b.newH, len(changed)*w)
+	newH := b.newH
+	s.parallelRange(len(changed), len(changed)*w*s.net.Layers[li].In, func(lo, hi int) {
+		tmp := make([]float64, tmpLen)
+		for i := lo; i < hi; i++ {
+			v := changed[i]
+			row := newH[i*w : (i+1)*w]
+			if !s.topo.Live(v) {
+				clear(row)
+				continue
+			}
+			s.transformRow(li, v, row, tmp)
+		}
+	})
+	for i, v := range changed {
+		s.rowOf[v] = int32(i)
+	}
+
+	// Sources whose contribution may change: new h, and for gcn a new
+	// degree (dinv scales the contribution).
+	src := changed
+	if l.agg == gcn.AggregationGCN {
+		ep := s.nextEpoch()
+		src = b.src[:0]
+		for _, v := range changed {
+			s.mark[v] = ep
+			src = append(src, v)
+		}
+		for _, v := range nodes {
+			if s.mark[v] != ep {
+				s.mark[v] = ep
+				src = append(src, v)
+			}
+		}
+		b.src = src
+	}
+
+	// What each source pushes: new contribution - the one its neighbours'
+	// sums hold.
+	b.push = growF64(b.push, len(src)*w)
+	b.kind = growU8(b.kind, len(src))
+	push, kind := b.push, b.kind
+	s.parallelRange(len(src), len(src)*w*4, func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			v := src[i]
+			p := push[i*w : (i+1)*w]
+			hNew := l.h[int(v)*w : int(v+1)*w]
+			if r := s.rowOf[v]; r >= 0 {
+				hNew = newH[int(r)*w : int(r+1)*w]
+			}
+			cNew := coef(l.agg, s.deg[v])
+			if k := l.pend[v]; k >= 0 {
+				applied := l.pendRows[int(k)*2*w : int(k)*2*w+w]
+				if !lazy || s.deg[v] <= s.lazyDegree/2 {
+					kind[i] = kindUnpend
+					for j := range p {
+						p[j] = cNew*float64(hNew[j]) - applied[j]
+					}
+				} else {
+					kind[i] = kindStayPending
+					delta := l.pendRows[int(k)*2*w+w : int(k+1)*2*w]
+					for j := range delta {
+						delta[j] = cNew*float64(hNew[j]) - applied[j]
+					}
+				}
+				continue
+			}
+			cOld := coef(l.agg, s.prevDeg[v])
+			hOld := l.h[int(v)*w : int(v+1)*w]
+			if lazy && s.deg[v] > s.lazyDegree {
+				kind[i] = kindBecomePending
+				for j := range p {
+					p[j] = cOld * float64(hOld[j])
+				}
+				continue
+			}
+			nz := false
+			for j := range p {
+				p[j] = cNew*float64(hNew[j]) - cOld*float64(hOld[j])
+				nz = nz || p[j] != 0
+			}
+			kind[i] = kindZero
+			if nz {
+				kind[i] = kindPush
+			}
+		}
+	})
+
+	// Steps 1 and 2, each destination row written only by its owner
+	// worker (slot mod P): the links added and removed, with the old
+	// contributions of their other end; then the sources' pushes.
+	work := 2 * len(edges)
+	for i, v := range src {
+		// A dead slot has no links after the batch (and its Neighbors need
+		// not be asked).
+		if (kind[i] == kindPush || kind[i] == kindUnpend) && s.deg[v] > 0 {
+			work += len(s.topo.Neighbors(v))
+		}
+	}
+	P := 1
+	if s.workers > 1 && work*w >= s.parallelMin {
+		P = s.workers
+	}
+	for len(b.touched) < P {
+		b.touched = append(b.touched, nil)
+	}
+	ep := s.nextEpoch()
+	s.owners(P, func(o int) {
+		t := b.touched[o][:0]
+		touch := func(d int32) {
+			l.adj[d]++
+			if lastStored {
+				// Only refresh candidates are needed: a row is listed
+				// each time its count passes a multiple of refreshCheck
+				// above refreshBase (one random access less per push).
+				if a := l.adj[d]; a > refreshBase && a%refreshCheck == 0 {
+					t = append(t, d)
+				}
+				return
+			}
+			if s.touch[d] != ep {
+				s.touch[d] = ep
+				t = append(t, d)
+			}
+		}
+		for _, e := range edges {
+			if int(e.u)%P == o {
+				s.addOld(l, e.u, e.v, e.sign)
+				touch(e.u)
+			}
+			if int(e.v)%P == o {
+				s.addOld(l, e.v, e.u, e.sign)
+				touch(e.v)
+			}
+		}
+		for i, v := range src {
+			if kind[i] != kindPush && kind[i] != kindUnpend || s.deg[v] == 0 {
+				continue
+			}
+			p := push[i*w : (i+1)*w]
+			for _, d := range s.topo.Neighbors(v) {
+				if int(d)%P != o {
+					continue
+				}
+				addTo(l.s[int(d)*w:int(d+1)*w], p)
+				touch(d)
+			}
+		}
+		b.touched[o] = t
+	})
+
+	// Hubs in and out; then the new h rows replace the old.
+	for i, v := range src {
+		switch kind[i] {
+		case kindBecomePending:
+			k := l.allocPending()
+			l.pend[v] = k
+			applied := l.pendRows[int(k)*2*w : int(k)*2*w+w]
+			delta := l.pendRows[int(k)*2*w+w : int(k+1)*2*w]
+			copy(applied, push[i*w:(i+1)*w])
+			hNew := l.h[int(v)*w : int(v+1)*w]
+			if r := s.rowOf[v]; r >= 0 {
+				hNew = newH[int(r)*w : int(r+1)*w]
+			}
+			cNew := coef(l.agg, s.deg[v])
+			for j := range delta {
+				delta[j] = cNew*float64(hNew[j]) - applied[j]
+			}
+		case kindUnpend:
+			l.pendFree = append(l.pendFree, l.pend[v])
+			l.pend[v] = -1
+			l.pendLive--
+		}
+	}
+	for i, v := range changed {
+		copy(l.h[int(v)*w:int(v+1)*w], newH[i*w:(i+1)*w])
+		s.rowOf[v] = -1
+	}
+	for _, v := range nodes {
+		if s.deg[v] == 0 {
+			clear(l.s[int(v)*w : int(v+1)*w])
+			l.adj[v] = 0
+		}
+	}
+
+	// Exact refresh of sums that took many adjustments (the drift bound).
+	var refreshed [8]int64
+	s.owners(P, func(o int) {
+		for _, d := range b.touched[o] {
+			if int64(l.adj[d]) > refreshBase+refreshPerLink*int64(s.deg[d]) {
+				s.sumExact(l, d)
+				l.adj[d] = 0
+				refreshed[o]++
+			}
+		}
+	})
+	for _, r := range refreshed {
+		s.refreshes += r
+	}
+
+	if lastStored {
+		return nil
+	}
+	// The slots whose output of this layer may have changed: a new sum,
+	// a new h row, a new degree.
+	ep = s.nextEpoch()
+	next := b.next[:0]
+	add := func(v int32) {
+		if s.mark[v] != ep {
+			s.mark[v] = ep
+			next = append(next, v)
+		}
+	}
+	for o := range P {
+		for _, d := range b.touched[o] {
+			add(d)
+		}
+	}
+	for _, v := range changed {
+		add(v)
+	}
+	for _, v := range nodes {
+		add(v)
+	}
+	// The next layer reads changed while b.next is rebuilt: swap buffers.
+	b.next = b.feat
+	b.feat = next
+	return next
+}
+
+// addOld adds sign times u's contribution before this batch to d's sum.
+func (s *State) addOld(l *layer, d, u int32, sign float64) {
+	w := l.width
+	row := l.s[int(d)*w : int(d+1)*w]
+	if k := l.pend[u]; k >= 0 {
+		axpyTo(row, sign, l.pendRows[int(k)*2*w:int(k)*2*w+w])
+		return
+	}
+	axpy32To(row, sign*coef(l.agg, s.prevDeg[u]), l.h[int(u)*w:int(u+1)*w])
+}
+
+func (l *layer) allocPending() int32 {
+	l.pendLive++
+	if n := len(l.pendFree); n > 0 {
+		k := l.pendFree[n-1]
+		l.pendFree = l.pendFree[:n-1]
+		return k
+	}
+	k := int32(len(l.pendRows) / (2 * l.width))
+	l.pendRows = append(l.pendRows, make([]float64, 2*l.width)...)
+	return k
+}
+
+// owners runs fn(0..P-1) on P goroutines (inline when P is 1).
+func (s *State) owners(P int, fn func(o int)) {
+	if P == 1 {
+		fn(0)
+		return
+	}
+	var wg sync.WaitGroup
+	for o := range P {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			fn(o)
+		}()
+	}
+	wg.Wait()
+}
+
+func growF32(b []float32, n int) []float32 {
+	if cap(b) < n {
+		return make([]float32, n, n+n/4)
+	}
+	return b[:n]
+}
+
+func growF64(b []float64, n int) []float64 {
+	if cap(b) < n {
+		return make([]float64, n, n+n/4)
+	}
+	return b[:n]
+}
+
+func growU8(b []uint8, n int) []uint8 {
+	if cap(b) < n {
+		return make([]uint8, n, n+n/4)
+	}
+	return b[:n]
+}

@@ -1,0 +1,616 @@
+// Package incremental keeps a GCN's per-layer state for one stored graph and
+// keeps it exact as the graph changes, so that scoring a few nodes reads
+// stored rows instead of recomputing their receptive field.
+//
+// The model is a gcn.Network (aggregations gcn, mean and sum; transform
+// first, h = in @ W; out = act(agg + bias); softmax head) and the graph is
+// read through Topology. For every layer but the last, State keeps the
+// transformed rows h[v] (float32) and the neighbour sum S[v] (float64) of
+// the contributions c[s] the aggregation needs (dinv[s]*h[s] for gcn, h[s]
+// for mean and sum); a layer's output for v is then O(width) from
+// h[v], S[v] and deg(v). The last layer is never stored: a score aggregates
+// the previous layer's outputs over the node's closed neighbourhood and
+// multiplies by the last weight (aggregation is linear, so this is exact),
+// which keeps every change at one hop from where it happened in a 2-layer
+// model. docs/INCREMENTAL.md has the algorithm, the proof of exactness and
+// the drift bound.
+package incremental
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"runtime"
+	"sync"
+
+	"github.com/gcnserve/gcnserve/gcn"
+)
+
+// Topology is the stored graph as the engine reads it. Node indexes are
+// stable slots.
+type Topology interface {
+	// NumSlots is one past the highest slot ever used.
+	NumSlots() int
+	// Live reports whether slot i holds a node.
+	Live(i int32) bool
+	// Neighbors lists i's links: one entry per listed link u != v (either
+	// direction), duplicates repeated, listed self loops excluded. The
+	// slice is read-only and valid until the next change.
+	Neighbors(i int32) []int32
+	// Features is node i's raw feature row (FeatureDim values).
+	Features(i int32) []float32
+}
+
+// ChangeKind is what one Change did to the graph.
+type ChangeKind uint8
+
+// Change kinds. A removed node's links arrive as EdgeRemoved before its
+// NodeRemoved.
+const (
+	EdgeAdded ChangeKind = iota + 1
+	EdgeRemoved
+	NodeAdded
+	NodeRemoved
+	FeaturesChanged
+)
+
+func (k ChangeKind) String() string {
+	switch k {
+	case EdgeAdded:
+		return "EdgeAdded"
+	case EdgeRemoved:
+		return "EdgeRemoved"
+	case NodeAdded:
+		return "NodeAdded"
+	case NodeRemoved:
+		return "NodeRemoved"
+	case FeaturesChanged:
+		return "FeaturesChanged"
+	}
+	return fmt.Sprintf("ChangeKind(%d)", uint8(k))
+}
+
+// Change is one change to the graph: U is the node (or an edge's first
+// endpoint), V an edge's second endpoint.
+type Change struct {
+	Kind ChangeKind
+	U, V int32
+}
+
+// ErrNotLive is wrapped by Probabilities' error for a slot that holds no
+// node.
+var ErrNotLive = errors.New("not a live node")
+
+// DefaultLazyDegree is the degree above which a node's contribution to the
+// last stored layer is not pushed to its neighbours on every change but
+// kept pending and added when a score reads the neighbour (see
+// docs/INCREMENTAL.md, "Hubs").
+const DefaultLazyDegree = 512
+
+// refreshBase and refreshPerLink set when a neighbour sum is recomputed
+// exactly: after refreshBase + refreshPerLink*deg incremental adjustments,
+// which keeps the refresh cost at most 1/refreshPerLink of the adjustments'
+// and bounds the rounding error any sum can carry (docs/INCREMENTAL.md).
+// The last stored layer checks a row every refreshCheck adjustments, so
+// there a refresh comes at most refreshCheck adjustments late.
+const (
+	refreshBase    = 1 << 12
+	refreshPerLink = 16
+	refreshCheck   = 1 << 10
+)
+
+// State is the per-layer state of one graph under one Network. Apply and
+// New must not run concurrently with anything else on the same State;
+// Probabilities may run concurrently with itself (the owner holds a
+// sync.RWMutex: write lock for the topology change plus Apply, read lock
+// for Probabilities).
+type State struct {
+	net     *gcn.Network
+	topo    Topology
+	weights [][]float64 // per layer, Weight as float64, [In*Out]
+	biases  [][]float64 // per layer, Out values (zeros when the layer has none)
+	workers int
+	// parallelMin is the operation count above which a step is split
+	// across workers (parallelWork; tests lower it).
+	parallelMin int
+
+	// lazyDegree: a node of the last stored layer with a degree above it
+	// keeps its changes pending; 0 disables pending.
+	lazyDegree int32
+
+	n       int     // slots covered by the arrays
+	deg     []int32 // 1 + links for a live slot, 0 for a dead one
+	prevDeg []int32 // deg before the batch during Apply; equal to deg otherwise
+	layers  []*layer
+
+	// Apply's scratch: only touched under the owner's write lock.
+	epoch  uint32
+	mark   []uint32 // slot -> epoch it joined the set being built
+	touch  []uint32 // slot -> epoch it was touched by a push (written by its owner only)
+	rowOf  []int32  // slot -> row of newH during one layer's update, else -1
+	batch  batchScratch
+	rowBuf sync.Pool // *rowScratch for Probabilities
+
+	// refreshes counts exact recomputations of a neighbour sum (tests).
+	refreshes int64
+}
+
+// layer is the stored state of one layer that is not the last.
+type layer struct {
+	agg   gcn.Aggregation
+	width int
+	h     []float32 // [n*width]: in @ W
+	s     []float64 // [n*width]: sum over links of the applied contributions
+	adj   []uint32  // adjustments of s[v] since it was last summed exactly
+
+	// Pending hubs (the last stored layer only): pend[v] >= 0 indexes two
+	// rows in pendRows, the contribution applied to v's neighbours' sums
+	// and delta = current contribution - applied.
+	pend     []int32
+	pendRows []float64 // [k*2*width]
+	pendFree []int32
+	pendLive int
+}
+
+type batchScratch struct {
+	feat, nodes, src, next []int32
+	edges                  []signedEdge
+	newH                   []float32
+	push                   []float64
+	kind                   []uint8
+	touched                [][]int32
+}
+
+type signedEdge struct {
+	u, v int32
+	sign float64
+}
+
+// New builds every layer's state for topo from scratch, in parallel over
+// GOMAXPROCS cores (at most 4). The State reads topo from then on.
+func New(net *gcn.Network, topo Topology) (*State, error) {
+	if net == nil {
+		return nil, errors.New("incremental: nil network")
+	}
+	if err := net.Check(); err != nil {
+		return nil, fmt.Errorf("incremental: %w", err)
+	}
+	switch net.InputNorm {
+	case gcn.InputNormNone, gcn.InputNormRow:
+	default:
+		return nil, fmt.Errorf("incremental: input norm %q, want %q or %q", net.InputNorm, gcn.InputNormNone, gcn.InputNormRow)
+	}
+	if net.Output != gcn.OutputSoftmax {
+		return nil, fmt.Errorf("incremental: output %q, want %q", net.Output, gcn.OutputSoftmax)
+	}
+	s := &State{net: net, topo: topo, workers: min(runtime.GOMAXPROCS(0), 4), parallelMin: parallelWork, lazyDegree: DefaultLazyDegree}
+	for i, l := range net.Layers {
+		switch l.Aggregation {
+		case gcn.AggregationGCN, gcn.AggregationMean, gcn.AggregationSum:
+		default:
+			return nil, fmt.Errorf("incremental: layer %d: aggregation %q, want gcn, mean or sum", i, l.Aggregation)
+		}
+		switch l.Activation {
+		case gcn.ActivationNone, gcn.ActivationReLU:
+		default:
+			return nil, fmt.Errorf("incremental: layer %d: activation %q, want none or relu", i, l.Activation)
+		}
+		w := make([]float64, len(l.Weight))
+		for j, x := range l.Weight {
+			w[j] = float64(x)
+		}
+		b := make([]float64, l.Out)
+		for j := range l.Bias {
+			b[j] = float64(l.Bias[j])
+		}
+		s.weights = append(s.weights, w)
+		s.biases = append(s.biases, b)
+	}
+	for i := 0; i < len(net.Layers)-1; i++ {
+		s.layers = append(s.layers, &layer{agg: net.Layers[i].Aggregation, width: net.Layers[i].Out})
+	}
+	s.rowBuf.New = func() any { return &rowScratch{} }
+	if err := s.build(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// SetLazyDegree sets the degree above which a node's changes to the last
+// stored layer stay pending until read (0: never). Call it right after New.
+// It is exported for benchmarks; DefaultLazyDegree suits power-law graphs.
+func (s *State) SetLazyDegree(d int) {
+	s.flushPending()
+	s.lazyDegree = int32(d)
+}
+
+// Bytes is the memory the state holds (see docs/INCREMENTAL.md for the
+// formula).
+func (s *State) Bytes() int64 {
+	b := int64(cap(s.deg)+cap(s.prevDeg)+cap(s.mark)+cap(s.touch)+cap(s.rowOf)) * 4
+	for _, l := range s.layers {
+		b += int64(cap(l.h))*4 + int64(cap(l.s))*8 + int64(cap(l.adj))*4 + int64(cap(l.pend))*4 +
+			int64(cap(l.pendRows))*8 + int64(cap(l.pendFree))*4
+	}
+	for _, w := range s.weights {
+		b += int64(len(w)) * 8
+	}
+	return b
+}
+
+// build sizes the arrays to the topology and computes every stored layer
+// from scratch.
+func (s *State) build() error {
+	n := s.topo.NumSlots()
+	s.n = 0
+	s.grow(n)
+	for i := range n {
+		v := int32(i)
+		if s.topo.Live(v) {
+			if f := s.topo.Features(v); len(f) != s.net.FeatureDim {
+				return fmt.Errorf("incremental: node slot %d: %d features, model wants %d", v, len(f), s.net.FeatureDim)
+			}
+			s.deg[i] = 1 + int32(len(s.topo.Neighbors(v)))
+		} else {
+			s.deg[i] = 0
+		}
+		s.prevDeg[i] = s.deg[i]
+	}
+	for li, l := range s.layers {
+		w := l.width
+		s.parallelRange(n, n*w*8, func(lo, hi int) {
+			tmp := make([]float64, 2*s.maxWidth())
+			for i := lo; i < hi; i++ {
+				v := int32(i)
+				row := l.h[i*w : (i+1)*w]
+				if !s.topo.Live(v) {
+					clear(row)
+					continue
+				}
+				s.transformRow(li, v, row, tmp)
+			}
+		})
+		s.parallelRange(n, n*w*16, func(lo, hi int) {
+			for i := lo; i < hi; i++ {
+				s.sumExact(l, int32(i))
+				l.adj[i] = 0
+			}
+		})
+		for i := range l.pend {
+			l.pend[i] = -1
+		}
+		l.pendRows, l.pendFree, l.pendLive = l.pendRows[:0], l.pendFree[:0], 0
+	}
+	return nil
+}
+
+func (s *State) maxWidth() int {
+	m := 0
+	for _, l := range s.net.Layers {
+		m = max(m, l.In, l.Out)
+	}
+	return m
+}
+
+// grow extends the per-slot arrays to n slots.
+func (s *State) grow(n int) {
+	if n <= s.n {
+		return
+	}
+	ext32 := func(a []int32, fill int32) []int32 {
+		for len(a) < n {
+			a = append(a, fill)
+		}
+		return a
+	}
+	extU := func(a []uint32) []uint32 {
+		if n <= cap(a) {
+			return a[:n]
+		}
+		return append(a, make([]uint32, n-len(a))...)
+	}
+	s.deg = ext32(s.deg, 0)
+	s.prevDeg = ext32(s.prevDeg, 0)
+	s.rowOf = ext32(s.rowOf, -1)
+	s.mark = extU(s.mark)
+	s.touch = extU(s.touch)
+	for _, l := range s.layers {
+		l.h = append(l.h, make([]float32, (n-s.n)*l.width)...)
+		l.s = append(l.s, make([]float64, (n-s.n)*l.width)...)
+		l.adj = extU(l.adj)
+		l.pend = ext32(l.pend, -1)
+	}
+	s.n = n
+}
+
+// coef is the factor a source's h row is scaled by in its neighbours' sums.
+func coef(agg gcn.Aggregation, deg int32) float64 {
+	if agg != gcn.AggregationGCN {
+		return 1
+	}
+	if deg <= 0 {
+		return 0
+	}
+	return 1 / math.Sqrt(float64(deg))
+}
+
+// sumExact recomputes s[v] from v's links.
+func (s *State) sumExact(l *layer, v int32) {
+	w := l.width
+	row := l.s[int(v)*w : int(v+1)*w]
+	clear(row)
+	if !s.topo.Live(v) {
+		return
+	}
+	for _, u := range s.topo.Neighbors(v) {
+		if k := l.pend[u]; k >= 0 {
+			addTo(row, l.pendRows[int(k)*2*w:int(k)*2*w+w])
+			continue
+		}
+		axpy32To(row, coef(l.agg, s.deg[u]), l.h[int(u)*w:int(u+1)*w])
+	}
+}
+
+// transformRow writes layer li's h row of v: its input row @ Weight. The
+// input is the normalised features for layer 0, else the previous stored
+// layer's output (without pending hubs: only the last stored layer has
+// them). tmp holds at least 2 x max width values.
+func (s *State) transformRow(li int, v int32, dst []float32, tmp []float64) {
+	L := &s.net.Layers[li]
+	in, acc := tmp[:L.In], tmp[L.In:]
+	if li == 0 {
+		s.inputRow(v, in)
+	} else {
+		s.outputRow(li-1, v, in, nil)
+	}
+	matvec(in, s.weights[li], L.Out, dst, acc)
+}
+
+// matvec writes x @ W (W row-major [len(x), out]) into dst; acc holds at
+// least out values.
+func matvec(x, w []float64, out int, dst []float32, acc []float64) {
+	a := acc[:out]
+	clear(a)
+	for k, xk := range x {
+		if xk == 0 {
+			continue
+		}
+		row := w[k*out : (k+1)*out]
+		for j, wj := range row {
+			a[j] += xk * wj
+		}
+	}
+	for j, x := range a {
+		dst[j] = float32(x)
+	}
+}
+
+// inputRow writes v's features after the input normalisation.
+func (s *State) inputRow(v int32, dst []float64) {
+	f := s.topo.Features(v)
+	sum := 0.0
+	for j, x := range f {
+		dst[j] = float64(x)
+		sum += float64(x)
+	}
+	if s.net.InputNorm == gcn.InputNormRow {
+		if sum == 0 {
+			clear(dst)
+			return
+		}
+		for j := range dst {
+			dst[j] /= sum
+		}
+	}
+}
+
+// outputRow writes stored layer li's output for v: act(agg + bias). With
+// pending non-nil (the last stored layer, read by a score) the pending
+// deltas of v's hub neighbours are added to the stored sum.
+func (s *State) outputRow(li int, v int32, dst []float64, pending []float64) {
+	l := s.layers[li]
+	w := l.width
+	h := l.h[int(v)*w : int(v+1)*w]
+	sum := l.s[int(v)*w : int(v+1)*w]
+	if pending != nil {
+		sum = pending[:w]
+		copy(sum, l.s[int(v)*w:int(v+1)*w])
+		if l.pendLive > 0 {
+			for _, u := range s.topo.Neighbors(v) {
+				if k := l.pend[u]; k >= 0 {
+					addTo(sum, l.pendRows[int(k)*2*w+w:int(k+1)*2*w])
+				}
+			}
+		}
+	}
+	d := s.deg[v]
+	bias := s.biases[li]
+	switch l.agg {
+	case gcn.AggregationGCN:
+		di := coef(l.agg, d)
+		self := di * di
+		for j := range dst[:w] {
+			dst[j] = self*float64(h[j]) + di*sum[j] + bias[j]
+		}
+	case gcn.AggregationMean:
+		inv := 1 / float64(d)
+		for j := range dst[:w] {
+			dst[j] = (float64(h[j])+sum[j])*inv + bias[j]
+		}
+	default:
+		for j := range dst[:w] {
+			dst[j] = float64(h[j]) + sum[j] + bias[j]
+		}
+	}
+	if s.net.Layers[li].Activation == gcn.ActivationReLU {
+		for j, x := range dst[:w] {
+			if x < 0 {
+				dst[j] = 0
+			}
+		}
+	}
+}
+
+type rowScratch struct {
+	acc, row, pend, z []float64
+}
+
+func grown(b []float64, n int) []float64 {
+	if cap(b) < n {
+		return make([]float64, n)
+	}
+	return b[:n]
+}
+
+// Probabilities writes the C class probabilities of each node into dst
+// (len(nodes)*C values, node by node). Safe for concurrent callers as long
+// as no Apply runs.
+func (s *State) Probabilities(nodes []int32, dst []float32) error {
+	C := s.net.NumClasses()
+	if len(dst) != len(nodes)*C {
+		return fmt.Errorf("incremental: dst has %d values, want %d nodes x %d classes", len(dst), len(nodes), C)
+	}
+	for i, v := range nodes {
+		if v < 0 || int(v) >= s.n || !s.topo.Live(v) {
+			return fmt.Errorf("incremental: node %d: slot %d: %w", i, v, ErrNotLive)
+		}
+	}
+	sc := s.rowBuf.Get().(*rowScratch)
+	defer s.rowBuf.Put(sc)
+	last := len(s.net.Layers) - 1
+	L := &s.net.Layers[last]
+	sc.acc = grown(sc.acc, L.In)
+	sc.row = grown(sc.row, L.In)
+	sc.pend = grown(sc.pend, L.In)
+	sc.z = grown(sc.z, L.Out)
+	for i, v := range nodes {
+		s.scoreNode(v, sc)
+		out := dst[i*C : (i+1)*C]
+		softmax(sc.z, out)
+	}
+	return nil
+}
+
+// scoreNode computes the last layer's output for v into sc.z.
+func (s *State) scoreNode(v int32, sc *rowScratch) {
+	last := len(s.net.Layers) - 1
+	L := &s.net.Layers[last]
+	acc, row := sc.acc, sc.row
+	clear(acc)
+	input := func(u int32) {
+		if last == 0 {
+			s.inputRow(u, row)
+		} else {
+			s.outputRow(last-1, u, row, sc.pend)
+		}
+	}
+	dv := s.deg[v]
+	switch L.Aggregation {
+	case gcn.AggregationGCN:
+		input(v)
+		dinv := coef(L.Aggregation, dv)
+		for j, x := range row {
+			acc[j] = dinv * x
+		}
+		for _, u := range s.topo.Neighbors(v) {
+			input(u)
+			axpyTo(acc, coef(L.Aggregation, s.deg[u]), row)
+		}
+		for j := range acc {
+			acc[j] *= dinv
+		}
+	default:
+		input(v)
+		copy(acc, row)
+		for _, u := range s.topo.Neighbors(v) {
+			input(u)
+			addTo(acc, row)
+		}
+		if L.Aggregation == gcn.AggregationMean {
+			inv := 1 / float64(dv)
+			for j := range acc {
+				acc[j] *= inv
+			}
+		}
+	}
+	z := sc.z
+	copy(z, s.biases[last])
+	W := s.weights[last]
+	for k, x := range acc {
+		if x == 0 {
+			continue
+		}
+		for j, wj := range W[k*L.Out : (k+1)*L.Out] {
+			z[j] += x * wj
+		}
+	}
+	if L.Activation == gcn.ActivationReLU {
+		for j, x := range z {
+			if x < 0 {
+				z[j] = 0
+			}
+		}
+	}
+}
+
+func softmax(z []float64, dst []float32) {
+	m := math.Inf(-1)
+	for _, x := range z {
+		m = max(m, x)
+	}
+	sum := 0.0
+	for _, x := range z {
+		sum += math.Exp(x - m)
+	}
+	for j, x := range z {
+		dst[j] = float32(math.Exp(x-m) / sum)
+	}
+}
+
+// parallelRange runs fn over [0,n) split across the workers when work (a
+// rough count of operations) is worth it, else in the calling goroutine.
+func (s *State) parallelRange(n, work int, fn func(lo, hi int)) {
+	p := s.workers
+	if p <= 1 || work < s.parallelMin || n < 2 {
+		fn(0, n)
+		return
+	}
+	p = min(p, n)
+	var wg sync.WaitGroup
+	for w := range p {
+		lo, hi := n*w/p, n*(w+1)/p
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			fn(lo, hi)
+		}()
+	}
+	wg.Wait()
+}
+
+// parallelWork is the operation count above which a step is split across
+// cores: goroutine start and join cost a few microseconds.
+const parallelWork = 1 << 15
+
+// flushPending pushes every pending hub's delta to its neighbours.
+func (s *State) flushPending() {
+	for _, l := range s.layers {
+		if l.pendLive == 0 {
+			continue
+		}
+		w := l.width
+		for v := range l.pend {
+			k := l.pend[v]
+			if k < 0 {
+				continue
+			}
+			delta := l.pendRows[int(k)*2*w+w : int(k+1)*2*w]
+			for _, u := range s.topo.Neighbors(int32(v)) {
+				addTo(l.s[int(u)*w:int(u+1)*w], delta)
+				l.adj[u]++
+			}
+			l.pend[v] = -1
+		}
+		l.pendRows, l.pendFree, l.pendLive = l.pendRows[:0], l.pendFree[:0], 0
+	}
+}
