@@ -60,12 +60,13 @@ var DefaultKeepalive = keepalive.ClientParameters{Time: 30 * time.Second, Timeou
 // The retried codes are limited to UNAVAILABLE: INVALID_ARGUMENT and
 // RESOURCE_EXHAUSTED would fail again, and DEADLINE_EXCEEDED means the
 // caller's time is spent. ProcessGraph and GetModelInfo have no side
-// effects, so a retry is always safe.
+// effects, so a retry is always safe; GraphService's ApplyDelta is made
+// safe by the idempotency key Client.ApplyDelta adds.
 const DefaultServiceConfig = `{
   "loadBalancingConfig": [{"round_robin": {}}],
   "healthCheckConfig": {"serviceName": ""},
   "methodConfig": [{
-    "name": [{"service": "GCNService"}],
+    "name": [{"service": "GCNService"}, {"service": "GraphService"}],
     "retryPolicy": {
       "maxAttempts": 5,
       "initialBackoff": "0.02s",

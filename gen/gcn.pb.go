@@ -863,6 +863,886 @@ func (x *ModelInfo) GetBatching() bool {
 	return false
 }
 
+// CreateGraphRequest creates a stored graph.
+type CreateGraphRequest struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	GraphId string                 `protobuf:"bytes,1,opt,name=graph_id,json=graphId,proto3" json:"graph_id,omitempty"`
+	// model_name: empty for the default model. model_version: empty to follow
+	// the model's highest served version (a new version serves later scores);
+	// else that version only. The model must declare "receptive_field".
+	ModelName    string `protobuf:"bytes,2,opt,name=model_name,json=modelName,proto3" json:"model_name,omitempty"`
+	ModelVersion string `protobuf:"bytes,3,opt,name=model_version,json=modelVersion,proto3" json:"model_version,omitempty"`
+	// graph, optional, is the initial content (its model fields and
+	// include_predictions are ignored), validated as ProcessGraph validates.
+	Graph         *GraphData `protobuf:"bytes,4,opt,name=graph,proto3" json:"graph,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateGraphRequest) Reset() {
+	*x = CreateGraphRequest{}
+	mi := &file_gcn_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateGraphRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateGraphRequest) ProtoMessage() {}
+
+func (x *CreateGraphRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_gcn_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateGraphRequest.ProtoReflect.Descriptor instead.
+func (*CreateGraphRequest) Descriptor() ([]byte, []int) {
+	return file_gcn_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *CreateGraphRequest) GetGraphId() string {
+	if x != nil {
+		return x.GraphId
+	}
+	return ""
+}
+
+func (x *CreateGraphRequest) GetModelName() string {
+	if x != nil {
+		return x.ModelName
+	}
+	return ""
+}
+
+func (x *CreateGraphRequest) GetModelVersion() string {
+	if x != nil {
+		return x.ModelVersion
+	}
+	return ""
+}
+
+func (x *CreateGraphRequest) GetGraph() *GraphData {
+	if x != nil {
+		return x.Graph
+	}
+	return nil
+}
+
+// LoadGraphChunk is one message of LoadGraph's stream: the first names the
+// graph and model (as CreateGraphRequest), every one may carry nodes and
+// edges; an edge may name a node of any chunk. The graph is created with
+// all of them at once when the stream ends, or not at all.
+type LoadGraphChunk struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	GraphId       string                 `protobuf:"bytes,1,opt,name=graph_id,json=graphId,proto3" json:"graph_id,omitempty"`
+	ModelName     string                 `protobuf:"bytes,2,opt,name=model_name,json=modelName,proto3" json:"model_name,omitempty"`
+	ModelVersion  string                 `protobuf:"bytes,3,opt,name=model_version,json=modelVersion,proto3" json:"model_version,omitempty"`
+	Nodes         []*Node                `protobuf:"bytes,4,rep,name=nodes,proto3" json:"nodes,omitempty"`
+	Edges         []*Edge                `protobuf:"bytes,5,rep,name=edges,proto3" json:"edges,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LoadGraphChunk) Reset() {
+	*x = LoadGraphChunk{}
+	mi := &file_gcn_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LoadGraphChunk) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LoadGraphChunk) ProtoMessage() {}
+
+func (x *LoadGraphChunk) ProtoReflect() protoreflect.Message {
+	mi := &file_gcn_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LoadGraphChunk.ProtoReflect.Descriptor instead.
+func (*LoadGraphChunk) Descriptor() ([]byte, []int) {
+	return file_gcn_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *LoadGraphChunk) GetGraphId() string {
+	if x != nil {
+		return x.GraphId
+	}
+	return ""
+}
+
+func (x *LoadGraphChunk) GetModelName() string {
+	if x != nil {
+		return x.ModelName
+	}
+	return ""
+}
+
+func (x *LoadGraphChunk) GetModelVersion() string {
+	if x != nil {
+		return x.ModelVersion
+	}
+	return ""
+}
+
+func (x *LoadGraphChunk) GetNodes() []*Node {
+	if x != nil {
+		return x.Nodes
+	}
+	return nil
+}
+
+func (x *LoadGraphChunk) GetEdges() []*Edge {
+	if x != nil {
+		return x.Edges
+	}
+	return nil
+}
+
+// GraphInfo describes a stored graph.
+type GraphInfo struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	GraphId string                 `protobuf:"bytes,1,opt,name=graph_id,json=graphId,proto3" json:"graph_id,omitempty"`
+	Nodes   int64                  `protobuf:"varint,2,opt,name=nodes,proto3" json:"nodes,omitempty"`
+	// edges counts listed edges, duplicates and self loops included.
+	Edges int64 `protobuf:"varint,3,opt,name=edges,proto3" json:"edges,omitempty"`
+	// bytes is the memory the graph holds, as --max-graph-bytes counts it.
+	Bytes int64 `protobuf:"varint,4,opt,name=bytes,proto3" json:"bytes,omitempty"`
+	// revision: 1 after creation, one more per applied delta.
+	Revision  uint64 `protobuf:"varint,5,opt,name=revision,proto3" json:"revision,omitempty"`
+	ModelName string `protobuf:"bytes,6,opt,name=model_name,json=modelName,proto3" json:"model_name,omitempty"`
+	// model_version is the pinned version, empty when following the highest.
+	ModelVersion string `protobuf:"bytes,7,opt,name=model_version,json=modelVersion,proto3" json:"model_version,omitempty"`
+	// mode: "incremental" (per-layer state kept current) or "recompute" (each
+	// score runs the model on the asked nodes' neighbourhood).
+	Mode          string `protobuf:"bytes,8,opt,name=mode,proto3" json:"mode,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GraphInfo) Reset() {
+	*x = GraphInfo{}
+	mi := &file_gcn_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GraphInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GraphInfo) ProtoMessage() {}
+
+func (x *GraphInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_gcn_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GraphInfo.ProtoReflect.Descriptor instead.
+func (*GraphInfo) Descriptor() ([]byte, []int) {
+	return file_gcn_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *GraphInfo) GetGraphId() string {
+	if x != nil {
+		return x.GraphId
+	}
+	return ""
+}
+
+func (x *GraphInfo) GetNodes() int64 {
+	if x != nil {
+		return x.Nodes
+	}
+	return 0
+}
+
+func (x *GraphInfo) GetEdges() int64 {
+	if x != nil {
+		return x.Edges
+	}
+	return 0
+}
+
+func (x *GraphInfo) GetBytes() int64 {
+	if x != nil {
+		return x.Bytes
+	}
+	return 0
+}
+
+func (x *GraphInfo) GetRevision() uint64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+func (x *GraphInfo) GetModelName() string {
+	if x != nil {
+		return x.ModelName
+	}
+	return ""
+}
+
+func (x *GraphInfo) GetModelVersion() string {
+	if x != nil {
+		return x.ModelVersion
+	}
+	return ""
+}
+
+func (x *GraphInfo) GetMode() string {
+	if x != nil {
+		return x.Mode
+	}
+	return ""
+}
+
+// DeltaRequest changes a stored graph atomically: all of it applies or none.
+// Order: remove_edges, remove_nodes (with their remaining edges),
+// upsert_nodes (an existing id gets new features; a new id is a new node),
+// add_edges (endpoints may be nodes upserted here).
+type DeltaRequest struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	GraphId     string                 `protobuf:"bytes,1,opt,name=graph_id,json=graphId,proto3" json:"graph_id,omitempty"`
+	UpsertNodes []*Node                `protobuf:"bytes,2,rep,name=upsert_nodes,json=upsertNodes,proto3" json:"upsert_nodes,omitempty"`
+	RemoveNodes []string               `protobuf:"bytes,3,rep,name=remove_nodes,json=removeNodes,proto3" json:"remove_nodes,omitempty"`
+	AddEdges    []*Edge                `protobuf:"bytes,4,rep,name=add_edges,json=addEdges,proto3" json:"add_edges,omitempty"`
+	// remove_edges removes one listing of each edge, in either direction; an
+	// edge the graph does not list (that often) is INVALID_ARGUMENT naming it.
+	RemoveEdges []*Edge `protobuf:"bytes,5,rep,name=remove_edges,json=removeEdges,proto3" json:"remove_edges,omitempty"`
+	// expected_revision, when set, must be the graph's current revision, else
+	// ABORTED and nothing changes (optimistic concurrency).
+	ExpectedRevision *uint64 `protobuf:"varint,6,opt,name=expected_revision,json=expectedRevision,proto3,oneof" json:"expected_revision,omitempty"`
+	// idempotency_key, when set, makes a retried delta apply once: a key seen
+	// among the graph's recent deltas answers the revision it produced.
+	IdempotencyKey string `protobuf:"bytes,7,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *DeltaRequest) Reset() {
+	*x = DeltaRequest{}
+	mi := &file_gcn_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeltaRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeltaRequest) ProtoMessage() {}
+
+func (x *DeltaRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_gcn_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeltaRequest.ProtoReflect.Descriptor instead.
+func (*DeltaRequest) Descriptor() ([]byte, []int) {
+	return file_gcn_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *DeltaRequest) GetGraphId() string {
+	if x != nil {
+		return x.GraphId
+	}
+	return ""
+}
+
+func (x *DeltaRequest) GetUpsertNodes() []*Node {
+	if x != nil {
+		return x.UpsertNodes
+	}
+	return nil
+}
+
+func (x *DeltaRequest) GetRemoveNodes() []string {
+	if x != nil {
+		return x.RemoveNodes
+	}
+	return nil
+}
+
+func (x *DeltaRequest) GetAddEdges() []*Edge {
+	if x != nil {
+		return x.AddEdges
+	}
+	return nil
+}
+
+func (x *DeltaRequest) GetRemoveEdges() []*Edge {
+	if x != nil {
+		return x.RemoveEdges
+	}
+	return nil
+}
+
+func (x *DeltaRequest) GetExpectedRevision() uint64 {
+	if x != nil && x.ExpectedRevision != nil {
+		return *x.ExpectedRevision
+	}
+	return 0
+}
+
+func (x *DeltaRequest) GetIdempotencyKey() string {
+	if x != nil {
+		return x.IdempotencyKey
+	}
+	return ""
+}
+
+// DeltaResponse answers ApplyDelta.
+type DeltaResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// revision is the graph's revision with the delta applied.
+	Revision uint64 `protobuf:"varint,1,opt,name=revision,proto3" json:"revision,omitempty"`
+	// duplicate: the idempotency key was seen; nothing was applied now.
+	Duplicate     bool `protobuf:"varint,2,opt,name=duplicate,proto3" json:"duplicate,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeltaResponse) Reset() {
+	*x = DeltaResponse{}
+	mi := &file_gcn_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeltaResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeltaResponse) ProtoMessage() {}
+
+func (x *DeltaResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_gcn_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeltaResponse.ProtoReflect.Descriptor instead.
+func (*DeltaResponse) Descriptor() ([]byte, []int) {
+	return file_gcn_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *DeltaResponse) GetRevision() uint64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+func (x *DeltaResponse) GetDuplicate() bool {
+	if x != nil {
+		return x.Duplicate
+	}
+	return false
+}
+
+// ScoreRequest asks for the scores of some nodes of a stored graph.
+type ScoreRequest struct {
+	state              protoimpl.MessageState `protogen:"open.v1"`
+	GraphId            string                 `protobuf:"bytes,1,opt,name=graph_id,json=graphId,proto3" json:"graph_id,omitempty"`
+	NodeIds            []string               `protobuf:"bytes,2,rep,name=node_ids,json=nodeIds,proto3" json:"node_ids,omitempty"`
+	IncludePredictions bool                   `protobuf:"varint,3,opt,name=include_predictions,json=includePredictions,proto3" json:"include_predictions,omitempty"`
+	// min_revision, when not 0: FAILED_PRECONDITION unless the graph has
+	// reached it. A score always reflects every delta acknowledged before it.
+	MinRevision   uint64 `protobuf:"varint,4,opt,name=min_revision,json=minRevision,proto3" json:"min_revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ScoreRequest) Reset() {
+	*x = ScoreRequest{}
+	mi := &file_gcn_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ScoreRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ScoreRequest) ProtoMessage() {}
+
+func (x *ScoreRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_gcn_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ScoreRequest.ProtoReflect.Descriptor instead.
+func (*ScoreRequest) Descriptor() ([]byte, []int) {
+	return file_gcn_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *ScoreRequest) GetGraphId() string {
+	if x != nil {
+		return x.GraphId
+	}
+	return ""
+}
+
+func (x *ScoreRequest) GetNodeIds() []string {
+	if x != nil {
+		return x.NodeIds
+	}
+	return nil
+}
+
+func (x *ScoreRequest) GetIncludePredictions() bool {
+	if x != nil {
+		return x.IncludePredictions
+	}
+	return false
+}
+
+func (x *ScoreRequest) GetMinRevision() uint64 {
+	if x != nil {
+		return x.MinRevision
+	}
+	return 0
+}
+
+// ScoreResponse holds the asked nodes only.
+type ScoreResponse struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	NodeScores map[string]float32     `protobuf:"bytes,1,rep,name=node_scores,json=nodeScores,proto3" json:"node_scores,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"fixed32,2,opt,name=value"`
+	// predictions, in request order, when include_predictions was set.
+	Predictions []*NodePrediction `protobuf:"bytes,2,rep,name=predictions,proto3" json:"predictions,omitempty"`
+	// revision is the graph revision the scores reflect.
+	Revision      uint64 `protobuf:"varint,3,opt,name=revision,proto3" json:"revision,omitempty"`
+	ModelName     string `protobuf:"bytes,4,opt,name=model_name,json=modelName,proto3" json:"model_name,omitempty"`
+	ModelVersion  string `protobuf:"bytes,5,opt,name=model_version,json=modelVersion,proto3" json:"model_version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ScoreResponse) Reset() {
+	*x = ScoreResponse{}
+	mi := &file_gcn_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ScoreResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ScoreResponse) ProtoMessage() {}
+
+func (x *ScoreResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_gcn_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ScoreResponse.ProtoReflect.Descriptor instead.
+func (*ScoreResponse) Descriptor() ([]byte, []int) {
+	return file_gcn_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *ScoreResponse) GetNodeScores() map[string]float32 {
+	if x != nil {
+		return x.NodeScores
+	}
+	return nil
+}
+
+func (x *ScoreResponse) GetPredictions() []*NodePrediction {
+	if x != nil {
+		return x.Predictions
+	}
+	return nil
+}
+
+func (x *ScoreResponse) GetRevision() uint64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+func (x *ScoreResponse) GetModelName() string {
+	if x != nil {
+		return x.ModelName
+	}
+	return ""
+}
+
+func (x *ScoreResponse) GetModelVersion() string {
+	if x != nil {
+		return x.ModelVersion
+	}
+	return ""
+}
+
+type GetGraphRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	GraphId       string                 `protobuf:"bytes,1,opt,name=graph_id,json=graphId,proto3" json:"graph_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetGraphRequest) Reset() {
+	*x = GetGraphRequest{}
+	mi := &file_gcn_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetGraphRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetGraphRequest) ProtoMessage() {}
+
+func (x *GetGraphRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_gcn_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetGraphRequest.ProtoReflect.Descriptor instead.
+func (*GetGraphRequest) Descriptor() ([]byte, []int) {
+	return file_gcn_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *GetGraphRequest) GetGraphId() string {
+	if x != nil {
+		return x.GraphId
+	}
+	return ""
+}
+
+type ListGraphsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListGraphsRequest) Reset() {
+	*x = ListGraphsRequest{}
+	mi := &file_gcn_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListGraphsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListGraphsRequest) ProtoMessage() {}
+
+func (x *ListGraphsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_gcn_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListGraphsRequest.ProtoReflect.Descriptor instead.
+func (*ListGraphsRequest) Descriptor() ([]byte, []int) {
+	return file_gcn_proto_rawDescGZIP(), []int{19}
+}
+
+type ListGraphsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// graphs in id order.
+	Graphs        []*GraphInfo `protobuf:"bytes,1,rep,name=graphs,proto3" json:"graphs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListGraphsResponse) Reset() {
+	*x = ListGraphsResponse{}
+	mi := &file_gcn_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListGraphsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListGraphsResponse) ProtoMessage() {}
+
+func (x *ListGraphsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_gcn_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListGraphsResponse.ProtoReflect.Descriptor instead.
+func (*ListGraphsResponse) Descriptor() ([]byte, []int) {
+	return file_gcn_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *ListGraphsResponse) GetGraphs() []*GraphInfo {
+	if x != nil {
+		return x.Graphs
+	}
+	return nil
+}
+
+type DeleteGraphRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	GraphId       string                 `protobuf:"bytes,1,opt,name=graph_id,json=graphId,proto3" json:"graph_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteGraphRequest) Reset() {
+	*x = DeleteGraphRequest{}
+	mi := &file_gcn_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteGraphRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteGraphRequest) ProtoMessage() {}
+
+func (x *DeleteGraphRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_gcn_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteGraphRequest.ProtoReflect.Descriptor instead.
+func (*DeleteGraphRequest) Descriptor() ([]byte, []int) {
+	return file_gcn_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *DeleteGraphRequest) GetGraphId() string {
+	if x != nil {
+		return x.GraphId
+	}
+	return ""
+}
+
+type DeleteGraphResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteGraphResponse) Reset() {
+	*x = DeleteGraphResponse{}
+	mi := &file_gcn_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteGraphResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteGraphResponse) ProtoMessage() {}
+
+func (x *DeleteGraphResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_gcn_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteGraphResponse.ProtoReflect.Descriptor instead.
+func (*DeleteGraphResponse) Descriptor() ([]byte, []int) {
+	return file_gcn_proto_rawDescGZIP(), []int{22}
+}
+
+type ExportGraphRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	GraphId       string                 `protobuf:"bytes,1,opt,name=graph_id,json=graphId,proto3" json:"graph_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExportGraphRequest) Reset() {
+	*x = ExportGraphRequest{}
+	mi := &file_gcn_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExportGraphRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExportGraphRequest) ProtoMessage() {}
+
+func (x *ExportGraphRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_gcn_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExportGraphRequest.ProtoReflect.Descriptor instead.
+func (*ExportGraphRequest) Descriptor() ([]byte, []int) {
+	return file_gcn_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *ExportGraphRequest) GetGraphId() string {
+	if x != nil {
+		return x.GraphId
+	}
+	return ""
+}
+
+// GraphChunk is one message of ExportGraph's stream: nodes first, then
+// edges, all at one revision; the first chunk carries info. Feeding the
+// chunks to LoadGraph recreates the graph.
+type GraphChunk struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Info          *GraphInfo             `protobuf:"bytes,1,opt,name=info,proto3" json:"info,omitempty"`
+	Nodes         []*Node                `protobuf:"bytes,2,rep,name=nodes,proto3" json:"nodes,omitempty"`
+	Edges         []*Edge                `protobuf:"bytes,3,rep,name=edges,proto3" json:"edges,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GraphChunk) Reset() {
+	*x = GraphChunk{}
+	mi := &file_gcn_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GraphChunk) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GraphChunk) ProtoMessage() {}
+
+func (x *GraphChunk) ProtoReflect() protoreflect.Message {
+	mi := &file_gcn_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GraphChunk.ProtoReflect.Descriptor instead.
+func (*GraphChunk) Descriptor() ([]byte, []int) {
+	return file_gcn_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *GraphChunk) GetInfo() *GraphInfo {
+	if x != nil {
+		return x.Info
+	}
+	return nil
+}
+
+func (x *GraphChunk) GetNodes() []*Node {
+	if x != nil {
+		return x.Nodes
+	}
+	return nil
+}
+
+func (x *GraphChunk) GetEdges() []*Edge {
+	if x != nil {
+		return x.Edges
+	}
+	return nil
+}
+
 var File_gcn_proto protoreflect.FileDescriptor
 
 const file_gcn_proto_rawDesc = "" +
@@ -940,7 +1820,76 @@ const file_gcn_proto_rawDesc = "" +
 	"\bbatching\x18\x11 \x01(\bR\bbatching\x1a;\n" +
 	"\rMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x012\x9a\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x95\x01\n" +
+	"\x12CreateGraphRequest\x12\x19\n" +
+	"\bgraph_id\x18\x01 \x01(\tR\agraphId\x12\x1d\n" +
+	"\n" +
+	"model_name\x18\x02 \x01(\tR\tmodelName\x12#\n" +
+	"\rmodel_version\x18\x03 \x01(\tR\fmodelVersion\x12 \n" +
+	"\x05graph\x18\x04 \x01(\v2\n" +
+	".GraphDataR\x05graph\"\xa9\x01\n" +
+	"\x0eLoadGraphChunk\x12\x19\n" +
+	"\bgraph_id\x18\x01 \x01(\tR\agraphId\x12\x1d\n" +
+	"\n" +
+	"model_name\x18\x02 \x01(\tR\tmodelName\x12#\n" +
+	"\rmodel_version\x18\x03 \x01(\tR\fmodelVersion\x12\x1b\n" +
+	"\x05nodes\x18\x04 \x03(\v2\x05.NodeR\x05nodes\x12\x1b\n" +
+	"\x05edges\x18\x05 \x03(\v2\x05.EdgeR\x05edges\"\xdc\x01\n" +
+	"\tGraphInfo\x12\x19\n" +
+	"\bgraph_id\x18\x01 \x01(\tR\agraphId\x12\x14\n" +
+	"\x05nodes\x18\x02 \x01(\x03R\x05nodes\x12\x14\n" +
+	"\x05edges\x18\x03 \x01(\x03R\x05edges\x12\x14\n" +
+	"\x05bytes\x18\x04 \x01(\x03R\x05bytes\x12\x1a\n" +
+	"\brevision\x18\x05 \x01(\x04R\brevision\x12\x1d\n" +
+	"\n" +
+	"model_name\x18\x06 \x01(\tR\tmodelName\x12#\n" +
+	"\rmodel_version\x18\a \x01(\tR\fmodelVersion\x12\x12\n" +
+	"\x04mode\x18\b \x01(\tR\x04mode\"\xb5\x02\n" +
+	"\fDeltaRequest\x12\x19\n" +
+	"\bgraph_id\x18\x01 \x01(\tR\agraphId\x12(\n" +
+	"\fupsert_nodes\x18\x02 \x03(\v2\x05.NodeR\vupsertNodes\x12!\n" +
+	"\fremove_nodes\x18\x03 \x03(\tR\vremoveNodes\x12\"\n" +
+	"\tadd_edges\x18\x04 \x03(\v2\x05.EdgeR\baddEdges\x12(\n" +
+	"\fremove_edges\x18\x05 \x03(\v2\x05.EdgeR\vremoveEdges\x120\n" +
+	"\x11expected_revision\x18\x06 \x01(\x04H\x00R\x10expectedRevision\x88\x01\x01\x12'\n" +
+	"\x0fidempotency_key\x18\a \x01(\tR\x0eidempotencyKeyB\x14\n" +
+	"\x12_expected_revision\"I\n" +
+	"\rDeltaResponse\x12\x1a\n" +
+	"\brevision\x18\x01 \x01(\x04R\brevision\x12\x1c\n" +
+	"\tduplicate\x18\x02 \x01(\bR\tduplicate\"\x98\x01\n" +
+	"\fScoreRequest\x12\x19\n" +
+	"\bgraph_id\x18\x01 \x01(\tR\agraphId\x12\x19\n" +
+	"\bnode_ids\x18\x02 \x03(\tR\anodeIds\x12/\n" +
+	"\x13include_predictions\x18\x03 \x01(\bR\x12includePredictions\x12!\n" +
+	"\fmin_revision\x18\x04 \x01(\x04R\vminRevision\"\xa2\x02\n" +
+	"\rScoreResponse\x12?\n" +
+	"\vnode_scores\x18\x01 \x03(\v2\x1e.ScoreResponse.NodeScoresEntryR\n" +
+	"nodeScores\x121\n" +
+	"\vpredictions\x18\x02 \x03(\v2\x0f.NodePredictionR\vpredictions\x12\x1a\n" +
+	"\brevision\x18\x03 \x01(\x04R\brevision\x12\x1d\n" +
+	"\n" +
+	"model_name\x18\x04 \x01(\tR\tmodelName\x12#\n" +
+	"\rmodel_version\x18\x05 \x01(\tR\fmodelVersion\x1a=\n" +
+	"\x0fNodeScoresEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x02R\x05value:\x028\x01\",\n" +
+	"\x0fGetGraphRequest\x12\x19\n" +
+	"\bgraph_id\x18\x01 \x01(\tR\agraphId\"\x13\n" +
+	"\x11ListGraphsRequest\"8\n" +
+	"\x12ListGraphsResponse\x12\"\n" +
+	"\x06graphs\x18\x01 \x03(\v2\n" +
+	".GraphInfoR\x06graphs\"/\n" +
+	"\x12DeleteGraphRequest\x12\x19\n" +
+	"\bgraph_id\x18\x01 \x01(\tR\agraphId\"\x15\n" +
+	"\x13DeleteGraphResponse\"/\n" +
+	"\x12ExportGraphRequest\x12\x19\n" +
+	"\bgraph_id\x18\x01 \x01(\tR\agraphId\"f\n" +
+	"\n" +
+	"GraphChunk\x12\x1e\n" +
+	"\x04info\x18\x01 \x01(\v2\n" +
+	".GraphInfoR\x04info\x12\x1b\n" +
+	"\x05nodes\x18\x02 \x03(\v2\x05.NodeR\x05nodes\x12\x1b\n" +
+	"\x05edges\x18\x03 \x03(\v2\x05.EdgeR\x05edges2\x9a\x01\n" +
 	"\n" +
 	"GCNService\x12&\n" +
 	"\fProcessGraph\x12\n" +
@@ -949,7 +1898,22 @@ const file_gcn_proto_rawDesc = "" +
 	"\fGetModelInfo\x12\x11.ModelInfoRequest\x1a\n" +
 	".ModelInfo\x125\n" +
 	"\n" +
-	"ListModels\x12\x12.ListModelsRequest\x1a\x13.ListModelsResponseB(Z&github.com/gcnserve/gcnserve/gen;gcnpbb\x06proto3"
+	"ListModels\x12\x12.ListModelsRequest\x1a\x13.ListModelsResponse2\x92\x03\n" +
+	"\fGraphService\x12.\n" +
+	"\vCreateGraph\x12\x13.CreateGraphRequest\x1a\n" +
+	".GraphInfo\x12*\n" +
+	"\tLoadGraph\x12\x0f.LoadGraphChunk\x1a\n" +
+	".GraphInfo(\x01\x12+\n" +
+	"\n" +
+	"ApplyDelta\x12\r.DeltaRequest\x1a\x0e.DeltaResponse\x12+\n" +
+	"\n" +
+	"ScoreNodes\x12\r.ScoreRequest\x1a\x0e.ScoreResponse\x12(\n" +
+	"\bGetGraph\x12\x10.GetGraphRequest\x1a\n" +
+	".GraphInfo\x125\n" +
+	"\n" +
+	"ListGraphs\x12\x12.ListGraphsRequest\x1a\x13.ListGraphsResponse\x128\n" +
+	"\vDeleteGraph\x12\x13.DeleteGraphRequest\x1a\x14.DeleteGraphResponse\x121\n" +
+	"\vExportGraph\x12\x13.ExportGraphRequest\x1a\v.GraphChunk0\x01B(Z&github.com/gcnserve/gcnserve/gen;gcnpbb\x06proto3"
 
 var (
 	file_gcn_proto_rawDescOnce sync.Once
@@ -963,41 +1927,84 @@ func file_gcn_proto_rawDescGZIP() []byte {
 	return file_gcn_proto_rawDescData
 }
 
-var file_gcn_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_gcn_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
 var file_gcn_proto_goTypes = []any{
-	(*Node)(nil),               // 0: Node
-	(*Edge)(nil),               // 1: Edge
-	(*GraphData)(nil),          // 2: GraphData
-	(*GCNResult)(nil),          // 3: GCNResult
-	(*NodePrediction)(nil),     // 4: NodePrediction
-	(*ModelInfoRequest)(nil),   // 5: ModelInfoRequest
-	(*ListModelsRequest)(nil),  // 6: ListModelsRequest
-	(*ListModelsResponse)(nil), // 7: ListModelsResponse
-	(*ModelStatus)(nil),        // 8: ModelStatus
-	(*ModelVersionStatus)(nil), // 9: ModelVersionStatus
-	(*ModelInfo)(nil),          // 10: ModelInfo
-	nil,                        // 11: GCNResult.NodeScoresEntry
-	nil,                        // 12: ModelInfo.MetadataEntry
+	(*Node)(nil),                // 0: Node
+	(*Edge)(nil),                // 1: Edge
+	(*GraphData)(nil),           // 2: GraphData
+	(*GCNResult)(nil),           // 3: GCNResult
+	(*NodePrediction)(nil),      // 4: NodePrediction
+	(*ModelInfoRequest)(nil),    // 5: ModelInfoRequest
+	(*ListModelsRequest)(nil),   // 6: ListModelsRequest
+	(*ListModelsResponse)(nil),  // 7: ListModelsResponse
+	(*ModelStatus)(nil),         // 8: ModelStatus
+	(*ModelVersionStatus)(nil),  // 9: ModelVersionStatus
+	(*ModelInfo)(nil),           // 10: ModelInfo
+	(*CreateGraphRequest)(nil),  // 11: CreateGraphRequest
+	(*LoadGraphChunk)(nil),      // 12: LoadGraphChunk
+	(*GraphInfo)(nil),           // 13: GraphInfo
+	(*DeltaRequest)(nil),        // 14: DeltaRequest
+	(*DeltaResponse)(nil),       // 15: DeltaResponse
+	(*ScoreRequest)(nil),        // 16: ScoreRequest
+	(*ScoreResponse)(nil),       // 17: ScoreResponse
+	(*GetGraphRequest)(nil),     // 18: GetGraphRequest
+	(*ListGraphsRequest)(nil),   // 19: ListGraphsRequest
+	(*ListGraphsResponse)(nil),  // 20: ListGraphsResponse
+	(*DeleteGraphRequest)(nil),  // 21: DeleteGraphRequest
+	(*DeleteGraphResponse)(nil), // 22: DeleteGraphResponse
+	(*ExportGraphRequest)(nil),  // 23: ExportGraphRequest
+	(*GraphChunk)(nil),          // 24: GraphChunk
+	nil,                         // 25: GCNResult.NodeScoresEntry
+	nil,                         // 26: ModelInfo.MetadataEntry
+	nil,                         // 27: ScoreResponse.NodeScoresEntry
 }
 var file_gcn_proto_depIdxs = []int32{
 	0,  // 0: GraphData.nodes:type_name -> Node
 	1,  // 1: GraphData.edges:type_name -> Edge
-	11, // 2: GCNResult.node_scores:type_name -> GCNResult.NodeScoresEntry
+	25, // 2: GCNResult.node_scores:type_name -> GCNResult.NodeScoresEntry
 	4,  // 3: GCNResult.predictions:type_name -> NodePrediction
 	8,  // 4: ListModelsResponse.models:type_name -> ModelStatus
 	9,  // 5: ModelStatus.versions:type_name -> ModelVersionStatus
-	12, // 6: ModelInfo.metadata:type_name -> ModelInfo.MetadataEntry
-	2,  // 7: GCNService.ProcessGraph:input_type -> GraphData
-	5,  // 8: GCNService.GetModelInfo:input_type -> ModelInfoRequest
-	6,  // 9: GCNService.ListModels:input_type -> ListModelsRequest
-	3,  // 10: GCNService.ProcessGraph:output_type -> GCNResult
-	10, // 11: GCNService.GetModelInfo:output_type -> ModelInfo
-	7,  // 12: GCNService.ListModels:output_type -> ListModelsResponse
-	10, // [10:13] is the sub-list for method output_type
-	7,  // [7:10] is the sub-list for method input_type
-	7,  // [7:7] is the sub-list for extension type_name
-	7,  // [7:7] is the sub-list for extension extendee
-	0,  // [0:7] is the sub-list for field type_name
+	26, // 6: ModelInfo.metadata:type_name -> ModelInfo.MetadataEntry
+	2,  // 7: CreateGraphRequest.graph:type_name -> GraphData
+	0,  // 8: LoadGraphChunk.nodes:type_name -> Node
+	1,  // 9: LoadGraphChunk.edges:type_name -> Edge
+	0,  // 10: DeltaRequest.upsert_nodes:type_name -> Node
+	1,  // 11: DeltaRequest.add_edges:type_name -> Edge
+	1,  // 12: DeltaRequest.remove_edges:type_name -> Edge
+	27, // 13: ScoreResponse.node_scores:type_name -> ScoreResponse.NodeScoresEntry
+	4,  // 14: ScoreResponse.predictions:type_name -> NodePrediction
+	13, // 15: ListGraphsResponse.graphs:type_name -> GraphInfo
+	13, // 16: GraphChunk.info:type_name -> GraphInfo
+	0,  // 17: GraphChunk.nodes:type_name -> Node
+	1,  // 18: GraphChunk.edges:type_name -> Edge
+	2,  // 19: GCNService.ProcessGraph:input_type -> GraphData
+	5,  // 20: GCNService.GetModelInfo:input_type -> ModelInfoRequest
+	6,  // 21: GCNService.ListModels:input_type -> ListModelsRequest
+	11, // 22: GraphService.CreateGraph:input_type -> CreateGraphRequest
+	12, // 23: GraphService.LoadGraph:input_type -> LoadGraphChunk
+	14, // 24: GraphService.ApplyDelta:input_type -> DeltaRequest
+	16, // 25: GraphService.ScoreNodes:input_type -> ScoreRequest
+	18, // 26: GraphService.GetGraph:input_type -> GetGraphRequest
+	19, // 27: GraphService.ListGraphs:input_type -> ListGraphsRequest
+	21, // 28: GraphService.DeleteGraph:input_type -> DeleteGraphRequest
+	23, // 29: GraphService.ExportGraph:input_type -> ExportGraphRequest
+	3,  // 30: GCNService.ProcessGraph:output_type -> GCNResult
+	10, // 31: GCNService.GetModelInfo:output_type -> ModelInfo
+	7,  // 32: GCNService.ListModels:output_type -> ListModelsResponse
+	13, // 33: GraphService.CreateGraph:output_type -> GraphInfo
+	13, // 34: GraphService.LoadGraph:output_type -> GraphInfo
+	15, // 35: GraphService.ApplyDelta:output_type -> DeltaResponse
+	17, // 36: GraphService.ScoreNodes:output_type -> ScoreResponse
+	13, // 37: GraphService.GetGraph:output_type -> GraphInfo
+	20, // 38: GraphService.ListGraphs:output_type -> ListGraphsResponse
+	22, // 39: GraphService.DeleteGraph:output_type -> DeleteGraphResponse
+	24, // 40: GraphService.ExportGraph:output_type -> GraphChunk
+	30, // [30:41] is the sub-list for method output_type
+	19, // [19:30] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_gcn_proto_init() }
@@ -1005,15 +2012,16 @@ func file_gcn_proto_init() {
 	if File_gcn_proto != nil {
 		return
 	}
+	file_gcn_proto_msgTypes[14].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gcn_proto_rawDesc), len(file_gcn_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   13,
+			NumMessages:   28,
 			NumExtensions: 0,
-			NumServices:   1,
+			NumServices:   2,
 		},
 		GoTypes:           file_gcn_proto_goTypes,
 		DependencyIndexes: file_gcn_proto_depIdxs,

@@ -246,3 +246,378 @@ var GCNService_ServiceDesc = grpc.ServiceDesc{
 	Streams:  []grpc.StreamDesc{},
 	Metadata: "gcn.proto",
 }
+
+const (
+	GraphService_CreateGraph_FullMethodName = "/GraphService/CreateGraph"
+	GraphService_LoadGraph_FullMethodName   = "/GraphService/LoadGraph"
+	GraphService_ApplyDelta_FullMethodName  = "/GraphService/ApplyDelta"
+	GraphService_ScoreNodes_FullMethodName  = "/GraphService/ScoreNodes"
+	GraphService_GetGraph_FullMethodName    = "/GraphService/GetGraph"
+	GraphService_ListGraphs_FullMethodName  = "/GraphService/ListGraphs"
+	GraphService_DeleteGraph_FullMethodName = "/GraphService/DeleteGraph"
+	GraphService_ExportGraph_FullMethodName = "/GraphService/ExportGraph"
+)
+
+// GraphServiceClient is the client API for GraphService service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+//
+// GraphService keeps graphs in the server.
+type GraphServiceClient interface {
+	CreateGraph(ctx context.Context, in *CreateGraphRequest, opts ...grpc.CallOption) (*GraphInfo, error)
+	// LoadGraph creates a graph too big for one message from a stream of
+	// chunks.
+	LoadGraph(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[LoadGraphChunk, GraphInfo], error)
+	ApplyDelta(ctx context.Context, in *DeltaRequest, opts ...grpc.CallOption) (*DeltaResponse, error)
+	ScoreNodes(ctx context.Context, in *ScoreRequest, opts ...grpc.CallOption) (*ScoreResponse, error)
+	GetGraph(ctx context.Context, in *GetGraphRequest, opts ...grpc.CallOption) (*GraphInfo, error)
+	ListGraphs(ctx context.Context, in *ListGraphsRequest, opts ...grpc.CallOption) (*ListGraphsResponse, error)
+	DeleteGraph(ctx context.Context, in *DeleteGraphRequest, opts ...grpc.CallOption) (*DeleteGraphResponse, error)
+	// ExportGraph streams the graph back, for backup or moving it.
+	ExportGraph(ctx context.Context, in *ExportGraphRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[GraphChunk], error)
+}
+
+type graphServiceClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewGraphServiceClient(cc grpc.ClientConnInterface) GraphServiceClient {
+	return &graphServiceClient{cc}
+}
+
+func (c *graphServiceClient) CreateGraph(ctx context.Context, in *CreateGraphRequest, opts ...grpc.CallOption) (*GraphInfo, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GraphInfo)
+	err := c.cc.Invoke(ctx, GraphService_CreateGraph_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *graphServiceClient) LoadGraph(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[LoadGraphChunk, GraphInfo], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &GraphService_ServiceDesc.Streams[0], GraphService_LoadGraph_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[LoadGraphChunk, GraphInfo]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type GraphService_LoadGraphClient = grpc.ClientStreamingClient[LoadGraphChunk, GraphInfo]
+
+func (c *graphServiceClient) ApplyDelta(ctx context.Context, in *DeltaRequest, opts ...grpc.CallOption) (*DeltaResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeltaResponse)
+	err := c.cc.Invoke(ctx, GraphService_ApplyDelta_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *graphServiceClient) ScoreNodes(ctx context.Context, in *ScoreRequest, opts ...grpc.CallOption) (*ScoreResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ScoreResponse)
+	err := c.cc.Invoke(ctx, GraphService_ScoreNodes_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *graphServiceClient) GetGraph(ctx context.Context, in *GetGraphRequest, opts ...grpc.CallOption) (*GraphInfo, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GraphInfo)
+	err := c.cc.Invoke(ctx, GraphService_GetGraph_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *graphServiceClient) ListGraphs(ctx context.Context, in *ListGraphsRequest, opts ...grpc.CallOption) (*ListGraphsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListGraphsResponse)
+	err := c.cc.Invoke(ctx, GraphService_ListGraphs_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *graphServiceClient) DeleteGraph(ctx context.Context, in *DeleteGraphRequest, opts ...grpc.CallOption) (*DeleteGraphResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeleteGraphResponse)
+	err := c.cc.Invoke(ctx, GraphService_DeleteGraph_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *graphServiceClient) ExportGraph(ctx context.Context, in *ExportGraphRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[GraphChunk], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &GraphService_ServiceDesc.Streams[1], GraphService_ExportGraph_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[ExportGraphRequest, GraphChunk]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type GraphService_ExportGraphClient = grpc.ServerStreamingClient[GraphChunk]
+
+// GraphServiceServer is the server API for GraphService service.
+// All implementations must embed UnimplementedGraphServiceServer
+// for forward compatibility.
+//
+// GraphService keeps graphs in the server.
+type GraphServiceServer interface {
+	CreateGraph(context.Context, *CreateGraphRequest) (*GraphInfo, error)
+	// LoadGraph creates a graph too big for one message from a stream of
+	// chunks.
+	LoadGraph(grpc.ClientStreamingServer[LoadGraphChunk, GraphInfo]) error
+	ApplyDelta(context.Context, *DeltaRequest) (*DeltaResponse, error)
+	ScoreNodes(context.Context, *ScoreRequest) (*ScoreResponse, error)
+	GetGraph(context.Context, *GetGraphRequest) (*GraphInfo, error)
+	ListGraphs(context.Context, *ListGraphsRequest) (*ListGraphsResponse, error)
+	DeleteGraph(context.Context, *DeleteGraphRequest) (*DeleteGraphResponse, error)
+	// ExportGraph streams the graph back, for backup or moving it.
+	ExportGraph(*ExportGraphRequest, grpc.ServerStreamingServer[GraphChunk]) error
+	mustEmbedUnimplementedGraphServiceServer()
+}
+
+// UnimplementedGraphServiceServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedGraphServiceServer struct{}
+
+func (UnimplementedGraphServiceServer) CreateGraph(context.Context, *CreateGraphRequest) (*GraphInfo, error) {
+	return nil, status.Error(codes.Unimplemented, "method CreateGraph not implemented")
+}
+func (UnimplementedGraphServiceServer) LoadGraph(grpc.ClientStreamingServer[LoadGraphChunk, GraphInfo]) error {
+	return status.Error(codes.Unimplemented, "method LoadGraph not implemented")
+}
+func (UnimplementedGraphServiceServer) ApplyDelta(context.Context, *DeltaRequest) (*DeltaResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ApplyDelta not implemented")
+}
+func (UnimplementedGraphServiceServer) ScoreNodes(context.Context, *ScoreRequest) (*ScoreResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ScoreNodes not implemented")
+}
+func (UnimplementedGraphServiceServer) GetGraph(context.Context, *GetGraphRequest) (*GraphInfo, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetGraph not implemented")
+}
+func (UnimplementedGraphServiceServer) ListGraphs(context.Context, *ListGraphsRequest) (*ListGraphsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListGraphs not implemented")
+}
+func (UnimplementedGraphServiceServer) DeleteGraph(context.Context, *DeleteGraphRequest) (*DeleteGraphResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeleteGraph not implemented")
+}
+func (UnimplementedGraphServiceServer) ExportGraph(*ExportGraphRequest, grpc.ServerStreamingServer[GraphChunk]) error {
+	return status.Error(codes.Unimplemented, "method ExportGraph not implemented")
+}
+func (UnimplementedGraphServiceServer) mustEmbedUnimplementedGraphServiceServer() {}
+func (UnimplementedGraphServiceServer) testEmbeddedByValue()                      {}
+
+// UnsafeGraphServiceServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to GraphServiceServer will
+// result in compilation errors.
+type UnsafeGraphServiceServer interface {
+	mustEmbedUnimplementedGraphServiceServer()
+}
+
+func RegisterGraphServiceServer(s grpc.ServiceRegistrar, srv GraphServiceServer) {
+	// If the following call panics, it indicates UnimplementedGraphServiceServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&GraphService_ServiceDesc, srv)
+}
+
+func _GraphService_CreateGraph_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreateGraphRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(GraphServiceServer).CreateGraph(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: GraphService_CreateGraph_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(GraphServiceServer).CreateGraph(ctx, req.(*CreateGraphRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _GraphService_LoadGraph_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(GraphServiceServer).LoadGraph(&grpc.GenericServerStream[LoadGraphChunk, GraphInfo]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type GraphService_LoadGraphServer = grpc.ClientStreamingServer[LoadGraphChunk, GraphInfo]
+
+func _GraphService_ApplyDelta_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeltaRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(GraphServiceServer).ApplyDelta(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: GraphService_ApplyDelta_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(GraphServiceServer).ApplyDelta(ctx, req.(*DeltaRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _GraphService_ScoreNodes_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ScoreRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(GraphServiceServer).ScoreNodes(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: GraphService_ScoreNodes_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(GraphServiceServer).ScoreNodes(ctx, req.(*ScoreRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _GraphService_GetGraph_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetGraphRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(GraphServiceServer).GetGraph(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: GraphService_GetGraph_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(GraphServiceServer).GetGraph(ctx, req.(*GetGraphRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _GraphService_ListGraphs_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListGraphsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(GraphServiceServer).ListGraphs(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: GraphService_ListGraphs_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(GraphServiceServer).ListGraphs(ctx, req.(*ListGraphsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _GraphService_DeleteGraph_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteGraphRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(GraphServiceServer).DeleteGraph(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: GraphService_DeleteGraph_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(GraphServiceServer).DeleteGraph(ctx, req.(*DeleteGraphRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _GraphService_ExportGraph_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(ExportGraphRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(GraphServiceServer).ExportGraph(m, &grpc.GenericServerStream[ExportGraphRequest, GraphChunk]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type GraphService_ExportGraphServer = grpc.ServerStreamingServer[GraphChunk]
+
+// GraphService_ServiceDesc is the grpc.ServiceDesc for GraphService service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var GraphService_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "GraphService",
+	HandlerType: (*GraphServiceServer)(nil),
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "CreateGraph",
+			Handler:    _GraphService_CreateGraph_Handler,
+		},
+		{
+			MethodName: "ApplyDelta",
+			Handler:    _GraphService_ApplyDelta_Handler,
+		},
+		{
+			MethodName: "ScoreNodes",
+			Handler:    _GraphService_ScoreNodes_Handler,
+		},
+		{
+			MethodName: "GetGraph",
+			Handler:    _GraphService_GetGraph_Handler,
+		},
+		{
+			MethodName: "ListGraphs",
+			Handler:    _GraphService_ListGraphs_Handler,
+		},
+		{
+			MethodName: "DeleteGraph",
+			Handler:    _GraphService_DeleteGraph_Handler,
+		},
+	},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "LoadGraph",
+			Handler:       _GraphService_LoadGraph_Handler,
+			ClientStreams: true,
+		},
+		{
+			StreamName:    "ExportGraph",
+			Handler:       _GraphService_ExportGraph_Handler,
+			ServerStreams: true,
+		},
+	},
+	Metadata: "gcn.proto",
+}

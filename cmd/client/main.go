@@ -83,6 +83,13 @@ const usageText = `Usage:
   gcnclient [flags] DIR                   DIR/nodes.csv and DIR/edges.csv (.csv.gz too)
   gcnclient [flags] --nodes F --edges F   the CSV files by name
   gcnclient [flags] --info                describe the served model
+  gcnclient [flags] graph SUBCOMMAND ...  stored graphs (docs/STATEFUL.md):
+      graph create ID [GRAPH]     create graph ID (bound to --model), GRAPH as above, one message
+      graph load ID GRAPH         the same, streamed in chunks (a progress bar on a terminal)
+      graph delta ID DELTA.json   apply a delta (JSON DeltaRequest; "-": stdin); prints the revision
+      graph score ID NODE...      score nodes of graph ID (--predictions, --output)
+      graph get ID | graph list | graph delete ID
+      graph export ID             print the graph as JSON GraphData (graph load takes it back)
 
 nodes.csv: a header id,f0,f1,... (columns named label and split are skipped),
 then one node per line. edges.csv: a header source,target, then one edge per line.
@@ -144,6 +151,9 @@ func parse(args []string, stdout io.Writer) (flags, []string, error) {
 	if (f.tlsCert == "") != (f.tlsKey == "") {
 		return bad("--tls-cert and --tls-key go together")
 	}
+	if len(rest) > 0 && rest[0] == "graph" {
+		return f, rest, nil // stored graphs: graph.go checks its own arguments
+	}
 	csvFiles := f.nodes != "" || f.edges != ""
 	switch {
 	case csvFiles && (f.nodes == "" || f.edges == ""):
@@ -167,7 +177,13 @@ func runErr(args []string, stdin io.Reader, stdout io.Writer) error {
 		return err
 	}
 	var g *gcnpb.GraphData
-	if !f.info {
+	graphCmd := len(rest) > 0 && rest[0] == "graph"
+	if graphCmd {
+		if err := checkGraphArgs(rest[1:]); err != nil {
+			return err
+		}
+	}
+	if !f.info && !graphCmd {
 		if g, err = readGraph(f, rest, stdin); err != nil {
 			return err
 		}
@@ -198,6 +214,9 @@ func runErr(args []string, stdin io.Reader, stdout io.Writer) error {
 	ctx, cancel := context.WithTimeout(context.Background(), f.timeout)
 	defer cancel()
 
+	if graphCmd {
+		return runGraph(ctx, c, f, rest[1:], stdin, stdout)
+	}
 	if f.info {
 		info, err := c.GetModelInfo(ctx)
 		if err != nil {

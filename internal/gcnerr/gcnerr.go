@@ -24,15 +24,28 @@ const (
 	Unavailable
 	// Unauthenticated: missing or wrong credentials.
 	Unauthenticated
+	// FailedPrecondition: the system is not in the state the request needs
+	// (a stored graph whose model was removed, a model without the metadata
+	// stored graphs need). Retrying cannot help until that state changes.
+	FailedPrecondition
+	// Aborted: a concurrency conflict (a delta's expected revision is not
+	// the graph's). Re-read and retry.
+	Aborted
+	// AlreadyExists: the request creates something that exists (a stored
+	// graph id).
+	AlreadyExists
 )
 
 var kindNames = [...]string{
-	InvalidArgument: "invalid argument",
-	TooLarge:        "too large",
-	NotFound:        "not found",
-	Overloaded:      "overloaded",
-	Unavailable:     "unavailable",
-	Unauthenticated: "unauthenticated",
+	InvalidArgument:    "invalid argument",
+	TooLarge:           "too large",
+	NotFound:           "not found",
+	Overloaded:         "overloaded",
+	Unavailable:        "unavailable",
+	Unauthenticated:    "unauthenticated",
+	FailedPrecondition: "failed precondition",
+	Aborted:            "aborted",
+	AlreadyExists:      "already exists",
 }
 
 // String names the kind.

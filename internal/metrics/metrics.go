@@ -87,6 +87,8 @@ type Metrics struct {
 	admitted     prometheus.Gauge
 	budget       prometheus.Gauge
 	authFailures *prometheus.CounterVec // protocol, reason
+
+	graph graphMetrics // stored graphs: graphs.go
 }
 
 // New builds the registry with the Go and process collectors, Go's build
@@ -148,6 +150,7 @@ func New(opts Options) *Metrics {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		collectors.NewBuildInfoCollector(),
 	)
+	m.graph = newGraphMetrics(f)
 	return m
 }
 
@@ -341,6 +344,12 @@ func (f factory) gaugeVec(name, help string, labels ...string) *prometheus.Gauge
 	g := prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: Namespace, Name: name, Help: help}, labels)
 	f.reg.MustRegister(g)
 	return g
+}
+
+func (f factory) counter(name, help string) prometheus.Counter {
+	c := prometheus.NewCounter(prometheus.CounterOpts{Namespace: Namespace, Name: name, Help: help})
+	f.reg.MustRegister(c)
+	return c
 }
 
 func (f factory) gauge(name, help string) prometheus.Gauge {

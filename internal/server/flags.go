@@ -24,6 +24,7 @@ func ParseFlags(args []string, getenv func(string) string, stderr io.Writer) (Co
 	cfg := DefaultConfig()
 	if l, err := memlimit.Detect(); err == nil {
 		cfg.MaxInflightBytes = memlimit.DefaultInflightBytes(l)
+		cfg.MaxGraphBytes = cfg.MaxInflightBytes / 2
 	}
 	var logLevel, logFormat string
 	fs := flag.NewFlagSet("gcnserve", flag.ContinueOnError)
@@ -66,6 +67,9 @@ func ParseFlags(args []string, getenv func(string) string, stderr io.Writer) (Co
 	fs.IntVar(&cfg.HTTP.MaxHeaderBytes, "http-max-header-bytes", cfg.HTTP.MaxHeaderBytes, "largest HTTP request header block in bytes (431 past it)")
 	fs.IntVar(&cfg.HTTP.MaxConns, "max-http-conns", cfg.HTTP.MaxConns, "most open connections per HTTP listener; more wait to be accepted (0: unlimited; needs a file descriptor each)")
 	fs.StringVar(&cfg.DebugAddr, "debug-addr", "", "serve /metrics and /debug/pprof/ over HTTP here, e.g. 127.0.0.1:9100 (empty: off)")
+	fs.StringVar(&cfg.GraphStore, "graph-store", cfg.GraphStore, "directory of the stored graphs' durable store (bbolt; every acknowledged delta is fsynced first); empty: graphs live in memory only")
+	fs.Int64Var(&cfg.MaxGraphBytes, "max-graph-bytes", cfg.MaxGraphBytes, "memory budget of all stored graphs, in bytes (default: a quarter of the cgroup memory limit, else of the RAM; 0: unlimited)")
+	fs.Int64Var(&cfg.GraphSnapshotBytes, "graph-snapshot-bytes", cfg.GraphSnapshotBytes, "fold a stored graph's delta log into a new snapshot once the log is this big and bigger than the last snapshot (with --graph-store)")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error (debug logs each request's timing)")
 	fs.StringVar(&logFormat, "log-format", "text", "text or json")
 	showVersion := fs.Bool("version", false, "print gcnserve's, Go's and ONNX Runtime's versions (and whether ONNX Runtime is embedded) and exit")

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/tap"
 	"google.golang.org/protobuf/proto"
 
+	gcnpb "github.com/gcnserve/gcnserve/gen"
 	"github.com/gcnserve/gcnserve/gen/inferencepb"
 	"github.com/gcnserve/gcnserve/internal/auth"
 	"github.com/gcnserve/gcnserve/internal/transport/grpcapi"
@@ -71,7 +72,11 @@ func messageLimit(v any) int {
 	if _, ok := v.(interface{ InferenceRequest() }); ok {
 		return 0 // --max-request-bytes
 	}
-	if _, ok := v.(*inferencepb.ModelInferRequest); ok {
+	switch v.(type) {
+	case *inferencepb.ModelInferRequest,
+		// Stored graphs: an initial graph, a chunk of one, a delta and a
+		// list of node ids to score can each be as big as a request.
+		*gcnpb.CreateGraphRequest, *gcnpb.LoadGraphChunk, *gcnpb.DeltaRequest, *gcnpb.ScoreRequest:
 		return 0 // --max-request-bytes
 	}
 	return grpcapi.MaxSmallRequestBytes

@@ -35,6 +35,7 @@ import (
 	"github.com/gcnserve/gcnserve/gcn"
 	"github.com/gcnserve/gcnserve/internal/admission"
 	"github.com/gcnserve/gcnserve/internal/auth"
+	"github.com/gcnserve/gcnserve/internal/graphs/store"
 	"github.com/gcnserve/gcnserve/internal/memlimit"
 	"github.com/gcnserve/gcnserve/internal/metrics"
 	"github.com/gcnserve/gcnserve/internal/modelrepo"
@@ -140,6 +141,16 @@ type Config struct {
 	// HTTP bounds what one HTTP client can hold on HTTPAddr and DebugAddr
 	// (HTTPLimits' fields state the defaults).
 	HTTP HTTPLimits
+	// GraphStore, when set, is the directory of the stored graphs' durable
+	// store (docs/STATEFUL.md). Default "": graphs live in memory only.
+	GraphStore string
+	// MaxGraphBytes bounds the memory of all stored graphs. Default: a
+	// quarter of the cgroup memory limit, else of the RAM (requests get
+	// half: the two never add up past the limit); 0: unlimited.
+	MaxGraphBytes int64
+	// GraphSnapshotBytes: a graph's delta log is folded into a new snapshot
+	// once it is this big and bigger than the last snapshot. Default 4 MiB.
+	GraphSnapshotBytes int64
 	// Logger receives the server's logs. Default slog.Default().
 	Logger *slog.Logger
 }
@@ -166,6 +177,7 @@ func DefaultConfig() Config {
 		DrainDelay:             5 * time.Second,
 		ShutdownGrace:          10 * time.Second,
 		HTTP:                   DefaultHTTPLimits(),
+		GraphSnapshotBytes:     serving.DefaultSnapshotBytes,
 	}
 }
 
@@ -179,6 +191,8 @@ type Server struct {
 	// (on its reload goroutine) before modelrepo.Open returns.
 	published atomic.Pointer[modelrepo.Repository]
 	svc       *serving.Service
+	graphs    *serving.Graphs
+	store     *store.Store // nil without GraphStore
 	metrics   *metrics.Metrics
 	grpc      *grpc.Server
 	health    *health.Server
@@ -260,6 +274,15 @@ func New(cfg Config) (_ *Server, err error) {
 		Logger: log,
 	})
 
+	if err := s.openGraphs(); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil && s.store != nil {
+			err = errors.Join(err, s.store.Close())
+		}
+	}()
+
 	s.life = &Lifecycle{Log: log, DrainDelay: cfg.DrainDelay, ShutdownGrace: cfg.ShutdownGrace,
 		Health: s.health, Reload: s.Reload}
 	// Authentication runs first, in the tap handle (grpcguard.go): a
@@ -308,6 +331,7 @@ func New(cfg Config) (_ *Server, err error) {
 	s.grpc = grpc.NewServer(gopts...)
 	s.life.GRPC = s.grpc
 	grpcapi.Register(s.grpc, s.svc)
+	grpcapi.RegisterGraphs(s.grpc, s.graphs, s.svc)
 	s.oip = oip.New(oip.ServingBackend(s.svc, s.ready), oip.Options{
 		MaxRequestBytes: int64(cfg.MaxRequestBytes), Logger: log})
 	s.oip.Register(s.grpc)
@@ -366,6 +390,7 @@ func (s *Server) newHTTPHandler(tokens *auth.Tokens) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", s.metrics.Handler())
 	httpjson.Register(mux, s.svc)
+	httpjson.RegisterGraphs(mux, s.graphs, s.svc)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Write([]byte("ok\n"))
 	})
@@ -509,7 +534,12 @@ func (s *Server) Shutdown() error {
 // Close closes the model repository (every model, after its last request).
 // Call it after Shutdown.
 func (s *Server) Close() error {
-	return s.repo.Close()
+	err := s.repo.Close()
+	if s.store != nil {
+		s.graphs.Close() // snapshot writes in flight end first
+		err = errors.Join(err, s.store.Close())
+	}
+	return err
 }
 
 // Run listens on cfg.Addr (and cfg.HTTPAddr, cfg.DebugAddr) and serves

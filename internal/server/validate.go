@@ -70,6 +70,12 @@ func (c Config) Validate() error {
 		return rangeError("max-inflight-bytes", strconv.FormatInt(b, 10),
 			fmt.Sprintf("0 or %d to %d", int64(minInflightBytes), int64(math.MaxInt64)), "0: no admission control")
 	}
+	if c.GraphSnapshotBytes < 1024 {
+		return rangeError("graph-snapshot-bytes", strconv.FormatInt(c.GraphSnapshotBytes, 10), "1024 or more", "")
+	}
+	if c.MaxGraphBytes < 0 {
+		return rangeError("max-graph-bytes", strconv.FormatInt(c.MaxGraphBytes, 10), "0 or more", "0: unlimited")
+	}
 	durations := []struct {
 		flag  string
 		v, hi time.Duration

@@ -28,6 +28,11 @@ var kindCodes = map[gcnerr.Kind]struct {
 	gcnerr.Overloaded:      {codes.ResourceExhausted, http.StatusTooManyRequests},
 	gcnerr.Unavailable:     {codes.Unavailable, http.StatusServiceUnavailable},
 	gcnerr.Unauthenticated: {codes.Unauthenticated, http.StatusUnauthorized},
+	// Stored graphs (graphs.go): a removed model or one without
+	// receptive_field; a delta's expected_revision conflict; an existing id.
+	gcnerr.FailedPrecondition: {codes.FailedPrecondition, http.StatusBadRequest},
+	gcnerr.Aborted:            {codes.Aborted, http.StatusConflict},
+	gcnerr.AlreadyExists:      {codes.AlreadyExists, http.StatusConflict},
 }
 
 // internalMessage is what a client sees of an unexpected error.
