@@ -108,11 +108,14 @@ fuzz:
 	$(GO) test -run=NONE -fuzz=FuzzParseBearer -fuzztime=$(FUZZTIME) ./internal/auth
 	$(GO) test -run=NONE -fuzz=FuzzParseVersion -fuzztime=$(FUZZTIME) ./internal/serving
 	$(GO) test -run=NONE -fuzz=FuzzDecodeJSON -fuzztime=$(FUZZTIME) ./internal/transport/httpjson
+	@# The HTTP prologue (content decoding, limits) and the JSON token count.
+	$(GO) test -run=NONE -fuzz=FuzzReadBody -fuzztime=$(FUZZTIME) ./internal/transport/httpx
+	$(GO) test -run=NONE -fuzz=FuzzCountJSON -fuzztime=$(FUZZTIME) ./internal/transport/httpx
 	@# Stored graphs: the store's delta records, and deltas applied to a graph.
 	$(GO) test -run=NONE -fuzz=FuzzDecodeDelta$$ -fuzztime=$(FUZZTIME) ./internal/graphs
 	$(GO) test -run=NONE -fuzz=FuzzApplyDecodedDelta -fuzztime=$(FUZZTIME) ./internal/graphs
 	@# Open Inference Protocol: gRPC request decoding, REST bodies, JSON tensor data.
-	for f in FuzzModelInferRequest FuzzRESTInferBody FuzzTensorData; do \
+	for f in FuzzModelInferRequest FuzzRESTInferBody FuzzTensorData FuzzCountInferRequest; do \
 	  $(GO) test -run=NONE -fuzz="^$$f\$$" -fuzztime=$(FUZZTIME) ./internal/transport/oip || exit 1; done
 
 # The alert rules parse and fire as their unit tests expect (promtool is in

@@ -156,6 +156,8 @@ for i in $(seq 60); do
   sleep 2
 done
 [ "$ok" -eq 1 ] || { step "FAIL: bin/gcnclient examples/karate.json: $(tail -n 3 "$logs/client.log")"; exit 1; }
+# A header and one line per karate-club member.
+[ "$(grep -c . "$logs/client.log")" -eq 35 ] || { step "FAIL: bin/gcnclient printed $(grep -c . "$logs/client.log") lines, want 35 (header + 34 members)"; exit 1; }
 step "SERVING: bin/gcnclient examples/karate.json answered $(grep -c . "$logs/client.log") lines; first: $(head -n 1 "$logs/client.log")"
 # SIGTERM to the server alone, as Ctrl-C's SIGINT would reach it: it drains
 # (--drain-delay, 5 s) and exits, and then so does `make run`.

@@ -343,23 +343,40 @@ func (r *Reservation) Bytes() int64 {
 // Reserve does, ahead of new requests, and refuses as Reserve does (a
 // growing request is never refused for a full queue). After a refusal the
 // reservation still holds what it held before; the caller releases it.
+//
+// The reservation's lock is not held while a grow waits, so a Release from
+// another goroutine (a request's cleanup, a drain) returns at once; the
+// grow then fails, and any bytes granted to it are given back.
 func (r *Reservation) Resize(ctx context.Context, n int64) error {
 	n = max(n, 0)
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	if r.released {
+		r.mu.Unlock()
 		return errors.New("admission: Resize after Release")
 	}
-	switch {
-	case n < r.n:
-		r.b.giveBack(r.n-n, false)
-	case n > r.n:
-		if n > r.b.limit {
-			return r.b.wait(ctx, n, r.n, true) // refused: too large
+	held := r.n
+	if n <= held {
+		if n < held {
+			r.n = n
+			r.b.giveBack(held-n, false)
 		}
-		if err := r.b.wait(ctx, n-r.n, r.n, true); err != nil {
-			return err
-		}
+		r.mu.Unlock()
+		return nil
+	}
+	r.mu.Unlock()
+	if n > r.b.limit {
+		return r.b.wait(ctx, n, held, true) // refused: too large
+	}
+	if err := r.b.wait(ctx, n-held, held, true); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.released {
+		// Release gave back what was held before the grow; the grow's
+		// bytes are returned here.
+		r.b.giveBack(n-held, false)
+		return errors.New("admission: reservation released while it waited to grow")
 	}
 	r.n = n
 	return nil

@@ -482,3 +482,58 @@ func TestGrowDeadlockBroken(t *testing.T) {
 		t.Errorf("refusals %v, want one deadlock", rec.refused)
 	}
 }
+
+// TestReleaseDuringResize: a Release from another goroutine returns at once
+// while the reservation waits to grow (it used to wait for the grow, up to
+// the queue timeout, holding the reservation's lock), the grow then fails,
+// and every byte is given back.
+func TestReleaseDuringResize(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	b := New(Options{Bytes: 100, MaxQueue: 4, QueueTimeout: 5 * time.Second})
+	r, err := b.Reserve(ctx, 60)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := b.Reserve(ctx, 40)
+	if err != nil {
+		t.Fatal(err)
+	}
+	grown := make(chan error, 1)
+	go func() { grown <- r.Resize(ctx, 80) }()
+	// Wait until the grow is queued.
+	for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(time.Millisecond) {
+		b.mu.Lock()
+		queued := len(b.queue)
+		b.mu.Unlock()
+		if queued == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the grow never queued")
+		}
+	}
+	released := make(chan struct{})
+	start := time.Now()
+	go func() { r.Release(); close(released) }()
+	select {
+	case <-released:
+	case <-time.After(time.Second):
+		t.Fatalf("Release blocked for %v while the reservation waited to grow", time.Since(start))
+	}
+	select {
+	case err := <-grown:
+		if err == nil {
+			t.Error("Resize succeeded on a released reservation, want an error")
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("Resize still waiting 2s after Release")
+	}
+	if got := b.InUse(); got != 40 {
+		t.Errorf("in use after Release and the failed grow: got %d, want 40 (the other reservation)", got)
+	}
+	other.Release()
+	if got := b.InUse(); got != 0 {
+		t.Errorf("in use after every Release: got %d, want 0", got)
+	}
+}

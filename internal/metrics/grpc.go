@@ -33,6 +33,17 @@ func endedByDeadline(begin, end, deadline time.Time) bool {
 	return !end.Before(deadline.Add(-slack))
 }
 
+// healthWatch is the health service's streaming method.
+const healthWatch = "grpc.health.v1.Health/Watch"
+
+// endedByClient reports whether an RPC that ended with code did what it is
+// for: a health Watch stream runs until its client leaves, so its
+// cancellation is its normal end (every gcnclient run ends one), not a
+// failure to log. It is still counted with its code.
+func endedByClient(method string, code codes.Code) bool {
+	return method == healthWatch && code == codes.Canceled
+}
+
 // GRPCStatsHandler returns the gRPC stats handler that counts, times and
 // sizes every RPC. Install it with grpc.StatsHandler(m.GRPCStatsHandler())
 // when building the server. It sees each RPC gRPC dispatches to a
@@ -107,7 +118,7 @@ func (h *grpcStats) HandleRPC(ctx context.Context, s stats.RPCStats) {
 			Protocol:      ProtocolGRPC,
 			Method:        st.method,
 			Code:          code.String(),
-			OK:            code == codes.OK,
+			OK:            code == codes.OK || endedByClient(st.method, code),
 			Peer:          st.peer,
 			RequestBytes:  st.reqBytes.Load(),
 			ResponseBytes: st.resBytes.Load(),

@@ -504,3 +504,50 @@ func durationSum(f map[string]*dto.MetricFamily, method string) float64 {
 	}
 	return 0
 }
+
+// TestHealthWatchEndIsNotAFailure: a client ending its health Watch stream
+// (every gcnclient run does) is counted with its code, Canceled, but is not
+// logged as a failed request and takes nothing from the failed-request log
+// budget; a failed Check still is logged.
+func TestHealthWatchEndIsNotAFailure(t *testing.T) {
+	ts := startServer(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	health := healthpb.NewHealthClient(ts.conn)
+	for range 3 {
+		wctx, wcancel := context.WithCancel(ctx)
+		w, err := health.Watch(wctx, &healthpb.HealthCheckRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.Recv(); err != nil {
+			t.Fatalf("first Watch answer: %v", err)
+		}
+		wcancel()
+	}
+	// A Check for an unknown service fails (NotFound) and is logged.
+	_, err := health.Check(ctx, &healthpb.HealthCheckRequest{Service: "no-such-service"})
+	if status.Code(err) != codes.NotFound {
+		t.Fatalf("Check of an unknown service: %v, want NOT_FOUND", err)
+	}
+	const watch = "grpc.health.v1.Health/Watch"
+	families := scrapeUntil(t, ts.m.Handler(), func(f map[string]*dto.MetricFamily) bool {
+		return sumCounter(f["gcnserve_requests_total"]) >= 4
+	})
+	var canceled float64
+	for _, mt := range families["gcnserve_requests_total"].GetMetric() {
+		if l := labels(mt); l["method"] == watch && l["code"] == "Canceled" {
+			canceled += mt.GetCounter().GetValue()
+		}
+	}
+	if canceled != 3 {
+		t.Errorf("gcnserve_requests_total{method=%q,code=Canceled} = %v, want 3", watch, canceled)
+	}
+	logs := ts.logs.String()
+	if strings.Contains(logs, watch) {
+		t.Errorf("a client ending its Watch stream was logged:\n%s", logs)
+	}
+	if !strings.Contains(logs, "no-such-service") && !strings.Contains(logs, "NotFound") {
+		t.Errorf("the failed Check was not logged:\n%s", logs)
+	}
+}

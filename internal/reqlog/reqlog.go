@@ -12,6 +12,8 @@ import (
 	"log/slog"
 	"sync"
 	"time"
+
+	"github.com/gcnserve/gcnserve/internal/gcnerr"
 )
 
 // Request is what the instrumentation layer saw of one finished request.
@@ -27,8 +29,10 @@ type Request struct {
 	OK   bool
 	// Peer is the client's address, "" when unknown.
 	Peer string
-	// RequestBytes and ResponseBytes are the message sizes (uncompressed
-	// for gRPC, body bytes for HTTP); 0 when none was read or written.
+	// RequestBytes and ResponseBytes are the message sizes (for gRPC as
+	// the codec receives them: uncompressed, except a gzip request, which
+	// the server's codec inflates itself; body bytes for HTTP); 0 when
+	// none was read or written.
 	RequestBytes, ResponseBytes int64
 	// Duration is from the request's start to its end.
 	Duration time.Duration
@@ -103,7 +107,8 @@ func (l *Logger) Finished(r Request) {
 		slog.Duration("duration", r.Duration),
 	}
 	if r.Message != "" {
-		attrs = append(attrs, slog.String("error", r.Message))
+		// A message may repeat client input: at most 4 KiB of it.
+		attrs = append(attrs, slog.String("error", gcnerr.Clip(r.Message)))
 	}
 	l.log.LogAttrs(context.Background(), slog.LevelWarn, "request failed", attrs...)
 }

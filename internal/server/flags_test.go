@@ -9,11 +9,13 @@ import (
 
 func TestParseConfigEnvironmentTwins(t *testing.T) {
 	env := map[string]string{
-		"GCNSERVE_ADDR":            "127.0.0.1:7000",
-		"GCNSERVE_MAX_NODES":       "50",
-		"GCNSERVE_BATCH":           "false",
-		"GCNSERVE_BATCH_MAX_DELAY": "1ms",
-		"GCNSERVE_MODEL":           "/nonexistent.onnx", // the flag below wins
+		"GCNSERVE_ADDR":                   "127.0.0.1:7000",
+		"GCNSERVE_MAX_NODES":              "50",
+		"GCNSERVE_BATCH":                  "false",
+		"GCNSERVE_BATCH_MAX_DELAY":        "1ms",
+		"GCNSERVE_MODEL":                  "/nonexistent.onnx", // the flag below wins
+		"GCNSERVE_REQUEST_READ_TIMEOUT":   "7s",
+		"GCNSERVE_MAX_CONCURRENT_STREAMS": "12",
 	}
 	cfg, err := ParseFlags([]string{"--max-nodes", "70", "--model", "flags.go"},
 		func(k string) string { return env[k] }, io.Discard)
@@ -24,6 +26,9 @@ func TestParseConfigEnvironmentTwins(t *testing.T) {
 		cfg.Batch.MaxDelay != time.Millisecond || cfg.ModelPath != "flags.go" {
 		t.Errorf("got addr %q, max nodes %d, batch %v, delay %v, model %q; want 127.0.0.1:7000, 70 (flag wins), false, 1ms, flags.go",
 			cfg.Addr, cfg.MaxNodes, cfg.BatchEnabled, cfg.Batch.MaxDelay, cfg.ModelPath)
+	}
+	if cfg.RequestReadTimeout != 7*time.Second || cfg.MaxConcurrentStreams != 12 {
+		t.Errorf("got request read timeout %v, max concurrent streams %d; want 7s, 12", cfg.RequestReadTimeout, cfg.MaxConcurrentStreams)
 	}
 }
 

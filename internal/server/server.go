@@ -10,7 +10,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -44,6 +43,7 @@ import (
 	"github.com/gcnserve/gcnserve/internal/serving"
 	"github.com/gcnserve/gcnserve/internal/transport/grpcapi"
 	"github.com/gcnserve/gcnserve/internal/transport/httpjson"
+	"github.com/gcnserve/gcnserve/internal/transport/httpx"
 	"github.com/gcnserve/gcnserve/internal/transport/oip"
 )
 
@@ -107,6 +107,15 @@ type Config struct {
 	// changed server CPU per request by 1.0x (0.131 -> 0.134 ms,
 	// docs/BENCHMARKS.md); it pays only for models ONNX Runtime runs.
 	BatchEnabled bool
+	// RequestReadTimeout cuts off a gRPC call whose request message has
+	// not arrived in full this long after its headers (DEADLINE_EXCEEDED),
+	// releasing the memory it reserved: a client that stalls cannot hold
+	// the budget. Default 30s; 0 turns it off.
+	RequestReadTimeout time.Duration
+	// MaxConcurrentStreams bounds the calls in flight on one client
+	// connection; more wait in the client. Default 100 (HTTP/2's
+	// recommended minimum).
+	MaxConcurrentStreams int
 	// MaxConnectionAge closes a client connection gracefully after this
 	// long, so clients balancing over DNS find new replicas. Default 5m;
 	// 0 keeps connections forever.
@@ -130,6 +139,9 @@ type Config struct {
 	// DebugAddr, when set, serves /metrics and /debug/pprof/ over HTTP on
 	// that address. Default "" (off): keep it off public interfaces.
 	DebugAddr string
+	// HTTP bounds what one HTTP client can hold on HTTPAddr and DebugAddr
+	// (HTTPLimits' fields state the defaults).
+	HTTP HTTPLimits
 	// GraphStore, when set, is the directory of the stored graphs' durable
 	// store (docs/STATEFUL.md). Default "": graphs live in memory only.
 	GraphStore string
@@ -160,14 +172,17 @@ func DefaultConfig() Config {
 		IntraOpThreads:         1,
 		MaxNodes:               1_000_000,
 		MaxEdges:               10_000_000,
-		MaxRequestBytes:        64 << 20,
+		MaxRequestBytes:        httpx.DefaultMaxRequestBytes,
 		MaxQueue:               1024,
 		QueueTimeout:           5 * time.Second,
 		Batch:                  gcn.DefaultBatchOptions(),
 		BatchEnabled:           false,
 		MaxConnectionAge:       5 * time.Minute,
+		RequestReadTimeout:     30 * time.Second,
+		MaxConcurrentStreams:   100,
 		DrainDelay:             5 * time.Second,
 		ShutdownGrace:          10 * time.Second,
+		HTTP:                   DefaultHTTPLimits(),
 		GraphSnapshotBytes:     serving.DefaultSnapshotBytes,
 		GraphIncremental:       true,
 	}
@@ -275,29 +290,24 @@ func New(cfg Config) (_ *Server, err error) {
 		}
 	}()
 
-	codec, err := grpcapi.Codec()
-	if err != nil {
-		return nil, err
-	}
 	s.life = &Lifecycle{Log: log, DrainDelay: cfg.DrainDelay, ShutdownGrace: cfg.ShutdownGrace,
 		Health: s.health, Reload: s.Reload}
-	// Authentication runs first: a refused call costs no admission and no
-	// decoding (ProcessGraph reads its message only after the interceptors).
+	// Authentication runs first, in the tap handle (grpcguard.go): a
+	// refused call is answered before its message is read, so it costs no
+	// admission, no reading and no decoding.
 	var tokens *auth.Tokens
 	if cfg.AuthTokenFile != "" {
 		if tokens, err = auth.Load(cfg.AuthTokenFile, log, authObserver{s.metrics}); err != nil {
 			return nil, err
 		}
 	}
-	unary := []grpc.UnaryServerInterceptor{s.life.UnaryInterceptor()}
-	stream := []grpc.StreamServerInterceptor{s.life.StreamInterceptor()}
-	if tokens != nil {
-		unary = append(unary, tokens.UnaryInterceptor())
-		stream = append(stream, tokens.StreamInterceptor())
+	guard, err := grpcGuard{tokens: tokens, readTimeout: cfg.RequestReadTimeout}.options(cfg)
+	if err != nil {
+		return nil, err
 	}
-	unary = append(unary, recoverPanics(log))
+	unary := []grpc.UnaryServerInterceptor{s.life.UnaryInterceptor(), recoverPanics(log)}
+	stream := []grpc.StreamServerInterceptor{s.life.StreamInterceptor()}
 	gopts := []grpc.ServerOption{
-		grpc.ForceServerCodecV2(codec),
 		grpc.MaxRecvMsgSize(cfg.MaxRequestBytes),
 		// A fixed 64 KiB stream window (which also turns off BDP window
 		// growth, up to 16 MiB per stream) bounds what a request waiting
@@ -319,6 +329,7 @@ func New(cfg Config) (_ *Server, err error) {
 		grpc.ChainUnaryInterceptor(unary...),
 		grpc.ChainStreamInterceptor(stream...),
 	}
+	gopts = append(gopts, guard...)
 	if creds, err := transportCredentials(cfg); err != nil {
 		return nil, err
 	} else if creds != nil {
@@ -331,7 +342,7 @@ func New(cfg Config) (_ *Server, err error) {
 	s.oip = oip.New(oip.ServingBackend(s.svc, s.ready), oip.Options{
 		MaxRequestBytes: int64(cfg.MaxRequestBytes), Logger: log})
 	s.oip.Register(s.grpc)
-	healthpb.RegisterHealthServer(s.grpc, s.life.HealthService())
+	registerHealth(s.grpc, s.life.HealthService())
 	reflection.Register(s.grpc)
 	s.httpHandler = s.newHTTPHandler(tokens)
 	s.published.Store(s.repo)
@@ -398,7 +409,7 @@ func (s *Server) newHTTPHandler(tokens *auth.Tokens) http.Handler {
 		http.Error(w, "not ready", http.StatusServiceUnavailable)
 	})
 	s.oip.Routes(mux)
-	var h http.Handler = jsonRouteErrors(mux)
+	var h http.Handler = httpx.WithReadTimeout(jsonRouteErrors(mux), s.cfg.HTTP.ReadTimeout)
 	if tokens != nil {
 		h = tokens.Middleware(h)
 	}
@@ -422,10 +433,8 @@ func jsonRouteErrors(mux *http.ServeMux) http.Handler {
 		if allow := rec.header.Get("Allow"); allow != "" {
 			w.Header().Set("Allow", allow)
 		}
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(rec.code)
-		json.NewEncoder(w).Encode(map[string]string{
-			"error": fmt.Sprintf("%s %s: %s", r.Method, r.URL.Path, strings.ToLower(http.StatusText(rec.code))),
+		httpx.WriteJSON(w, rec.code, httpx.ErrorBody{
+			Error: fmt.Sprintf("%s %s: %s", r.Method, r.URL.Path, strings.ToLower(http.StatusText(rec.code))),
 		})
 	})
 }
@@ -618,8 +627,8 @@ func (s *Server) serveHTTP(addr string, h http.Handler, useTLS bool, failed chan
 	if err != nil {
 		return nil, err
 	}
-	srv := &http.Server{Addr: addr, Handler: h, ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
+	l = limitListener(l, s.cfg.HTTP.MaxConns)
+	srv := s.cfg.HTTP.server(addr, h, slog.NewLogLogger(s.log.Handler(), slog.LevelWarn))
 	if useTLS {
 		conf, err := tlsConfig(s.cfg)
 		if err != nil {

@@ -56,6 +56,9 @@ func (c Config) Validate() error {
 		{"max-concurrent-runs", int64(c.MaxConcurrentRuns), 0, 1 << 16, "0: the number of CPUs"},
 		{"batch-max-nodes", int64(c.Batch.MaxNodes), 1, math.MaxInt32, ""},
 		{"batch-max-edges", int64(c.Batch.MaxEdges), 1, math.MaxInt32, ""},
+		{"max-concurrent-streams", int64(c.MaxConcurrentStreams), 1, 1 << 20, ""},
+		{"http-max-header-bytes", int64(c.HTTP.MaxHeaderBytes), 1 << 10, 16 << 20, ""},
+		{"max-http-conns", int64(c.HTTP.MaxConns), 0, 1 << 20, "0: unlimited"},
 	}
 	for _, r := range ints {
 		if r.v < r.lo || r.v > r.hi {
@@ -84,7 +87,11 @@ func (c Config) Validate() error {
 		{"batch-max-delay", c.Batch.MaxDelay, time.Second, ""},
 		{"repository-poll-interval", c.RepositoryPollInterval, 24 * time.Hour, "0: only on SIGHUP"},
 		{"max-connection-age", c.MaxConnectionAge, 30 * 24 * time.Hour, "0: never"},
+		{"request-read-timeout", c.RequestReadTimeout, time.Hour, "0: never"},
 		{"repository-min-file-age", c.RepositoryMinFileAge, time.Hour, "0: the 1s default"},
+		{"http-read-header-timeout", c.HTTP.ReadHeaderTimeout, time.Hour, "0: no limit but --http-read-timeout"},
+		{"http-read-timeout", c.HTTP.ReadTimeout, 24 * time.Hour, "0: no limit"},
+		{"http-idle-timeout", c.HTTP.IdleTimeout, 24 * time.Hour, "0: --http-read-timeout"},
 	}
 	for _, r := range durations {
 		if r.v < 0 || r.v > r.hi {

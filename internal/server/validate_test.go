@@ -28,6 +28,8 @@ func TestParseFlagsRanges(t *testing.T) {
 		{[]string{"--intra-op-threads", "0"}, nil, "--intra-op-threads 0: out of range: want 1 to 1024"},
 		{nil, map[string]string{"GCNSERVE_MAX_EDGES": "-1"}, "GCNSERVE_MAX_EDGES=-1 (--max-edges): out of range: want 0 to"},
 		{nil, map[string]string{"GCNSERVE_DRAIN_DELAY": "1h"}, "GCNSERVE_DRAIN_DELAY=1h0m0s (--drain-delay): out of range: want 0s to 10m0s"},
+		{[]string{"--request-read-timeout", "-1s"}, nil, "--request-read-timeout -1s: out of range: want 0s to 1h0m0s (0: never)"},
+		{nil, map[string]string{"GCNSERVE_MAX_CONCURRENT_STREAMS": "0"}, "GCNSERVE_MAX_CONCURRENT_STREAMS=0 (--max-concurrent-streams): out of range: want 1 to 1048576"},
 	}
 	for _, tt := range tests {
 		getenv := func(k string) string { return tt.env[k] }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"unicode"
+	"unicode/utf8"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -43,7 +45,7 @@ func classify(log *slog.Logger, method string, err error) (codes.Code, string) {
 	switch {
 	case errors.As(err, &e):
 		if c, ok := kindCodes[e.Kind]; ok {
-			return c.grpc, e.Msg
+			return c.grpc, gcnerr.Clip(e.Msg)
 		}
 	case errors.Is(err, context.Canceled):
 		return codes.Canceled, "request canceled"
@@ -51,7 +53,7 @@ func classify(log *slog.Logger, method string, err error) (codes.Code, string) {
 		return codes.DeadlineExceeded, "deadline exceeded before the model finished"
 	}
 	if s, ok := status.FromError(err); ok {
-		return s.Code(), s.Message()
+		return s.Code(), gcnerr.Clip(s.Message())
 	}
 	if log == nil {
 		log = slog.Default()
@@ -77,7 +79,7 @@ func HTTPStatus(log *slog.Logger, method string, err error) (int, string) {
 	var e *gcnerr.Error
 	if errors.As(err, &e) {
 		if c, ok := kindCodes[e.Kind]; ok {
-			return c.http, e.Msg
+			return c.http, gcnerr.Clip(e.Msg)
 		}
 	}
 	code, msg := classify(log, method, err)
@@ -112,4 +114,35 @@ func HTTPStatusOf(c codes.Code) int {
 		return http.StatusServiceUnavailable
 	}
 	return http.StatusInternalServerError
+}
+
+// MaxModelNameBytes is the longest model name a request may give (a
+// model's directory name, which file systems bound to 255 bytes).
+const MaxModelNameBytes = 255
+
+// maxVersionBytes is the longest version a request may give: a positive
+// int64 has at most 19 digits.
+const maxVersionBytes = 19
+
+// CheckModelRef refuses, before any lookup, a model name or version that
+// no served model can have: a name over MaxModelNameBytes, not UTF-8, or
+// holding a control character; a version longer than an int64.
+// Messages echo the input through gcnerr.Echo (at most 256 bytes, with its
+// length).
+func CheckModelRef(model, version string) error {
+	if len(model) > MaxModelNameBytes {
+		return gcnerr.New(gcnerr.InvalidArgument, "model name %s is longer than %d bytes", gcnerr.Echo(model), MaxModelNameBytes)
+	}
+	if !utf8.ValidString(model) {
+		return gcnerr.New(gcnerr.InvalidArgument, "model name %s is not UTF-8", gcnerr.Echo(model))
+	}
+	for i, r := range model {
+		if unicode.IsControl(r) {
+			return gcnerr.New(gcnerr.InvalidArgument, "model name %s: byte %d is the control character %q", gcnerr.Echo(model), i, r)
+		}
+	}
+	if len(version) > maxVersionBytes {
+		return gcnerr.New(gcnerr.InvalidArgument, "model version %s is not a positive integer", gcnerr.Echo(version))
+	}
+	return nil
 }

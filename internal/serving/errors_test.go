@@ -62,10 +62,61 @@ func TestParseVersion(t *testing.T) {
 			t.Errorf("ParseVersion(%q) = %d, %v; want %d", in, got, err, want)
 		}
 	}
-	for _, in := range []string{"0", "-1", "x", "1.5", " 1"} {
+	for _, in := range []string{"0", "-1", "x", "1.5", " 1", "+1", "00001", "01", "-0", "1 ", "9223372036854775808"} {
 		var e *gcn.Error
 		if _, err := ParseVersion(in); !errors.As(err, &e) || e.Kind != gcn.KindInvalidArgument {
 			t.Errorf("ParseVersion(%q) = %v, want InvalidArgument", in, err)
 		}
+	}
+}
+
+// TestCheckModelRef: a name or version no model can have is refused
+// before lookup, echoing at most 256 bytes of it with its length.
+func TestCheckModelRef(t *testing.T) {
+	long := strings.Repeat("m", 1<<20)
+	tests := []struct {
+		name, model, version string
+		want                 string // "" accepted; else a substring of the message
+	}{
+		{"empty: the default model", "", "", ""},
+		{"ordinary", "gcn-karate", "3", ""},
+		{"255 bytes", strings.Repeat("n", 255), "", ""},
+		{"unicode", "modèle", "", ""},
+		{"256 bytes", strings.Repeat("n", 256), "", "longer than 255 bytes"},
+		{"1 MiB name", long, "", `... (1048576 bytes) is longer than 255 bytes`},
+		{"control character", "kar\x00ate", "", `byte 3 is the control character '\x00'`},
+		{"newline", "a\nb", "", "control character"},
+		{"not UTF-8", "a\xffb", "", "is not UTF-8"},
+		{"1 MiB version", "karate", long, `model version "mmm`},
+	}
+	for _, tt := range tests {
+		err := CheckModelRef(tt.model, tt.version)
+		if tt.want == "" {
+			if err != nil {
+				t.Errorf("%s: %v, want accepted", tt.name, err)
+			}
+			continue
+		}
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: %.200v, want an error containing %q", tt.name, err, tt.want)
+			continue
+		}
+		if st := GRPCStatus(nil, "m", err); status.Code(st) != codes.InvalidArgument || len(status.Convert(st).Message()) > 400 {
+			t.Errorf("%s: %v with a %d-byte message, want INVALID_ARGUMENT of at most 400 bytes", tt.name, status.Code(st), len(status.Convert(st).Message()))
+		}
+	}
+}
+
+// TestStatusClipped: a message that repeats a huge client string (an id
+// in a graphwire error) reaches the client cut to 4 KiB, with its length.
+func TestStatusClipped(t *testing.T) {
+	err := gcn.Errorf(gcn.KindInvalidArgument, "node 1: duplicate id %q", strings.Repeat("i", 1<<20))
+	msg := status.Convert(GRPCStatus(nil, "m", err)).Message()
+	if len(msg) > 4200 || !strings.Contains(msg, "bytes cut") {
+		t.Errorf("gRPC message of %d bytes (%.60q...), want at most 4200 saying it was cut", len(msg), msg)
+	}
+	code, hmsg := HTTPStatus(nil, "m", err)
+	if code != 400 || len(hmsg) > 4200 {
+		t.Errorf("HTTP %d with %d bytes, want 400 with at most 4200", code, len(hmsg))
 	}
 }

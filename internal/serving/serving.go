@@ -68,6 +68,9 @@ func (s *Service) DefaultModel() string { return s.cfg.Repository.Default() }
 // An unknown model or version is a gcn.KindNotFound error naming what was
 // asked and what is served.
 func (s *Service) Acquire(model, version string) (*modelrepo.Lease, error) {
+	if err := CheckModelRef(model, version); err != nil {
+		return nil, err
+	}
 	v, err := ParseVersion(version)
 	if err != nil {
 		return nil, err
@@ -76,14 +79,25 @@ func (s *Service) Acquire(model, version string) (*modelrepo.Lease, error) {
 }
 
 // ParseVersion reads a version as requests give it: "" is 0 (the highest
-// served), else a positive decimal integer.
+// served), else a positive integer in strict decimal: digits only, no sign,
+// no leading zero, at most 2^63-1. "+1" and "00001" are refused rather than
+// read as 1, so that one version has one spelling (as in the repository's
+// directory names). The error echoes at most 64 bytes of the input.
 func ParseVersion(version string) (int64, error) {
 	if version == "" {
 		return 0, nil
 	}
+	strict := version[0] >= '1' && version[0] <= '9'
+	for i := 1; strict && i < len(version); i++ {
+		strict = version[i] >= '0' && version[i] <= '9'
+	}
 	v, err := strconv.ParseInt(version, 10, 64)
-	if err != nil || v <= 0 {
-		return 0, gcn.Errorf(gcn.KindInvalidArgument, "model version %q is not a positive integer", version)
+	if !strict || err != nil || v <= 0 {
+		shown := version
+		if len(shown) > 64 {
+			shown = shown[:64] + fmt.Sprintf("... (%d bytes)", len(version))
+		}
+		return 0, gcn.Errorf(gcn.KindInvalidArgument, "model version %q is not a positive integer in plain decimal (no sign, no leading zeros)", shown)
 	}
 	return v, nil
 }
@@ -104,14 +118,31 @@ type Request struct {
 }
 
 // Begin admits a request that will hold up to wireBytes of request bytes
-// (the transport's bound when it cannot know the size before reading, as
-// gRPC cannot). It waits in the admission queue when the budget is in use,
-// and refuses (gcn.KindOverloaded) when the request can never fit, the
-// queue is full, or the wait outlasts the queue timeout or ctx.
+// (the transport's bound when it cannot know the size before reading). It
+// reserves DecodeBound(wireBytes): the bytes and what decoding them needs.
+// It waits in the admission queue when the budget is in use, and refuses
+// (gcn.KindOverloaded) when the request can never fit, the queue is full,
+// or the wait outlasts the queue timeout or ctx.
 func (s *Service) Begin(ctx context.Context, wireBytes int64) (*Request, error) {
+	return s.begin(ctx, wireBytes, DecodeBound(wireBytes))
+}
+
+// BeginRead admits a request before its message is read, as Begin does,
+// but reserves readBytes only: what reading the message holds, which the
+// transport knows (gRPC: its frame buffers and the codec's copy, twice
+// --max-request-bytes; three times when compressed), not what decoding it
+// will need. SetWireBytes resizes the reservation to DecodeBound once the
+// real size is known. So a call stalled before its bytes arrive holds less
+// than Begin's 3 x --max-request-bytes, and only until the transport's
+// read deadline (--request-read-timeout) cuts it off.
+func (s *Service) BeginRead(ctx context.Context, readBytes int64) (*Request, error) {
+	return s.begin(ctx, 0, readBytes)
+}
+
+func (s *Service) begin(ctx context.Context, wireBytes, reserve int64) (*Request, error) {
 	r := &Request{svc: s, wire: wireBytes}
 	if s.cfg.Budget != nil {
-		res, err := s.cfg.Budget.Reserve(ctx, min(DecodeBound(wireBytes), s.cfg.Budget.Bytes()))
+		res, err := s.cfg.Budget.Reserve(ctx, min(reserve, s.cfg.Budget.Bytes()))
 		if err != nil {
 			return nil, err
 		}

@@ -30,6 +30,12 @@ func Register(s grpc.ServiceRegistrar, svc *serving.Service) {
 // package), also its health service name.
 const ServiceName = "GCNService"
 
+// MaxSmallRequestBytes bounds every request message but the inference
+// requests (ProcessGraph, ModelInfer), after decompression: a model name
+// and version, a health service name. A bigger one is refused before it is
+// inflated or decoded.
+const MaxSmallRequestBytes = 4 << 10
+
 // service implements GCNService over raw wire bytes.
 type service struct {
 	svc *serving.Service
@@ -77,9 +83,12 @@ func unary[Req any, PReq interface {
 }, Res any](method string, f func(*service, context.Context, PReq) (*Res, error)) grpc.MethodHandler {
 	return func(srv any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
 		s := srv.(*service)
-		raw := new(rawMessage)
+		raw := &rawMessage{limit: MaxSmallRequestBytes}
 		if err := dec(raw); err != nil {
 			return nil, err // gRPC's own status (message too large, bad compression)
+		}
+		if raw.err != nil {
+			return nil, raw.err
 		}
 		req := PReq(new(Req))
 		err := proto.Unmarshal(raw.data, req)
@@ -106,7 +115,7 @@ func (s *service) processGraph(ctx context.Context, dec func(any) error) (*rawMe
 
 func (s *service) handleGraph(ctx context.Context, dec func(any) error) (*rawMessage, error) {
 	cfg := s.svc.Config()
-	req, err := s.svc.Begin(ctx, int64(cfg.MaxRequestBytes))
+	req, err := s.svc.BeginRead(ctx, ReadBound(ctx, cfg.MaxRequestBytes))
 	if err != nil {
 		return nil, err
 	}
@@ -118,6 +127,9 @@ func (s *service) handleGraph(ctx context.Context, dec func(any) error) (*rawMes
 	}
 	// The request buffer backs every node id until the response is encoded.
 	defer raw.free()
+	if raw.err != nil {
+		return nil, raw.err
+	}
 	if err := req.SetWireBytes(ctx, int64(len(raw.data))); err != nil {
 		return nil, err
 	}
@@ -169,4 +181,19 @@ func (s *service) getModelInfo(_ context.Context, req *gcnpb.ModelInfoRequest) (
 
 func (s *service) listModels(context.Context, *gcnpb.ListModelsRequest) (*gcnpb.ListModelsResponse, error) {
 	return s.svc.ListModels(), nil
+}
+
+// ReadBound is what a request message of up to maxBytes can hold while it
+// is received: gRPC's frame buffers and the contiguous copy the codec makes
+// (twice the message); a compressed call (grpc-encoding) holds the
+// compressed bytes and their copy, then the inflated message and its
+// contiguous copy (three times at most). The inference methods reserve it
+// before they read.
+func ReadBound(ctx context.Context, maxBytes int) int64 {
+	if st, ok := grpc.ServerTransportStreamFromContext(ctx).(interface{ RecvCompress() string }); ok {
+		if c := st.RecvCompress(); c != "" && c != "identity" {
+			return 3 * int64(maxBytes)
+		}
+	}
+	return 2 * int64(maxBytes)
 }

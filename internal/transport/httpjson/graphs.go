@@ -1,9 +1,6 @@
 package httpjson
 
 import (
-	"errors"
-	"io"
-	"math"
 	"net/http"
 
 	"google.golang.org/protobuf/encoding/protojson"
@@ -13,6 +10,7 @@ import (
 	gcnpb "github.com/gcnserve/gcnserve/gen"
 	"github.com/gcnserve/gcnserve/internal/graphs"
 	"github.com/gcnserve/gcnserve/internal/serving"
+	"github.com/gcnserve/gcnserve/internal/transport/httpx"
 )
 
 // Stored-graph routes (GraphService over HTTP/JSON). Bodies and answers are
@@ -47,18 +45,24 @@ type graphHandler struct {
 	gs *serving.Graphs
 }
 
-// readBody reads r's body, bounded by --max-request-bytes, into m.
+// readBody reads r's body into m through the one HTTP prologue
+// (httpx.ReadBody: --max-request-bytes, content decoding, read deadline,
+// memory admitted as the body arrives), and reserves what its JSON tokens
+// can become before decoding. The reservation ends with the decode: what a
+// graph keeps afterwards counts against --max-graph-bytes.
 func (h *graphHandler) readBody(w http.ResponseWriter, r *http.Request, m proto.Message) error {
-	limit := int64(h.svc.Config().MaxRequestBytes)
-	if limit <= 0 {
-		limit = math.MaxInt64
-	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	cfg := h.svc.Config()
+	req, body, err := httpx.ReadBody(w, r, int64(cfg.MaxRequestBytes), h.svc.Begin)
 	if err != nil {
-		if tooBig := new(http.MaxBytesError); errors.As(err, &tooBig) {
-			return tooLarge(limit)
-		}
-		return gcn.Errorf(gcn.KindInvalidArgument, "reading the request body: %v", err)
+		return err
+	}
+	defer req.Close()
+	var budget int64
+	if cfg.Budget != nil {
+		budget = cfg.Budget.Bytes()
+	}
+	if err := httpx.ReserveDecoded(r.Context(), req, httpx.CountJSON(body).GraphBytes(), budget); err != nil {
+		return err
 	}
 	if err := protojson.Unmarshal(body, m); err != nil {
 		return gcn.Errorf(gcn.KindInvalidArgument, "request body is not a JSON %s: %s", m.ProtoReflect().Descriptor().Name(), protoMessage(err))

@@ -20,11 +20,7 @@
 package httpjson
 
 import (
-	"encoding/json"
-	"errors"
-	"io"
 	"log/slog"
-	"math"
 	"net/http"
 	"strconv"
 
@@ -32,6 +28,7 @@ import (
 	gcnpb "github.com/gcnserve/gcnserve/gen"
 	"github.com/gcnserve/gcnserve/internal/graphwire"
 	"github.com/gcnserve/gcnserve/internal/serving"
+	"github.com/gcnserve/gcnserve/internal/transport/httpx"
 )
 
 // Routes, as registered; internal/metrics labels requests with them.
@@ -40,8 +37,9 @@ const (
 	RouteModelInfo    = "GET /v1/model-info"
 )
 
-// Register adds the routes to mux. Request bodies are bounded by the
-// service's MaxRequestBytes (413 past it).
+// Register adds the routes to mux. Request bodies go through httpx.ReadBody
+// (bounded by the service's MaxRequestBytes, 413 past it, decoded from gzip
+// or deflate, admitted as they arrive).
 func Register(mux *http.ServeMux, svc *serving.Service) {
 	h := &handler{svc: svc, log: svc.Logger()}
 	mux.HandleFunc(RouteProcessGraph, h.processGraph)
@@ -69,35 +67,25 @@ func (h *handler) processGraph(w http.ResponseWriter, r *http.Request) {
 func (h *handler) handleGraph(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 	ctx := r.Context()
 	cfg := h.svc.Config()
-	limit := int64(cfg.MaxRequestBytes)
-	if limit <= 0 {
-		limit = math.MaxInt64 // no bound configured
-	}
-	if r.ContentLength > limit {
-		return nil, tooLarge(limit)
-	}
-	// Admission before reading: a request waiting for memory holds no more
-	// than the socket buffers. Content-Length, when sent, is the exact size.
-	bound := limit
-	if r.ContentLength >= 0 {
-		bound = r.ContentLength
-	}
-	req, err := h.svc.Begin(ctx, bound)
+	req, body, err := httpx.ReadBody(w, r, int64(cfg.MaxRequestBytes), h.svc.Begin)
 	if err != nil {
 		return nil, err
 	}
 	defer req.Close()
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
-	if err != nil {
-		if tooBig := new(http.MaxBytesError); errors.As(err, &tooBig) {
-			return nil, tooLarge(limit)
-		}
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		return nil, gcn.Errorf(gcn.KindInvalidArgument, "reading the request body: %v", err)
+	// protojson turns 3 bytes ("{},") into a whole Node: the reservation
+	// covers what the body's tokens can become before any is decoded.
+	counts := httpx.CountJSON(body)
+	// Every node and edge is an object: more objects than both limits
+	// allow is refused before protojson builds any of them.
+	if cfg.MaxNodes > 0 && cfg.MaxEdges > 0 && counts.Objects > 1+int64(cfg.MaxNodes)+int64(cfg.MaxEdges) {
+		return nil, gcn.Errorf(gcn.KindTooLarge, "request has %d JSON objects, more than the limits allow: %d nodes (--max-nodes) and %d edges (--max-edges)",
+			counts.Objects, cfg.MaxNodes, cfg.MaxEdges)
 	}
-	if err := req.SetWireBytes(ctx, int64(len(body))); err != nil {
+	var budget int64
+	if cfg.Budget != nil {
+		budget = cfg.Budget.Bytes()
+	}
+	if err := httpx.ReserveDecoded(ctx, req, counts.GraphBytes(), budget); err != nil {
 		return nil, err
 	}
 	m, err := unmarshalGraph(body)
@@ -127,10 +115,6 @@ func (h *handler) handleGraph(w http.ResponseWriter, r *http.Request) ([]byte, e
 	return out, nil
 }
 
-func tooLarge(limit int64) error {
-	return gcn.Errorf(gcn.KindTooLarge, "request body is larger than %d bytes (--max-request-bytes)", limit)
-}
-
 func (h *handler) modelInfo(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	lease, err := h.svc.Acquire(q.Get("model"), q.Get("version"))
@@ -145,6 +129,7 @@ func (h *handler) modelInfo(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(out)))
 	w.Write(out)
 }
 
@@ -154,13 +139,5 @@ func protojsonModelInfo(mi *gcnpb.ModelInfo) ([]byte, error) {
 
 // fail answers err with serving's HTTP status and {"error": message}.
 func (h *handler) fail(w http.ResponseWriter, route string, err error) {
-	status, msg := serving.HTTPStatus(h.log, route, err)
-	writeJSON(w, status, map[string]string{"error": msg})
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	b, _ := json.Marshal(v) // maps of strings always marshal
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	w.Write(append(b, '\n'))
+	httpx.WriteError(w, h.log, route, err)
 }

@@ -28,6 +28,15 @@ func (b servingBackend) Begin(ctx context.Context, wireBytes int64) (Request, er
 	return servingRequest{r}, nil
 }
 
+// BeginRead is serving's BeginRead, for gRPC's ModelInfer (grpc.go).
+func (b servingBackend) BeginRead(ctx context.Context, readBytes int64) (Request, error) {
+	r, err := b.svc.BeginRead(ctx, readBytes)
+	if err != nil {
+		return nil, err
+	}
+	return servingRequest{r}, nil
+}
+
 func (b servingBackend) Acquire(model, version string) (Model, error) {
 	l, err := b.svc.Acquire(model, version)
 	if err != nil {
@@ -63,6 +72,15 @@ func (b servingBackend) Ready() bool {
 		}
 	}
 	return false
+}
+
+func (b servingBackend) Limits() Limits {
+	cfg := b.svc.Config()
+	l := Limits{MaxNodes: cfg.MaxNodes, MaxEdges: cfg.MaxEdges}
+	if cfg.Budget != nil {
+		l.Budget = cfg.Budget.Bytes()
+	}
+	return l
 }
 
 type servingRequest struct{ r *serving.Request }

@@ -26,6 +26,7 @@ type fakeBackend struct {
 	wire     int64 // the last SetWireBytes
 	predicts []Tensors
 	err      error // returned by Predict when set
+	limits   Limits
 }
 
 func newFakeBackend() *fakeBackend {
@@ -42,6 +43,12 @@ func (b *fakeBackend) Begin(context.Context, int64) (Request, error) {
 	defer b.mu.Unlock()
 	b.begun++
 	return &fakeRequest{b: b}, nil
+}
+
+func (b *fakeBackend) Limits() Limits {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.limits
 }
 
 func (b *fakeBackend) Acquire(model, version string) (Model, error) {

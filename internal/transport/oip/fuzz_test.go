@@ -138,11 +138,15 @@ func FuzzTensorData(f *testing.F) {
 	f.Add([]byte(`[0, 1, 2]`), uint16(2))
 	f.Add([]byte(`[[], [1,], 2]`), uint16(3))
 	f.Fuzz(func(t *testing.T, data []byte, want uint16) {
-		fs, err := parseFloat32Data(data, int(want))
+		shape := []int64{int64(want)}
+		if want%2 == 0 {
+			shape = []int64{2, int64(want / 2)}
+		}
+		fs, err := parseFloat32Data(data, shape, int(want))
 		if err == nil && len(fs) > int(want) {
 			t.Fatalf("parsed %d floats, want at most %d", len(fs), want)
 		}
-		is, err := parseIntData(data, int(want), true)
+		is, err := parseIntData(data, shape, int(want), true)
 		if err == nil && len(is) > int(want) {
 			t.Fatalf("parsed %d ints, want at most %d", len(is), want)
 		}
@@ -152,4 +156,57 @@ func FuzzTensorData(f *testing.F) {
 			}
 		}
 	})
+}
+
+// FuzzCountInferRequest feeds arbitrary bytes to the count that runs on a
+// ModelInfer's wire bytes before they are decoded: it never panics, and
+// when both it and proto.Unmarshal accept the bytes, its bound covers the
+// typed elements decoded and its edge count covers edge_index's.
+func FuzzCountInferRequest(f *testing.F) {
+	for _, m := range []*pb.ModelInferRequest{
+		typedRequestForFuzz(),
+		{Inputs: []*pb.ModelInferRequest_InferInputTensor{{Name: "edge_index", Datatype: "INT32", Shape: []int64{2, 3},
+			Contents: &pb.InferTensorContents{IntContents: []int32{0, 1, 2, 1, 2, 0}}}}},
+		{RawInputContents: [][]byte{{1, 2, 3, 4}}, Parameters: map[string]*pb.InferParameter{"p": {}}},
+	} {
+		b, _ := proto.Marshal(m)
+		f.Add(b)
+	}
+	f.Add([]byte{0x2a, 0x05, 0x2a, 0x03, 0x12, 0x01, 0x00}) // inputs { contents { int_contents: [0] } } with a short length
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c, err := countInferRequest(b)
+		if err != nil {
+			var e *gcn.Error
+			if !errors.As(err, &e) || e.Kind != gcn.KindInvalidArgument {
+				t.Fatalf("count error %v is not INVALID_ARGUMENT", err)
+			}
+			return
+		}
+		m := new(pb.ModelInferRequest)
+		if proto.Unmarshal(b, m) != nil {
+			return
+		}
+		var typed int64
+		for _, in := range m.GetInputs() {
+			ct := in.GetContents()
+			n := int64(len(ct.GetBoolContents()) + 4*len(ct.GetIntContents()) + 8*len(ct.GetInt64Contents()) +
+				4*len(ct.GetUintContents()) + 8*len(ct.GetUint64Contents()) + 4*len(ct.GetFp32Contents()) + 8*len(ct.GetFp64Contents()))
+			typed += n
+			if in.GetName() == InputEdgeIndex {
+				if e := int64(len(ct.GetIntContents())+len(ct.GetInt64Contents())) / 2; c.edges < e {
+					t.Fatalf("counted %d edges, edge_index holds %d", c.edges, e)
+				}
+			}
+		}
+		if c.decoded < typed {
+			t.Fatalf("bound %d below the %d bytes of typed elements decoded", c.decoded, typed)
+		}
+	})
+}
+
+func typedRequestForFuzz() *pb.ModelInferRequest {
+	return &pb.ModelInferRequest{ModelName: "m", Inputs: []*pb.ModelInferRequest_InferInputTensor{
+		{Name: "x", Datatype: "FP32", Shape: []int64{2, 3}, Contents: &pb.InferTensorContents{Fp32Contents: []float32{1, 2, 3, 4, 5, 6}}},
+		{Name: "edge_index", Datatype: "INT64", Shape: []int64{2, 1}, Contents: &pb.InferTensorContents{Int64Contents: []int64{0, 1}}},
+	}}
 }

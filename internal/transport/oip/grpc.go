@@ -10,7 +10,9 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	pb "github.com/gcnserve/gcnserve/gen/inferencepb"
+	"github.com/gcnserve/gcnserve/internal/gcnerr"
 	"github.com/gcnserve/gcnserve/internal/serving"
+	"github.com/gcnserve/gcnserve/internal/transport/httpx"
 )
 
 // Register adds inference.GRPCInferenceService to a gRPC server. The
@@ -29,13 +31,57 @@ func (s *Server) Register(r grpc.ServiceRegistrar) {
 var serviceDesc = func() grpc.ServiceDesc {
 	d := pb.GRPCInferenceService_ServiceDesc
 	d.Methods = slices.Clone(d.Methods)
+	small := map[string]grpc.MethodHandler{
+		"ServerLive":     smallUnary(pb.GRPCInferenceService_ServerLive_FullMethodName, (*grpcService).ServerLive),
+		"ServerReady":    smallUnary(pb.GRPCInferenceService_ServerReady_FullMethodName, (*grpcService).ServerReady),
+		"ModelReady":     smallUnary(pb.GRPCInferenceService_ModelReady_FullMethodName, (*grpcService).ModelReady),
+		"ServerMetadata": smallUnary(pb.GRPCInferenceService_ServerMetadata_FullMethodName, (*grpcService).ServerMetadata),
+		"ModelMetadata":  smallUnary(pb.GRPCInferenceService_ModelMetadata_FullMethodName, (*grpcService).ModelMetadata),
+	}
 	for i := range d.Methods {
 		if d.Methods[i].MethodName == "ModelInfer" {
 			d.Methods[i].Handler = modelInferHandler
+		} else if h, ok := small[d.Methods[i].MethodName]; ok {
+			d.Methods[i].Handler = h
 		}
 	}
 	return d
 }()
+
+// refusableRequest is a request message that takes the server codec's
+// refusal (its RefuseRecv method: a message over the method's few-KB limit,
+// malformed gzip), so the handler answers with that status's code instead
+// of gRPC's INTERNAL for an Unmarshal error.
+type refusableRequest struct {
+	proto.Message
+	err error
+}
+
+func (r *refusableRequest) RefuseRecv(err error) { r.err = err }
+
+// smallUnary is the generated unary handler of a metadata method, receiving
+// its request through refusableRequest.
+func smallUnary[Req any, PReq interface {
+	*Req
+	proto.Message
+}, Res any](method string, call func(*grpcService, context.Context, PReq) (*Res, error)) grpc.MethodHandler {
+	return func(srv any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
+		in := &refusableRequest{Message: PReq(new(Req))}
+		if err := dec(in); err != nil {
+			return nil, err
+		}
+		if in.err != nil {
+			return nil, in.err
+		}
+		handle := func(ctx context.Context, req any) (any, error) {
+			return call(srv.(*grpcService), ctx, req.(PReq))
+		}
+		if interceptor == nil {
+			return handle(ctx, in.Message)
+		}
+		return interceptor(ctx, in.Message, &grpc.UnaryServerInfo{Server: srv, FullMethod: method}, handle)
+	}
+}
 
 // modelInferHandler runs the interceptors (authentication, panic recovery)
 // first, then admission, and only then decodes the request.
@@ -97,17 +143,13 @@ func (g *grpcService) ModelMetadata(_ context.Context, req *pb.ModelMetadataRequ
 // modelInferGRPC admits, decodes, runs and encodes one ModelInfer call:
 // raw outputs when the request used raw inputs, typed contents otherwise.
 func (s *Server) modelInferGRPC(ctx context.Context, dec func(any) error) (*pb.ModelInferResponse, error) {
-	req, err := s.backend.Begin(ctx, s.opts.MaxRequestBytes)
+	req, err := s.beginRead(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer req.Close()
-	in := new(pb.ModelInferRequest)
-	if err := dec(in); err != nil {
-		// gRPC's own status (message too large, bad compression, bad bytes).
-		return nil, err
-	}
-	if err := req.SetWireBytes(ctx, int64(proto.Size(in))); err != nil {
+	in, err := s.decodeModelInfer(ctx, req, dec)
+	if err != nil {
 		return nil, err
 	}
 	inputs, err := decodeGRPCInputs(in)
@@ -140,6 +182,33 @@ func (s *Server) modelInferGRPC(ctx context.Context, dec func(any) error) (*pb.M
 	return res, nil
 }
 
+// decodeModelInfer reads a ModelInferRequest's bytes, counts what it
+// declares (countInferRequest) and refuses it past --max-nodes,
+// --max-edges or the budget, grows the request's reservation to what
+// decoding takes, and only then decodes it.
+func (s *Server) decodeModelInfer(ctx context.Context, req Request, dec func(any) error) (*pb.ModelInferRequest, error) {
+	lim := s.backend.Limits()
+	raw := &rawInferRequest{check: func(wire int64, c inferCounts) error {
+		if lim.MaxNodes > 0 && c.nodes > int64(lim.MaxNodes) {
+			return tooLargef("request has %d nodes, limit is %d (--max-nodes)", c.nodes, lim.MaxNodes)
+		}
+		if lim.MaxEdges > 0 && c.edges > int64(lim.MaxEdges) {
+			return tooLargef("request has %d edges, limit is %d (--max-edges)", c.edges, lim.MaxEdges)
+		}
+		// gRPC's receive buffers (the frames and the message they are
+		// copied into) and the decoded message.
+		return httpx.ReserveDecoded(ctx, req, 2*wire+c.decoded, lim.Budget)
+	}}
+	if err := dec(raw); err != nil {
+		// gRPC's own status (message too large, bad compression).
+		return nil, err
+	}
+	if raw.err != nil {
+		return nil, raw.err
+	}
+	return raw.msg, nil
+}
+
 // decodeGRPCInputs reads each input from its typed contents or from
 // raw_input_contents (then one entry per input, in order, and no contents).
 func decodeGRPCInputs(req *pb.ModelInferRequest) ([]inputTensor, error) {
@@ -153,7 +222,7 @@ func decodeGRPCInputs(req *pb.ModelInferRequest) ([]inputTensor, error) {
 		*t = inputTensor{name: in.GetName(), datatype: in.GetDatatype(), shape: in.GetShape()}
 		if len(raw) > 0 {
 			if hasContents(in.GetContents()) {
-				return nil, invalidf("input %q: contents is set, but the request uses raw_input_contents (use one or the other)", t.name)
+				return nil, invalidf("input %s: contents is set, but the request uses raw_input_contents (use one or the other)", gcnerr.Echo(t.name))
 			}
 			if err := decodeRaw(t, raw[i]); err != nil {
 				return nil, err
@@ -196,7 +265,7 @@ func decodeContents(t *inputTensor, c *pb.InferTensorContents) error {
 		}
 	}
 	if filled != "" {
-		return invalidf("input %q: datatype %s takes contents.%s, not contents.%s", t.name, t.datatype, want, filled)
+		return invalidf("input %s: datatype %s takes contents.%s, not contents.%s", gcnerr.Echo(t.name), t.datatype, want, filled)
 	}
 	switch t.datatype {
 	case typeFP32:
@@ -232,4 +301,29 @@ func rawBytes(o outputTensor) []byte {
 		binary.LittleEndian.PutUint64(b[8*i:], uint64(v))
 	}
 	return b
+}
+
+// beginRead admits a ModelInfer call before its message is read: with a
+// backend that can (ServingBackend), reserving what reading holds
+// (readBound) rather than Begin's decode bound of the largest message.
+func (s *Server) beginRead(ctx context.Context) (Request, error) {
+	if b, ok := s.backend.(interface {
+		BeginRead(ctx context.Context, readBytes int64) (Request, error)
+	}); ok {
+		return b.BeginRead(ctx, readBound(ctx, s.opts.MaxRequestBytes))
+	}
+	return s.backend.Begin(ctx, s.opts.MaxRequestBytes)
+}
+
+// readBound is what a request message of up to maxBytes can hold while it
+// is received and unmarshalled: gRPC's frame buffers and the message (twice
+// its size), three times for a compressed call (grpc-encoding), which also
+// holds the compressed bytes.
+func readBound(ctx context.Context, maxBytes int64) int64 {
+	if st, ok := grpc.ServerTransportStreamFromContext(ctx).(interface{ RecvCompress() string }); ok {
+		if c := st.RecvCompress(); c != "" && c != "identity" {
+			return 3 * maxBytes
+		}
+	}
+	return 2 * maxBytes
 }

@@ -23,6 +23,7 @@ import (
 	"runtime/debug"
 
 	"github.com/gcnserve/gcnserve/gcn"
+	"github.com/gcnserve/gcnserve/internal/transport/httpx"
 )
 
 // Tensor names of the protocol mapping (see the package comment).
@@ -64,6 +65,18 @@ type Backend interface {
 	Versions(model string) []string
 	// Ready reports whether the server is ready for inference.
 	Ready() bool
+	// Limits are the per-request bounds the transport checks while it
+	// decodes, before it allocates for what a request declares.
+	Limits() Limits
+}
+
+// Limits bound one request; 0 means unlimited.
+type Limits struct {
+	// MaxNodes and MaxEdges are --max-nodes and --max-edges.
+	MaxNodes, MaxEdges int
+	// Budget is the whole memory budget (--max-inflight-bytes): a request
+	// whose decoded size is larger can never be admitted.
+	Budget int64
 }
 
 // Request is one inference request's passage through the serving layer
@@ -107,7 +120,7 @@ type Options struct {
 }
 
 // DefaultMaxRequestBytes is Options.MaxRequestBytes's default.
-const DefaultMaxRequestBytes = 64 << 20
+const DefaultMaxRequestBytes = httpx.DefaultMaxRequestBytes
 
 // Server answers the Open Inference Protocol over gRPC and REST.
 type Server struct {

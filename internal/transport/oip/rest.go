@@ -3,13 +3,11 @@ package oip
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strconv"
 
-	"github.com/gcnserve/gcnserve/internal/serving"
+	"github.com/gcnserve/gcnserve/internal/transport/httpx"
 )
 
 // Routes adds the REST form of the protocol to mux:
@@ -94,24 +92,27 @@ func (s *Server) modelMetadataHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // restRequest is the inference request JSON object.
+//
+// Parameters stay raw JSON: boxed into interfaces, a parameter holding a
+// long array would cost 24 bytes and more per 2-byte element.
 type restRequest struct {
-	ID         string         `json:"id"`
-	Parameters map[string]any `json:"parameters"`
-	Inputs     []restInput    `json:"inputs"`
-	Outputs    []restOutput   `json:"outputs"`
+	ID         string                     `json:"id"`
+	Parameters map[string]json.RawMessage `json:"parameters"`
+	Inputs     []restInput                `json:"inputs"`
+	Outputs    []restOutput               `json:"outputs"`
 }
 
 type restInput struct {
-	Name       string          `json:"name"`
-	Shape      []int64         `json:"shape"`
-	Datatype   string          `json:"datatype"`
-	Parameters map[string]any  `json:"parameters"`
-	Data       json.RawMessage `json:"data"`
+	Name       string                     `json:"name"`
+	Shape      json.RawMessage            `json:"shape"` // parsed by parseShape
+	Datatype   string                     `json:"datatype"`
+	Parameters map[string]json.RawMessage `json:"parameters"`
+	Data       json.RawMessage            `json:"data"`
 }
 
 type restOutput struct {
-	Name       string         `json:"name"`
-	Parameters map[string]any `json:"parameters"`
+	Name       string                     `json:"name"`
+	Parameters map[string]json.RawMessage `json:"parameters"`
 }
 
 // restResponse is the inference response JSON object.
@@ -131,34 +132,19 @@ type restOutputData struct {
 }
 
 func (s *Server) inferHTTP(w http.ResponseWriter, r *http.Request) {
-	// Admission before the body is read: for the declared length when the
-	// client gave one (a larger body fails the read), else for the limit.
-	tooLarge := tooLargef("request body is larger than the limit of %d bytes", s.opts.MaxRequestBytes)
-	wire := s.opts.MaxRequestBytes
-	if r.ContentLength > wire {
-		s.writeError(w, r, tooLarge)
-		return
-	}
-	if r.ContentLength >= 0 {
-		wire = r.ContentLength
-	}
-	sreq, err := s.backend.Begin(r.Context(), wire)
+	sreq, body, err := httpx.ReadBody(w, r, s.opts.MaxRequestBytes, s.backend.Begin)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
 	defer sreq.Close()
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.opts.MaxRequestBytes))
-	if err != nil {
-		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
-			err = tooLarge
-		} else {
-			err = invalidf("reading the request body: %v", err)
-		}
-		s.writeError(w, r, err)
-		return
+	// The JSON part is bounded by its tokens before encoding/json sees it;
+	// binary tensor data becomes at most twice its bytes (INT32 widened).
+	need := int64(len(body)) + 2*int64(len(body))
+	if head, ok := jsonHead(body, r.Header.Get(headerContentLength)); ok {
+		need = httpx.CountJSON(head).RESTInferBytes() + 3*int64(len(body)-len(head))
 	}
-	if err := sreq.SetWireBytes(r.Context(), int64(len(body))); err != nil {
+	if err := httpx.ReserveDecoded(r.Context(), sreq, need, s.backend.Limits().Budget); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
@@ -204,39 +190,73 @@ func (s *Server) inferHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// jsonHead is the JSON part of a body: all of it, or with the binary tensor
+// data extension's header set, its first headerLength bytes. ok is false
+// when headerLength is not a valid length for body.
+func jsonHead(body []byte, headerLength string) (head []byte, ok bool) {
+	if headerLength == "" {
+		return body, true
+	}
+	n, ok := parseLength(headerLength)
+	if !ok || n > int64(len(body)) {
+		return nil, false
+	}
+	return body[:n], true
+}
+
+// parseLength reads a byte count in strict decimal, as HTTP writes
+// Content-Length: digits only (no sign, no space), at most 18 of them.
+func parseLength(s string) (int64, bool) {
+	if s == "" || len(s) > 18 {
+		return 0, false
+	}
+	var n int64
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = 10*n + int64(c-'0')
+	}
+	return n, true
+}
+
 // decodeRESTRequest parses an inference request body: JSON, or with
 // headerLength set, a JSON header of that many bytes followed by the binary
 // data of the inputs that declare "binary_data_size", in input order.
 func decodeRESTRequest(body []byte, headerLength string) (*restRequest, []inputTensor, error) {
-	head, binary := body, []byte(nil)
-	if headerLength != "" {
-		n, err := strconv.Atoi(headerLength)
-		if err != nil || n < 0 || n > len(body) {
-			return nil, nil, invalidf("%s: %q is not a length within the %d-byte body", headerContentLength, headerLength, len(body))
+	head, ok := jsonHead(body, headerLength)
+	if !ok {
+		shown := headerLength
+		if len(shown) > 32 {
+			shown = shown[:32] + "..."
 		}
-		head, binary = body[:n], body[n:]
+		return nil, nil, invalidf("%s: %q is not a length (decimal digits) within the %d-byte body", headerContentLength, shown, len(body))
 	}
+	binary := body[len(head):]
 	req := new(restRequest)
-	dec := json.NewDecoder(bytes.NewReader(head))
-	if err := dec.Decode(req); err != nil {
+	// Unmarshal validates the whole text before it allocates (a Decoder
+	// would first copy it into its own buffer).
+	if err := json.Unmarshal(head, req); err != nil {
 		return nil, nil, invalidf("malformed inference request: %v", err)
-	}
-	if dec.More() {
-		return nil, nil, invalidf("malformed inference request: data after the JSON object")
 	}
 	inputs := make([]inputTensor, len(req.Inputs))
 	for i, in := range req.Inputs {
 		t := &inputs[i]
-		*t = inputTensor{name: in.Name, datatype: in.Datatype, shape: in.Shape}
-		if in.Shape == nil {
+		if len(in.Shape) == 0 || string(in.Shape) == "null" {
 			return nil, nil, invalidf("input %q: shape is missing", in.Name)
 		}
+		shape, err := parseShape(in.Shape)
+		if err != nil {
+			return nil, nil, invalidf("input %q: shape: %v", in.Name, err)
+		}
+		*t = inputTensor{name: in.Name, datatype: in.Datatype, shape: shape}
 		if size, ok := in.Parameters["binary_data_size"]; ok {
-			n, ok := size.(float64)
-			if !ok || n < 0 || n != float64(int64(n)) {
+			n, ok := parseLength(string(size))
+			if !ok {
 				return nil, nil, invalidf("input %q: parameter binary_data_size must be a byte count", in.Name)
 			}
-			if int(n) > len(binary) {
+			if n > int64(len(binary)) {
 				return nil, nil, invalidf("input %q: binary_data_size is %d bytes, only %d remain in the body", in.Name, int(n), len(binary))
 			}
 			if len(in.Data) > 0 {
@@ -261,14 +281,21 @@ func decodeRESTRequest(body []byte, headerLength string) (*restRequest, []inputT
 	return req, inputs, nil
 }
 
+// parseShape reads a shape, a JSON array of integers, into a slice of
+// exactly its length (encoding/json would grow one as it goes, 35 bytes
+// allocated per 2-byte "1,").
+func parseShape(raw json.RawMessage) ([]int64, error) {
+	n := int(httpx.CountJSON(raw).Scalars)
+	return parseIntData(raw, []int64{int64(n)}, n, false)
+}
+
 // encodeRESTResponse builds the response object and, for the outputs asked
 // for as binary data, their little-endian bytes in output order.
 func encodeRESTResponse(m Model, req *restRequest, outputs []outputTensor) (*restResponse, [][]byte) {
-	binaryAll, _ := req.Parameters["binary_data_output"].(bool)
+	binaryAll := isTrue(req.Parameters["binary_data_output"])
 	wantBinary := make(map[string]bool, len(req.Outputs))
 	for _, o := range req.Outputs {
-		b, _ := o.Parameters["binary_data"].(bool)
-		wantBinary[o.Name] = b
+		wantBinary[o.Name] = isTrue(o.Parameters["binary_data"])
 	}
 	res := &restResponse{ModelName: m.Name(), ModelVersion: m.Version(), ID: req.ID, Outputs: make([]restOutputData, len(outputs))}
 	var binary [][]byte
@@ -288,21 +315,13 @@ func encodeRESTResponse(m Model, req *restRequest, outputs []outputTensor) (*res
 	return res, binary
 }
 
-// writeError answers {"error": msg} with the one error table's status;
-// internal errors are logged there with their detail, and the client gets a
-// generic message.
+// isTrue reports whether a raw JSON parameter is the literal true.
+func isTrue(v json.RawMessage) bool { return string(bytes.TrimSpace(v)) == "true" }
+
+// writeError answers {"error": msg} with the one error table's status
+// (httpx.WriteError).
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
-	code, msg := serving.HTTPStatus(s.log, r.Method+" "+r.URL.Path, err)
-	writeJSON(w, code, map[string]string{"error": msg})
+	httpx.WriteError(w, s.log, r.Method+" "+r.URL.Path, err)
 }
 
-func writeJSON(w http.ResponseWriter, code int, v any) {
-	b, err := json.Marshal(v)
-	if err != nil {
-		code, b = http.StatusInternalServerError, []byte(`{"error":"internal error"}`)
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
-	w.WriteHeader(code)
-	_, _ = w.Write(b)
-}
+func writeJSON(w http.ResponseWriter, code int, v any) { httpx.WriteJSON(w, code, v) }

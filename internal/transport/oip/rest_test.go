@@ -236,7 +236,7 @@ func TestRESTInvalid(t *testing.T) {
 	}{
 		{"not JSON", "gcn-karate", `{"inputs": [`, 400, "malformed inference request"},
 		{"NaN literal", "gcn-karate", x(`[1,2,NaN,4,5,6]`), 400, "malformed inference request"},
-		{"trailing data", "gcn-karate", x(`[1,2,3,4,5,6]`) + `{}`, 400, "data after the JSON object"},
+		{"trailing data", "gcn-karate", x(`[1,2,3,4,5,6]`) + `{}`, 400, "after top-level value"},
 		{"strings", "gcn-karate", x(`["1","2","3","4","5","6"]`), 400, `input "x": data: element 0: data must be numbers`},
 		{"short", "gcn-karate", x(`[1,2,3,4,5]`), 400, `input "x": shape [2, 3] needs 6 elements, data has 5`},
 		{"long", "gcn-karate", x(`[1,2,3,4,5,6,7]`), 400, `input "x": data: more than the 6 elements`},
@@ -248,7 +248,7 @@ func TestRESTInvalid(t *testing.T) {
 		{"edge weights", "gcn-karate", strings.TrimSuffix(e("INT64", "[2,1]", "[0,1]"), `]}`) + `,{"name":"edge_weight","shape":[1],"datatype":"FP32","data":[1]}]}`,
 			400, `input "edge_weight": this model takes no edge weights`},
 		{"unknown model", "nope", x(`[1,2,3,4,5,6]`), 404, `model "nope" is not served`},
-		{"too large", "gcn-karate", x(`[` + strings.Repeat("1,", 3000) + `1]`), 413, "larger than the limit of 4096 bytes"},
+		{"too large", "gcn-karate", x(`[` + strings.Repeat("1,", 3000) + `1]`), 413, "larger than 4096 bytes (--max-request-bytes)"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

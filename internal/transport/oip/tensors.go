@@ -141,9 +141,9 @@ func decodeJSONData(t *inputTensor, data json.RawMessage) error {
 	}
 	switch t.datatype {
 	case typeFP32:
-		t.fp32, err = parseFloat32Data(data, n)
+		t.fp32, err = parseFloat32Data(data, t.shape, n)
 	default:
-		t.ints, err = parseIntData(data, n, t.datatype == typeINT32)
+		t.ints, err = parseIntData(data, t.shape, n, t.datatype == typeINT32)
 	}
 	if err != nil {
 		return invalidf("input %q: data: %v", t.name, err)
