@@ -233,10 +233,13 @@ func TestGraphIncrementalExact(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 			defer cancel()
 			m, g := newMirror(1, tc.features, tc.nodes, tc.edges)
-			if _, err := gc.CreateGraph(ctx, &gcnpb.CreateGraphRequest{GraphId: "g", Graph: g}); err != nil {
+			created, err := gc.CreateGraph(ctx, &gcnpb.CreateGraphRequest{GraphId: "g", Graph: g})
+			if err != nil {
 				t.Fatal(err)
 			}
-			wantMode(t, ctx, gc, "g", "incremental")
+			if got := wantMode(t, ctx, gc, "g", "incremental"); created.Mode != "incremental" || created.Bytes != got.Bytes {
+				t.Fatalf("CreateGraph answered mode %q, %d bytes; GetGraph says %q, %d bytes", created.Mode, created.Bytes, got.Mode, got.Bytes)
+			}
 			checkExact(t, ctx, gc, pc, "g", m.subset(10))
 			for i := range tc.n {
 				if _, err := gc.ApplyDelta(ctx, m.delta("g")); err != nil {

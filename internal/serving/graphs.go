@@ -246,11 +246,11 @@ func receptiveField(name string, info gcn.Info) (int, error) {
 	return k, nil
 }
 
-// CreateGraph creates graph id bound to model (empty: the default model)
+// createGraph creates graph id bound to model (empty: the default model)
 // and version (empty: follow its highest served version), loaded with
 // initial (nil: empty) as its revision 1. The model must declare its
 // receptive field.
-func (gs *Graphs) CreateGraph(ctx context.Context, id, model, version string, initial *graphs.Delta) (GraphInfo, error) {
+func (gs *Graphs) createGraph(ctx context.Context, id, model, version string, initial *graphs.Delta) (GraphInfo, error) {
 	if err := checkGraphID(id); err != nil {
 		return GraphInfo{}, err
 	}

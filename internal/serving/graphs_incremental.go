@@ -1,6 +1,7 @@
 package serving
 
 import (
+	"context"
 	"fmt"
 
 	"github.com/gcnserve/gcnserve/gcn"
@@ -118,4 +119,29 @@ func (gs *Graphs) prepareScorer(sg *storedGraph) {
 // refused) for the leased version already. sg.mu is held.
 func scorerTriedLocked(sg *storedGraph, lease *modelrepo.Lease) bool {
 	return sg.mode != "" && sg.scorerVersion == lease.Version && sg.scorerSHA == lease.SHA256
+}
+
+// CreateGraph creates graph id bound to model (empty: the default model)
+// and version (empty: follow its highest served version), loaded with
+// initial (nil: empty) as its revision 1. The model must declare its
+// receptive field. The graph's scorer is built before it returns, so the
+// answer names the mode scores will run in and counts the state's bytes,
+// and the first score does not wait for the build.
+func (gs *Graphs) CreateGraph(ctx context.Context, id, model, version string, initial *graphs.Delta) (GraphInfo, error) {
+	info, err := gs.createGraph(ctx, id, model, version, initial)
+	if err != nil || gs.opts.NewScorer == nil {
+		return info, err
+	}
+	sg, err := gs.get(id)
+	if err != nil {
+		return info, nil // deleted meanwhile: the creation stands answered
+	}
+	gs.prepareScorer(sg)
+	sg.mu.RLock()
+	if sg.mode != "" {
+		info.Mode = sg.mode
+	}
+	info.Bytes = sg.counted.Load()
+	sg.mu.RUnlock()
+	return info, nil
 }
