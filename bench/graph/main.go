@@ -89,7 +89,7 @@ func run() error {
 	if err != nil {
 		return fmt.Errorf("LoadGraph: %w", err)
 	}
-	fmt.Printf("load: %d nodes, %d edges, %d features in %v; stored graph %d B = %.2fx raw %d B (ids, 4F per node, two int32 per edge); server RSS +%d B\n",
+	fmt.Printf("load: %d nodes, %d edges, %d features in %v; counted %d B (the graph, plus its per-layer state in incremental mode) = %.2fx raw %d B (ids, 4F per node, two int32 per edge); server RSS +%d B\n",
 		info.Nodes, info.Edges, c.features, time.Since(t0).Round(time.Millisecond), info.Bytes, float64(info.Bytes)/float64(raw), raw, rss(c.pid)-rssBefore)
 
 	// GetGraph builds the graph's scorer for the served model version and
