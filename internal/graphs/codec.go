@@ -39,7 +39,9 @@ func (d *decoder) uvarint() uint64 {
 		return 0
 	}
 	v, n := binary.Uvarint(d.b)
-	if n <= 0 {
+	// Only the shortest form, the one the encoder writes: a record reads
+	// back to exactly one byte string, so damage cannot hide in padding.
+	if n <= 0 || n > 1 && d.b[n-1] == 0 {
 		d.err = errCorrupt
 		return 0
 	}

@@ -3,12 +3,10 @@ package server
 import (
 	"testing"
 
-	"go.uber.org/goleak"
-
 	"github.com/gcnserve/gcnserve/internal/testenv"
 )
 
 // TestMain fails the package's tests when a goroutine they started is still
 // running after the last test ends: a leak is a bug (grpc-go's discipline).
 // testenv.LeakOptions lists the goroutines that live as long as the process.
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m, testenv.LeakOptions()...) }
+func TestMain(m *testing.M) { testenv.VerifyTestMain(m) }
