@@ -2,7 +2,6 @@ package gcn
 
 import (
 	"context"
-	"math"
 
 	"github.com/gcnserve/gcnserve/graph"
 	"github.com/gcnserve/gcnserve/internal/graphcheck"
@@ -49,7 +48,7 @@ func (t Tensors) check(featureDim int, lim Limits) error {
 	// test per value cost about as much as the model run.
 	if k := graphcheck.FirstNonFinite(t.Features); k >= 0 {
 		f := t.Features[k]
-		return Errorf(KindInvalidArgument, "x[%d][%d] is %s (features must be finite)", k/featureDim, k%featureDim, nonFinite(f))
+		return Errorf(KindInvalidArgument, "x[%d][%d] is %s (features must be finite)", k/featureDim, k%featureDim, graphcheck.NonFiniteName(f))
 	}
 	return nil
 }
@@ -81,17 +80,6 @@ func firstOutOfRange(index []int64, n int) int {
 		}
 	}
 	return -1
-}
-
-func nonFinite(f float32) string {
-	switch {
-	case math.IsNaN(float64(f)):
-		return "NaN"
-	case f < 0:
-		return "-Inf"
-	default:
-		return "+Inf"
-	}
 }
 
 // Graph is a graph as Go values, the shape of the gRPC GraphData message:

@@ -176,6 +176,10 @@ func quoteID(id string) string {
 // all exponent bits set.
 func IsNonFinite(bits uint32) bool { return bits&0x7f800000 == 0x7f800000 }
 
+// NonFiniteName names a non-finite feature value in an error message:
+// "NaN", "-Inf" or "+Inf".
+func NonFiniteName(f float32) string { return nonFiniteName(math.Float32bits(f)) }
+
 func nonFiniteName(bits uint32) string {
 	switch {
 	case bits&0x007fffff != 0:

@@ -6,6 +6,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/gcnserve/gcnserve/internal/gcnerr"
+	"github.com/gcnserve/gcnserve/internal/graphcheck"
 )
 
 // Node is a node to upsert: its id and its F features.
@@ -170,7 +171,7 @@ func (g *Graph) Prepare(d *Delta, lim Limits) (*Prepared, error) {
 		}
 		for k, f := range n.Features {
 			if math.IsNaN(float64(f)) || math.IsInf(float64(f), 0) {
-				return nil, invalidf("node %d (%s): feature %d is %s", i, quoteID(n.ID), k, nonFiniteName(f))
+				return nil, invalidf("node %d (%s): feature %d is %s", i, quoteID(n.ID), k, graphcheck.NonFiniteName(f))
 			}
 		}
 		upserted[n.ID] = i

@@ -16,7 +16,6 @@
 package graphs
 
 import (
-	"math"
 	"unicode/utf8"
 )
 
@@ -139,17 +138,6 @@ func quoteID(id string) string {
 		cut--
 	}
 	return quote(id[:cut]) + "..."
-}
-
-func nonFiniteName(f float32) string {
-	switch {
-	case math.IsNaN(float64(f)):
-		return "NaN"
-	case f < 0:
-		return "-Inf"
-	default:
-		return "+Inf"
-	}
 }
 
 // addSlot puts id in a slot (a free one if any) with features and no links.
