@@ -120,8 +120,12 @@ func TestRSSFlatOverReloads(t *testing.T) {
 	_, hwm := procStatus(t)
 	growth := 100 * float64(rssEnd-rss10) / float64(rss10)
 	t.Logf("RSS after 10 reloads %d KiB, after %d %d KiB (%+.1f%%), VmHWM %d KiB", rss10, reloads, rssEnd, growth, hwm)
-	if growth > 10 {
-		t.Errorf("RSS grew from %d KiB after 10 reloads to %d KiB after %d: %+.1f%%, more than 10%%", rss10, rssEnd, reloads, growth)
+	// A leaked session per reload would add hundreds of MiB over 200
+	// reloads; a few MiB is malloc and Go heap jitter on a ~45 MiB
+	// process (seen: +4.6% and +10.0% in two runs of the same tree), so
+	// growth must pass both 10% and 8 MiB to fail.
+	if growth > 10 && rssEnd-rss10 > 8<<10 { // KiB
+		t.Errorf("RSS grew from %d KiB after 10 reloads to %d KiB after %d: %+.1f%%, more than 10%% and 8 MiB", rss10, rssEnd, reloads, growth)
 	}
 	if loaded, refused, unloaded := ev.counts(); loaded != 2*reloads+2 || refused != 0 || unloaded != 2*reloads {
 		t.Errorf("events: %d loaded, %d refused, %d unloaded; want %d, 0, %d", loaded, refused, unloaded, 2*reloads+2, 2*reloads)
