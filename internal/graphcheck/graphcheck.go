@@ -119,13 +119,13 @@ func (v *Validator) Node(i int, id string, count, bad int, badBits uint32) error
 	}
 	slot, h, j, dup := v.index.find(id)
 	if dup {
-		return invalidf("node %d: duplicate id %s (also node %d)", i, quoteID(id), j)
+		return invalidf("node %d: duplicate id %s (also node %d)", i, QuoteID(id), j)
 	}
 	if count != v.featureDim {
-		return invalidf("node %d (%s): %d features, model wants %d", i, quoteID(id), count, v.featureDim)
+		return invalidf("node %d (%s): %d features, model wants %d", i, QuoteID(id), count, v.featureDim)
 	}
 	if bad >= 0 {
-		return invalidf("node %d (%s): feature %d is %s", i, quoteID(id), bad, nonFiniteName(badBits))
+		return invalidf("node %d (%s): feature %d is %s", i, QuoteID(id), bad, nonFiniteName(badBits))
 	}
 	v.index.add(slot, h, id)
 	return nil
@@ -150,18 +150,19 @@ func (v *Validator) edge(j int, source, target string) (s, t int32, err error) {
 		return 0, 0, invalidf("edge %d: target id is not valid UTF-8", j)
 	}
 	if !okS {
-		return 0, 0, invalidf("edge %d: source %s is not a node id", j, quoteID(source))
+		return 0, 0, invalidf("edge %d: source %s is not a node id", j, QuoteID(source))
 	}
-	return 0, 0, invalidf("edge %d: target %s is not a node id", j, quoteID(target))
+	return 0, 0, invalidf("edge %d: target %s is not a node id", j, QuoteID(target))
 }
 
 // maxQuotedID bounds how much of an id an error message repeats: ids are
 // client-chosen and may be megabytes long.
 const maxQuotedID = 64
 
-// quoteID quotes id for an error message, cut to maxQuotedID bytes on a rune
-// boundary with "..." after the closing quote when it was cut.
-func quoteID(id string) string {
+// QuoteID quotes a client-given id for an error message, cut to
+// maxQuotedID bytes on a rune boundary with "..." after the closing quote
+// when it was cut: the form every message naming a node uses.
+func QuoteID(id string) string {
 	if len(id) <= maxQuotedID {
 		return strconv.Quote(id)
 	}

@@ -1,8 +1,6 @@
 package graphs
 
 import (
-	"math"
-	"strconv"
 	"unicode/utf8"
 
 	"github.com/gcnserve/gcnserve/internal/gcnerr"
@@ -121,7 +119,7 @@ func (g *Graph) Prepare(d *Delta, lim Limits) (*Prepared, error) {
 		if wanted[key] > g.multiplicity(u, v) {
 			have := g.multiplicity(u, v)
 			return nil, invalidf("remove_edges %d: no edge %s - %s left to remove (the graph lists it %d time%s)",
-				j, quoteID(e.Source), quoteID(e.Target), have, plural(have))
+				j, graphcheck.QuoteID(e.Source), graphcheck.QuoteID(e.Target), have, plural(have))
 		}
 		p.removeEdges[j] = [2]int32{u, v}
 		if u != v {
@@ -141,10 +139,10 @@ func (g *Graph) Prepare(d *Delta, lim Limits) (*Prepared, error) {
 			if id != "" && !utf8.ValidString(id) {
 				return nil, invalidf("remove_nodes %d: id is not valid UTF-8", i)
 			}
-			return nil, invalidf("remove_nodes %d: %s is not a node id", i, quoteID(id))
+			return nil, invalidf("remove_nodes %d: %s is not a node id", i, graphcheck.QuoteID(id))
 		}
 		if k, dup := removed[s]; dup {
-			return nil, invalidf("remove_nodes %d: duplicate id %s (also remove_nodes %d)", i, quoteID(id), k)
+			return nil, invalidf("remove_nodes %d: duplicate id %s (also remove_nodes %d)", i, graphcheck.QuoteID(id), k)
 		}
 		removed[s] = i
 		p.removeSlots[i] = s
@@ -164,15 +162,13 @@ func (g *Graph) Prepare(d *Delta, lim Limits) (*Prepared, error) {
 			return nil, invalidf("node %d: empty id", i)
 		}
 		if j, dup := upserted[n.ID]; dup {
-			return nil, invalidf("node %d: duplicate id %s (also node %d)", i, quoteID(n.ID), j)
+			return nil, invalidf("node %d: duplicate id %s (also node %d)", i, graphcheck.QuoteID(n.ID), j)
 		}
 		if len(n.Features) != g.featureDim {
-			return nil, invalidf("node %d (%s): %d features, model wants %d", i, quoteID(n.ID), len(n.Features), g.featureDim)
+			return nil, invalidf("node %d (%s): %d features, model wants %d", i, graphcheck.QuoteID(n.ID), len(n.Features), g.featureDim)
 		}
-		for k, f := range n.Features {
-			if math.IsNaN(float64(f)) || math.IsInf(float64(f), 0) {
-				return nil, invalidf("node %d (%s): feature %d is %s", i, quoteID(n.ID), k, graphcheck.NonFiniteName(f))
-			}
+		if k := graphcheck.FirstNonFinite(n.Features); k >= 0 {
+			return nil, invalidf("node %d (%s): feature %d is %s", i, graphcheck.QuoteID(n.ID), k, graphcheck.NonFiniteName(n.Features[k]))
 		}
 		upserted[n.ID] = i
 		if s, ok := g.index[n.ID]; !ok {
@@ -258,9 +254,9 @@ func (g *Graph) endpoints(part string, j int, e Edge, removed map[int32]int, ups
 		return 0, 0, invalidf("%s %d: target id is not valid UTF-8", part, j)
 	}
 	if !okU {
-		return 0, 0, invalidf("%s %d: source %s is not a node id", part, j, quoteID(e.Source))
+		return 0, 0, invalidf("%s %d: source %s is not a node id", part, j, graphcheck.QuoteID(e.Source))
 	}
-	return 0, 0, invalidf("%s %d: target %s is not a node id", part, j, quoteID(e.Target))
+	return 0, 0, invalidf("%s %d: target %s is not a node id", part, j, graphcheck.QuoteID(e.Target))
 }
 
 func plural(n int) string {
@@ -269,8 +265,6 @@ func plural(n int) string {
 	}
 	return "s"
 }
-
-func quote(s string) string { return strconv.Quote(s) }
 
 // Apply applies a delta Prepare validated on g, g unchanged since, and
 // returns its changes in order (nil for a duplicate). It cannot fail.

@@ -15,10 +15,6 @@
 // Export) under the read lock.
 package graphs
 
-import (
-	"unicode/utf8"
-)
-
 // Graph is one stored graph. Slots are int32 node numbers; a removed node's
 // slot goes on a free list and is reused by a later new node.
 type Graph struct {
@@ -123,21 +119,6 @@ func (g *Graph) Bytes() int64 {
 	slots := int64(len(g.ids))
 	return slots*(bytesPerSlot+4*int64(g.featureDim)) + g.idBytes + bytesPerAdjEntry*g.adjCap +
 		int64(len(g.loops))*16 + int64(cap(g.free))*4 + g.keys.bytes()
-}
-
-// quoteID quotes a client-given id for an error message, cut to 64 bytes on
-// a rune boundary with "..." after the closing quote when cut (the same
-// form graphwire uses for ProcessGraph's messages).
-func quoteID(id string) string {
-	const maxQuoted = 64
-	if len(id) <= maxQuoted {
-		return quote(id)
-	}
-	cut := maxQuoted
-	for cut > 0 && !utf8.RuneStart(id[cut]) {
-		cut--
-	}
-	return quote(id[:cut]) + "..."
 }
 
 // addSlot puts id in a slot (a free one if any) with features and no links.
