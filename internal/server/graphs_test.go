@@ -420,20 +420,11 @@ func TestGraphConcurrentDeltasAndScores(t *testing.T) {
 			defer wg.Done()
 			for k := range 30 {
 				id := "w" + itoa(w) + "-" + itoa(k)
-				res, err := gc.ApplyDelta(ctx, &gcnpb.DeltaRequest{GraphId: "c",
+				d := &gcnpb.DeltaRequest{GraphId: "c",
 					UpsertNodes: []*gcnpb.Node{node(id, k)},
-					AddEdges:    []*gcnpb.Edge{edge(id, "m"+itoa(k%34)), edge(id, "m"+itoa((k*5)%34))}})
-				if err != nil {
+					AddEdges:    []*gcnpb.Edge{edge(id, "m"+itoa(k%34)), edge(id, "m"+itoa((k*5)%34))}}
+				if err := applyThenScore(ctx, gc, d, id, "m0"); err != nil {
 					errs <- err
-					return
-				}
-				sc, err := gc.ScoreNodes(ctx, &gcnpb.ScoreRequest{GraphId: "c", NodeIds: []string{id, "m0"}})
-				if err != nil {
-					errs <- fmt.Errorf("score right after delta %d was acknowledged: %w", res.Revision, err)
-					return
-				}
-				if sc.Revision < res.Revision {
-					errs <- fmt.Errorf("score reflects revision %d after delta %d was acknowledged", sc.Revision, res.Revision)
 					return
 				}
 			}
@@ -538,4 +529,21 @@ func TestGraphServiceNeedsToken(t *testing.T) {
 	if rec.Code != http.StatusUnauthorized {
 		t.Fatalf("GET /v1/graphs without a token: %d", rec.Code)
 	}
+}
+
+// applyThenScore applies d, then scores ids on the same graph and checks
+// read-your-writes: the score reflects at least the delta's revision.
+func applyThenScore(ctx context.Context, gc gcnpb.GraphServiceClient, d *gcnpb.DeltaRequest, ids ...string) error {
+	res, err := gc.ApplyDelta(ctx, d)
+	if err != nil {
+		return err
+	}
+	sc, err := gc.ScoreNodes(ctx, &gcnpb.ScoreRequest{GraphId: d.GetGraphId(), NodeIds: ids})
+	if err != nil {
+		return fmt.Errorf("score right after delta %d was acknowledged: %w", res.Revision, err)
+	}
+	if sc.Revision < res.Revision {
+		return fmt.Errorf("score reflects revision %d after delta %d was acknowledged", sc.Revision, res.Revision)
+	}
+	return nil
 }
