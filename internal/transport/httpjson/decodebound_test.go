@@ -1,24 +1,13 @@
 package httpjson
 
 import (
-	"runtime"
 	"strings"
 	"testing"
 
 	"github.com/gcnserve/gcnserve/internal/graphwire"
+	"github.com/gcnserve/gcnserve/internal/testenv"
 	"github.com/gcnserve/gcnserve/internal/transport/httpx"
 )
-
-// allocated returns the bytes f allocates, garbage included: an upper
-// bound of the memory it can hold at any moment.
-func allocated(f func()) int64 {
-	var before, after runtime.MemStats
-	runtime.GC()
-	runtime.ReadMemStats(&before)
-	f()
-	runtime.ReadMemStats(&after)
-	return int64(after.TotalAlloc - before.TotalAlloc)
-}
 
 // amplifyingGraphs are /v1/process-graph bodies built so that each byte
 // becomes as much memory as it can: empty nodes ("{}," is a whole Node),
@@ -93,7 +82,7 @@ func TestGraphBytesBoundsDecoding(t *testing.T) {
 			body := []byte(c.body)
 			bound := httpx.CountJSON(body).GraphBytes()
 			var err error
-			got := allocated(func() {
+			got := testenv.Allocated(func() {
 				m, uerr := unmarshalGraph(body)
 				if uerr != nil {
 					err = uerr

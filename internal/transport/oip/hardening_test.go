@@ -5,7 +5,6 @@ import (
 	"compress/gzip"
 	"compress/zlib"
 	"net/http"
-	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -15,6 +14,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	pb "github.com/gcnserve/gcnserve/gen/inferencepb"
+	"github.com/gcnserve/gcnserve/internal/testenv"
 	"github.com/gcnserve/gcnserve/internal/transport/httpx"
 )
 
@@ -126,17 +126,6 @@ func TestRESTContentEncoding(t *testing.T) {
 	}
 }
 
-// allocated returns the bytes f allocates, garbage included: an upper
-// bound of the memory it can hold at any moment.
-func allocated(f func()) int64 {
-	var before, after runtime.MemStats
-	runtime.GC()
-	runtime.ReadMemStats(&before)
-	f()
-	runtime.ReadMemStats(&after)
-	return int64(after.TotalAlloc - before.TotalAlloc)
-}
-
 // TestRESTInferBytesBoundsDecoding: RESTInferBytes, computed from the JSON
 // head's tokens before decoding, bounds all the memory decodeRESTRequest
 // allocates, on bodies built to amplify (issue 16, defect 4).
@@ -163,7 +152,7 @@ func TestRESTInferBytesBoundsDecoding(t *testing.T) {
 			b := []byte(body)
 			bound := httpx.CountJSON(b).RESTInferBytes()
 			var err error
-			got := allocated(func() { _, _, err = decodeRESTRequest(b, "") }) + int64(len(b))
+			got := testenv.Allocated(func() { _, _, err = decodeRESTRequest(b, "") }) + int64(len(b))
 			t.Logf("%d-byte body: allocated %d (%.1fx), bound %d (%.1fx), decode error: %t",
 				len(b), got, float64(got)/float64(len(b)), bound, float64(bound)/float64(len(b)), err != nil)
 			if got > bound {
@@ -225,7 +214,7 @@ func TestInferRequestCountBoundsDecoding(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got := allocated(func() {
+			got := testenv.Allocated(func() {
 				in := new(pb.ModelInferRequest)
 				if err := proto.Unmarshal(b, in); err != nil {
 					t.Error(err)
