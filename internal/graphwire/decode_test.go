@@ -346,8 +346,8 @@ func TestDecodeEqualsFromMessage(t *testing.T) {
 		}(),
 		"bad edge in the third chunk": func() *gcnpb.GraphData {
 			m := SyntheticGraph(300, 3*lookupChunk+7, 3, 7)
-			m.Edges[2*lookupChunk+300].TargetId = "nowhere"
-			m.Edges[2*lookupChunk+301].SourceId = "nowhere either"
+			m.Edges[2*lookupChunk+lookupChunk*3/5].TargetId = "nowhere"
+			m.Edges[2*lookupChunk+lookupChunk*3/5+1].SourceId = "nowhere either"
 			return m
 		}(),
 		"NaN in a wide row": func() *gcnpb.GraphData {
