@@ -11,6 +11,8 @@ import (
 	"unsafe"
 
 	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/gcnserve/gcnserve/internal/graphcheck"
 )
 
 // Field numbers from gcn.proto.
@@ -51,6 +53,12 @@ func Decode(b []byte, featureDim int, lim Limits) (*Graph, error) {
 // model_version, and decodes for the feature dimension resolve returns.
 // resolve's error is returned as is.
 func DecodeRouted(b []byte, resolve Resolver, lim Limits) (*Graph, error) {
+	return decode(b, resolve, lim, graphcheck.Parts)
+}
+
+// decode is DecodeRouted splitting n nodes or edges into partsFor(n) parts
+// (tests split small graphs).
+func decode(b []byte, resolve Resolver, lim Limits, partsFor func(n int) int) (*Graph, error) {
 	// Pass 1: walk the top-level fields only, to count nodes and edges and
 	// find the byte ranges that hold them. Skipping a node or an edge costs
 	// a tag and a length, so this is cheap next to pass 2.

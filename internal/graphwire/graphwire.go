@@ -63,10 +63,6 @@ const (
 	maxParts      = graphcheck.MaxParts
 )
 
-// partsFor is how many parts Decode splits n nodes or edges into
-// (graphcheck.Parts); tests change it to split small graphs.
-var partsFor = graphcheck.Parts
-
 func newValidator(featureDim int, ids []string) validator {
 	return graphcheck.NewValidator(featureDim, ids)
 }
