@@ -14,6 +14,7 @@ type EdgeChunk struct {
 	found    [2 * LookupChunk]int32
 	keys     [2 * LookupChunk]uint64 // lookupAll's scratch
 	hashes   [2 * LookupChunk]uint64
+	pending  [2 * LookupChunk]int32
 }
 
 // resolve looks up the chunk's endpoints and writes their node indexes
@@ -22,7 +23,7 @@ type EdgeChunk struct {
 // before that one are written.
 func (c *EdgeChunk) resolve(x *idIndex, edgeIndex []int64) int {
 	ends := 2 * c.N
-	bad := x.lookupAll(c.Ends[:ends], c.found[:ends], c.keys[:ends], c.hashes[:ends])
+	bad := x.lookupAll(c.Ends[:ends], c.found[:ends], c.keys[:ends], c.hashes[:ends], c.pending[:ends])
 	if bad >= 0 {
 		ends = bad &^ 1
 	}
@@ -37,7 +38,7 @@ func (c *EdgeChunk) resolve(x *idIndex, edgeIndex []int64) int {
 	return bad / 2
 }
 
-// chunkPool recycles EdgeChunks (18 KB each) across requests.
+// chunkPool recycles EdgeChunks (20 KB each) across requests.
 var chunkPool = sync.Pool{New: func() any { return new(EdgeChunk) }}
 
 // MaxParts bounds how many parts (and goroutines) one pass over nodes or

@@ -168,29 +168,49 @@ const LookupChunk = 256
 
 // lookupAll resolves every id into out (same length) and returns the index
 // of the first id that is not a node id, or -1. keys and hashes are scratch
-// of the same length.
+// of the same length, pending too.
 //
 // On big graphs each lookup is a cache miss on its slot, and a probe loop
 // pays them one after the other: whether the first slot holds the id is a
 // branch the CPU cannot predict, and after a wrong guess it issues the next
 // lookup's load only once this one's has arrived. So lookupAll hashes every
-// id first, then loads every id's first slot in a loop with no branch on
-// what it loads (many misses in flight at once), and only then probes,
-// finding the slots in cache.
-func (x *idIndex) lookupAll(ids []string, out []int32, keys, hashes []uint64) int {
+// id first, then reads every id's first slot in a loop with no branch on
+// what it reads (many misses in flight at once), settling the short ids
+// found there; only the rest (an id further along its probe sequence, a
+// long id, an absent one) are probed, their slots now in cache.
+func (x *idIndex) lookupAll(ids []string, out []int32, keys, hashes []uint64, pending []int32) int {
 	keys, hashes, out = keys[:len(ids)], hashes[:len(ids)], out[:len(ids)]
 	for k, id := range ids {
 		keys[k], hashes[k] = x.hash(id)
 	}
-	x.touch(hashes)
+	n := 0
 	for k, id := range ids {
-		_, idx, ok := x.probe(id, keys[k], hashes[k])
+		s := x.slots[x.home(hashes[k])]
+		out[k] = int32(uint32(s.meta)) - 1
+		pending[n] = int32(k)
+		settled := s.key == keys[k] && s.meta>>32 == idTag(hashes[k], len(id)) && len(id) <= maxShortID
+		n += 1 - b2i(settled)
+	}
+	for _, k := range pending[:n] {
+		_, idx, ok := x.probe(ids[k], keys[k], hashes[k])
 		if !ok {
-			return k
+			// The first id not found: every id before it was, on
+			// either pass.
+			return int(k)
 		}
 		out[k] = idx
 	}
 	return -1
+}
+
+// b2i is 1 for true, 0 for false; the compiler makes it a flag move, not a
+// branch.
+func b2i(b bool) int {
+	var i int
+	if b {
+		i = 1
+	}
+	return i
 }
 
 // touch loads the first slot of every hash in hashes, so that the probes

@@ -59,7 +59,7 @@ func TestIDIndex(t *testing.T) {
 	batch := []string{ids[3], ids[len(ids)-1], "b", ids[0]}
 	out := make([]int32, len(batch))
 	keys, hashes := make([]uint64, len(batch)), make([]uint64, len(batch))
-	if got := x.lookupAll(batch, out, keys, hashes); got != 2 || out[0] != 3 || out[1] != int32(len(ids)-1) {
+	if got := x.lookupAll(batch, out, keys, hashes, make([]int32, len(batch))); got != 2 || out[0] != 3 || out[1] != int32(len(ids)-1) {
 		t.Errorf("lookupAll: first missing %d, out %v; want 2, [3 %d ...]", got, out[:2], len(ids)-1)
 	}
 }
