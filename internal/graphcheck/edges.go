@@ -57,6 +57,9 @@ const ParallelEdges = 2 * minPart
 // MaxParts. Each part runs on its own goroutine; the result does not
 // depend on the number of parts.
 func Parts(n int) int {
+	if n < ParallelEdges {
+		return 1 // without asking GOMAXPROCS, which takes a lock
+	}
 	return max(1, min(n/minPart, runtime.GOMAXPROCS(0), MaxParts))
 }
 
