@@ -16,9 +16,9 @@ import (
 // compare keys, the id somewhere else in memory. Here a slot is 16 bytes
 // holding an id of up to 8 bytes whole (most ids: "n12345", "paper_42"), its
 // length, 24 bits of its hash and its node index, so a lookup of a short id
-// is one memory access; a longer id keeps its first 8 bytes in the slot and
-// is compared in full (against ids) only when those, its length and the hash
-// bits all match.
+// is one memory access; a longer id is copied into a compact arena, its slot
+// says where, and it is compared in full only when its length and the hash
+// bits match.
 //
 // The table is open-addressed with linear probing, at most 60% full, sized
 // once from the node count (no growth). Short ids are hashed by one
@@ -32,9 +32,13 @@ type idIndex struct {
 	seed0, seed1 uint64
 	seed         maphash.Seed // for ids longer than 8 bytes
 	slots        []idSlot
-	// ids holds node i's id at index i (the Graph's IDs): long ids are
-	// compared against it.
+	// ids holds node i's id at index i (the Graph's IDs).
 	ids []string
+	// arena holds a copy of every long id, back to back: comparing a
+	// lookup with a compact copy is one cache miss, where reaching the
+	// node's id through ids is two (its header, then its bytes somewhere in
+	// the request).
+	arena []byte
 	// size is len(slots), kept as a uint64 for the slot computation.
 	size uint64
 	// touched keeps touch's loads from being optimized away. Atomic:
@@ -43,7 +47,7 @@ type idIndex struct {
 }
 
 // idSlot is one slot of idIndex: key is the id's bytes (short ids, as
-// shortKey packs them) or its first 8 bytes (long ids); meta is
+// shortKey packs them) or where the arena holds it (long ids); meta is
 // tag<<32 | index+1, 0 for an empty slot, where tag (idTag) holds 24 bits
 // of the hash and the id's length (capped at 255).
 type idSlot struct {
@@ -69,7 +73,7 @@ func newIDIndex(ids []string) *idIndex {
 func (x *idIndex) hash(id string) (key, h uint64) {
 	n := len(id)
 	if n > maxShortID {
-		return load64(id), maphash.String(x.seed, id)
+		return 0, maphash.String(x.seed, id) // the key is not compared
 	}
 	key = shortKey(id)
 	hi, lo := bits.Mul64(key^x.seed0, uint64(n)^x.seed1)
@@ -126,9 +130,13 @@ func (x *idIndex) probe(id string, key, h uint64) (slot int, index int32, found 
 		if s.meta == 0 {
 			return i, 0, false
 		}
-		if s.key == key && s.meta>>32 == tag {
+		if s.meta>>32 == tag {
 			k := int32(uint32(s.meta)) - 1
-			if len(id) <= maxShortID || x.ids[k] == id {
+			if len(id) <= maxShortID {
+				if s.key == key {
+					return i, k, true
+				}
+			} else if x.longEqual(s.key, k, id) {
 				return i, k, true
 			}
 		}
@@ -160,7 +168,37 @@ func (x *idIndex) insert(i int, key, h uint64) (int32, bool) {
 // put stores node i, whose id has key and hash h and is x.ids[i], in the
 // empty slot probe returned for it.
 func (x *idIndex) put(slot, i int, key, h uint64) {
-	x.slots[slot] = idSlot{key: key, meta: idTag(h, len(x.ids[i]))<<32 | uint64(uint32(i)+1)}
+	id := x.ids[i]
+	if len(id) > maxShortID {
+		if x.arena == nil {
+			x.arena = make([]byte, 0, 16*len(x.ids)) // grows if ids are longer
+		}
+		key = uint64(len(x.arena)) | uint64(min(len(id), maxArenaLen))<<arenaOffsetBits
+		x.arena = append(x.arena, id...)
+	}
+	x.slots[slot] = idSlot{key: key, meta: idTag(h, len(id))<<32 | uint64(uint32(i)+1)}
+}
+
+// A long id's slot key locates its copy in the arena: the low
+// arenaOffsetBits bits are its offset, the rest its length, or
+// maxArenaLen for a length that does not fit (compared through ids then).
+const (
+	arenaOffsetBits = 40
+	maxArenaLen     = 1<<(64-arenaOffsetBits) - 1
+)
+
+// longEqual reports whether the long id in the slot with key key, node k,
+// is id.
+func (x *idIndex) longEqual(key uint64, k int32, id string) bool {
+	n := int(key >> arenaOffsetBits)
+	if n == maxArenaLen {
+		return x.ids[k] == id
+	}
+	if n != len(id) {
+		return false
+	}
+	off := int(key & (1<<arenaOffsetBits - 1))
+	return string(x.arena[off:off+n]) == id
 }
 
 // LookupChunk is how many edges a chunk resolves together.

@@ -33,6 +33,10 @@ func TestIDIndex(t *testing.T) {
 	}
 	add("a\x00")
 	add("\x00a")
+	// Too long for the length field of an arena key: compared through ids.
+	huge := strings.Repeat("h", maxArenaLen+5)
+	add(huge)
+	add(huge[:maxArenaLen+4] + "i")
 	x := newIDIndex(make([]string, len(ids)))
 	for i, id := range ids {
 		x.ids[i] = id
@@ -47,7 +51,7 @@ func TestIDIndex(t *testing.T) {
 			t.Errorf("second insert of %q: got (%d, %v), want (%d, true)", id, j, dup, i)
 		}
 	}
-	absent := []string{"", "b", "aa\x00", "\x00\x00a", "prefix__", "prefix__zz\x00", strings.Repeat("a", 21), "00000000000000000000050"}
+	absent := []string{huge[:maxArenaLen+4] + "j", huge[:maxArenaLen], "", "b", "aa\x00", "\x00\x00a", "prefix__", "prefix__zz\x00", strings.Repeat("a", 21), "00000000000000000000050"}
 	for _, id := range append(absent, ids...) {
 		want, wantOK := seen[id]
 		got, ok := x.lookup(id)

@@ -1,6 +1,7 @@
 package graphwire
 
 import (
+	"fmt"
 	"sync"
 	"testing"
 
@@ -15,11 +16,13 @@ var benchPayloads = []struct {
 	name                   string
 	nodes, edges, features int
 	bagOfWords             bool // binary features, like Cora's
+	longIDs                bool // 24-byte ids with a common prefix, not "n123"
 }{
 	{name: "karate", nodes: 34, edges: 78, features: 34},
 	{name: "medium", nodes: 2708, edges: 10556, features: 32},
 	{name: "cora", nodes: 2708, edges: 5278, features: 1433, bagOfWords: true},
 	{name: "large", nodes: 100_000, edges: 500_000, features: 16},
+	{name: "large-long-ids", nodes: 100_000, edges: 500_000, features: 16, longIDs: true},
 }
 
 var (
@@ -42,6 +45,16 @@ func benchRequest(b *testing.B, i int) []byte {
 		m = SyntheticBagOfWordsGraph(p.nodes, p.edges, p.features, 0.0127, 1)
 	} else {
 		m = SyntheticGraph(p.nodes, p.edges, p.features, 1)
+	}
+	if p.longIDs {
+		long := make(map[string]string, len(m.Nodes))
+		for _, n := range m.Nodes {
+			long[n.Id] = fmt.Sprintf("urn:gcn:node:%011s", n.Id)
+			n.Id = long[n.Id]
+		}
+		for _, e := range m.Edges {
+			e.SourceId, e.TargetId = long[e.SourceId], long[e.TargetId]
+		}
 	}
 	w, err := proto.Marshal(m)
 	if err != nil {
