@@ -16,7 +16,7 @@ import (
 // DeadlineExceeded, as the transport's reader reports it; a disarmed one
 // never fires; the parent's end stops it.
 func TestReadDeadline(t *testing.T) {
-	ctx := withReadDeadline(context.Background(), 20*time.Millisecond)
+	ctx := withReadDeadline(context.Background(), 20*time.Millisecond, 0)
 	select {
 	case <-ctx.Done():
 	case <-time.After(5 * time.Second):
@@ -26,7 +26,7 @@ func TestReadDeadline(t *testing.T) {
 		t.Errorf("Err after the read deadline = %v, want context.DeadlineExceeded", err)
 	}
 
-	ctx = withReadDeadline(context.Background(), 20*time.Millisecond)
+	ctx = withReadDeadline(context.Background(), 20*time.Millisecond, 0)
 	disarmReadDeadline(ctx)
 	time.Sleep(100 * time.Millisecond)
 	if err := ctx.Err(); err != nil {
@@ -34,7 +34,7 @@ func TestReadDeadline(t *testing.T) {
 	}
 
 	parent, cancel := context.WithCancel(context.Background())
-	ctx = withReadDeadline(parent, time.Hour)
+	ctx = withReadDeadline(parent, time.Hour, 0)
 	cancel()
 	<-ctx.Done()
 	d := ctx.Value(readDeadlineKey{}).(*readDeadline)

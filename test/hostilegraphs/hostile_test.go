@@ -179,6 +179,18 @@ func (s *server) do(t *testing.T, method, path string, body []byte, authed bool,
 	return res.StatusCode, string(out)
 }
 
+// errorMessage is the message of a JSON error body ({"error": "..."}), or
+// the body itself when it is not one.
+func errorMessage(body string) string {
+	var e struct {
+		Error string `json:"error"`
+	}
+	if json.Unmarshal([]byte(body), &e) == nil && e.Error != "" {
+		return e.Error
+	}
+	return body
+}
+
 // jsonBody marshals v.
 func jsonBody(t *testing.T, v any) []byte {
 	t.Helper()

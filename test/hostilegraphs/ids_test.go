@@ -22,6 +22,7 @@ import (
 func TestGraphIDs(t *testing.T) {
 	s := start(t)
 	ctx := callCtx(t, 30*time.Second)
+	s.create(t, "x", 5) // must survive every request below
 	ids := []string{"../x", "a/b", "..", ".", ".hidden", "/abs", `a\b`, "a b", "a\x00b", "グラフ", "",
 		strings.Repeat("y", 129), strings.Repeat("z", 1<<20)}
 	for _, id := range ids {
@@ -54,7 +55,10 @@ func TestGraphIDs(t *testing.T) {
 		// HTTP: the id in the path, escaped; in the body for a create.
 		for _, m := range []string{"GET", "DELETE"} {
 			code, body := s.do(t, m, "/v1/graphs/"+url.PathEscape(id), nil, true)
-			if code != http.StatusBadRequest && code != http.StatusNotFound && code != http.StatusMethodNotAllowed {
+			// ServeMux redirects "." and ".." to the cleaned path (307),
+			// which names no graph.
+			if code != http.StatusBadRequest && code != http.StatusNotFound && code != http.StatusMethodNotAllowed &&
+				code != http.StatusTemporaryRedirect && !(code == http.StatusOK && strings.HasPrefix(body, `{"graphs"`)) {
 				t.Errorf("%s /v1/graphs/%s: %d %.200q, want 400 or 404", m, url.PathEscape(shown), code, body)
 			}
 		}
@@ -69,6 +73,9 @@ func TestGraphIDs(t *testing.T) {
 		if code >= 500 || code == http.StatusOK && !strings.HasPrefix(body, "{") {
 			t.Errorf("GET %s: %d %.200q, want a JSON refusal or a listing", p, code, body)
 		}
+	}
+	if info, err := s.gc.GetGraph(ctx, &gcnpb.GetGraphRequest{GraphId: "x"}); err != nil || info.Revision != 1 {
+		t.Errorf("graph \"x\" after the hostile ids: %v %v, want it untouched", info, err)
 	}
 	entries, err := os.ReadDir(s.store)
 	if err != nil {

@@ -2,11 +2,13 @@ package httpjson
 
 import (
 	"net/http"
+	"time"
 
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/gcnserve/gcnserve/gcn"
+	"github.com/gcnserve/gcnserve/internal/gcnerr"
 	gcnpb "github.com/gcnserve/gcnserve/gen"
 	"github.com/gcnserve/gcnserve/internal/graphs"
 	"github.com/gcnserve/gcnserve/internal/serving"
@@ -142,8 +144,13 @@ func (h *graphHandler) score(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *graphHandler) export(w http.ResponseWriter, r *http.Request) {
+	// Each line must reach the client within --stream-send-timeout: one
+	// that stops reading is cut off (the export holds no lock meanwhile,
+	// serving.ExportGraph).
+	rc := http.NewResponseController(w)
+	timeout := h.gs.SendTimeout()
 	started := false
-	err := h.gs.ExportChunks(r.PathValue("id"), 1024, func(c *gcnpb.GraphChunk) error {
+	err := h.gs.ExportChunks(r.Context(), r.PathValue("id"), 1024, func(c *gcnpb.GraphChunk) error {
 		out, err := protojson.Marshal(c)
 		if err != nil {
 			return err
@@ -152,12 +159,18 @@ func (h *graphHandler) export(w http.ResponseWriter, r *http.Request) {
 			started = true
 			w.Header().Set("Content-Type", "application/x-ndjson")
 		}
+		if timeout > 0 {
+			rc.SetWriteDeadline(time.Now().Add(timeout))
+		}
 		_, err = w.Write(append(out, '\n'))
 		return err
 	})
 	if err != nil && !started {
 		h.fail(w, RouteExportGraph, err)
 	} else if err != nil {
-		h.log.Warn("graph export cut short", "graph", r.PathValue("id"), "err", err)
+		h.log.Warn("graph export cut short", "graph", gcnerr.Echo(r.PathValue("id")), "err", err)
+		// The client has a partial body: end the connection, not just
+		// the response, so it cannot take it for the whole graph.
+		panic(http.ErrAbortHandler)
 	}
 }
