@@ -77,7 +77,6 @@ func TestExportNeverRead(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer hc.Close()
-	hc.(*net.TCPConn).SetReadBuffer(4096)
 	fmt.Fprintf(hc, "GET /v1/graphs/big/export HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n\r\n", token)
 	hr := bufio.NewReaderSize(hc, 4096)
 	line, err := hr.ReadString('\n')

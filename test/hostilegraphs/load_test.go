@@ -10,8 +10,8 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protowire"
 
 	gcnpb "github.com/gcnserve/gcnserve/gen"
 )
@@ -34,14 +34,14 @@ func chunkOf(prefix string, n int) *gcnpb.LoadGraphChunk {
 // other clients are served meanwhile; the graph never appears.
 func TestLoadGraphStalled(t *testing.T) {
 	const readTimeout = 2 * time.Second
-	s := start(t, "GCNSERVE_REQUEST_READ_TIMEOUT="+readTimeout.String(), "GCNSERVE_MAX_GRAPH_BYTES="+strconv.Itoa(4<<20))
+	s := start(t, "GCNSERVE_REQUEST_READ_TIMEOUT="+readTimeout.String(), "GCNSERVE_MAX_GRAPH_BYTES="+strconv.Itoa(6<<20))
 	ctx := callCtx(t, 60*time.Second)
 
 	stalled, err := s.gc.LoadGraph(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	first := chunkOf("a", 10_000) // about 1.7 MB counted
+	first := chunkOf("a", 10_000) // about 2 MB of graph
 	first.GraphId = "stalled"
 	if err := stalled.Send(first); err != nil {
 		t.Fatal(err)
@@ -58,8 +58,8 @@ func TestLoadGraphStalled(t *testing.T) {
 	if took := time.Since(began); took > time.Second {
 		t.Errorf("CreateGraph beside a stalled LoadGraph took %v, want under 1s", took)
 	}
-	// 15,000 nodes are pending in the stalled stream: 15,000 more do not
-	// fit a 4 MiB budget beside them.
+	// 15,000 nodes (about 3.5 MB once a graph) are pending in the stalled
+	// stream: 15,000 more do not fit a 6 MiB budget beside them.
 	load := func(id string) error {
 		st, err := s.gc.LoadGraph(ctx)
 		if err != nil {
@@ -74,9 +74,10 @@ func TestLoadGraphStalled(t *testing.T) {
 		return err
 	}
 	err = load("beside")
-	wantStatus(t, "a 15,000-node LoadGraph beside a stalled one holding 15,000 nodes, 4 MiB budget", err, codes.ResourceExhausted, "--max-graph-bytes")
+	wantStatus(t, "a 15,000-node LoadGraph beside a stalled one holding 15,000 nodes, 6 MiB budget", err, codes.ResourceExhausted, "--max-graph-bytes")
 
-	_, err = stalled.CloseAndRecv()
+	// Wait for the stream's end without ending it (no CloseSend).
+	err = stalled.RecvMsg(new(gcnpb.GraphInfo))
 	cut := time.Since(sentAt)
 	t.Logf("stalled LoadGraph ended after %v: %v", cut.Round(time.Millisecond), err)
 	wantStatus(t, "stalled LoadGraph", err, codes.DeadlineExceeded)

@@ -1,7 +1,9 @@
 package hostilegraphs
 
 import (
+	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -28,10 +30,15 @@ func launchStore(t *testing.T, binary, store string) *servertest.Server {
 func refused(t *testing.T, what string, p *servertest.Server, subs ...string) {
 	t.Helper()
 	began := time.Now()
-	code := -2
+	code := 0
 	select {
 	case <-p.Exited():
-		code = p.ExitCode(t, 0)
+		var ee *exec.ExitError
+		if err := p.ExitErr(); errors.As(err, &ee) {
+			code = ee.ExitCode()
+		} else if err != nil {
+			code = -1
+		}
 	case <-time.After(20 * time.Second):
 		t.Errorf("%s: gcnserve still running (or hung) after 20s, want it to exit with a clear error", what)
 		return

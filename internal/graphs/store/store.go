@@ -86,6 +86,12 @@ func Open(dir string) (s *Store, err error) {
 	} else if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("graph store file: %w", err)
 	}
+	// bbolt rebuilds its freelist (below) on a goroutine of its own, where
+	// a damaged page is a panic nothing can recover: the whole file is read
+	// first, read-only, on this goroutine.
+	if err := verify(path); err != nil {
+		return nil, err
+	}
 	defer func() {
 		if p := recover(); p != nil {
 			s, err = nil, fmt.Errorf("graph store file %s is corrupted: %v", path, p)
@@ -100,13 +106,8 @@ func Open(dir string) (s *Store, err error) {
 		NoFreelistSync: true,
 		FreelistType:   bolt.FreelistMapType,
 	})
-	switch {
-	case errors.Is(err, bolterrors.ErrTimeout):
-		return nil, fmt.Errorf("graph store file %s is locked by another process (another gcnserve on the same --graph-store?): gave up after %v", path, LockTimeout)
-	case errors.Is(err, bolterrors.ErrInvalid), errors.Is(err, bolterrors.ErrChecksum), errors.Is(err, bolterrors.ErrVersionMismatch):
-		return nil, fmt.Errorf("graph store file %s is corrupted or not a graph store: %w", path, err)
-	case err != nil:
-		return nil, fmt.Errorf("graph store %s: %w", dir, err)
+	if err := openError(path, err); err != nil {
+		return nil, err
 	}
 	defer func() {
 		if err != nil {
@@ -121,6 +122,54 @@ func Open(dir string) (s *Store, err error) {
 		return nil, fmt.Errorf("graph store %s: %w", dir, err)
 	}
 	return &Store{db: db, path: path}, nil
+}
+
+// openError names what bolt.Open's err means for the store file at path
+// (nil for nil).
+func openError(path string, err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, bolterrors.ErrTimeout):
+		return fmt.Errorf("graph store file %s is locked by another process (another gcnserve on the same --graph-store?): gave up after %v", path, LockTimeout)
+	case errors.Is(err, bolterrors.ErrInvalid), errors.Is(err, bolterrors.ErrChecksum), errors.Is(err, bolterrors.ErrVersionMismatch):
+		return fmt.Errorf("graph store file %s is corrupted or not a graph store: %w", path, err)
+	}
+	return fmt.Errorf("graph store file %s: %w", path, err)
+}
+
+// verify reads every page of an existing store file through a read-only
+// bbolt handle, on the caller's goroutine: every bucket, every key, every
+// value. bbolt panics on a damaged page; the panic is recovered here into
+// an error naming the file.
+func verify(path string) (err error) {
+	if fi, err := os.Stat(path); err != nil || fi.Size() == 0 {
+		return nil // a new store
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: LockTimeout})
+	if err := openError(path, err); err != nil {
+		return err
+	}
+	defer db.Close()
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("graph store file %s is corrupted: %v", path, p)
+		}
+	}()
+	var walk func(b *bolt.Bucket) error
+	walk = func(b *bolt.Bucket) error {
+		return b.ForEach(func(k, v []byte) error {
+			if v == nil {
+				if sub := b.Bucket(k); sub != nil {
+					return walk(sub)
+				}
+			}
+			return nil
+		})
+	}
+	return db.View(func(tx *bolt.Tx) error {
+		return tx.ForEach(func(_ []byte, b *bolt.Bucket) error { return walk(b) })
+	})
 }
 
 // fileKind names what a mode is, for an error.

@@ -8,8 +8,8 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/gcnserve/gcnserve/gcn"
-	"github.com/gcnserve/gcnserve/internal/gcnerr"
 	gcnpb "github.com/gcnserve/gcnserve/gen"
+	"github.com/gcnserve/gcnserve/internal/gcnerr"
 	"github.com/gcnserve/gcnserve/internal/graphs"
 	"github.com/gcnserve/gcnserve/internal/serving"
 	"github.com/gcnserve/gcnserve/internal/transport/httpx"
