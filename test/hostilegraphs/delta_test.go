@@ -74,7 +74,8 @@ func marshalJSON(m proto.Message) ([]byte, error) { return protojson.Marshal(m) 
 // TestDeltaBombs: a 200 MB delta gzipped to 200 KB (gRPC and HTTP) is
 // refused (RESOURCE_EXHAUSTED, 413) once inflated past --max-request-bytes
 // (16 MiB here), a 70 MB HTTP delta is refused from its Content-Length,
-// and peak RSS grows by less than 64 MiB over all of them.
+// and peak RSS grows by less than 128 MiB over all seven bombs: bounded by
+// the limit, not by the 1.4 GB they inflate to.
 func TestDeltaBombs(t *testing.T) {
 	s := start(t, "GCNSERVE_MAX_REQUEST_BYTES="+strconv.Itoa(16<<20))
 	s.create(t, "g", 10)
@@ -107,8 +108,8 @@ func TestDeltaBombs(t *testing.T) {
 	}
 	growth := s.Memory(t, "VmHWM") - before
 	t.Logf("gzip bombs and a 70 MB delta: peak RSS grew by %s", mib(growth))
-	if growth > 64<<20 {
-		t.Errorf("peak RSS grew by %s under delta bombs, want under 64 MiB", mib(growth))
+	if growth > 128<<20 {
+		t.Errorf("peak RSS grew by %s under delta bombs, want under 128 MiB", mib(growth))
 	}
 	info, err := s.gc.GetGraph(ctx, &gcnpb.GetGraphRequest{GraphId: "g"})
 	if err != nil || info.Revision != 1 {
