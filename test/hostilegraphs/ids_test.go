@@ -37,6 +37,8 @@ func TestGraphIDs(t *testing.T) {
 			if st.Code() != codes.InvalidArgument || len(st.Message()) > 400 {
 				t.Errorf("CreateGraph %q: %v with a %d-byte message, want INVALID_ARGUMENT of at most 400 bytes", shown, st.Code(), len(st.Message()))
 			}
+			_, err := s.gc.GetGraph(ctx, &gcnpb.GetGraphRequest{GraphId: id})
+			wantStatus(t, "GetGraph with a 1 MiB id", err, codes.ResourceExhausted, "limit of 4096 bytes")
 			continue
 		}
 		if st.Code() != codes.InvalidArgument || len(st.Message()) > 400 || !strings.Contains(st.Message(), "graph id") {

@@ -128,7 +128,7 @@ func graphUnary[Req any, PReq interface {
 	return func(srv any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
 		s := srv.(*graphService)
 		in := PReq(new(Req))
-		if err := dec(in); err != nil {
+		if err := receiveSmall(in, dec); err != nil {
 			return nil, err
 		}
 		handle := func(ctx context.Context, req any) (any, error) {
@@ -140,6 +140,26 @@ func graphUnary[Req any, PReq interface {
 		}
 		return interceptor(ctx, in, &grpc.UnaryServerInfo{Server: srv, FullMethod: method}, handle)
 	}
+}
+
+// refusable carries a small request message through the codec and takes
+// its refusals (over the method's few-KB limit, malformed): the handler
+// answers them with their own code, not gRPC's INTERNAL.
+type refusable struct {
+	proto.Message
+	err error
+}
+
+// RefuseRecv implements RecvRefuser.
+func (r *refusable) RefuseRecv(err error) { r.err = err }
+
+// receiveSmall decodes one small request message into m with recv.
+func receiveSmall(m proto.Message, recv func(any) error) error {
+	in := &refusable{Message: m}
+	if err := recv(in); err != nil {
+		return err
+	}
+	return in.err
 }
 
 func (s *graphService) createGraph(ctx context.Context, req *gcnpb.CreateGraphRequest) (*gcnpb.GraphInfo, error) {
@@ -287,7 +307,7 @@ func exportGraphHandler(srv any, stream grpc.ServerStream) error {
 	const method = gcnpb.GraphService_ExportGraph_FullMethodName
 	s := srv.(*graphService)
 	req := new(gcnpb.ExportGraphRequest)
-	if err := stream.RecvMsg(req); err != nil {
+	if err := receiveSmall(req, stream.RecvMsg); err != nil {
 		return err
 	}
 	ctx := stream.Context()
