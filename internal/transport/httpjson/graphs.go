@@ -1,6 +1,7 @@
 package httpjson
 
 import (
+	"errors"
 	"net/http"
 	"time"
 
@@ -165,6 +166,15 @@ func (h *graphHandler) export(w http.ResponseWriter, r *http.Request) {
 		_, err = w.Write(append(out, '\n'))
 		return err
 	})
+	if err == nil && timeout > 0 {
+		// The last bytes go out within the timeout too; then the
+		// connection, which may serve further requests, gets no deadline.
+		rc.SetWriteDeadline(time.Now().Add(timeout))
+		if ferr := rc.Flush(); ferr != nil && !errors.Is(ferr, http.ErrNotSupported) {
+			err = ferr
+		}
+		rc.SetWriteDeadline(time.Time{})
+	}
 	if err != nil && !started {
 		h.fail(w, RouteExportGraph, err)
 	} else if err != nil {
