@@ -187,7 +187,13 @@ func TestLoadCountsInBudget(t *testing.T) {
 		}
 		return out
 	}
-	load := gs.BeginLoad("big")
+	if _, err := gs.BeginLoad("../x"); kindOf(err) != gcnerr.InvalidArgument {
+		t.Fatalf("BeginLoad of \"../x\": %v, want InvalidArgument", err)
+	}
+	load, err := gs.BeginLoad("big")
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := load.Add(chunk("a", 3000), nil); err != nil {
 		t.Fatal(err)
 	}

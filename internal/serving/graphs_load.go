@@ -2,6 +2,7 @@ package serving
 
 import (
 	"github.com/gcnserve/gcnserve/gcn"
+	"github.com/gcnserve/gcnserve/internal/gcnerr"
 	gcnpb "github.com/gcnserve/gcnserve/gen"
 )
 
@@ -18,8 +19,21 @@ type GraphLoad struct {
 }
 
 // BeginLoad starts counting a load of graph id (the id its first chunk
-// names; shown in refusals).
-func (gs *Graphs) BeginLoad(id string) *GraphLoad { return &GraphLoad{gs: gs, id: id} }
+// names). An id that is not valid, or names an existing graph, is refused
+// here, before the stream sends the rest (the create at its end checks
+// again).
+func (gs *Graphs) BeginLoad(id string) (*GraphLoad, error) {
+	if err := checkGraphID(id); err != nil {
+		return nil, err
+	}
+	gs.mu.Lock()
+	_, exists := gs.byID[id]
+	gs.mu.Unlock()
+	if exists {
+		return nil, gcnerr.New(gcnerr.AlreadyExists, "graph %q exists (DeleteGraph it first)", id)
+	}
+	return &GraphLoad{gs: gs, id: id}, nil
+}
 
 // Per-item bytes a load holds until its stream ends: a node's id, its
 // features (the received message's slice) and its graphs.Node; an edge's

@@ -228,7 +228,10 @@ func (s *graphService) loadGraph(stream grpc.ServerStream) error {
 		}
 		if first == nil {
 			first = c
-			load = s.gs.BeginLoad(c.GetGraphId())
+			if load, err = s.gs.BeginLoad(c.GetGraphId()); err != nil {
+				req.Close()
+				return err
+			}
 		}
 		err = load.Add(c.GetNodes(), c.GetEdges())
 		if err == nil {
