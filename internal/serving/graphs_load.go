@@ -2,8 +2,8 @@ package serving
 
 import (
 	"github.com/gcnserve/gcnserve/gcn"
-	"github.com/gcnserve/gcnserve/internal/gcnerr"
 	gcnpb "github.com/gcnserve/gcnserve/gen"
+	"github.com/gcnserve/gcnserve/internal/gcnerr"
 )
 
 // GraphLoad counts a LoadGraph stream under way in --max-graph-bytes: the
