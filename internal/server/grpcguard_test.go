@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -63,5 +64,42 @@ func TestMessageLimit(t *testing.T) {
 		if got := messageLimit(tc.msg); got != tc.want {
 			t.Errorf("messageLimit(%T) = %d, want %d", tc.msg, got, tc.want)
 		}
+	}
+}
+
+// TestCallDeadlineRearmed: with no read timeout the deadline waits for a
+// handler; ArmSend (ArmRead) cuts the call off after the send (read)
+// timeout with DeadlineExceeded; Disarm in time keeps it alive.
+func TestCallDeadlineRearmed(t *testing.T) {
+	ctx := withReadDeadline(context.Background(), 0, 30*time.Millisecond)
+	d := grpcapi.CallDeadlineFrom(ctx)
+	time.Sleep(60 * time.Millisecond)
+	if err := ctx.Err(); err != nil {
+		t.Fatalf("Err before any arming = %v, want nil (no read timeout)", err)
+	}
+	d.ArmSend()
+	time.Sleep(5 * time.Millisecond)
+	d.Disarm()
+	time.Sleep(60 * time.Millisecond)
+	if err := ctx.Err(); err != nil {
+		t.Fatalf("Err after a send disarmed in time = %v, want nil", err)
+	}
+	d.ArmSend()
+	select {
+	case <-ctx.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("an armed send deadline did not end the call")
+	}
+	if err := ctx.Err(); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Err after the send deadline = %v, want DeadlineExceeded", err)
+	}
+
+	ctx = withReadDeadline(context.Background(), 30*time.Millisecond, 0)
+	disarmReadDeadline(ctx) // the first message arrived
+	grpcapi.CallDeadlineFrom(ctx).ArmRead()
+	select {
+	case <-ctx.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("a re-armed read deadline did not end the call")
 	}
 }
