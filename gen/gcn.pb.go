@@ -1287,8 +1287,12 @@ type ScoreRequest struct {
 	GraphId            string                 `protobuf:"bytes,1,opt,name=graph_id,json=graphId,proto3" json:"graph_id,omitempty"`
 	NodeIds            []string               `protobuf:"bytes,2,rep,name=node_ids,json=nodeIds,proto3" json:"node_ids,omitempty"`
 	IncludePredictions bool                   `protobuf:"varint,3,opt,name=include_predictions,json=includePredictions,proto3" json:"include_predictions,omitempty"`
-	// min_revision, when not 0: FAILED_PRECONDITION unless the graph has
-	// reached it. A score always reflects every delta acknowledged before it.
+	// min_revision, when not 0: the score waits until the graph has reached
+	// that revision (answering as soon as a delta reaches it), at most the
+	// server's --graph-revision-wait (default 10 s), then FAILED_PRECONDITION
+	// naming both revisions; the call's own deadline, when sooner, ends it
+	// with DEADLINE_EXCEEDED. A score always reflects every delta
+	// acknowledged before it.
 	MinRevision   uint64 `protobuf:"varint,4,opt,name=min_revision,json=minRevision,proto3" json:"min_revision,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

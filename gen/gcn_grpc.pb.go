@@ -266,14 +266,18 @@ const (
 type GraphServiceClient interface {
 	CreateGraph(ctx context.Context, in *CreateGraphRequest, opts ...grpc.CallOption) (*GraphInfo, error)
 	// LoadGraph creates a graph too big for one message from a stream of
-	// chunks.
+	// chunks. Each chunk must arrive within the server's
+	// --request-read-timeout (default 30 s) of the previous one, and what
+	// the chunks hold counts in --max-graph-bytes as they arrive.
 	LoadGraph(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[LoadGraphChunk, GraphInfo], error)
 	ApplyDelta(ctx context.Context, in *DeltaRequest, opts ...grpc.CallOption) (*DeltaResponse, error)
 	ScoreNodes(ctx context.Context, in *ScoreRequest, opts ...grpc.CallOption) (*ScoreResponse, error)
 	GetGraph(ctx context.Context, in *GetGraphRequest, opts ...grpc.CallOption) (*GraphInfo, error)
 	ListGraphs(ctx context.Context, in *ListGraphsRequest, opts ...grpc.CallOption) (*ListGraphsResponse, error)
 	DeleteGraph(ctx context.Context, in *DeleteGraphRequest, opts ...grpc.CallOption) (*DeleteGraphResponse, error)
-	// ExportGraph streams the graph back, for backup or moving it.
+	// ExportGraph streams the graph back, for backup or moving it, at one
+	// revision. A client that takes no chunk for --stream-send-timeout
+	// (default 30 s) is cut off.
 	ExportGraph(ctx context.Context, in *ExportGraphRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[GraphChunk], error)
 }
 
@@ -385,14 +389,18 @@ type GraphService_ExportGraphClient = grpc.ServerStreamingClient[GraphChunk]
 type GraphServiceServer interface {
 	CreateGraph(context.Context, *CreateGraphRequest) (*GraphInfo, error)
 	// LoadGraph creates a graph too big for one message from a stream of
-	// chunks.
+	// chunks. Each chunk must arrive within the server's
+	// --request-read-timeout (default 30 s) of the previous one, and what
+	// the chunks hold counts in --max-graph-bytes as they arrive.
 	LoadGraph(grpc.ClientStreamingServer[LoadGraphChunk, GraphInfo]) error
 	ApplyDelta(context.Context, *DeltaRequest) (*DeltaResponse, error)
 	ScoreNodes(context.Context, *ScoreRequest) (*ScoreResponse, error)
 	GetGraph(context.Context, *GetGraphRequest) (*GraphInfo, error)
 	ListGraphs(context.Context, *ListGraphsRequest) (*ListGraphsResponse, error)
 	DeleteGraph(context.Context, *DeleteGraphRequest) (*DeleteGraphResponse, error)
-	// ExportGraph streams the graph back, for backup or moving it.
+	// ExportGraph streams the graph back, for backup or moving it, at one
+	// revision. A client that takes no chunk for --stream-send-timeout
+	// (default 30 s) is cut off.
 	ExportGraph(*ExportGraphRequest, grpc.ServerStreamingServer[GraphChunk]) error
 	mustEmbedUnimplementedGraphServiceServer()
 }

@@ -71,6 +71,8 @@ func ParseFlags(args []string, getenv func(string) string, stderr io.Writer) (Co
 	fs.Int64Var(&cfg.MaxGraphBytes, "max-graph-bytes", cfg.MaxGraphBytes, "memory budget of all stored graphs, in bytes (default: a quarter of the cgroup memory limit, else of the RAM; 0: unlimited)")
 	fs.Int64Var(&cfg.GraphSnapshotBytes, "graph-snapshot-bytes", cfg.GraphSnapshotBytes, "fold a stored graph's delta log into a new snapshot once the log is this big and bigger than the last snapshot (with --graph-store)")
 	fs.BoolVar(&cfg.GraphIncremental, "graph-incremental", cfg.GraphIncremental, "keep stored graphs' per-layer state and update it with each delta (models with a verified 'layers' description; others recompute the asked nodes' receptive field at each score)")
+	fs.DurationVar(&cfg.GraphRevisionWait, "graph-revision-wait", cfg.GraphRevisionWait, "longest a stored-graph score waits for its min_revision before FAILED_PRECONDITION (the call's deadline, when sooner, ends it first)")
+	fs.DurationVar(&cfg.StreamSendTimeout, "stream-send-timeout", cfg.StreamSendTimeout, "cut off a graph export (gRPC stream or HTTP body) whose client has not taken a chunk this long (0: never)")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error (debug logs each request's timing)")
 	fs.StringVar(&logFormat, "log-format", "text", "text or json")
 	showVersion := fs.Bool("version", false, "print gcnserve's, Go's and ONNX Runtime's versions (and whether ONNX Runtime is embedded) and exit")

@@ -11,7 +11,8 @@ import (
 // and says at start where graphs live.
 func (s *Server) openGraphs() error {
 	start := time.Now()
-	opts := serving.GraphOptions{MaxBytes: s.cfg.MaxGraphBytes, SnapshotBytes: s.cfg.GraphSnapshotBytes}
+	opts := serving.GraphOptions{MaxBytes: s.cfg.MaxGraphBytes, SnapshotBytes: s.cfg.GraphSnapshotBytes,
+		RevisionWait: s.cfg.GraphRevisionWait, SendTimeout: s.cfg.StreamSendTimeout}
 	if s.cfg.GraphIncremental {
 		// The composition: serving's adapter puts internal/incremental
 		// behind graphs.Scorer; graphs and incremental do not know each other.

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"math"
 	"slices"
 	"sync/atomic"
 	"time"
@@ -34,6 +35,10 @@ import (
 type grpcGuard struct {
 	tokens      *auth.Tokens  // nil: no authentication
 	readTimeout time.Duration // 0: no read deadline
+	// sendTimeout bounds how long a streaming response message may wait
+	// for the client to take it (grpcapi.CallDeadline.ArmSend; 0: no
+	// limit).
+	sendTimeout time.Duration
 }
 
 // options returns the server options that install the guard.
@@ -93,19 +98,41 @@ func (g grpcGuard) tap(ctx context.Context, info *tap.Info) (context.Context, er
 			return ctx, err
 		}
 	}
-	if g.readTimeout <= 0 {
+	if g.readTimeout <= 0 && g.sendTimeout <= 0 {
 		return ctx, nil
 	}
-	return withReadDeadline(ctx, g.readTimeout), nil
+	return withReadDeadline(ctx, g.readTimeout, g.sendTimeout), nil
 }
 
 // readDeadline cuts a call off when its request message has not arrived in
 // time. It is carried in the call's context, which the transport's reader
 // waits on: ending it ends the read with DEADLINE_EXCEEDED, the handler
 // returns, and its memory reservation is released.
+//
+// It is also the call's grpcapi.CallDeadline: a streaming handler re-arms
+// it for each further message it waits for (ArmRead) or sends (ArmSend).
 type readDeadline struct {
 	timer    *time.Timer
 	timedOut atomic.Bool
+	read     time.Duration // 0: no read deadline
+	send     time.Duration // 0: no send deadline
+}
+
+// ArmRead implements grpcapi.CallDeadline.
+func (d *readDeadline) ArmRead() { d.arm(d.read) }
+
+// ArmSend implements grpcapi.CallDeadline.
+func (d *readDeadline) ArmSend() { d.arm(d.send) }
+
+// Disarm implements grpcapi.CallDeadline.
+func (d *readDeadline) Disarm() { d.timer.Stop() }
+
+func (d *readDeadline) arm(t time.Duration) {
+	if t > 0 {
+		d.timer.Reset(t)
+	} else {
+		d.timer.Stop()
+	}
 }
 
 type readDeadlineKey struct{}
@@ -125,18 +152,24 @@ func (c readDeadlineCtx) Err() error {
 }
 
 func (c readDeadlineCtx) Value(key any) any {
-	if key == (readDeadlineKey{}) {
+	switch key {
+	case readDeadlineKey{}, grpcapi.CallDeadlineKey{}:
 		return c.d
 	}
 	return c.Context.Value(key)
 }
 
 // withReadDeadline returns ctx, ended after timeout unless the deadline is
-// disarmed first (the first request message arrived, or the call ended).
-func withReadDeadline(ctx context.Context, timeout time.Duration) context.Context {
+// disarmed first (the first request message arrived, or the call ended);
+// with timeout 0 it is armed only by a handler (sendTimeout).
+func withReadDeadline(ctx context.Context, timeout, sendTimeout time.Duration) context.Context {
 	ctx, cancel := context.WithCancel(ctx)
-	d := &readDeadline{}
-	d.timer = time.AfterFunc(timeout, func() {
+	d := &readDeadline{read: timeout, send: sendTimeout}
+	first := timeout
+	if first <= 0 {
+		first = time.Duration(math.MaxInt64) // armed by a handler only
+	}
+	d.timer = time.AfterFunc(first, func() {
 		d.timedOut.Store(true)
 		cancel()
 	})

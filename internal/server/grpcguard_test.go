@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -16,7 +17,7 @@ import (
 // DeadlineExceeded, as the transport's reader reports it; a disarmed one
 // never fires; the parent's end stops it.
 func TestReadDeadline(t *testing.T) {
-	ctx := withReadDeadline(context.Background(), 20*time.Millisecond)
+	ctx := withReadDeadline(context.Background(), 20*time.Millisecond, 0)
 	select {
 	case <-ctx.Done():
 	case <-time.After(5 * time.Second):
@@ -26,7 +27,7 @@ func TestReadDeadline(t *testing.T) {
 		t.Errorf("Err after the read deadline = %v, want context.DeadlineExceeded", err)
 	}
 
-	ctx = withReadDeadline(context.Background(), 20*time.Millisecond)
+	ctx = withReadDeadline(context.Background(), 20*time.Millisecond, 0)
 	disarmReadDeadline(ctx)
 	time.Sleep(100 * time.Millisecond)
 	if err := ctx.Err(); err != nil {
@@ -34,7 +35,7 @@ func TestReadDeadline(t *testing.T) {
 	}
 
 	parent, cancel := context.WithCancel(context.Background())
-	ctx = withReadDeadline(parent, time.Hour)
+	ctx = withReadDeadline(parent, time.Hour, 0)
 	cancel()
 	<-ctx.Done()
 	d := ctx.Value(readDeadlineKey{}).(*readDeadline)
@@ -63,5 +64,42 @@ func TestMessageLimit(t *testing.T) {
 		if got := messageLimit(tc.msg); got != tc.want {
 			t.Errorf("messageLimit(%T) = %d, want %d", tc.msg, got, tc.want)
 		}
+	}
+}
+
+// TestCallDeadlineRearmed: with no read timeout the deadline waits for a
+// handler; ArmSend (ArmRead) cuts the call off after the send (read)
+// timeout with DeadlineExceeded; Disarm in time keeps it alive.
+func TestCallDeadlineRearmed(t *testing.T) {
+	ctx := withReadDeadline(context.Background(), 0, 30*time.Millisecond)
+	d := grpcapi.CallDeadlineFrom(ctx)
+	time.Sleep(60 * time.Millisecond)
+	if err := ctx.Err(); err != nil {
+		t.Fatalf("Err before any arming = %v, want nil (no read timeout)", err)
+	}
+	d.ArmSend()
+	time.Sleep(5 * time.Millisecond)
+	d.Disarm()
+	time.Sleep(60 * time.Millisecond)
+	if err := ctx.Err(); err != nil {
+		t.Fatalf("Err after a send disarmed in time = %v, want nil", err)
+	}
+	d.ArmSend()
+	select {
+	case <-ctx.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("an armed send deadline did not end the call")
+	}
+	if err := ctx.Err(); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Err after the send deadline = %v, want DeadlineExceeded", err)
+	}
+
+	ctx = withReadDeadline(context.Background(), 30*time.Millisecond, 0)
+	disarmReadDeadline(ctx) // the first message arrived
+	grpcapi.CallDeadlineFrom(ctx).ArmRead()
+	select {
+	case <-ctx.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("a re-armed read deadline did not end the call")
 	}
 }

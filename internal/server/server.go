@@ -157,6 +157,15 @@ type Config struct {
 	// reads it instead of recomputing the nodes' receptive field; other
 	// models, and every model when false, recompute. Default true.
 	GraphIncremental bool
+	// GraphRevisionWait is the longest a score with a min_revision the
+	// graph has not reached waits for it (then FAILED_PRECONDITION), unless
+	// the call's deadline is sooner. Default 10s.
+	GraphRevisionWait time.Duration
+	// StreamSendTimeout cuts off a streaming response (ExportGraph over
+	// gRPC, /v1/graphs/{id}/export over HTTP) whose client has not taken a
+	// chunk for this long: a client that never reads holds a connection,
+	// not the server. Default 30s; 0 turns it off.
+	StreamSendTimeout time.Duration
 	// Logger receives the server's logs. Default slog.Default().
 	Logger *slog.Logger
 }
@@ -185,6 +194,8 @@ func DefaultConfig() Config {
 		HTTP:                   DefaultHTTPLimits(),
 		GraphSnapshotBytes:     serving.DefaultSnapshotBytes,
 		GraphIncremental:       true,
+		GraphRevisionWait:      serving.DefaultRevisionWait,
+		StreamSendTimeout:      30 * time.Second,
 	}
 }
 
@@ -301,7 +312,7 @@ func New(cfg Config) (_ *Server, err error) {
 			return nil, err
 		}
 	}
-	guard, err := grpcGuard{tokens: tokens, readTimeout: cfg.RequestReadTimeout}.options(cfg)
+	guard, err := grpcGuard{tokens: tokens, readTimeout: cfg.RequestReadTimeout, sendTimeout: cfg.StreamSendTimeout}.options(cfg)
 	if err != nil {
 		return nil, err
 	}

@@ -88,6 +88,8 @@ func (c Config) Validate() error {
 		{"repository-poll-interval", c.RepositoryPollInterval, 24 * time.Hour, "0: only on SIGHUP"},
 		{"max-connection-age", c.MaxConnectionAge, 30 * 24 * time.Hour, "0: never"},
 		{"request-read-timeout", c.RequestReadTimeout, time.Hour, "0: never"},
+		{"stream-send-timeout", c.StreamSendTimeout, time.Hour, "0: never"},
+		{"graph-revision-wait", c.GraphRevisionWait, 10 * time.Minute, "0: the 10s default"},
 		{"repository-min-file-age", c.RepositoryMinFileAge, time.Hour, "0: the 1s default"},
 		{"http-read-header-timeout", c.HTTP.ReadHeaderTimeout, time.Hour, "0: no limit but --http-read-timeout"},
 		{"http-read-timeout", c.HTTP.ReadTimeout, 24 * time.Hour, "0: no limit"},

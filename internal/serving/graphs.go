@@ -34,7 +34,25 @@ type GraphOptions struct {
 	// (the incremental engine plugs in here) and names its mode; it may
 	// return a nil Scorer to fall back to recompute. Default: recompute.
 	NewScorer func(g *graphs.Graph, m *gcn.Model, hops int) (graphs.Scorer, string, error)
+	// RevisionWait is the longest a score with a min_revision the graph
+	// has not reached waits for it (--graph-revision-wait), unless the
+	// call's own deadline is sooner. Default DefaultRevisionWait.
+	RevisionWait time.Duration
+	// SendTimeout is the longest one chunk of an export may wait for the
+	// client to take it before the export is cut off
+	// (--stream-send-timeout; 0: no limit). The transports apply it.
+	SendTimeout time.Duration
 }
+
+// DefaultRevisionWait is GraphOptions.RevisionWait's default.
+const DefaultRevisionWait = 10 * time.Second
+
+// GraphOverhead is what every stored graph counts in --max-graph-bytes
+// beside its content (and its id's bytes): its records in the server (the
+// graph, its index and key maps, its entry in the list) and its buckets in
+// the store. An empty graph is not free, so creating graphs without end
+// runs into the budget.
+const GraphOverhead = 1024
 
 // Modes a graph's scores are computed in (GetGraph).
 const (
@@ -59,10 +77,13 @@ type Graphs struct {
 	opts GraphOptions
 	log  *slog.Logger
 
-	// mu guards byID and bytes (the sum of every graph's counted bytes).
+	// mu guards byID, bytes (the sum of every graph's counted bytes) and
+	// loading.
 	mu    sync.Mutex
 	byID  map[string]*storedGraph
 	bytes int64
+	// loading is what the LoadGraph streams under way hold (GraphLoad).
+	loading int64
 	// publishing is set while a gauge update is scheduled (publishSoon).
 	publishing atomic.Bool
 }
@@ -100,7 +121,37 @@ type storedGraph struct {
 	// compaction is the snapshot write in flight; DeleteGraph waits for it,
 	// so it cannot land on a new graph of the same id.
 	compaction sync.WaitGroup
+
+	// revMu guards revCh, which is closed (and cleared) when the revision
+	// changes or the graph is deleted: scores waiting for a min_revision
+	// wait on it.
+	revMu sync.Mutex
+	revCh chan struct{}
 }
+
+// changed wakes the scores waiting for a revision (after a delta, or the
+// graph's deletion).
+func (sg *storedGraph) changed() {
+	sg.revMu.Lock()
+	if sg.revCh != nil {
+		close(sg.revCh)
+		sg.revCh = nil
+	}
+	sg.revMu.Unlock()
+}
+
+// nextChange returns a channel closed at the graph's next change.
+func (sg *storedGraph) nextChange() <-chan struct{} {
+	sg.revMu.Lock()
+	defer sg.revMu.Unlock()
+	if sg.revCh == nil {
+		sg.revCh = make(chan struct{})
+	}
+	return sg.revCh
+}
+
+// overhead is what sg counts beside its content (GraphOverhead).
+func (sg *storedGraph) overhead() int64 { return GraphOverhead + int64(len(sg.id)) }
 
 // graphMeta is what the store keeps beside a graph's data.
 type graphMeta struct {
@@ -115,6 +166,9 @@ func NewGraphs(svc *Service, opts GraphOptions) (*Graphs, error) {
 	if opts.SnapshotBytes <= 0 {
 		opts.SnapshotBytes = DefaultSnapshotBytes
 	}
+	if opts.RevisionWait <= 0 {
+		opts.RevisionWait = DefaultRevisionWait
+	}
 	gs := &Graphs{svc: svc, opts: opts, log: svc.Logger(), byID: map[string]*storedGraph{}}
 	if opts.Store == nil {
 		return gs, nil
@@ -124,7 +178,7 @@ func NewGraphs(svc *Service, opts GraphOptions) (*Graphs, error) {
 		if err != nil {
 			return fmt.Errorf("graph %q: %w", r.ID, err)
 		}
-		sg.counted.Store(sg.g.Bytes())
+		sg.counted.Store(sg.bytesLocked())
 		gs.byID[r.ID] = sg
 		gs.bytes += sg.counted.Load()
 		return nil
@@ -295,7 +349,7 @@ func (gs *Graphs) createGraph(ctx context.Context, id, model, version string, in
 	}
 	// Refuse a graph over the budget before building it (an upper bound),
 	// then count what it really holds.
-	if err := gs.account(sg, deltaGrowth(sg.g, initial)); err != nil {
+	if err := gs.account(sg, sg.overhead()+deltaGrowth(sg.g, initial)); err != nil {
 		return GraphInfo{}, err
 	}
 	p, err := sg.g.Prepare(initial, gs.limits())
@@ -304,7 +358,7 @@ func (gs *Graphs) createGraph(ctx context.Context, id, model, version string, in
 		return GraphInfo{}, err
 	}
 	sg.g.Apply(p)
-	if err := gs.account(sg, sg.g.Bytes()); err != nil {
+	if err := gs.account(sg, sg.bytesLocked()); err != nil {
 		gs.account(sg, 0)
 		return GraphInfo{}, err
 	}
@@ -336,9 +390,9 @@ func (gs *Graphs) limits() graphs.Limits {
 func (gs *Graphs) account(sg *storedGraph, n int64) error {
 	gs.mu.Lock()
 	defer gs.mu.Unlock()
-	if grow := n - sg.counted.Load(); grow > 0 && gs.opts.MaxBytes > 0 && gs.bytes+grow > gs.opts.MaxBytes {
+	if grow := n - sg.counted.Load(); grow > 0 && gs.opts.MaxBytes > 0 && gs.bytes+gs.loading+grow > gs.opts.MaxBytes {
 		return gcn.Errorf(gcn.KindTooLarge, "stored graphs would hold %d bytes, the budget is %d (--max-graph-bytes); graph %q needs %d more",
-			gs.bytes+grow, gs.opts.MaxBytes, sg.id, grow)
+			gs.bytes+gs.loading+grow, gs.opts.MaxBytes, sg.id, grow)
 	}
 	gs.bytes += n - sg.counted.Load()
 	sg.counted.Store(n)
@@ -445,6 +499,7 @@ func (gs *Graphs) DeleteGraph(id string) error {
 	sg.mu.Lock()
 	sg.deleted = true
 	sg.mu.Unlock()
+	sg.changed()
 	gs.account(sg, 0)
 	gs.mu.Lock()
 	delete(gs.byID, id)
@@ -453,31 +508,56 @@ func (gs *Graphs) DeleteGraph(id string) error {
 	return nil
 }
 
-// ExportGraph calls start with the graph's info, then nodes with the graph's nodes, then edges with its
-// edges, in batches of at most batch, all at one revision (returned). The
-// batches alias the graph: encode them before returning. Deltas wait until
-// the export ends.
-func (gs *Graphs) ExportGraph(id string, batch int, start func(GraphInfo) error, nodes func([]graphs.Node) error, edges func([]graphs.Edge) error) (GraphInfo, error) {
+// ExportGraph calls start with the graph's info, then nodes with the
+// graph's nodes, then edges with its edges, in batches of at most batch,
+// all at one revision (returned). The batches alias a buffer reused
+// between calls: encode them before returning.
+//
+// The graph is encoded (its compact snapshot form) under its read lock,
+// and the lock is let go before the first batch: a client that reads
+// slowly, or never, holds no lock, so deltas and scores of the graph go on.
+// The encoded copy is counted in the request budget (--max-inflight-bytes)
+// until the export ends; the transports cut off a client that stops
+// reading (SendTimeout).
+func (gs *Graphs) ExportGraph(ctx context.Context, id string, batch int, start func(GraphInfo) error, nodes func([]graphs.Node) error, edges func([]graphs.Edge) error) (GraphInfo, error) {
 	sg, err := gs.get(id)
 	if err != nil {
 		return GraphInfo{}, err
 	}
 	sg.mu.RLock()
-	defer sg.mu.RUnlock()
-	if sg.deleted {
+	size := int64(sg.g.SnapshotSize()) + 24*int64(sg.g.NumSlots())
+	deleted := sg.deleted
+	sg.mu.RUnlock()
+	if deleted {
 		return GraphInfo{}, gcn.Errorf(gcn.KindNotFound, "no stored graph %q", id)
 	}
-	if err := start(sg.infoLocked()); err != nil {
+	if b := gs.svc.cfg.Budget; b != nil {
+		res, err := b.Reserve(ctx, min(size, b.Bytes()))
+		if err != nil {
+			return GraphInfo{}, err
+		}
+		defer res.Release()
+	}
+	sg.mu.RLock()
+	if sg.deleted {
+		sg.mu.RUnlock()
+		return GraphInfo{}, gcn.Errorf(gcn.KindNotFound, "no stored graph %q", id)
+	}
+	info := sg.infoLocked()
+	snap := sg.g.AppendSnapshot(make([]byte, 0, sg.g.SnapshotSize()))
+	sg.mu.RUnlock()
+	if err := start(info); err != nil {
 		return GraphInfo{}, err
 	}
-	if err := sg.g.ExportNodes(batch, nodes); err != nil {
+	if err := graphs.ExportSnapshot(snap, batch, nodes, edges); err != nil {
 		return GraphInfo{}, err
 	}
-	if err := sg.g.ExportEdges(batch, edges); err != nil {
-		return GraphInfo{}, err
-	}
-	return sg.infoLocked(), nil
+	return info, nil
 }
+
+// SendTimeout is GraphOptions.SendTimeout: how long an export chunk may
+// wait for its client (0: no limit).
+func (gs *Graphs) SendTimeout() time.Duration { return gs.opts.SendTimeout }
 
 // MemoryOnly reports whether graphs live in memory only (no store).
 func (gs *Graphs) MemoryOnly() bool { return gs.opts.Store == nil }

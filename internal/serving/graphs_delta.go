@@ -106,6 +106,7 @@ func (gs *Graphs) applyDelta(ctx context.Context, id string, d *graphs.Delta) (r
 		}
 	}
 	sg.mu.Unlock()
+	sg.changed()
 	gs.recount(sg) // the exact figure: a scorer's state can outgrow the bound above
 	gs.maybeCompact(sg)
 	gs.publishSoon()

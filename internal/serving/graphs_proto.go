@@ -1,6 +1,9 @@
 package serving
 
 import (
+	"context"
+
+	"github.com/gcnserve/gcnserve/gcn"
 	gcnpb "github.com/gcnserve/gcnserve/gen"
 	"github.com/gcnserve/gcnserve/internal/graphs"
 )
@@ -78,14 +81,15 @@ func ScoreProto(r ScoreResult, includePredictions bool) *gcnpb.ScoreResponse {
 }
 
 // ExportChunks streams graph id as GraphChunks of at most batch nodes or
-// edges each, the first carrying the graph's info.
-func (gs *Graphs) ExportChunks(id string, batch int, send func(*gcnpb.GraphChunk) error) error {
+// edges each, the first carrying the graph's info (ExportGraph: no lock is
+// held while send runs).
+func (gs *Graphs) ExportChunks(ctx context.Context, id string, batch int, send func(*gcnpb.GraphChunk) error) error {
 	var info *gcnpb.GraphInfo // attached to the first chunk sent
 	sendChunk := func(c *gcnpb.GraphChunk) error {
 		c.Info, info = info, nil
 		return send(c)
 	}
-	_, err := gs.ExportGraph(id, batch,
+	_, err := gs.ExportGraph(ctx, id, batch,
 		func(i GraphInfo) error { info = GraphInfoProto(i); return nil },
 		func(ns []graphs.Node) error {
 			c := &gcnpb.GraphChunk{Nodes: make([]*gcnpb.Node, len(ns))}
@@ -105,4 +109,23 @@ func (gs *Graphs) ExportChunks(id string, batch int, send func(*gcnpb.GraphChunk
 		err = sendChunk(&gcnpb.GraphChunk{})
 	}
 	return err
+}
+
+// ReserveDecoded resizes the request's reservation to what its message
+// holds once decoded: wireBytes (the message) plus decoded (the transport's
+// bound of what decoding allocates, counted from the wire before decoding,
+// grpcapi.DecodedBound). A message that could never fit the whole budget
+// is refused at once (TooLarge naming --max-inflight-bytes), without
+// waiting.
+func (r *Request) ReserveDecoded(ctx context.Context, what string, wireBytes, decoded int64) error {
+	r.wire = wireBytes
+	if r.res == nil {
+		return nil
+	}
+	need := wireBytes + decoded
+	if b := r.svc.cfg.Budget.Bytes(); need > b {
+		return gcn.Errorf(gcn.KindTooLarge, "%s of %d bytes needs about %d bytes once decoded, more than the whole request budget of %d (--max-inflight-bytes): send it in smaller parts",
+			what, wireBytes, need, b)
+	}
+	return r.res.Resize(ctx, need)
 }

@@ -30,12 +30,17 @@ type ScoreResult struct {
 }
 
 // ScoreNodes scores nodes ids of graph id with its model's currently served
-// version, exactly as ProcessGraph on the whole graph would. minRevision > 0
-// refuses (FailedPrecondition) a graph not yet at that revision.
+// version, exactly as ProcessGraph on the whole graph would. With
+// minRevision > 0 it first waits until the graph has reached that revision
+// (waitRevision): at most GraphOptions.RevisionWait, then FailedPrecondition,
+// or until ctx ends.
 func (gs *Graphs) ScoreNodes(ctx context.Context, id string, ids []string, minRevision uint64) (ScoreResult, error) {
 	start := time.Now()
 	sg, err := gs.get(id)
 	if err != nil {
+		return ScoreResult{}, err
+	}
+	if err := gs.waitRevision(ctx, sg, minRevision); err != nil {
 		return ScoreResult{}, err
 	}
 	lease, err := gs.svc.cfg.Repository.Acquire(sg.model, sg.version)
@@ -95,7 +100,7 @@ func (gs *Graphs) ScoreNodes(ctx context.Context, id string, ids []string, minRe
 	var sub *graphs.Subgraph
 	if len(ids) == 0 {
 		unlock() // nothing to run the model on
-	} else if sc := gs.scorerLocked(sg, lease); sc != nil {
+	} else if sc := gs.scorerLocked(sg, lease); sc != nil && !stateCostly(sg.g, slots) {
 		if err := sc.Probabilities(slots, probs); err != nil {
 			return ScoreResult{}, err
 		}
@@ -142,6 +147,51 @@ func (gs *Graphs) ScoreNodes(ctx context.Context, id string, ids []string, minRe
 	}
 	gs.svc.cfg.Metrics.GraphScored(time.Since(start))
 	return out, nil
+}
+
+// stateCostly reports whether reading the asked nodes from per-layer
+// state could cost more than recomputing them: a score reads each
+// neighbour listing of an asked node, and with a hub's pending changes
+// each listing's own list (internal/incremental), so its cost grows with
+// the sum, over neighbour listings, of their degrees. Duplicate links make
+// that sum unbounded by the graph's size (a delta of a million links among
+// ten nodes: 4e10 steps), while recompute reads each node of the receptive
+// field once (at most every link twice). Past that, the score recomputes.
+func stateCostly(g *graphs.Graph, slots []int32) bool {
+	limit := 4*(2*g.NumEdges()+int64(g.NumSlots())) + 1<<20
+	return g.NeighborDegreeSum(slots, limit) > limit
+}
+
+// waitRevision waits until sg has reached revision want (0: no wait),
+// holding no lock meanwhile: each delta wakes it to look again. It ends
+// NotFound if the graph is deleted, with ctx's error when the call ends,
+// and FailedPrecondition naming both revisions after RevisionWait.
+func (gs *Graphs) waitRevision(ctx context.Context, sg *storedGraph, want uint64) error {
+	var timeout <-chan time.Time
+	for {
+		next := sg.nextChange() // before the look: a change after it wakes us
+		sg.mu.RLock()
+		rev, deleted := sg.g.Revision(), sg.deleted
+		sg.mu.RUnlock()
+		switch {
+		case deleted:
+			return gcn.Errorf(gcn.KindNotFound, "no stored graph %q", sg.id)
+		case rev >= want:
+			return nil
+		case timeout == nil:
+			t := time.NewTimer(gs.opts.RevisionWait)
+			defer t.Stop()
+			timeout = t.C
+		}
+		select {
+		case <-next:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-timeout:
+			return gcnerr.New(gcnerr.FailedPrecondition, "graph %q is at revision %d, min_revision %d not reached within %v (--graph-revision-wait)",
+				sg.id, rev, want, gs.opts.RevisionWait)
+		}
+	}
 }
 
 // scorerLocked returns sg's stateful scorer for the leased version, or nil
@@ -196,10 +246,10 @@ func (gs *Graphs) ensureScorer(sg *storedGraph, lease *modelrepo.Lease, hops int
 	}
 }
 
-// bytesLocked is what sg counts against --max-graph-bytes: the graph and
-// its scorer's state. sg.wmu is held.
+// bytesLocked is what sg counts against --max-graph-bytes: the graph, its
+// scorer's state and the graph's fixed overhead. sg.wmu is held.
 func (sg *storedGraph) bytesLocked() int64 {
-	n := sg.g.Bytes()
+	n := sg.g.Bytes() + sg.overhead()
 	if sg.scorer != nil {
 		n += sg.scorer.Bytes()
 	}

@@ -57,34 +57,140 @@ var (
 // Store is the on-disk home of every stored graph. Its methods are safe for
 // concurrent use; bbolt runs one write transaction at a time.
 type Store struct {
-	db *bolt.DB
+	db   *bolt.DB
+	path string
 }
 
-// Open opens (or creates) the store in dir, creating dir if needed.
-func Open(dir string) (*Store, error) {
+// LockTimeout is how long Open waits for the store file's lock (bbolt's
+// flock) before it gives up: another process holding it is another
+// gcnserve on the same directory, which would otherwise hang the start.
+const LockTimeout = 2 * time.Second
+
+// Open opens (or creates) the store in dir, creating dir if needed. It
+// fails fast, with an error naming the path and what is wrong, on a dir
+// that is not a directory, a store file that is not a regular file (a
+// FIFO, a device, a symlink to one: bbolt would block or read forever), a
+// file another process holds locked (after LockTimeout), a read-only file
+// system, and a corrupted file (bbolt's panics on a damaged page are
+// recovered into an error).
+func Open(dir string) (s *Store, err error) {
+	if fi, err := os.Stat(dir); err == nil && !fi.IsDir() {
+		return nil, fmt.Errorf("graph store %s is not a directory (a %s)", dir, fileKind(fi.Mode()))
+	}
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("graph store: %w", err)
 	}
+	path := filepath.Join(dir, FileName)
+	if fi, err := os.Stat(path); err == nil && !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("graph store file %s is not a regular file (a %s)", path, fileKind(fi.Mode()))
+	} else if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("graph store file: %w", err)
+	}
+	// bbolt rebuilds its freelist (below) on a goroutine of its own, where
+	// a damaged page is a panic nothing can recover: the whole file is read
+	// first, read-only, on this goroutine.
+	if err := verify(path); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			s, err = nil, fmt.Errorf("graph store file %s is corrupted: %v", path, p)
+		}
+	}()
 	// The freelist is not written at each commit (fewer pages per delta);
 	// bbolt rebuilds it by scanning the file at open, as etcd configures it.
 	// Durability is unchanged: every commit still fsyncs its pages, then its
 	// meta page.
-	db, err := bolt.Open(filepath.Join(dir, FileName), 0o600, &bolt.Options{
-		Timeout:        2 * time.Second,
+	db, err := bolt.Open(path, 0o600, &bolt.Options{
+		Timeout:        LockTimeout,
 		NoFreelistSync: true,
 		FreelistType:   bolt.FreelistMapType,
 	})
-	if err != nil {
-		return nil, fmt.Errorf("graph store %s: %w", dir, err)
+	if err := openError(path, err); err != nil {
+		return nil, err
 	}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, db.Close())
+		}
+	}()
 	err = db.Update(func(tx *bolt.Tx) error {
 		_, err := tx.CreateBucketIfNotExists(bucketGraphs)
 		return err
 	})
 	if err != nil {
-		return nil, errors.Join(fmt.Errorf("graph store %s: %w", dir, err), db.Close())
+		return nil, fmt.Errorf("graph store %s: %w", dir, err)
 	}
-	return &Store{db: db}, nil
+	return &Store{db: db, path: path}, nil
+}
+
+// openError names what bolt.Open's err means for the store file at path
+// (nil for nil).
+func openError(path string, err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, bolterrors.ErrTimeout):
+		return fmt.Errorf("graph store file %s is locked by another process (another gcnserve on the same --graph-store?): gave up after %v", path, LockTimeout)
+	case errors.Is(err, bolterrors.ErrInvalid), errors.Is(err, bolterrors.ErrChecksum), errors.Is(err, bolterrors.ErrVersionMismatch):
+		return fmt.Errorf("graph store file %s is corrupted or not a graph store: %w", path, err)
+	}
+	return fmt.Errorf("graph store file %s: %w", path, err)
+}
+
+// verify reads every page of an existing store file through a read-only
+// bbolt handle, on the caller's goroutine: every bucket, every key, every
+// value. bbolt panics on a damaged page; the panic is recovered here into
+// an error naming the file.
+func verify(path string) (err error) {
+	if fi, err := os.Stat(path); err != nil || fi.Size() == 0 {
+		return nil // a new store
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: LockTimeout})
+	if err := openError(path, err); err != nil {
+		return err
+	}
+	defer db.Close()
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("graph store file %s is corrupted: %v", path, p)
+		}
+	}()
+	var walk func(b *bolt.Bucket) error
+	walk = func(b *bolt.Bucket) error {
+		return b.ForEach(func(k, v []byte) error {
+			if v == nil {
+				if sub := b.Bucket(k); sub != nil {
+					return walk(sub)
+				}
+			}
+			return nil
+		})
+	}
+	return db.View(func(tx *bolt.Tx) error {
+		return tx.ForEach(func(_ []byte, b *bolt.Bucket) error { return walk(b) })
+	})
+}
+
+// fileKind names what a mode is, for an error.
+func fileKind(m os.FileMode) string {
+	switch {
+	case m.IsRegular():
+		return "regular file"
+	case m.IsDir():
+		return "directory"
+	case m&os.ModeNamedPipe != 0:
+		return "FIFO"
+	case m&os.ModeSocket != 0:
+		return "socket"
+	case m&os.ModeCharDevice != 0:
+		return "character device"
+	case m&os.ModeDevice != 0:
+		return "device"
+	case m&os.ModeSymlink != 0:
+		return "symlink"
+	}
+	return "special file"
 }
 
 // Close closes the file.
@@ -209,8 +315,14 @@ type LogEntry struct {
 }
 
 // Load calls f with every stored graph, in id order. The record's bytes
-// are copies, f may keep them.
-func (s *Store) Load(f func(Record) error) error {
+// are copies, f may keep them. A damaged page (bbolt panics on one) is an
+// error naming the file.
+func (s *Store) Load(f func(Record) error) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("graph store file %s is corrupted: %v", s.path, p)
+		}
+	}()
 	return s.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketGraphs).ForEachBucket(func(k []byte) error {
 			b := tx.Bucket(bucketGraphs).Bucket(k)

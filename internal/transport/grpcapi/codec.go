@@ -152,7 +152,12 @@ func (c rawCodec) Unmarshal(data mem.BufferSlice, v any) error {
 		m.data = m.buf.ReadOnlyData()
 		return nil
 	}
-	return c.proto.Unmarshal(data, v)
+	if err := c.proto.Unmarshal(data, v); err != nil {
+		// To a RecvRefuser the client's fault is INVALID_ARGUMENT; gRPC
+		// itself would answer INTERNAL.
+		return c.refuse(v, status.Errorf(codes.InvalidArgument, "malformed %s: %v", messageName(v), err))
+	}
+	return nil
 }
 
 // RecvRefuser is a request message that takes the codec's refusal (over

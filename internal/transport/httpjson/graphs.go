@@ -1,13 +1,16 @@
 package httpjson
 
 import (
+	"errors"
 	"net/http"
+	"time"
 
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/gcnserve/gcnserve/gcn"
 	gcnpb "github.com/gcnserve/gcnserve/gen"
+	"github.com/gcnserve/gcnserve/internal/gcnerr"
 	"github.com/gcnserve/gcnserve/internal/graphs"
 	"github.com/gcnserve/gcnserve/internal/serving"
 	"github.com/gcnserve/gcnserve/internal/transport/httpx"
@@ -142,8 +145,13 @@ func (h *graphHandler) score(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *graphHandler) export(w http.ResponseWriter, r *http.Request) {
+	// Each line must reach the client within --stream-send-timeout: one
+	// that stops reading is cut off (the export holds no lock meanwhile,
+	// serving.ExportGraph).
+	rc := http.NewResponseController(w)
+	timeout := h.gs.SendTimeout()
 	started := false
-	err := h.gs.ExportChunks(r.PathValue("id"), 1024, func(c *gcnpb.GraphChunk) error {
+	err := h.gs.ExportChunks(r.Context(), r.PathValue("id"), 1024, func(c *gcnpb.GraphChunk) error {
 		out, err := protojson.Marshal(c)
 		if err != nil {
 			return err
@@ -152,12 +160,27 @@ func (h *graphHandler) export(w http.ResponseWriter, r *http.Request) {
 			started = true
 			w.Header().Set("Content-Type", "application/x-ndjson")
 		}
+		if timeout > 0 {
+			rc.SetWriteDeadline(time.Now().Add(timeout))
+		}
 		_, err = w.Write(append(out, '\n'))
 		return err
 	})
+	if err == nil && timeout > 0 {
+		// The last bytes go out within the timeout too; then the
+		// connection, which may serve further requests, gets no deadline.
+		rc.SetWriteDeadline(time.Now().Add(timeout))
+		if ferr := rc.Flush(); ferr != nil && !errors.Is(ferr, http.ErrNotSupported) {
+			err = ferr
+		}
+		rc.SetWriteDeadline(time.Time{})
+	}
 	if err != nil && !started {
 		h.fail(w, RouteExportGraph, err)
 	} else if err != nil {
-		h.log.Warn("graph export cut short", "graph", r.PathValue("id"), "err", err)
+		h.log.Warn("graph export cut short", "graph", gcnerr.Echo(r.PathValue("id")), "err", err)
+		// The client has a partial body: end the connection, not just
+		// the response, so it cannot take it for the whole graph.
+		panic(http.ErrAbortHandler)
 	}
 }

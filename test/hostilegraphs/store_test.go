@@ -1,0 +1,141 @@
+package hostilegraphs
+
+import (
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gcnserve/gcnserve/internal/servertest"
+	"github.com/gcnserve/gcnserve/internal/testenv"
+)
+
+// launchStore starts gcnserve on store (its --graph-store) and returns it
+// without waiting for SERVING.
+func launchStore(t *testing.T, binary, store string) *servertest.Server {
+	t.Helper()
+	return servertest.Launch(t, servertest.Options{
+		Binary: binary,
+		Env:    []string{"GCNSERVE_ORT_LIB=" + testenv.ORTLibrary(t)},
+		Args:   []string{"--graph-store", store, "--drain-delay", "0"},
+	})
+}
+
+// refused checks that p exits non-zero within 20s with a log naming every
+// sub, and no Go panic.
+func refused(t *testing.T, what string, p *servertest.Server, subs ...string) {
+	t.Helper()
+	began := time.Now()
+	code := 0
+	select {
+	case <-p.Exited():
+		var ee *exec.ExitError
+		if err := p.ExitErr(); errors.As(err, &ee) {
+			code = ee.ExitCode()
+		} else if err != nil {
+			code = -1
+		}
+	case <-time.After(20 * time.Second):
+		t.Errorf("%s: gcnserve still running (or hung) after 20s, want it to exit with a clear error", what)
+		return
+	}
+	log := p.Log()
+	last := log
+	if i := strings.LastIndex(strings.TrimRight(log, "\n"), "\n"); i >= 0 {
+		last = log[i+1:]
+	}
+	t.Logf("%s: exit %d after %v: %s", what, code, time.Since(began).Round(time.Millisecond), strings.TrimSpace(last))
+	if code == 0 {
+		t.Errorf("%s: exit status 0, want a failure", what)
+	}
+	if strings.Contains(log, "panic:") || strings.Contains(log, "goroutine 1 [") {
+		t.Errorf("%s: the server panicked:\n%s", what, log)
+	}
+	for _, sub := range subs {
+		if !strings.Contains(log, sub) {
+			t.Errorf("%s: the log does not name %q:\n%s", what, sub, log)
+		}
+	}
+}
+
+// TestHostileStoreDir: a --graph-store that is a file, holds a corrupted
+// store, a FIFO or a symlink to a device named like the store file, is
+// read-only, or is in use by another gcnserve, stops the server at start,
+// fast, with a message naming the path and what is wrong; a symlinked
+// directory is followed.
+func TestHostileStoreDir(t *testing.T) {
+	bin := os.Getenv("HOSTILEGRAPHS_BINARY")
+	if bin == "" {
+		bin = servertest.Binary(t)
+	}
+	tmp := t.TempDir()
+
+	file := filepath.Join(tmp, "a-file")
+	os.WriteFile(file, []byte("not a directory"), 0o600)
+	refused(t, "--graph-store is a file", launchStore(t, bin, file), file, "not a directory")
+
+	garbage := filepath.Join(tmp, "garbage")
+	os.MkdirAll(garbage, 0o700)
+	junk := make([]byte, 64<<10)
+	for i := range junk {
+		junk[i] = byte(i*7 + i>>8)
+	}
+	os.WriteFile(filepath.Join(garbage, "graphs.db"), junk, 0o600)
+	refused(t, "graphs.db of 64 KiB of junk", launchStore(t, bin, garbage), filepath.Join(garbage, "graphs.db"))
+
+	fifo := filepath.Join(tmp, "fifo")
+	os.MkdirAll(fifo, 0o700)
+	if err := syscall.Mkfifo(filepath.Join(fifo, "graphs.db"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	refused(t, "graphs.db is a FIFO", launchStore(t, bin, fifo), filepath.Join(fifo, "graphs.db"), "not a regular file")
+
+	dev := filepath.Join(tmp, "dev")
+	os.MkdirAll(dev, 0o700)
+	os.Symlink("/dev/zero", filepath.Join(dev, "graphs.db"))
+	refused(t, "graphs.db is a symlink to /dev/zero", launchStore(t, bin, dev), filepath.Join(dev, "graphs.db"), "not a regular file")
+
+	// A store that worked, then had its pages overwritten.
+	good := filepath.Join(tmp, "good")
+	p := launchStore(t, bin, good)
+	p.WaitServing(t, 60*time.Second)
+	p.Signal(t, syscall.SIGTERM)
+	p.ExitCode(t, 30*time.Second)
+	db := filepath.Join(good, "graphs.db")
+	data, err := os.ReadFile(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 2 * 4096; i < len(data); i++ {
+		data[i] = 0xA5
+	}
+	corrupt := filepath.Join(tmp, "corrupt")
+	os.MkdirAll(corrupt, 0o700)
+	os.WriteFile(filepath.Join(corrupt, "graphs.db"), data, 0o600)
+	refused(t, "graphs.db with its data pages overwritten", launchStore(t, bin, corrupt), filepath.Join(corrupt, "graphs.db"))
+
+	// A symlink to a good store directory is followed.
+	link := filepath.Join(tmp, "link")
+	os.Symlink(good, link)
+	p = launchStore(t, bin, link)
+	p.WaitServing(t, 60*time.Second)
+
+	// In use by that server: the second one fails fast naming the lock.
+	began := time.Now()
+	refused(t, "store in use by another gcnserve", launchStore(t, bin, good), filepath.Join(good, "graphs.db"), "another process")
+	if took := time.Since(began); took > 10*time.Second {
+		t.Errorf("second gcnserve on a store in use: exited after %v, want within 10s", took)
+	}
+
+	// Read-only: a read-only bind mount in a mount namespace of its own.
+	ro := filepath.Join(tmp, "ro")
+	os.MkdirAll(ro, 0o700)
+	wrapper := filepath.Join(tmp, "ro-gcnserve")
+	script := "#!/bin/sh\nD=" + ro + "\nB=" + bin + "\nexec unshare -m sh -c 'mount --bind \"$1\" \"$1\" && mount -o remount,bind,ro \"$1\" && shift && exec \"$@\"' sh \"$D\" \"$B\" \"$@\"\n"
+	os.WriteFile(wrapper, []byte(script), 0o755)
+	refused(t, "--graph-store on a read-only file system", launchStore(t, wrapper, ro), ro, "read-only")
+}
