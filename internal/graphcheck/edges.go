@@ -3,6 +3,7 @@ package graphcheck
 import (
 	"fmt"
 	"runtime"
+	"runtime/debug"
 	"sync"
 )
 
@@ -94,17 +95,17 @@ func ResolveEdges(v *Validator, edgeIndex []int64, starts []int, fill func(part 
 		return resolvePart(v, edgeIndex, starts, 0, fill)
 	}
 	var run struct { // one allocation
-		wg   sync.WaitGroup
-		errs [MaxParts]error
+		parts partGroup
+		errs  [MaxParts]error
 	}
 	for p := 1; p < len(starts); p++ {
-		run.wg.Go(func() { run.errs[p] = resolvePart(v, edgeIndex, starts, p, fill) })
+		run.parts.Go(p, func() { run.errs[p] = resolvePart(v, edgeIndex, starts, p, fill) })
 	}
 	run.errs[0] = resolvePart(v, edgeIndex, starts, 0, fill)
 	// Wait even after an error: the other parts write into edgeIndex,
 	// which the caller must not see half-written by a goroutine that
 	// outlives this call.
-	run.wg.Wait()
+	run.parts.Wait()
 	for _, err := range run.errs {
 		if err != nil {
 			return err
@@ -139,6 +140,37 @@ func resolvePart(v *Validator, edgeIndex []int64, starts []int, p int, fill func
 func release(c *EdgeChunk, used int) {
 	clear(c.Ends[:used])
 	chunkPool.Put(c)
+}
+
+// partGroup runs parts on their own goroutines. A part that panics (a bug:
+// parts read untrusted bytes) has its panic raised again by Wait, on the
+// calling goroutine, where the server's recovery turns it into an error
+// response instead of the crash a panic on a bare goroutine would be.
+type partGroup struct {
+	wg     sync.WaitGroup
+	panics [MaxParts]any
+}
+
+// Go runs f as part p.
+func (g *partGroup) Go(p int, f func()) {
+	g.wg.Go(func() {
+		defer func() {
+			if r := recover(); r != nil {
+				g.panics[p] = fmt.Sprintf("%v\n%s", r, debug.Stack())
+			}
+		}()
+		f()
+	})
+}
+
+// Wait waits for every part, then panics with the first part's panic.
+func (g *partGroup) Wait() {
+	g.wg.Wait()
+	for p, r := range g.panics {
+		if r != nil {
+			panic(fmt.Sprintf("graphcheck: part %d panicked: %v", p, r))
+		}
+	}
 }
 
 // explain returns the precise error of the chunk's edge e, which resolve

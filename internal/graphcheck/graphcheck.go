@@ -16,7 +16,6 @@ import (
 	"fmt"
 	"math"
 	"strconv"
-	"sync"
 	"unicode/utf8"
 	"unsafe"
 
@@ -166,14 +165,14 @@ type NodeFault struct {
 // 0, and returns their faults.
 func parseParts(starts []int, nodes int, parse func(part, from, to int) *NodeFault) [MaxParts]*NodeFault {
 	var run struct { // one allocation
-		wg     sync.WaitGroup
+		parts  partGroup
 		faults [MaxParts]*NodeFault
 	}
 	for p := 1; p < len(starts); p++ {
-		run.wg.Go(func() { run.faults[p] = parse(p, starts[p], partEnd(starts, p, nodes)) })
+		run.parts.Go(p, func() { run.faults[p] = parse(p, starts[p], partEnd(starts, p, nodes)) })
 	}
 	run.faults[0] = parse(0, 0, partEnd(starts, 0, nodes))
-	run.wg.Wait()
+	run.parts.Wait()
 	return run.faults
 }
 

@@ -167,3 +167,33 @@ func (s *testSource) NumNodes() int                  { return len(s.ids) }
 func (s *testSource) NumEdges() int                  { return len(s.edges) }
 func (s *testSource) Node(i int) (string, []float32) { return s.ids[i], s.features[i] }
 func (s *testSource) Edge(j int) (string, string)    { return s.edges[j][0], s.edges[j][1] }
+
+// TestPartPanicReachesCaller: a part that panics on its own goroutine has
+// its panic raised again on the caller's, where a server's recovery can
+// catch it, after every part has finished.
+func TestPartPanicReachesCaller(t *testing.T) {
+	ids := make([]string, 3*minPart)
+	v := NewValidator(1, ids)
+	finished := make([]bool, 3)
+	var got any
+	func() {
+		defer func() { got = recover() }()
+		_ = IndexNodes(&v, []int{0, minPart, 2 * minPart}, func(part, from, to int) *NodeFault {
+			defer func() { finished[part] = true }()
+			if part == 1 {
+				panic("part one breaks")
+			}
+			for i := from; i < to; i++ {
+				ids[i] = fmt.Sprint(i)
+			}
+			return nil
+		})
+	}()
+	msg, _ := got.(string)
+	if !strings.Contains(msg, "graphcheck: part 1 panicked: part one breaks") {
+		t.Errorf("recovered %v, want part 1's panic", got)
+	}
+	if !(finished[0] && finished[1] && finished[2]) {
+		t.Errorf("parts finished: %v, want all before the panic reached the caller", finished)
+	}
+}

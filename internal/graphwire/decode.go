@@ -42,8 +42,10 @@ const (
 // the Graph (or any of its ids) is in use.
 //
 // Decode allocates its outputs (Features, EdgeIndex, IDs), an id index
-// (idIndex) while decoding, and a constant number of small objects: nothing
-// per node or per edge.
+// (graphcheck's) while decoding, and a constant number of small objects:
+// nothing per node or per edge. A big request (graphcheck.Parts) is parsed
+// and resolved in parts on up to GOMAXPROCS goroutines, joined before
+// Decode returns; the Graph and the error do not depend on the split.
 func Decode(b []byte, featureDim int, lim Limits) (*Graph, error) {
 	return DecodeRouted(b, Fixed(featureDim), lim)
 }
