@@ -59,7 +59,7 @@ func main() {
 		port      = flag.Int("port", 9999, "the pods' gRPC port")
 		graphPath = flag.String("graph", "examples/karate.json", "request graph (JSON)")
 		rps       = flag.Float64("rps", 100, "calls per second, sent at a steady pace")
-		maxInFl   = flag.Int("max-inflight", 64, "most calls in flight (a call over this is counted failed)")
+		maxInFl   = flag.Int("max-inflight", 1000, "most calls in flight (a call over this is counted failed)")
 		control   = flag.String("control", "127.0.0.1:19090", "loopback address of the control HTTP endpoint")
 		poll      = flag.Duration("poll", 200*time.Millisecond, "how often the resolver lists the EndpointSlices")
 	)
