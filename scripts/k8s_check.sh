@@ -61,7 +61,7 @@ build() {
     local ld="-s -w -X k8s.io/component-base/version.gitVersion=$K8S_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor"
     ld="$ld -X k8s.io/client-go/pkg/version.gitVersion=$K8S_VERSION -X k8s.io/client-go/pkg/version.gitMajor=1 -X k8s.io/client-go/pkg/version.gitMinor=$minor"
     mkdir -p "$cache/tmp"
-    GOFLAGS=-mod=mod CGO_ENABLED=0 nice -n 19 "$GO" build -trimpath -ldflags "$ld" -o "$cache/tmp/" "${pkgs[@]}"
+    GOFLAGS=-mod=mod CGO_ENABLED=0 nice -n 10 "$GO" build -trimpath -ldflags "$ld" -o "$cache/tmp/" "${pkgs[@]}"
     for b in "${K8S_BINARIES[@]}"; do mv "$cache/tmp/$b" "$cache/$b"; done
     rmdir "$cache/tmp"
   )

@@ -94,7 +94,7 @@ cleanup() {
     umount "$ns" 2>/dev/null; rm -f "$ns"
   done
   awk -v w="$work" '$2 ~ "^"w {print $2}' /proc/mounts | sort -r | while read -r m; do umount -l "$m" 2>/dev/null; done
-  rm -rf /var/lib/cni/networks/gcne2e
+  rm -rf /var/lib/cni/networks/gcne2e /var/lib/cni/results/gcne2e-*
   ip link del "$BRIDGE" 2>/dev/null
   if [ "${K8S_E2E_KEEP_LOGS:-}" ] && [ -d "$work/logs" ]; then cp -r "$work/logs" "$K8S_E2E_KEEP_LOGS"; fi
   rm -rf "$work"
