@@ -316,9 +316,9 @@ load_pid=$!
 phase() { curl -fsS "http://$CONTROL/phase?name=$1"; }
 for _ in $(seq 100); do curl -fsS "http://$CONTROL/total" >/dev/null 2>&1 && break; sleep 0.1; done
 sleep 3
-phase warmup >/dev/null
+phase steady >/dev/null
 sleep 5
-out=$(phase steady)
+out=$(phase checks)
 log "steady: $out"
 field() { echo "$1" | tr ' ' '\n' | sed -n "s/^$2=//p"; }
 peers_of() { field "$1" peers | tr ',' '\n' | grep -c . || true; }
@@ -384,6 +384,9 @@ wait_ready 3 120 || die "pods not Ready again after the drain"
 sleep 3
 out=$(phase eviction)
 check "$([ "$(field "$out" failed)" = 0 ] && echo ok)" "container restart after the drain: $out"
+# The drained process exited by itself (0) before the grace period ran out.
+last=$(k get pod "$victim" -o 'jsonpath={.status.containerStatuses[0].lastState.terminated.exitCode} {.status.containerStatuses[0].lastState.terminated.startedAt} {.status.containerStatuses[0].lastState.terminated.finishedAt}')
+check "$([ "${last%% *}" = 0 ] && echo ok)" "the drained container exited with code ${last%% *} (started, finished: ${last#* })"
 
 # 11. Evictions against the PDB (maxUnavailable 1): the first is allowed,
 #     the next ones, while its replacement is not Ready, are refused.
@@ -448,7 +451,7 @@ ips=$(k get pods -l app.kubernetes.io/name=gcnserve -o 'jsonpath={range .items[*
 served=no
 for _ in $(seq 60); do
   sleep 1
-  out=$(phase publish-poll)
+  out=$(phase publishing)
   all=yes
   for ip in $ips; do
     echo "$out" | grep -q "[=,]$ip/2:" || all=no
@@ -456,6 +459,7 @@ for _ in $(seq 60); do
   [ $all = yes ] && { served=yes; break; }
 done
 publish_s=$(($(date +%s) - start))
+phase after-publish >/dev/null
 sleep 2
 out=$(phase end)
 after=$(k get pods -l app.kubernetes.io/name=gcnserve -o 'jsonpath={range .items[*]}{.metadata.name}={.status.containerStatuses[0].restartCount} {end}')
@@ -465,6 +469,7 @@ check "$([ $served = yes ] && ! echo "$out" | grep -q '/1:' && echo ok)" \
 check "$([ "$before" = "$after" ] && echo ok)" "no pod restarted for it ($after)"
 check "$([ "$(field "$out" failed)" = 0 ] && echo ok)" "no failed calls while the version switched"
 
+log "warning events: $(k get events --field-selector type=Warning -o 'jsonpath={range .items[*]}{.reason}({.involvedObject.kind}) x{.count}: {.message}{"\n"}{end}' | cut -c1-160 | sort | uniq -c | sort -rn | head -12 | sed 's/^ */    /' | sed '1s/^/\n/')"
 total=$(curl -fsS "http://$CONTROL/total")
 log "whole run under load: $total"
 log "$failures check(s) failed; rollout ${rollout_s}s"
