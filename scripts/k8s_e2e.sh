@@ -301,6 +301,7 @@ wait_ready() { # want timeout_s: want Ready pods, none terminating, nothing else
     sleep 1
   done
   k get pods -o wide >&2
+log "HPA: $(k get hpa gcnserve -o 'jsonpath={.status.currentReplicas}/{.status.desiredReplicas} replicas; {range .status.conditions[*]}{.type}={.status} ({.reason}) {end}')"
   return 1
 }
 wait_ready 3 240 || { k describe pods | tail -40 >&2; grep -E '^E' "$work/logs/kubelet.log" | tail -20 >&2; die "3 pods not Ready after 240 s"; }
@@ -469,7 +470,7 @@ check "$([ $served = yes ] && ! echo "$out" | grep -q '/1:' && echo ok)" \
 check "$([ "$before" = "$after" ] && echo ok)" "no pod restarted for it ($after)"
 check "$([ "$(field "$out" failed)" = 0 ] && echo ok)" "no failed calls while the version switched"
 
-log "warning events: $(k get events --field-selector type=Warning -o 'jsonpath={range .items[*]}{.reason}({.involvedObject.kind}) x{.count}: {.message}{"\n"}{end}' | cut -c1-160 | sort | uniq -c | sort -rn | head -12 | sed 's/^ */    /' | sed '1s/^/\n/')"
+log "warning events: $(k get events --field-selector type=Warning -o 'jsonpath={range .items[*]}{.reason}({.involvedObject.kind}) x{.count}: {.message}{"\n"}{end}' | sed 's/pod: "[^"]*"/pod: P/' | cut -c1-150 | sort | uniq -c | sort -rn | head -20 | sed 's/^ */    /' | sed '1s/^/\n/')"
 total=$(curl -fsS "http://$CONTROL/total")
 log "whole run under load: $total"
 log "$failures check(s) failed; rollout ${rollout_s}s"
