@@ -301,13 +301,13 @@ wait_ready() { # want timeout_s: want Ready pods, none terminating, nothing else
     sleep 1
   done
   k get pods -o wide >&2
-log "HPA: $(k get hpa gcnserve -o 'jsonpath={.status.currentReplicas}/{.status.desiredReplicas} replicas; {range .status.conditions[*]}{.type}={.status} ({.reason}) {end}')"
   return 1
 }
 wait_ready 3 240 || { k describe pods | tail -40 >&2; grep -E '^E' "$work/logs/kubelet.log" | tail -20 >&2; die "3 pods not Ready after 240 s"; }
 pods_ready=$(ready_pods)
 log "$pods_ready pods Ready $(($(date +%s) - start)) s after apply (HPA minReplicas 3)"
 k get pods -o wide >&2
+log "HPA: $(k get hpa gcnserve -o 'jsonpath={.status.currentReplicas}/{.status.desiredReplicas} replicas; {range .status.conditions[*]}{.type}={.status} ({.reason}) {end}')"
 
 # 8. Steady load through the headless Service.
 "$root/bin/k8sload" --api "https://127.0.0.1:$API_PORT" --token-file "$pki/token" --ca-file "$pki/apiserver.crt" \
