@@ -15,8 +15,8 @@
 # model volume). Service discovery is the client's: cmd/k8sload resolves the
 # headless Service from its EndpointSlices (deploy/README.md says why).
 #
-# Needs root, cgroups, and: apt-get install etcd-server containerd runc
-# containernetworking-plugins iptables podman mmdebstrap. Not run in CI.
+# Needs root and cgroups; installs what it misses of etcd-server containerd runc
+# containernetworking-plugins iptables conntrack podman mmdebstrap (apt-get). Not run in CI.
 # Everything stays on this machine: loopback, a bridge (10.202.0.0/24) and
 # the pods' network namespaces.
 #
@@ -44,10 +44,19 @@ log() { echo "k8s-e2e: $(date -u +%H:%M:%S) $*" >&2; }
 die() { log "FAIL: $*"; exit 1; }
 
 [ "$(id -u)" = 0 ] || die "needs root (containerd, kubelet, a bridge)"
-for c in etcd containerd containerd-shim-runc-v2 runc ctr podman openssl ip python3; do
-  command -v "$c" >/dev/null || die "needs $c (apt-get install etcd-server containerd runc containernetworking-plugins iptables podman mmdebstrap)"
+# Debian packages: install what is missing (as `make deps` does), else name it.
+need=()
+for pair in etcd:etcd-server containerd:containerd containerd-shim-runc-v2:containerd runc:runc ctr:containerd \
+  podman:podman mmdebstrap:mmdebstrap openssl:openssl ip:iproute2 curl:curl iptables:iptables conntrack:conntrack; do
+  command -v "${pair%%:*}" >/dev/null || need+=("${pair#*:}")
 done
-[ -x /usr/lib/cni/bridge ] && [ -x /usr/lib/cni/host-local ] || die "needs the CNI plugins in /usr/lib/cni (apt-get install containernetworking-plugins)"
+[ -x /usr/lib/cni/bridge ] && [ -x /usr/lib/cni/host-local ] || need+=(containernetworking-plugins)
+if [ ${#need[@]} -gt 0 ]; then
+  mapfile -t need < <(printf '%s\n' "${need[@]}" | sort -u)
+  command -v apt-get >/dev/null || die "needs the Debian packages (or equivalents): ${need[*]}"
+  log "apt-get install ${need[*]}"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need[@]}" >&2 || die "apt-get install ${need[*]} failed"
+fi
 [ -e "$work" ] && die "$work exists: another run, or a run that did not clean up (remove it)"
 
 # 1. Binaries: the cached Kubernetes build (one go build for all of them),
