@@ -4,12 +4,14 @@
 # KServe's CRDs installed, so a field the API server does not know fails.
 #
 # The API server and kubectl are built once from the Go module proxy
-# (k8s.io/kubernetes v1.34.4, about 9 minutes on 2 cores) and cached under
+# (k8s.io/kubernetes v1.34.4), in the same `go build` as the kubelet,
+# scheduler and controller-manager that `make k8s-e2e` needs (53 minutes of
+# wall time on a busy 2-core VM), and cached under
 # ${XDG_CACHE_HOME:-~/.cache}/gcnserve/k8s; etcd is Debian's etcd-server.
 # Everything listens on 127.0.0.1 and is torn down on exit.
 #
 #   scripts/k8s_check.sh           build if needed, then check
-#   scripts/k8s_check.sh --build   only build the cached binaries
+#   scripts/k8s_check.sh --build   only build the cached binaries (all of K8S_BINARIES)
 #   K8S_CHECK_SKIP_MISSING=1 ...   exit 0 with a note when the cached build is absent (CI)
 set -euo pipefail
 
@@ -33,7 +35,7 @@ build() {
   for b in "${K8S_BINARIES[@]}"; do [ -x "$cache/$b" ] || missing=1; done
   [ "$missing" = 0 ] && return 0
   command -v "$GO" >/dev/null || { log "go not found"; exit 1; }
-  log "building ${K8S_BINARIES[*]} $K8S_VERSION into $cache (once; ~15 min on 2 cores)"
+  log "building ${K8S_BINARIES[*]} $K8S_VERSION into $cache (once; tens of minutes on 2 cores)"
   local mod
   mod=$(mktemp -d)
   # shellcheck disable=SC2064
