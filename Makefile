@@ -204,6 +204,14 @@ image-smoke:
 k8s-check:
 	scripts/k8s_check.sh
 
+# deploy/kubernetes (lab overlay) on a real one-node cluster on this machine
+# (etcd, control plane and kubelet built like k8s-check's, containerd, CNI
+# bridge): rollout, pod loss, PDB, readiness, security context, model
+# publish, under load; torn down at the end. Root; not in CI (deploy/README.md).
+.PHONY: k8s-e2e
+k8s-e2e:
+	scripts/k8s_e2e.sh
+
 # Incremental inference (internal/incremental): edge and feature updates
 # streamed through per-layer state while scores run, on synthetic power-law
 # graphs of ogbn-arxiv's size and of 100k nodes; exactness checked against

@@ -332,8 +332,17 @@ func TestKubernetesManifests(t *testing.T) {
 			continue
 		}
 		if dir := filepath.Dir(o.file); dir != "kubernetes/base" {
-			// A variant: only its kustomization; k8s_check.sh builds it and
-			// has the API server validate the result.
+			// A variant: its kustomization (k8s_check.sh builds it and has
+			// the API server validate the result), and for the lab of
+			// `make k8s-e2e` a hostPath PersistentVolume for the claim.
+			if o.kind == "v1/PersistentVolume" {
+				var pv corev1.PersistentVolume
+				decodeStrict(t, o, &pv)
+				if ref := pv.Spec.ClaimRef; ref == nil || ref.Name != "gcnserve-models" {
+					t.Errorf("%s: want a PersistentVolume bound to the claim gcnserve-models (claimRef)", o.file)
+				}
+				continue
+			}
 			var k kustomization
 			decodeStrict(t, o, &k)
 			if o.kind != "kustomize.config.k8s.io/v1beta1/Kustomization" ||
