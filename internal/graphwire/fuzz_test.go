@@ -47,6 +47,11 @@ func decodeSeeds() [][]byte {
 		valid.str(4, "karate").str(5, "2"),
 		valid.str(4, "\xff"),
 		valid.str(5, "x").str(4, "a").str(4, "b"),
+		// Ids over 8 bytes (kept in the id index's arena), sharing a prefix.
+		graphOf([]wire{n("a-long-node-id-0"), n("a-long-node-id-1")},
+			[]wire{edge("a-long-node-id-0", "a-long-node-id-1"), edge("a-long-node-id-1", "a-long-node-id-2")}),
+		// Non-ASCII ids: edges leave the canonical fast path.
+		graphOf([]wire{n("é"), n("ü")}, []wire{edge("é", "ü"), edge("ü", "e")}),
 	}
 }
 
