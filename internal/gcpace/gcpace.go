@@ -1,0 +1,242 @@
+// Package gcpace keeps the Go heap close to what admission reserved while
+// large requests run, and gives the memory back once they are over.
+//
+// Left to GOGC=100, the garbage collector lets the heap grow to about twice
+// what was live at its last cycle. For a large request (a 16.5 MB graph of
+// 100k nodes holds about 65 MB live at its peak) that is 130-140 MB of peak
+// RSS over idle, most of it the previous request's garbage. A lower GOGC
+// for the whole process would tax every small request with more collections
+// (its minimum heap of 4 MB shrinks too). Instead, while requests whose
+// reservation is at least Threshold are in flight, a Pacer sets the
+// runtime's soft memory limit (debug.SetMemoryLimit) to the Go memory of
+// the idle server plus the sum of their reservations: the collector then
+// works harder only when the heap nears what admission counted, and peak
+// RSS over idle stays within the reservations (docs/BENCHMARKS.md, "Memory
+// per request"). Small requests never engage it.
+//
+// When no large request has been in flight for Linger, the Pacer restores
+// the limit it found and returns freed memory to the OS
+// (debug.FreeOSMemory, and glibc's malloc_trim for ONNX Runtime's): one
+// collection and a scavenge, paid once per burst, not per request.
+//
+// The limit is soft: if the reservations underestimate what is live, the
+// runtime's collector CPU cap (about half of GOMAXPROCS) bounds the cost,
+// and the heap grows past the limit rather than failing.
+package gcpace
+
+import (
+	"math"
+	"runtime/debug"
+	"runtime/metrics"
+	"sync"
+	"time"
+
+	"github.com/gcnserve/gcnserve/internal/memtrim"
+)
+
+// Defaults of Config.
+const (
+	// DefaultThreshold is the smallest reservation that engages the Pacer:
+	// karate and medium-sized graphs (under a megabyte on the wire) stay
+	// below it, a 10 MB request is above.
+	DefaultThreshold = 32 << 20
+	// DefaultLinger is how long the Pacer stays engaged after the last large
+	// request: back-to-back large requests keep one idle baseline, and the
+	// memory goes back to the OS once a burst is over.
+	DefaultLinger = 2 * time.Second
+)
+
+// Config tunes a Pacer.
+type Config struct {
+	// Threshold is the smallest reservation, in bytes, that engages the
+	// Pacer (default DefaultThreshold).
+	Threshold int64
+	// Linger is how long the Pacer stays engaged after its last hold is
+	// released (default DefaultLinger).
+	Linger time.Duration
+	// Release returns freed memory to the OS once the Pacer disengages.
+	// Default: debug.FreeOSMemory, then memtrim.Trim.
+	Release func()
+}
+
+// Pacer sets the Go runtime's soft memory limit from the reservations of
+// the large requests in flight. Its methods are safe for concurrent use.
+type Pacer struct {
+	cfg Config
+	// setLimit and goMemory are the runtime's, replaced in tests.
+	setLimit func(int64) int64
+	goMemory func() int64
+
+	// mu guards everything below.
+	mu sync.Mutex
+	// held is the sum of the holds' reservations; holds counts them.
+	held  int64
+	holds int
+	// engaged: the limit is ours. ceiling is the limit found before
+	// engaging (restored after), base the Go memory of the idle server.
+	engaged       bool
+	ceiling, base int64
+	// linger fires disengage; gen tells a stale timer from the current one.
+	linger *time.Timer
+	gen    uint64
+}
+
+// New returns a Pacer with cfg's zero fields set to their defaults.
+func New(cfg Config) *Pacer {
+	if cfg.Threshold <= 0 {
+		cfg.Threshold = DefaultThreshold
+	}
+	if cfg.Linger <= 0 {
+		cfg.Linger = DefaultLinger
+	}
+	if cfg.Release == nil {
+		cfg.Release = func() {
+			debug.FreeOSMemory()
+			memtrim.Trim()
+		}
+	}
+	return &Pacer{cfg: cfg, setLimit: debug.SetMemoryLimit, goMemory: idleGoMemory}
+}
+
+// Hold is one request's share of the limit. The zero Hold (and a nil
+// *Hold) holds nothing; Resize may make it hold.
+type Hold struct {
+	p     *Pacer
+	bytes int64
+}
+
+// Hold returns a hold of bytes, engaging the Pacer when bytes reaches the
+// threshold. A nil Pacer returns nil, which holds nothing.
+func (p *Pacer) Hold(bytes int64) *Hold {
+	if p == nil {
+		return nil
+	}
+	h := &Hold{p: p}
+	h.Resize(bytes)
+	return h
+}
+
+// Resize makes h hold bytes: a hold under the threshold holds nothing.
+func (h *Hold) Resize(bytes int64) {
+	if h == nil {
+		return
+	}
+	if bytes < h.p.cfg.Threshold {
+		bytes = 0
+	}
+	h.p.update(h, bytes)
+}
+
+// Release lets go of h. It is idempotent.
+func (h *Hold) Release() {
+	if h == nil {
+		return
+	}
+	h.p.update(h, 0)
+}
+
+// update moves h to bytes and sets the limit.
+func (p *Pacer) update(h *Hold, bytes int64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if bytes == h.bytes {
+		return
+	}
+	switch {
+	case h.bytes == 0:
+		p.holds++
+	case bytes == 0:
+		p.holds--
+	}
+	p.held += bytes - h.bytes
+	h.bytes = bytes
+	if p.holds > 0 {
+		p.gen++ // a pending disengage is stale
+		if !p.engaged {
+			p.engaged = true
+			p.ceiling = p.setLimit(-1)
+			p.base = p.goMemory()
+		}
+		p.setLimit(min(p.ceiling, satAdd(p.base, p.held)))
+		return
+	}
+	if !p.engaged {
+		return
+	}
+	// The last hold is gone: keep the limit (at the base plus nothing held
+	// would force collections for nothing; the next large request would
+	// find a dirty baseline) until Linger passes with no new hold.
+	p.setLimit(p.ceiling)
+	p.gen++
+	gen := p.gen
+	p.linger = time.AfterFunc(p.cfg.Linger, func() { p.disengage(gen) })
+}
+
+// disengage ends an engagement when no hold came since gen, and returns
+// the freed memory to the OS.
+func (p *Pacer) disengage(gen uint64) {
+	p.mu.Lock()
+	if gen != p.gen || p.holds > 0 || !p.engaged {
+		p.mu.Unlock()
+		return
+	}
+	p.engaged = false
+	p.mu.Unlock()
+	p.cfg.Release()
+}
+
+// Stop cancels a pending disengage (for tests and shutdown); the limit it
+// found is restored if no hold is left.
+func (p *Pacer) Stop() {
+	if p == nil {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.linger != nil {
+		p.linger.Stop()
+	}
+	p.gen++
+	if p.engaged && p.holds == 0 {
+		p.setLimit(p.ceiling)
+		p.engaged = false
+	}
+}
+
+// Limit reports the runtime's soft memory limit and whether the Pacer is
+// engaged (for logs and tests).
+func (p *Pacer) Limit() (int64, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.setLimit(-1), p.engaged
+}
+
+func satAdd(a, b int64) int64 {
+	if a > math.MaxInt64-b {
+		return math.MaxInt64
+	}
+	return a + b
+}
+
+// idleGoMemory is the Go memory the soft limit compares with (mapped minus
+// released), less the heap's free and unused pages and its objects, plus
+// what the last collection found live: the runtime's own memory and the
+// live heap, without the garbage of requests already over.
+func idleGoMemory() int64 {
+	s := []metrics.Sample{
+		{Name: "/memory/classes/total:bytes"},
+		{Name: "/memory/classes/heap/released:bytes"},
+		{Name: "/memory/classes/heap/free:bytes"},
+		{Name: "/memory/classes/heap/unused:bytes"},
+		{Name: "/memory/classes/heap/objects:bytes"},
+		{Name: "/gc/heap/live:bytes"},
+	}
+	metrics.Read(s)
+	v := make([]int64, len(s))
+	for i := range s {
+		if s[i].Value.Kind() == metrics.KindUint64 {
+			v[i] = int64(s[i].Value.Uint64())
+		}
+	}
+	return v[0] - v[1] - v[2] - v[3] - v[4] + v[5]
+}
