@@ -100,12 +100,22 @@ type Edge = graph.Edge
 // wants 34", "edge 17: target "n9" is not a node id") and runs it. Row i of
 // the Prediction is g.Nodes[i].
 func (m *Model) PredictGraph(ctx context.Context, g Graph) (Prediction, error) {
-	w, err := graphcheck.FromSource(graphSource{&g}, m.info.FeatureDim,
-		graphcheck.Limits{MaxNodes: m.info.Limits.MaxNodes, MaxEdges: m.info.Limits.MaxEdges})
+	t, err := graphTensors(&g, m.info.FeatureDim, m.info.Limits)
 	if err != nil {
 		return Prediction{}, err
 	}
-	return m.predict(ctx, Tensors{NumNodes: w.NumNodes(), Features: w.Features, EdgeIndex: w.EdgeIndex})
+	return m.predict(ctx, t)
+}
+
+// graphTensors validates g and builds its tensors (PredictGraph without the
+// run).
+func graphTensors(g *Graph, featureDim int, lim Limits) (Tensors, error) {
+	w, err := graphcheck.FromSource(graphSource{g}, featureDim,
+		graphcheck.Limits{MaxNodes: lim.MaxNodes, MaxEdges: lim.MaxEdges})
+	if err != nil {
+		return Tensors{}, err
+	}
+	return Tensors{NumNodes: w.NumNodes(), Features: w.Features, EdgeIndex: w.EdgeIndex}, nil
 }
 
 // graphSource reads a Graph for graphcheck.FromSource.

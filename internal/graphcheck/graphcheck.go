@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+	"sync"
 	"unicode/utf8"
 	"unsafe"
 
@@ -95,31 +96,43 @@ func CheckFeatureDim(featureDim int) error {
 }
 
 // Validator applies the per-node and per-edge checks that graphwire.Decode
-// and FromSource share. Both call it in the same order (nodes in request order,
-// then edges in request order), which is what makes their first error, and
-// so their message, the same for the same request.
+// and FromSource share. Both report the first failing node in request order,
+// then the first failing edge in request order, which is what makes their
+// first error, and so their message, the same for the same request.
 type Validator struct {
 	featureDim int
 	// index maps each accepted node id to its node index.
 	index *idIndex
 }
 
-// NewValidator returns a Validator for nodes nodes of featureDim features.
-func NewValidator(featureDim, nodes int) Validator {
-	return Validator{featureDim: featureDim, index: newIDIndex(nodes)}
+// NewValidator returns a Validator for the nodes of a graph of featureDim
+// features whose ids will be ids (the Graph's IDs, len(ids) nodes): Node
+// and IndexNodes store each accepted id there.
+func NewValidator(featureDim int, ids []string) Validator {
+	return Validator{featureDim: featureDim, index: newIDIndex(ids)}
+}
+
+// Accepts reports whether a node with this id, feature count and first
+// non-finite feature bad (-1: none) passes every per-node check but the
+// one for duplicate ids, which IndexNodes makes.
+func (v *Validator) Accepts(id string, count, bad int) bool {
+	return id != "" && count == v.featureDim && bad < 0
 }
 
 // Node checks node i, whose id is valid UTF-8 (graphwire.Decode checks that
 // while parsing, FromSource before calling), and indexes it. count is the number
 // of features the node sent; bad is the index of its first non-finite
 // feature among the first featureDim, or -1, and badBits that feature's bits.
+// Nodes 0 .. i-1 must be indexed already.
 func (v *Validator) Node(i int, id string, count, bad int, badBits uint32) error {
 	if id == "" {
 		return invalidf("node %d: empty id", i)
 	}
-	slot, h, j, dup := v.index.find(id)
+	x := v.index
+	key, h := x.hash(id)
+	slot, j, dup := x.probe(id, key, h)
 	if dup {
-		return invalidf("node %d: duplicate id %s (also node %d)", i, QuoteID(id), j)
+		return duplicateID(i, id, j)
 	}
 	if count != v.featureDim {
 		return invalidf("node %d (%s): %d features, model wants %d", i, QuoteID(id), count, v.featureDim)
@@ -127,7 +140,102 @@ func (v *Validator) Node(i int, id string, count, bad int, badBits uint32) error
 	if bad >= 0 {
 		return invalidf("node %d (%s): feature %d is %s", i, QuoteID(id), bad, nonFiniteName(badBits))
 	}
-	v.index.add(slot, h, id)
+	x.ids[i] = id
+	x.put(slot, i, key, h)
+	return nil
+}
+
+func duplicateID(i int, id string, j int32) error {
+	return invalidf("node %d: duplicate id %s (also node %d)", i, QuoteID(id), j)
+}
+
+// NodeFault is the first node of a part that a parse function could not
+// accept (see IndexNodes).
+type NodeFault struct {
+	I int // the node's index
+	// Err, when set, is the node's error (malformed, id not UTF-8),
+	// reported as is once the nodes before it are indexed. Otherwise the
+	// node's fields follow, as Node takes them, and Node names its error.
+	Err        error
+	ID         string
+	Count, Bad int
+	BadBits    uint32
+}
+
+// parseParts runs parse on every part, each on its own goroutine but part
+// 0, and returns their faults.
+func parseParts(starts []int, nodes int, parse func(part, from, to int) *NodeFault) [MaxParts]*NodeFault {
+	var run struct { // one allocation
+		wg     sync.WaitGroup
+		faults [MaxParts]*NodeFault
+	}
+	for p := 1; p < len(starts); p++ {
+		run.wg.Go(func() { run.faults[p] = parse(p, starts[p], partEnd(starts, p, nodes)) })
+	}
+	run.faults[0] = parse(0, 0, partEnd(starts, 0, nodes))
+	run.wg.Wait()
+	return run.faults
+}
+
+// partEnd is where part p of n items split at starts ends.
+func partEnd(starts []int, p, n int) int {
+	if p+1 < len(starts) {
+		return starts[p+1]
+	}
+	return n
+}
+
+// IndexNodes runs the node pass of a graph whose nodes are split into
+// len(starts) parts: part p is nodes starts[p] .. starts[p+1]-1 (the last
+// part ends at the node count), and starts[0] is 0. parse(p, from, to) reads
+// part p's nodes (on its own goroutine when there are several parts):
+// for each it stores the id in the Graph's IDs and the features in its
+// row, and it stops at the first node that is malformed or that
+// v.Accepts refuses, returning a NodeFault for it; nil when every node
+// passed. Then the ids are indexed in node order, and IndexNodes returns
+// the error of the first failing node, exactly as calling Node for every
+// node in order would.
+func IndexNodes(v *Validator, starts []int, parse func(part, from, to int) *NodeFault) error {
+	x := v.index
+	nodes := len(x.ids)
+	var faults [MaxParts]*NodeFault
+	if len(starts) == 1 {
+		faults[0] = parse(0, 0, nodes)
+	} else {
+		faults = parseParts(starts, nodes, parse)
+	}
+	c := chunkPool.Get().(*EdgeChunk)
+	defer chunkPool.Put(c)
+	keys, hashes := c.keys[:], c.hashes[:]
+	for p := range starts {
+		stop, fault := partEnd(starts, p, nodes), faults[p]
+		if fault != nil {
+			stop = fault.I
+		}
+		for from := starts[p]; from < stop; from += len(keys) {
+			ids := x.ids[from:min(from+len(keys), stop)]
+			// Hash a batch first: the inserts are then a tight loop of
+			// independent cache misses.
+			for k, id := range ids {
+				keys[k], hashes[k] = x.hash(id)
+			}
+			x.touch(hashes[:len(ids)])
+			for k := range ids {
+				if j, dup := x.insert(from+k, keys[k], hashes[k]); dup {
+					return duplicateID(from+k, ids[k], j)
+				}
+			}
+		}
+		if fault != nil {
+			if fault.Err != nil {
+				return fault.Err
+			}
+			if err := v.Node(fault.I, fault.ID, fault.Count, fault.Bad, fault.BadBits); err != nil {
+				return err
+			}
+			return fmt.Errorf("graphcheck: internal error: node %d was refused, then accepted", fault.I)
+		}
+	}
 	return nil
 }
 
@@ -208,7 +316,8 @@ func FirstNonFinite(f []float32) int {
 }
 
 // Source is a graph given node by node and edge by edge: a generated
-// message, or the Go values of the public gcn package.
+// message, or the Go values of the public gcn package. FromSource may call
+// its methods from several goroutines at once.
 type Source interface {
 	NumNodes() int
 	// Node returns node i's id and features; FromSource does not keep
@@ -219,10 +328,10 @@ type Source interface {
 }
 
 // FromSource builds a validated Graph from src for a model with featureDim
-// features per node, with exactly graphwire.Decode's checks, order and messages. IDs
-// share src's strings; Features and EdgeIndex are new. Edges are resolved as
-// graphwire.Decode resolves them (ResolveEdges: a chunk at a time, on a second
-// goroutine for big graphs); src is only called from the calling goroutine.
+// features per node, with exactly graphwire.Decode's checks, order and
+// messages. IDs share src's strings; Features and EdgeIndex are new. Big
+// graphs are read and resolved in parts on several goroutines (Parts), as
+// graphwire.Decode does.
 func FromSource(src Source, featureDim int, lim Limits) (*Graph, error) {
 	if err := CheckFeatureDim(featureDim); err != nil {
 		return nil, err
@@ -245,25 +354,32 @@ func FromSource(src Source, featureDim int, lim Limits) (*Graph, error) {
 	if rightSize {
 		g.Features = make([]float32, nodes*featureDim)
 	}
-	v := NewValidator(featureDim, nodes)
-	for i := range nodes {
-		id, features := src.Node(i)
-		if id != "" && !utf8.ValidString(id) {
-			return nil, invalidf("node %d: id is not valid UTF-8", i)
+	v := NewValidator(featureDim, g.IDs)
+	var starts [MaxParts]int
+	err := IndexNodes(&v, EvenParts(starts[:], nodes), func(_, from, to int) *NodeFault {
+		for i := from; i < to; i++ {
+			id, features := src.Node(i)
+			if id != "" && !utf8.ValidString(id) {
+				return &NodeFault{I: i, Err: invalidf("node %d: id is not valid UTF-8", i)}
+			}
+			bad, badBits := FirstNonFinite(features[:min(len(features), featureDim)]), uint32(0)
+			if bad >= 0 {
+				badBits = math.Float32bits(features[bad])
+			}
+			if !v.Accepts(id, len(features), bad) {
+				return &NodeFault{I: i, ID: id, Count: len(features), Bad: bad, BadBits: badBits}
+			}
+			g.IDs[i] = id
+			if rightSize {
+				copy(g.Features[i*featureDim:(i+1)*featureDim], features)
+			}
 		}
-		bad, badBits := FirstNonFinite(features[:min(len(features), featureDim)]), uint32(0)
-		if bad >= 0 {
-			badBits = math.Float32bits(features[bad])
-		}
-		if err := v.Node(i, id, len(features), bad, badBits); err != nil {
-			return nil, err
-		}
-		g.IDs[i] = id
-		if rightSize {
-			copy(g.Features[i*featureDim:(i+1)*featureDim], features)
-		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
-	err := ResolveEdges(&v, g.EdgeIndex, func(c *EdgeChunk) error {
+	err = ResolveEdges(&v, g.EdgeIndex, EvenParts(starts[:], edges), func(_ int, c *EdgeChunk) error {
 		for e := range c.N {
 			c.Ends[2*e], c.Ends[2*e+1] = src.Edge(c.Start + e)
 		}

@@ -93,13 +93,13 @@ func BenchmarkIDIndex(b *testing.B) {
 			ids, edges := syntheticIDs(p.nodes, p.edges)
 			b.ReportAllocs()
 			for b.Loop() {
-				x := newIDIndex(len(ids))
-				for _, id := range ids {
-					slot, h, _, dup := x.find(id)
-					if dup {
+				x := newIDIndex(make([]string, len(ids)))
+				for i, id := range ids {
+					x.ids[i] = id
+					key, h := x.hash(id)
+					if _, dup := x.insert(i, key, h); dup {
 						b.Fatalf("duplicate %q", id)
 					}
-					x.add(slot, h, id)
 				}
 				for _, e := range edges {
 					if _, ok := x.lookup(e[0]); !ok {

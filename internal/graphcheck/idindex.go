@@ -1,142 +1,224 @@
 package graphcheck
 
 import (
+	"encoding/binary"
 	"hash/maphash"
+	"math/bits"
+	"math/rand/v2"
+	"sync/atomic"
 	"unsafe"
 )
 
 // idIndex maps node ids to node indexes. It replaces map[string]int32 on
-// the hot path because, on big graphs, lookups are where decoding spends its
-// time, and nearly all of it in cache misses: a Go map's keys point into the
-// request buffer, so each lookup touches the map's slot and then, to compare
-// keys, an id somewhere in megabytes of request. Here a slot is 8 bytes
-// (32 bits of hash, 32 bits of index) in a table at most half full, and ids
-// are copied once into one dense arena, so a lookup touches a compact table
-// and a compact arena, and compares bytes only when 32 hash bits already
-// match.
+// the hot path because, on big graphs, resolving edge endpoints is where
+// decoding spends its time, nearly all of it waiting for memory: a Go map
+// (or a table of hashes pointing at the ids) touches its slot and then, to
+// compare keys, the id somewhere else in memory. Here a slot is 16 bytes
+// holding an id of up to 8 bytes whole (most ids: "n12345", "paper_42"), its
+// length, 24 bits of its hash and its node index, so a lookup of a short id
+// is one memory access; a longer id keeps its first 8 bytes in the slot and
+// is compared in full (against ids) only when those, its length and the hash
+// bits all match.
 //
-// Nodes are inserted in index order 0, 1, 2, ...; the arena holds their ids
-// back to back and ends[i] is where node i's id ends.
+// The table is open-addressed with linear probing, at most 60% full, sized
+// once from the node count (no growth). Short ids are hashed by one
+// 64x64->128-bit multiply of the id's bytes with a random per-index seed
+// (wyhash's mixing step), longer ones with hash/maphash: both are keyed per
+// request, so a client cannot choose ids that collide.
+//
+// Nodes are inserted in index order 0, 1, 2, ... by one goroutine; once
+// they are all in, any number of goroutines may look ids up concurrently.
 type idIndex struct {
-	seed  maphash.Seed
-	slots []uint64 // hash<<32 | index+1; 0 is an empty slot
-	arena []byte
-	ends  []uint32
-	// touched keeps lookupAll's prefetching loads from being optimized away.
-	touched uint64
+	seed0, seed1 uint64
+	seed         maphash.Seed // for ids longer than 8 bytes
+	slots        []idSlot
+	// ids holds node i's id at index i (the Graph's IDs): long ids are
+	// compared against it.
+	ids []string
+	// size is len(slots), kept as a uint64 for the slot computation.
+	size uint64
+	// touched keeps touch's loads from being optimized away. Atomic:
+	// several goroutines resolve edges at once.
+	touched atomic.Uint64
 }
 
-func newIDIndex(nodes int) *idIndex {
-	size := 8
-	for size < 2*nodes {
-		size <<= 1
-	}
+// idSlot is one slot of idIndex: key is the id's bytes (short ids, as
+// shortKey packs them) or its first 8 bytes (long ids); meta is
+// tag<<32 | index+1, 0 for an empty slot, where tag (idTag) holds 24 bits
+// of the hash and the id's length (capped at 255).
+type idSlot struct {
+	key, meta uint64
+}
+
+// maxShortID is the longest id a slot holds whole.
+const maxShortID = 8
+
+func newIDIndex(ids []string) *idIndex {
+	size := len(ids) + len(ids)*2/3 + 8 // at most 60% full
 	return &idIndex{
+		seed0: rand.Uint64(),
+		seed1: rand.Uint64(),
 		seed:  maphash.MakeSeed(),
-		slots: make([]uint64, size),
-		arena: make([]byte, 0, 8*nodes),
-		ends:  make([]uint32, 0, nodes),
+		slots: make([]idSlot, size),
+		ids:   ids,
+		size:  uint64(size),
 	}
 }
 
-// id returns node i's id as stored in the arena.
-func (x *idIndex) id(i int32) string {
-	start := uint32(0)
-	if i > 0 {
-		start = x.ends[i-1]
+// hash returns id's slot key and hash.
+func (x *idIndex) hash(id string) (key, h uint64) {
+	n := len(id)
+	if n > maxShortID {
+		return load64(id), maphash.String(x.seed, id)
 	}
-	b := x.arena[start:x.ends[i]]
-	return unsafe.String(unsafe.SliceData(b), len(b))
+	key = shortKey(id)
+	hi, lo := bits.Mul64(key^x.seed0, uint64(n)^x.seed1)
+	return key, hi ^ lo
 }
 
-// find returns the slot where id is, or the empty slot where it would go
-// (for add), with id's hash.
-func (x *idIndex) find(id string) (slot int, h uint64, index int32, found bool) {
-	h = maphash.String(x.seed, id)
-	slot, index, found = x.probe(id, h)
-	return slot, h, index, found
+// shortKey packs an id of at most 8 bytes into a uint64 such that two ids
+// of the same length have the same key exactly when they are equal. It
+// reads only the id's own bytes (the id may end at the end of a buffer):
+// two overlapping 4-byte loads for 4 to 7 bytes, and the first, middle and
+// last byte for 1 to 3 (wyhash's trick).
+func shortKey(id string) uint64 {
+	n := len(id)
+	p := unsafe.StringData(id)
+	switch {
+	case n == 8:
+		return load64(id)
+	case n >= 4:
+		lo := binary.LittleEndian.Uint32(unsafe.Slice(p, 4))
+		hi := binary.LittleEndian.Uint32(unsafe.Slice((*byte)(unsafe.Add(unsafe.Pointer(p), n-4)), 4))
+		return uint64(lo) | uint64(hi)<<32
+	case n > 0:
+		return uint64(id[0]) | uint64(id[n>>1])<<8 | uint64(id[n-1])<<16
+	}
+	return 0
 }
 
-// findHashed is lookup for an id whose hash is known.
-func (x *idIndex) findHashed(id string, h uint64) (int32, bool) {
-	_, k, ok := x.probe(id, h)
-	return k, ok
+// load64 returns the first 8 bytes of id (len(id) >= 8), little-endian.
+func load64(id string) uint64 {
+	return binary.LittleEndian.Uint64(unsafe.Slice(unsafe.StringData(id), 8))
 }
 
-// probe walks id's probe sequence from its hash h.
-func (x *idIndex) probe(id string, h uint64) (slot int, index int32, found bool) {
-	tag := h >> 32
-	mask := len(x.slots) - 1
-	for i := int(h) & mask; ; i = (i + 1) & mask {
-		s := x.slots[i]
-		if s == 0 {
+// idTag is what a slot's meta holds besides the index: 24 bits of h and
+// the id's length, capped at 255 (exact for short ids, which is what makes
+// key and tag identify a short id).
+func idTag(h uint64, n int) uint64 {
+	return uint64(uint32(h)&0xffffff00 | uint32(min(n, 255)))
+}
+
+// home is the first slot of h's probe sequence: the high bits of h scaled
+// to the table size.
+func (x *idIndex) home(h uint64) int {
+	i, _ := bits.Mul64(h, x.size)
+	return int(i)
+}
+
+// probe walks the probe sequence of id (whose key and hash are key and h)
+// and returns its node index, or the empty slot where it would go.
+func (x *idIndex) probe(id string, key, h uint64) (slot int, index int32, found bool) {
+	tag := idTag(h, len(id))
+	i := x.home(h)
+	for {
+		s := &x.slots[i]
+		if s.meta == 0 {
 			return i, 0, false
 		}
-		if s>>32 == tag {
-			k := int32(uint32(s)) - 1
-			if x.id(k) == id {
+		if s.key == key && s.meta>>32 == tag {
+			k := int32(uint32(s.meta)) - 1
+			if len(id) <= maxShortID || x.ids[k] == id {
 				return i, k, true
 			}
+		}
+		if i++; i == len(x.slots) {
+			i = 0
 		}
 	}
 }
 
 // lookup returns id's node index.
 func (x *idIndex) lookup(id string) (int32, bool) {
-	_, _, k, ok := x.find(id)
+	key, h := x.hash(id)
+	_, k, ok := x.probe(id, key, h)
 	return k, ok
 }
 
-// add stores id as the next node index in slot, which find returned for
-// id with h and nothing has been added since.
-func (x *idIndex) add(slot int, h uint64, id string) {
-	next := uint32(len(x.ends))
-	x.arena = append(x.arena, id...)
-	x.ends = append(x.ends, uint32(len(x.arena)))
-	x.slots[slot] = h>>32<<32 | uint64(next+1)
+// insert adds node i, whose id is x.ids[i], unless an earlier node has the
+// same id: then it returns that node's index and true.
+func (x *idIndex) insert(i int, key, h uint64) (int32, bool) {
+	id := x.ids[i]
+	slot, k, dup := x.probe(id, key, h)
+	if dup {
+		return k, true
+	}
+	x.put(slot, i, key, h)
+	return 0, false
 }
 
-// LookupChunk is how many ids lookupAll resolves together.
-const LookupChunk = 512
+// put stores node i, whose id has key and hash h and is x.ids[i], in the
+// empty slot probe returned for it.
+func (x *idIndex) put(slot, i int, key, h uint64) {
+	x.slots[slot] = idSlot{key: key, meta: idTag(h, len(x.ids[i]))<<32 | uint64(uint32(i)+1)}
+}
 
-// lookupAll resolves every id into out (same length) and reports whether
-// all were found. It is lookup for many ids at once: on big graphs each
-// lookup is a cache miss on its slot and another on its id in the arena, and
-// taken one at a time those misses are paid one after the other. Touching
-// every id's slot first, then every candidate's arena bytes, lets the CPU
-// have many misses in flight, so the final pass finds its data in cache.
+// LookupChunk is how many edges a chunk resolves together.
+const LookupChunk = 256
+
+// lookupAll resolves every id into out (same length) and returns the index
+// of the first id that is not a node id, or -1. keys and hashes are scratch
+// of the same length, pending too.
 //
-// hashes is scratch space for one chunk's hashes. It comes from the caller
-// (the pooled EdgeChunk) rather than the stack: a 4 KiB array there made
-// every request's fresh handler goroutine grow its stack, about 4% of the
-// server's CPU on karate-sized requests.
-func (x *idIndex) lookupAll(ids []string, out []int32, hashes *[LookupChunk]uint64) bool {
-	mask := len(x.slots) - 1
-	var touched uint64
-	for len(ids) > 0 {
-		n := min(len(ids), LookupChunk)
-		for i, id := range ids[:n] {
-			h := maphash.String(x.seed, id)
-			hashes[i] = h
-			touched += x.slots[int(h)&mask]
-		}
-		for i := range n {
-			if s := x.slots[int(hashes[i])&mask]; s != 0 {
-				k := uint32(s) - 1
-				if k > 0 {
-					touched += uint64(x.arena[x.ends[k-1]:][0])
-				}
-			}
-		}
-		for i, id := range ids[:n] {
-			k, ok := x.findHashed(id, hashes[i])
-			if !ok {
-				return false
-			}
-			out[i] = k
-		}
-		ids, out = ids[n:], out[n:]
+// On big graphs each lookup is a cache miss on its slot, and a probe loop
+// pays them one after the other: whether the first slot holds the id is a
+// branch the CPU cannot predict, and after a wrong guess it issues the next
+// lookup's load only once this one's has arrived. So lookupAll hashes every
+// id first, then reads every id's first slot in a loop with no branch on
+// what it reads (many misses in flight at once), settling the short ids
+// found there; only the rest (an id further along its probe sequence, a
+// long id, an absent one) are probed, their slots now in cache.
+func (x *idIndex) lookupAll(ids []string, out []int32, keys, hashes []uint64, pending []int32) int {
+	keys, hashes, out = keys[:len(ids)], hashes[:len(ids)], out[:len(ids)]
+	for k, id := range ids {
+		keys[k], hashes[k] = x.hash(id)
 	}
-	x.touched = touched
-	return true
+	n := 0
+	for k, id := range ids {
+		s := x.slots[x.home(hashes[k])]
+		out[k] = int32(uint32(s.meta)) - 1
+		pending[n] = int32(k)
+		settled := s.key == keys[k] && s.meta>>32 == idTag(hashes[k], len(id)) && len(id) <= maxShortID
+		n += 1 - b2i(settled)
+	}
+	for _, k := range pending[:n] {
+		_, idx, ok := x.probe(ids[k], keys[k], hashes[k])
+		if !ok {
+			// The first id not found: every id before it was, on
+			// either pass.
+			return int(k)
+		}
+		out[k] = idx
+	}
+	return -1
+}
+
+// b2i is 1 for true, 0 for false; the compiler makes it a flag move, not a
+// branch.
+func b2i(b bool) int {
+	var i int
+	if b {
+		i = 1
+	}
+	return i
+}
+
+// touch loads the first slot of every hash in hashes, so that the probes
+// that follow find them in cache (see lookupAll).
+func (x *idIndex) touch(hashes []uint64) {
+	var sum uint64
+	for _, h := range hashes {
+		sum += x.slots[x.home(h)].meta
+	}
+	x.touched.Store(sum)
 }

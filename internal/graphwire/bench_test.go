@@ -57,6 +57,7 @@ func BenchmarkDecode(b *testing.B) {
 			w := benchRequest(b, i)
 			b.SetBytes(int64(len(w)))
 			b.ReportAllocs()
+			defer reportCPU(b)()
 			for b.Loop() {
 				if _, err := Decode(w, p.features, Limits{}); err != nil {
 					b.Fatal(err)

@@ -11,6 +11,8 @@ import (
 	"unsafe"
 
 	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/gcnserve/gcnserve/internal/graphcheck"
 )
 
 // Field numbers from gcn.proto.
@@ -51,6 +53,12 @@ func Decode(b []byte, featureDim int, lim Limits) (*Graph, error) {
 // model_version, and decodes for the feature dimension resolve returns.
 // resolve's error is returned as is.
 func DecodeRouted(b []byte, resolve Resolver, lim Limits) (*Graph, error) {
+	return decode(b, resolve, lim, graphcheck.Parts)
+}
+
+// decode is DecodeRouted splitting n nodes or edges into partsFor(n) parts
+// (tests split small graphs).
+func decode(b []byte, resolve Resolver, lim Limits, partsFor func(n int) int) (*Graph, error) {
 	// Pass 1: walk the top-level fields only, to count nodes and edges and
 	// find the byte ranges that hold them. Skipping a node or an edge costs
 	// a tag and a length, so this is cheap next to pass 2.
@@ -61,6 +69,8 @@ func DecodeRouted(b []byte, resolve Resolver, lim Limits) (*Graph, error) {
 		includePredictions bool
 		minNodeBytes       = math.MaxInt
 		modelName, version []byte
+		nodeMarks          marks // where to split the nodes into parts
+		edgeMarks          marks
 	)
 	for off := 0; off < len(b); {
 		f, werr := nextField(b, off)
@@ -72,6 +82,7 @@ func DecodeRouted(b []byte, resolve Resolver, lim Limits) (*Graph, error) {
 			if nodes == 0 {
 				nodesFrom = off
 			}
+			nodeMarks.add(nodes, off)
 			nodes++
 			nodesTo = f.end
 			minNodeBytes = min(minNodeBytes, f.end-f.val)
@@ -79,6 +90,7 @@ func DecodeRouted(b []byte, resolve Resolver, lim Limits) (*Graph, error) {
 			if edges == 0 {
 				edgesFrom = off
 			}
+			edgeMarks.add(edges, off)
 			edges++
 			edgesTo = f.end
 		case f.num == fieldGraphIncludePredictions && f.typ == protowire.VarintType:
@@ -130,39 +142,66 @@ func DecodeRouted(b []byte, resolve Resolver, lim Limits) (*Graph, error) {
 	} else {
 		g.Features = make([]float32, nodes*featureDim)
 	}
-	v := newValidator(featureDim, nodes)
+	// One allocation for what the parts share.
+	st := &struct {
+		v            validator
+		starts, offs [maxParts]int
+	}{v: newValidator(featureDim, g.IDs)}
+	v, offs := &st.v, &st.offs
 
 	// Pass 2: nodes, so that every id is indexed before any edge, wherever
-	// the edges are in the request.
-	i := 0
-	for off := nodesFrom; off < nodesTo; {
-		f, _ := nextField(b, off) // pass 1 checked the top level
-		if f.num == fieldGraphNodes && f.typ == protowire.BytesType {
+	// the edges are in the request. Big requests parse in parts, one
+	// goroutine each, every part writing its own rows.
+	parts := 1
+	if scratch == nil {
+		parts = partsFor(nodes)
+	}
+	nodeStarts := nodeMarks.split(st.starts[:], offs[:], nodes, parts)
+	err = indexNodes(v, nodeStarts, func(part, from, to int) *nodeFault {
+		off := offs[part]
+		for i := from; i < to; {
+			f, _ := nextField(b, off) // pass 1 checked the top level
+			off = f.end
+			if f.num != fieldGraphNodes || f.typ != protowire.BytesType {
+				continue
+			}
 			row := scratch
 			if row == nil {
 				row = g.Features[i*featureDim : (i+1)*featureDim]
 			}
 			n, err := parseNode(b[f.val:f.end], f.val, i, row)
 			if err != nil {
-				return nil, err
+				return &nodeFault{I: i, Err: err}
 			}
 			id := unsafe.String(unsafe.SliceData(n.id), len(n.id))
-			if err := v.Node(i, id, n.count, n.bad, n.badBits); err != nil {
-				return nil, err
+			if !v.Accepts(id, n.count, n.bad) {
+				return &nodeFault{I: i, ID: id, Count: n.count, Bad: n.bad, BadBits: n.badBits}
 			}
 			g.IDs[i] = id
 			i++
 		}
-		off = f.end
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	if scratch != nil {
 		return nil, fmt.Errorf("graphwire: internal error: a node too short for %d features passed validation", featureDim)
 	}
 
-	// Pass 3: edges.
-	off := edgesFrom
-	err = resolveEdges(&v, g.EdgeIndex, func(c *edgeChunk) error {
+	// Pass 3: edges, in parts as the nodes.
+	edgeStarts := edgeMarks.split(st.starts[:], offs[:], edges, partsFor(edges))
+	err = resolveEdges(v, g.EdgeIndex, edgeStarts, func(part int, c *edgeChunk) error {
+		off := offs[part]
+		defer func() { offs[part] = off }()
 		for e := 0; e < c.N; {
+			if source, target, end, ok := canonicalEdge(b, off); ok {
+				c.Ends[2*e] = unsafe.String(unsafe.SliceData(source), len(source))
+				c.Ends[2*e+1] = unsafe.String(unsafe.SliceData(target), len(target))
+				off = end
+				e++
+				continue
+			}
 			f, _ := nextField(b, off) // pass 1 checked the top level
 			off = f.end
 			if f.num != fieldGraphEdges || f.typ != protowire.BytesType {
@@ -170,6 +209,7 @@ func DecodeRouted(b []byte, resolve Resolver, lim Limits) (*Graph, error) {
 			}
 			source, target, err := parseEdge(b[f.val:f.end], f.val, c.Start+e)
 			if err != nil {
+				c.N = e
 				return err
 			}
 			c.Ends[2*e] = unsafe.String(unsafe.SliceData(source), len(source))
@@ -182,6 +222,100 @@ func DecodeRouted(b []byte, resolve Resolver, lim Limits) (*Graph, error) {
 		return nil, err
 	}
 	return g, nil
+}
+
+// marks records where some of the nodes (or edges) of a request start, so
+// that a pass over them can be split into parts: pass 1 records every
+// stride-th one, doubling stride (and dropping every other mark) whenever
+// the fixed array is full, so it costs no allocation however big the
+// request.
+type marks struct {
+	stride int // 0 until the first mark: then 1, 2, 4, ...
+	n      int // marks held
+	at     [64]int
+}
+
+// add records that item k (counted from 0, every k in turn) starts at byte
+// off.
+func (m *marks) add(k, off int) {
+	if m.stride == 0 {
+		m.stride = 1
+	}
+	if k%m.stride != 0 {
+		return
+	}
+	if m.n == len(m.at) {
+		for j := range len(m.at) / 2 {
+			m.at[j] = m.at[2*j]
+		}
+		m.n, m.stride = len(m.at)/2, 2*m.stride
+		if k%m.stride != 0 {
+			return
+		}
+	}
+	m.at[m.n] = off
+	m.n++
+}
+
+// split divides the items into up to parts parts at marks near equal
+// shares and stores each part's first item and byte offset in starts and
+// offs; it returns starts[:parts used].
+func (m *marks) split(starts, offs []int, items, parts int) []int {
+	starts[0], offs[0] = 0, m.at[0]
+	used := 1
+	for p := 1; p < parts && m.n > 0; p++ {
+		j := min((p*items/parts+m.stride/2)/m.stride, m.n-1)
+		if k := j * m.stride; k > starts[used-1] {
+			starts[used], offs[used] = k, m.at[j]
+			used++
+		}
+	}
+	return starts[:used]
+}
+
+// canonicalEdge reads the edge at b[off:] if it is encoded the way every
+// protobuf encoder writes a small edge: the field's tag and a one-byte
+// length, then the source id's tag and one-byte length and bytes, then the
+// target id's, all ASCII. That is nearly every edge of nearly every request,
+// and reading it takes a few byte comparisons where parseEdge's general
+// loop takes three nextField calls and two UTF-8 checks. It returns the
+// ids, where the edge ends and true; false means "use the general path",
+// never "malformed".
+func canonicalEdge(b []byte, off int) (source, target []byte, end int, ok bool) {
+	const (
+		edgeTag   = fieldGraphEdges<<3 | byte(protowire.BytesType)
+		sourceTag = fieldEdgeSource<<3 | byte(protowire.BytesType)
+		targetTag = fieldEdgeTarget<<3 | byte(protowire.BytesType)
+	)
+	if len(b)-off < 6 || b[off] != edgeTag || b[off+1] >= 0x80 {
+		return nil, nil, 0, false
+	}
+	end = off + 2 + int(b[off+1])
+	if end > len(b) {
+		return nil, nil, 0, false
+	}
+	m := b[off+2 : end]
+	if len(m) < 4 || m[0] != sourceTag || m[1] >= 0x80 {
+		return nil, nil, 0, false
+	}
+	t := 2 + int(m[1]) // the target's tag
+	if t+2 > len(m) || m[t] != targetTag || int(m[t+1]) != len(m)-t-2 || !isASCII(m) {
+		return nil, nil, 0, false
+	}
+	return m[2:t], m[t+2:], end, true
+}
+
+// isASCII reports whether every byte of b is below 0x80, eight at a time.
+func isASCII(b []byte) bool {
+	var acc uint64
+	for len(b) >= 8 {
+		acc |= binary.LittleEndian.Uint64(b)
+		b = b[8:]
+	}
+	for _, c := range b {
+		acc |= uint64(c)
+	}
+	return acc&0x8080808080808080 == 0
 }
 
 // checkStructure parses every node and edge in the given ranges for wire

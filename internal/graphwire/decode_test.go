@@ -346,8 +346,27 @@ func TestDecodeEqualsFromMessage(t *testing.T) {
 		}(),
 		"bad edge in the third chunk": func() *gcnpb.GraphData {
 			m := SyntheticGraph(300, 3*lookupChunk+7, 3, 7)
-			m.Edges[2*lookupChunk+300].TargetId = "nowhere"
-			m.Edges[2*lookupChunk+301].SourceId = "nowhere either"
+			m.Edges[2*lookupChunk+lookupChunk*3/5].TargetId = "nowhere"
+			m.Edges[2*lookupChunk+lookupChunk*3/5+1].SourceId = "nowhere either"
+			return m
+		}(),
+		"duplicate far apart, then a bad count": func() *gcnpb.GraphData {
+			m := SyntheticGraph(200, 400, 3, 11)
+			m.Nodes[170].Id = m.Nodes[30].Id
+			m.Nodes[190].Features = m.Nodes[190].Features[:2]
+			return m
+		}(),
+		"long ids sharing a prefix": func() *gcnpb.GraphData {
+			m := SyntheticGraph(200, 400, 3, 12)
+			ids := map[string]string{}
+			for _, n := range m.Nodes {
+				ids[n.Id] = "a-long-shared-prefix/" + n.Id
+				n.Id = ids[n.Id]
+			}
+			for _, e := range m.Edges {
+				e.SourceId, e.TargetId = ids[e.SourceId], ids[e.TargetId]
+			}
+			m.Edges[333].TargetId = "a-long-shared-prefix/"
 			return m
 		}(),
 		"NaN in a wide row": func() *gcnpb.GraphData {
@@ -368,6 +387,7 @@ func TestDecodeEqualsFromMessage(t *testing.T) {
 				if len(m.GetNodes()) > 0 {
 					f = len(m.Nodes[0].Features)
 				}
+				checkAgainstReference(t, b, f, lim) // also in parts
 				got, gotErr := Decode(b, f, lim)
 				want, wantErr := FromMessage(m, f, lim)
 				switch {

@@ -54,15 +54,17 @@ func invalidf(format string, args ...any) error {
 type (
 	validator = graphcheck.Validator
 	edgeChunk = graphcheck.EdgeChunk
+	nodeFault = graphcheck.NodeFault
 )
 
 const (
 	lookupChunk   = graphcheck.LookupChunk
 	parallelEdges = graphcheck.ParallelEdges
+	maxParts      = graphcheck.MaxParts
 )
 
-func newValidator(featureDim, nodes int) validator {
-	return graphcheck.NewValidator(featureDim, nodes)
+func newValidator(featureDim int, ids []string) validator {
+	return graphcheck.NewValidator(featureDim, ids)
 }
 func checkLimits(nodes, edges int, lim Limits) error {
 	return graphcheck.CheckLimits(nodes, edges, lim)
@@ -70,8 +72,11 @@ func checkLimits(nodes, edges int, lim Limits) error {
 func checkFeatureDim(featureDim int) error { return graphcheck.CheckFeatureDim(featureDim) }
 func isNonFinite(bits uint32) bool         { return graphcheck.IsNonFinite(bits) }
 func anyNonFinite(v []byte) bool           { return graphcheck.AnyNonFinite(v) }
-func resolveEdges(v *validator, edgeIndex []int64, fill func(c *edgeChunk) error) error {
-	return graphcheck.ResolveEdges(v, edgeIndex, fill)
+func indexNodes(v *validator, starts []int, parse func(part, from, to int) *nodeFault) error {
+	return graphcheck.IndexNodes(v, starts, parse)
+}
+func resolveEdges(v *validator, edgeIndex []int64, starts []int, fill func(part int, c *edgeChunk) error) error {
+	return graphcheck.ResolveEdges(v, edgeIndex, starts, fill)
 }
 
 // Resolver chooses the model a request names and returns its feature

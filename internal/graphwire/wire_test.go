@@ -140,6 +140,17 @@ func checkAgainstReference(t *testing.T, b []byte, featureDim int, lim Limits) (
 	if (got == nil) == (err == nil) {
 		t.Fatalf("Decode returned graph %v and error %v, want exactly one", got, err)
 	}
+	// Big requests decode in parts: split this one as finely as possible,
+	// and in threes, and want the same answer.
+	for _, per := range []int{1, 3} {
+		split, serr := decode(b, Fixed(featureDim), lim, func(n int) int { return min(maxParts, max(1, n/per)) })
+		switch {
+		case (err == nil) != (serr == nil) || (err != nil && err.Error() != serr.Error()):
+			t.Fatalf("Decode in parts of %d: error %v, in one part: %v", per, serr, err)
+		case err == nil && diffGraph(split, got) != "":
+			t.Fatalf("Decode in parts of %d differs from one part: %s", per, diffGraph(split, got))
+		}
+	}
 	var m gcnpb.GraphData
 	if uerr := proto.Unmarshal(b, &m); uerr != nil {
 		if errKind(err) != "invalid" {
