@@ -14,8 +14,9 @@
 // RSS over idle stays within the reservations (docs/BENCHMARKS.md, "Memory
 // per request"). Small requests never engage it.
 //
-// When no large request has been in flight for Linger, the Pacer restores
-// the limit it found and returns freed memory to the OS
+// Between large requests the limit stays at the base plus the most they
+// held. When no large request has been in flight for Linger, the Pacer
+// restores the limit it found and returns freed memory to the OS
 // (debug.FreeOSMemory, and glibc's malloc_trim for ONNX Runtime's): one
 // collection and a scavenge, paid once per burst, not per request.
 //
@@ -76,6 +77,11 @@ type Pacer struct {
 	// engaging (restored after), base the Go memory of the idle server.
 	engaged       bool
 	ceiling, base int64
+	// idle is the Go memory Settle last read.
+	idle int64
+	// most is the largest held during the engagement: the limit while it
+	// lingers.
+	most int64
 	// linger fires disengage; gen tells a stale timer from the current one.
 	linger *time.Timer
 	gen    uint64
@@ -155,18 +161,27 @@ func (p *Pacer) update(h *Hold, bytes int64) {
 		if !p.engaged {
 			p.engaged = true
 			p.ceiling = p.setLimit(-1)
-			p.base = p.goMemory()
+			// The engaging request's message is already read (its hold is
+			// taken once its size is known) and may be counted live by the
+			// last collection: take it out, but never go below the last
+			// idle reading.
+			p.base = max(p.idle, p.goMemory()-bytes)
+			p.most = 0
 		}
+		p.most = max(p.most, p.held)
 		p.setLimit(min(p.ceiling, satAdd(p.base, p.held)))
 		return
 	}
 	if !p.engaged {
 		return
 	}
-	// The last hold is gone: keep the limit (at the base plus nothing held
-	// would force collections for nothing; the next large request would
-	// find a dirty baseline) until Linger passes with no new hold.
-	p.setLimit(p.ceiling)
+	// The last hold is gone. Until Linger passes with no new hold, the
+	// limit stays at the base plus the most held during the engagement:
+	// the next large request's message arrives before its hold, on top of
+	// this one's garbage, and without a limit GOGC=100 would let the heap
+	// reach twice this request's live bytes. The base is kept too: read
+	// now, it would count this request's live data as idle.
+	p.setLimit(min(p.ceiling, satAdd(p.base, p.most)))
 	p.gen++
 	gen := p.gen
 	p.linger = time.AfterFunc(p.cfg.Linger, func() { p.disengage(gen) })
@@ -181,8 +196,23 @@ func (p *Pacer) disengage(gen uint64) {
 		return
 	}
 	p.engaged = false
+	p.setLimit(p.ceiling)
 	p.mu.Unlock()
 	p.cfg.Release()
+	p.Settle()
+}
+
+// Settle records the Go memory of the idle server, the floor of the next
+// engagement's base. Call it once the server is warmed up, after a
+// collection (runtime.GC); the Pacer calls it after returning memory.
+func (p *Pacer) Settle() {
+	if p == nil {
+		return
+	}
+	m := p.goMemory()
+	p.mu.Lock()
+	p.idle = m
+	p.mu.Unlock()
 }
 
 // Stop cancels a pending disengage (for tests and shutdown); the limit it

@@ -34,6 +34,7 @@ func newTestPacer(t *testing.T, linger time.Duration) (*Pacer, *fakeRuntime) {
 		f.reads++
 		return 1000
 	}
+	p.Settle()
 	t.Cleanup(p.Stop)
 	return p, f
 }
@@ -66,8 +67,8 @@ func TestPacerLimitFollowsHolds(t *testing.T) {
 	}
 	small.Release()
 	b.Release()
-	if l, reads := f.get(); l != math.MaxInt64 || reads != 1 {
-		t.Fatalf("all released: limit %d (want the ceiling back), base read %d times (want 1)", l, reads)
+	if l, reads := f.get(); l != 1500 || reads != 2 {
+		t.Fatalf("all released, lingering: limit %d (want base + the most held, 1500), base read %d times (want 2: Settle and the engagement)", l, reads)
 	}
 	if _, engaged := p.Limit(); !engaged {
 		t.Fatalf("engaged = false right after the last hold, want true until Linger passes")
@@ -85,6 +86,10 @@ func TestPacerCeiling(t *testing.T) {
 	if l, _ := f.get(); l != 1100 {
 		t.Fatalf("after release: limit %d, want the ceiling 1100", l)
 	}
+	p.Stop()
+	if l, _ := f.get(); l != 1100 {
+		t.Fatalf("after Stop: limit %d, want the ceiling 1100", l)
+	}
 }
 
 func TestPacerLingerAndRelease(t *testing.T) {
@@ -95,8 +100,8 @@ func TestPacerLingerAndRelease(t *testing.T) {
 	// again (it would include the last request's live data) and nothing is
 	// released.
 	h = p.Hold(200)
-	if _, reads := f.get(); reads != 1 {
-		t.Fatalf("base read %d times across back-to-back holds, want 1", reads)
+	if _, reads := f.get(); reads != 2 {
+		t.Fatalf("base read %d times across back-to-back holds, want 2 (Settle, one engagement)", reads)
 	}
 	select {
 	case <-f.releases:
@@ -109,12 +114,12 @@ func TestPacerLingerAndRelease(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatalf("memory not released %v after the last hold", 5*time.Second)
 	}
-	if _, engaged := p.Limit(); engaged {
-		t.Fatalf("still engaged after Linger")
+	if l, engaged := p.Limit(); engaged || l != math.MaxInt64 {
+		t.Fatalf("after Linger: engaged %v, limit %d, want the ceiling back", engaged, l)
 	}
 	p.Hold(200).Release()
-	if _, reads := f.get(); reads != 2 {
-		t.Fatalf("base read %d times, want 2: a new engagement reads it again", reads)
+	if _, reads := f.get(); reads != 4 {
+		t.Fatalf("base read %d times, want 4: Settle after the release, then a new engagement", reads)
 	}
 }
 
@@ -145,6 +150,26 @@ func TestPacerConcurrent(t *testing.T) {
 	if l, _ := f.get(); l != math.MaxInt64 {
 		t.Fatalf("after every hold is released: limit %d, want the ceiling", l)
 	}
+}
+
+// TestPacerBaseExcludesEngagingRequest: the Go memory read at engagement
+// may count the engaging request's message; the base leaves its hold out,
+// down to the idle reading.
+func TestPacerBaseExcludesEngagingRequest(t *testing.T) {
+	p, f := newTestPacer(t, time.Hour)
+	p.goMemory = func() int64 { return 1000 + 150 } // idle 1000 + the message
+	h := p.Hold(200)
+	if l, _ := f.get(); l != 1200 {
+		t.Fatalf("limit %d, want the idle 1000 + 200", l)
+	}
+	h.Release()
+	p.Stop()
+	p.goMemory = func() int64 { return 5000 } // the idle server grew
+	h = p.Hold(200)
+	if l, _ := f.get(); l != 5000 {
+		t.Fatalf("limit %d, want 5000 - 200 + 200", l)
+	}
+	h.Release()
 }
 
 // TestIdleGoMemory: the real reading is positive and below what the

@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"os"
+	"runtime"
 	"runtime/debug"
 	"strings"
 	"sync"
@@ -301,6 +302,12 @@ func New(cfg Config) (_ *Server, err error) {
 			err = errors.Join(err, s.store.Close())
 		}
 	}()
+	if s.pacer != nil {
+		// The models are loaded and warmed up, the stored graphs
+		// recovered: what the Go heap holds now is the idle server's.
+		runtime.GC()
+		s.pacer.Settle()
+	}
 
 	s.life = &Lifecycle{Log: log, DrainDelay: cfg.DrainDelay, ShutdownGrace: cfg.ShutdownGrace,
 		Health: s.health, Reload: s.Reload}
