@@ -18,7 +18,7 @@ type fakeRuntime struct {
 func newTestPacer(t *testing.T, linger time.Duration) (*Pacer, *fakeRuntime) {
 	t.Helper()
 	f := &fakeRuntime{limit: math.MaxInt64, releases: make(chan struct{}, 8)}
-	p := New(Config{Threshold: 100, Linger: linger, Release: func() { f.releases <- struct{}{} }})
+	p := New(Config{Threshold: 100, Linger: linger, Slack: -1, Release: func() { f.releases <- struct{}{} }})
 	p.setLimit = func(n int64) int64 {
 		f.mu.Lock()
 		defer f.mu.Unlock()
@@ -170,6 +170,23 @@ func TestPacerBaseExcludesEngagingRequest(t *testing.T) {
 		t.Fatalf("limit %d, want 5000 - 200 + 200", l)
 	}
 	h.Release()
+}
+
+// TestPacerSlack: the limit is the base, the holds and the slack.
+func TestPacerSlack(t *testing.T) {
+	p, f := newTestPacer(t, time.Hour)
+	p.cfg.Slack = 30
+	h := p.Hold(200)
+	if l, _ := f.get(); l != 1230 {
+		t.Fatalf("limit %d, want base 1000 + 200 + slack 30", l)
+	}
+	h.Release()
+	if l, _ := f.get(); l != 1230 {
+		t.Fatalf("lingering: limit %d, want 1230", l)
+	}
+	if got := New(Config{}).cfg.Slack; got != DefaultSlack {
+		t.Fatalf("default slack %d, want %d", got, DefaultSlack)
+	}
 }
 
 // TestIdleGoMemory: the real reading is positive and below what the

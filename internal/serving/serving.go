@@ -314,7 +314,7 @@ func CostFor(info gcn.Info, wireBytes int64, nodes, edges int) int64 {
 func Cost(wireBytes int64, nodes, edges, featureDim, numClasses int) int64 {
 	const (
 		gcHeadroom         = 24 << 20
-		denseFeatureCopies = 4
+		denseFeatureCopies = 3
 		perRequest         = 6 << 20
 		// narrowFeatures: inputs this narrow always run natively (the
 		// transform is a small part of the work); wider ones may go to
