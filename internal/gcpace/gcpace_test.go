@@ -114,6 +114,15 @@ func TestPacerLingerAndRelease(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatalf("memory not released %v after the last hold", 5*time.Second)
 	}
+	// Settle runs after Release, on the timer's goroutine.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		if _, reads := f.get(); reads == 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no Settle after the release")
+		}
+	}
 	if l, engaged := p.Limit(); engaged || l != math.MaxInt64 {
 		t.Fatalf("after Linger: engaged %v, limit %d, want the ceiling back", engaged, l)
 	}
