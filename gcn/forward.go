@@ -112,76 +112,227 @@ func (n *Network) ForwardAdjacency(ctx context.Context, x []float32, adj *Adjace
 	if opts.KeepLayers {
 		out.Layers = make([][]float32, len(n.Layers))
 	}
-	// Two scratch buffers of N x the widest layer, reused layer after layer
-	// (h, the transformed rows, and the hidden output); the last layer
-	// writes a fresh slice that becomes Probabilities.
-	var scratchH, scratchOut []float32
-	in := x
+	// Each layer's aggregation is fused with the next layer's transform
+	// (row by row: a node's output row is all the next transform reads of
+	// it), and the last layer's with the softmax, so no layer's output is
+	// stored unless KeepLayers asks: the buffers are the transformed rows h
+	// of the current and the next layer (N x stride each) and the
+	// probabilities. The arithmetic is that of transform and aggregate, in
+	// the same order, so the result is the same bit for bit as running them
+	// layer after layer.
+	first := &n.Layers[0]
+	scale := n.layerScale(0, dinv, rowNorm)
+	h := make([]float32, num*stride(first.Out))
+	w := padWeight(first)
+	parallel(rows, func(lo, hi int) { transform(x, first.In, w, stride(first.Out), scale, lo, hi, h) })
+	var spare []float32 // the other h buffer, reused from two layers back
 	for li := range n.Layers {
 		l := &n.Layers[li]
 		if err := ctx.Err(); err != nil {
 			return Outputs{}, err
 		}
-		var pre, post []float32
-		switch l.Aggregation {
-		case AggregationGCN:
-			pre, post = dinv, dinv
-		case AggregationMean:
-			post = invDeg
-		}
-		var scale []float32
-		switch {
-		case li == 0 && rowNorm != nil && pre != nil:
-			scale = make([]float32, num)
-			for v := range scale {
-				scale[v] = rowNorm[v] * pre[v]
-			}
-		case li == 0 && rowNorm != nil:
-			scale = rowNorm
-		default:
-			scale = pre
-		}
-		st := stride(l.Out)
-		if cap(scratchH) < num*st {
-			scratchH = make([]float32, num*st)
-		}
-		h := scratchH[:num*st]
-		w := padWeight(l)
-		parallel(rows, func(lo, hi int) { transform(in, l.In, w, st, scale, lo, hi, h) })
-		if err := ctx.Err(); err != nil {
-			return Outputs{}, err
-		}
-		size := num * l.Out
-		var dst []float32
-		switch {
-		case li == len(n.Layers)-1 || opts.KeepLayers:
-			dst = make([]float32, size)
-		default:
-			if cap(scratchOut) < size {
-				scratchOut = make([]float32, size)
-			}
-			dst = scratchOut[:size]
-		}
-		parallel(rows, func(lo, hi int) { aggregate(adj, h, l.Out, post, l.Bias, l.Activation, lo, hi, dst) })
+		post := n.layerPost(li, dinv, invDeg)
+		var keep []float32
 		if opts.KeepLayers {
-			out.Layers[li] = dst
-			if li == len(n.Layers)-1 {
-				// The probabilities must not overwrite the kept logits.
-				dst = append([]float32(nil), dst...)
+			keep = make([]float32, num*l.Out)
+			out.Layers[li] = keep
+		}
+		if li == len(n.Layers)-1 {
+			probs := make([]float32, num*l.Out)
+			parallel(rows, func(lo, hi int) {
+				aggregate(adj, h, l.Out, post, l.Bias, l.Activation, lo, hi, probs)
+				if keep != nil {
+					copy(keep[lo*l.Out:hi*l.Out], probs[lo*l.Out:hi*l.Out])
+				}
+				for v := lo; v < hi; v++ {
+					softmax(probs[v*l.Out : (v+1)*l.Out])
+				}
+			})
+			out.Probabilities = probs
+			break
+		}
+		next := &n.Layers[li+1]
+		nst := stride(next.Out)
+		if cap(spare) < num*nst {
+			spare = make([]float32, num*nst)
+		}
+		nextH := spare[:num*nst]
+		nextW := padWeight(next)
+		nextScale := n.layerScale(li+1, dinv, rowNorm)
+		parallel(rows, func(lo, hi int) {
+			aggregateTransform(adj, h, l, post, keep, nextW, nst, nextScale, lo, hi, nextH)
+		})
+		spare, h = h, nextH
+	}
+	return out, nil
+}
+
+// layerPost is what layer li's Aggregation multiplies a target row by after
+// the sum (nil: 1).
+func (n *Network) layerPost(li int, dinv, invDeg []float32) []float32 {
+	switch n.Layers[li].Aggregation {
+	case AggregationGCN:
+		return dinv
+	case AggregationMean:
+		return invDeg
+	}
+	return nil
+}
+
+// layerScale is what layer li's transform multiplies each row by: its
+// Aggregation's pre-scale (dinv for gcn), times the input row normalisation
+// for the first layer (nil: 1).
+func (n *Network) layerScale(li int, dinv, rowNorm []float32) []float32 {
+	var pre []float32
+	if n.Layers[li].Aggregation == AggregationGCN {
+		pre = dinv
+	}
+	switch {
+	case li == 0 && rowNorm != nil && pre != nil:
+		scale := make([]float32, len(pre))
+		for v := range scale {
+			scale[v] = rowNorm[v] * pre[v]
+		}
+		return scale
+	case li == 0 && rowNorm != nil:
+		return rowNorm
+	}
+	return pre
+}
+
+// aggregateTransform is aggregate for layer l on targets [lo, hi) followed,
+// row by row, by transform for the next layer (weight nextW padded to
+// stride nst, row scales nextScale) into nextH; keep, when not nil,
+// receives l's output rows too. Row by row means the output row is still in
+// cache (or registers) when the next transform reads it.
+func aggregateTransform(adj *Adjacency, h []float32, l *Layer, post, keep, nextW []float32, nst int, nextScale []float32, lo, hi int, nextH []float32) {
+	o := l.Out
+	if o == 16 && nst <= 16 {
+		aggregateTransform16(adj, h, l, post, keep, nextW, nst, nextScale, lo, hi, nextH)
+		return
+	}
+	off, src := adj.Offsets, adj.Sources
+	st := stride(o)
+	acc := make([]float32, st)
+	row := make([]float32, o)
+	for d := lo; d < hi; d++ {
+		// aggregate's arithmetic for one row.
+		copy(acc, h[d*st:(d+1)*st])
+		for _, s := range src[off[d]:off[d+1]] {
+			r := h[int(s)*st : int(s)*st+st]
+			for b := 0; b+8 <= len(r); b += 8 {
+				r, c := (*[8]float32)(r[b:b+8]), (*[8]float32)(acc[b:b+8])
+				for j := range c {
+					c[j] += r[j]
+				}
 			}
 		}
-		// The next layer reads dst only to compute its h, so its output
-		// may reuse dst's buffer.
-		in = dst
-	}
-	c := n.NumClasses()
-	parallel(rows, func(lo, hi int) {
-		for v := lo; v < hi; v++ {
-			softmax(in[v*c : (v+1)*c])
+		p := float32(1)
+		if post != nil {
+			p = post[d]
 		}
-	})
-	out.Probabilities = in
-	return out, nil
+		for j := range row {
+			v := acc[j] * p
+			if l.Bias != nil {
+				v += l.Bias[j]
+			}
+			if l.Activation == ActivationReLU && v < 0 {
+				v = 0
+			}
+			row[j] = v
+		}
+		if keep != nil {
+			copy(keep[d*o:(d+1)*o], row)
+		}
+		transformRow(row, nextW, nst, nextScale, d, nextH[d*nst:(d+1)*nst])
+	}
+}
+
+// aggregateTransform16 is aggregateTransform for a 16-wide layer (the usual
+// hidden width) whose next layer is at most 16 wide: aggregate16's loop
+// with the next transform on its output row in registers.
+func aggregateTransform16(adj *Adjacency, h []float32, l *Layer, post, keep, nextW []float32, nst int, nextScale []float32, lo, hi int, nextH []float32) {
+	const o = 16
+	off, src := adj.Offsets, adj.Sources
+	var b [o]float32
+	if l.Bias != nil {
+		b = [o]float32(l.Bias)
+	}
+	relu := l.Activation == ActivationReLU
+	var next [o]float32
+	for d := lo; d < hi; d++ {
+		acc := [o]float32(h[d*o : d*o+o])
+		for _, s := range src[off[d]:off[d+1]] {
+			r := (*[o]float32)(h[int(s)*o : int(s)*o+o])
+			for j := range acc {
+				acc[j] += r[j]
+			}
+		}
+		p := float32(1)
+		if post != nil {
+			p = post[d]
+		}
+		for j := range acc {
+			v := acc[j]*p + b[j]
+			if relu && v < 0 {
+				v = 0
+			}
+			acc[j] = v
+		}
+		if keep != nil {
+			copy(keep[d*o:d*o+o], acc[:])
+		}
+		// transform's arithmetic for one row: zero inputs skipped, 8-wide
+		// blocks, then the row scale.
+		clear(next[:nst])
+		for i, a := range acc {
+			if a == 0 {
+				continue
+			}
+			wr := nextW[i*nst : (i+1)*nst]
+			for k := 0; k+8 <= len(wr); k += 8 {
+				r, c := (*[8]float32)(wr[k:k+8]), (*[8]float32)(next[k:k+8])
+				for j := range c {
+					c[j] += a * r[j]
+				}
+			}
+		}
+		s := float32(1)
+		if nextScale != nil {
+			s = nextScale[d]
+		}
+		dst := nextH[d*nst : (d+1)*nst]
+		for j := range dst {
+			dst[j] = next[j] * s
+		}
+	}
+}
+
+// transformRow is transform for one row in (of the next layer's In values),
+// written to dst (stride nst).
+func transformRow(in, w []float32, nst int, scale []float32, v int, dst []float32) {
+	for j := range dst {
+		dst[j] = 0
+	}
+	for i, a := range in {
+		if a == 0 {
+			continue
+		}
+		row := w[i*nst : (i+1)*nst]
+		for b := 0; b+8 <= len(row); b += 8 {
+			r, c := (*[8]float32)(row[b:b+8]), (*[8]float32)(dst[b:b+8])
+			for j := range c {
+				c[j] += a * r[j]
+			}
+		}
+	}
+	s := float32(1)
+	if scale != nil {
+		s = scale[v]
+	}
+	for j := range dst {
+		dst[j] *= s
+	}
 }
 
 // parallel runs fn on each range of bounds (see splitTargets), the first on

@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"os"
+	"runtime"
 	"runtime/debug"
 	"strings"
 	"sync"
@@ -35,6 +36,7 @@ import (
 	"github.com/gcnserve/gcnserve/gcn"
 	"github.com/gcnserve/gcnserve/internal/admission"
 	"github.com/gcnserve/gcnserve/internal/auth"
+	"github.com/gcnserve/gcnserve/internal/gcpace"
 	"github.com/gcnserve/gcnserve/internal/graphs/store"
 	"github.com/gcnserve/gcnserve/internal/memlimit"
 	"github.com/gcnserve/gcnserve/internal/metrics"
@@ -95,6 +97,12 @@ type Config struct {
 	// once (admission control). Default: half the cgroup memory limit, else
 	// half the machine's memory. 0 turns admission control off.
 	MaxInflightBytes int64
+	// GCPaceBytes is the smallest memory estimate of a request that makes
+	// the garbage collector keep the heap within the estimates of the
+	// requests in flight (package gcpace: a soft memory limit while they
+	// run, memory returned to the OS after a burst). Default
+	// gcpace.DefaultThreshold (32 MiB); 0 turns it off.
+	GCPaceBytes int64
 	// MaxQueue bounds the requests waiting for memory. Default 1024.
 	MaxQueue int
 	// QueueTimeout is the longest a request waits for memory. Default 5s.
@@ -183,6 +191,7 @@ func DefaultConfig() Config {
 		MaxEdges:               10_000_000,
 		MaxRequestBytes:        httpx.DefaultMaxRequestBytes,
 		MaxQueue:               1024,
+		GCPaceBytes:            gcpace.DefaultThreshold,
 		QueueTimeout:           5 * time.Second,
 		Batch:                  gcn.DefaultBatchOptions(),
 		BatchEnabled:           false,
@@ -209,6 +218,7 @@ type Server struct {
 	// (on its reload goroutine) before modelrepo.Open returns.
 	published atomic.Pointer[modelrepo.Repository]
 	svc       *serving.Service
+	pacer     *gcpace.Pacer // nil when GCPaceBytes is 0
 	graphs    *serving.Graphs
 	store     *store.Store // nil without GraphStore
 	metrics   *metrics.Metrics
@@ -286,10 +296,13 @@ func New(cfg Config) (_ *Server, err error) {
 			Observer: admissionObserver{s.metrics, cfg.MaxInflightBytes},
 		})
 	}
+	if cfg.GCPaceBytes > 0 {
+		s.pacer = gcpace.New(gcpace.Config{Threshold: cfg.GCPaceBytes})
+	}
 	s.svc = serving.New(serving.Config{
 		Repository: s.repo, Budget: budget, Metrics: s.metrics,
 		MaxNodes: cfg.MaxNodes, MaxEdges: cfg.MaxEdges, MaxRequestBytes: cfg.MaxRequestBytes,
-		Logger: log,
+		Logger: log, Pacer: s.pacer,
 	})
 
 	if err := s.openGraphs(); err != nil {
@@ -300,6 +313,12 @@ func New(cfg Config) (_ *Server, err error) {
 			err = errors.Join(err, s.store.Close())
 		}
 	}()
+	if s.pacer != nil {
+		// The models are loaded and warmed up, the stored graphs
+		// recovered: what the Go heap holds now is the idle server's.
+		runtime.GC()
+		s.pacer.Settle()
+	}
 
 	s.life = &Lifecycle{Log: log, DrainDelay: cfg.DrainDelay, ShutdownGrace: cfg.ShutdownGrace,
 		Health: s.health, Reload: s.Reload}
@@ -552,6 +571,7 @@ func (s *Server) Shutdown() error {
 // Close closes the model repository (every model, after its last request).
 // Call it after Shutdown.
 func (s *Server) Close() error {
+	defer s.pacer.Stop()
 	err := s.repo.Close()
 	if s.store != nil {
 		s.graphs.Close() // snapshot writes in flight end first

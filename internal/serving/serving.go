@@ -17,6 +17,7 @@ import (
 
 	"github.com/gcnserve/gcnserve/gcn"
 	"github.com/gcnserve/gcnserve/internal/admission"
+	"github.com/gcnserve/gcnserve/internal/gcpace"
 	"github.com/gcnserve/gcnserve/internal/metrics"
 	"github.com/gcnserve/gcnserve/internal/modelrepo"
 )
@@ -36,6 +37,10 @@ type Config struct {
 	MaxRequestBytes int
 	// Logger receives unexpected errors. Default slog.Default().
 	Logger *slog.Logger
+	// Pacer, when set, holds each request's memory estimate (the sizes the
+	// budget reserves) while it runs, so that the garbage collector keeps
+	// the heap near them during large requests (package gcpace).
+	Pacer *gcpace.Pacer
 }
 
 // Service runs requests. It is safe for concurrent use.
@@ -109,6 +114,7 @@ func ParseVersion(version string) (int64, error) {
 type Request struct {
 	svc   *Service
 	res   *admission.Reservation // nil without a budget
+	hold  *gcpace.Hold           // nil without a pacer
 	lease *modelrepo.Lease
 	wire  int64
 
@@ -160,6 +166,7 @@ func (s *Service) begin(ctx context.Context, wireBytes, reserve int64) (*Request
 // decode at once, each holding twice what the budget counts.
 func (r *Request) SetWireBytes(ctx context.Context, n int64) error {
 	r.wire = n
+	r.pace(DecodeBound(n))
 	if r.res != nil {
 		return r.res.Resize(ctx, min(DecodeBound(n), r.svc.cfg.Budget.Bytes()))
 	}
@@ -213,11 +220,13 @@ func (r *Request) Predict(ctx context.Context, t gcn.Tensors) (gcn.Prediction, e
 	if lim := r.svc.cfg.MaxEdges; lim > 0 && r.edges > lim {
 		return gcn.Prediction{}, gcn.Errorf(gcn.KindTooLarge, "request has %d edges, limit is %d (--max-edges)", r.edges, lim)
 	}
+	cost := CostFor(info, r.wire, r.nodes, r.edges)
 	if r.res != nil {
-		if err := r.res.Resize(ctx, CostFor(info, r.wire, r.nodes, r.edges)); err != nil {
+		if err := r.res.Resize(ctx, cost); err != nil {
 			return gcn.Prediction{}, err
 		}
 	}
+	r.pace(cost)
 	p, err := r.lease.Model.Predict(ctx, t)
 	if err != nil {
 		return gcn.Prediction{}, err
@@ -250,8 +259,18 @@ func (r *Request) Timing() (decode, queue, run time.Duration) {
 	return r.decoded.Sub(r.begun), r.pred.Timing.Queue, r.pred.Timing.Run
 }
 
+// pace holds bytes of the service's pacer for the request.
+func (r *Request) pace(bytes int64) {
+	if r.hold == nil {
+		r.hold = r.svc.cfg.Pacer.Hold(bytes)
+		return
+	}
+	r.hold.Resize(bytes)
+}
+
 // Close releases the lease and the memory reservation.
 func (r *Request) Close() {
+	r.hold.Release()
 	if r.lease != nil {
 		r.lease.Release()
 	}
@@ -271,35 +290,48 @@ func CostFor(info gcn.Info, wireBytes int64, nodes, edges int) int64 {
 }
 
 // Cost estimates the peak bytes of process memory one request adds when the
-// model runs natively (gcn.Info.Native). Its terms: the wire bytes; the
-// decoded tensors (x float32 [N,F], edge_index int64 [2,E], ids and the id
-// index); the adjacency (4 bytes per edge and direction); the native
-// layers' buffers for a hidden width up to 16; the outputs (probabilities
-// [N,C], scores, classes, the encoded response); all times gcGrowth, since
-// the Go heap grows to about twice its live bytes before it collects
-// (GOGC=100) and peak RSS shows it; plus denseFeatureCopies more bytes per
+// model runs natively (gcn.Info.Native). Its live terms: the wire bytes
+// (the decoded ids point into them); the decoded tensors (x float32 [N,F],
+// edge_index int64 [2,E], ids and the id index); the adjacency (4 bytes per
+// edge and direction); the native layers' two scratch buffers (hidden width
+// up to 16), the degree scales and the probabilities [N,C]; the outputs
+// (scores, classes, the encoded response). On top of them: the garbage
+// collector's headroom, as much again as the live bytes (GOGC=100) but at
+// most gcHeadroom, which is what the gcpace.Pacer lets the heap grow over
+// the estimate of a large request (the server engages it from 32 MiB);
+// for inputs wider than narrowFeatures, denseFeatureCopies more bytes per
 // feature value (measured: a Cora-shaped request, 1,433 dense features per
-// node, costs that much more than its tensors explain; gcn runs such wide
-// dense inputs in ONNX Runtime) and a fixed
-// perRequest (measured on karate: heap growth and buffers of serving at all).
+// node, costs that much more than its tensors explain: gcn runs such wide
+// dense inputs in ONNX Runtime, whose arena the Go heap limit does not
+// cover); and a fixed perRequest (measured on karate: heap growth and
+// buffers of serving at all).
 //
-// Calibrated against peak RSS over idle, one request at a time, at
-// GOGC=100, on karate, medium, Cora-shaped and large graphs, within 30%
-// (docs/BENCHMARKS.md, "Memory per request"; bench/calibrate.sh). It is an
-// estimate: the flood test checks that peak RSS stays within the budget
+// Calibrated against peak RSS over idle, one request at a time, with the
+// server's defaults, on karate, medium, Cora-shaped and large graphs, within
+// 30% (docs/BENCHMARKS.md, "Memory per request"; bench/calibrate.sh). It is
+// an estimate: the flood test checks that peak RSS stays within the budget
 // plus a fixed baseline when admission uses it.
 func Cost(wireBytes int64, nodes, edges, featureDim, numClasses int) int64 {
 	const (
-		gcGrowth           = 2
-		denseFeatureCopies = 4
-		perRequest         = 5 << 20
+		gcHeadroom         = 24 << 20
+		denseFeatureCopies = 3
+		perRequest         = 6 << 20
+		// narrowFeatures: inputs this narrow always run natively (the
+		// transform is a small part of the work); wider ones may go to
+		// ONNX Runtime when dense.
+		narrowFeatures = 64
 	)
 	n, e, f, c := int64(nodes), int64(edges), int64(featureDim), int64(numClasses)
-	tensors := 4*n*f + 16*e + 32*n
+	tensors := 4*n*f + 16*e + 48*n
 	adjacency := 8*e + 4*n
-	layers := 3*4*n*16 + 2*4*n*((c+7)&^7) + 16*n
-	outputs := n*(4*c+8) + n*(32+4*c)
-	return perRequest + gcGrowth*(wireBytes+tensors+adjacency+layers+outputs) + denseFeatureCopies*4*n*f
+	layers := 2*4*n*16 + 4*n + 4*n*c
+	outputs := 8*n + n*(32+4*c)
+	live := wireBytes + tensors + adjacency + layers + outputs
+	cost := perRequest + live + min(live, gcHeadroom)
+	if f > narrowFeatures {
+		cost += denseFeatureCopies * 4 * n * f
+	}
+	return cost
 }
 
 // CostORT is Cost for a model ONNX Runtime runs (no "layers" metadata, or
