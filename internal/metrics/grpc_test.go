@@ -307,9 +307,11 @@ func TestRequestsCountedByCode(t *testing.T) {
 		total += n
 	}
 	// gRPC sends the status before the stats handler's End runs: wait for
-	// the last End, then check exact values.
+	// the last End (its counter and its histogram sample: a scrape can fall
+	// between the two), then check exact values.
 	families := scrapeUntil(t, ts.m.Handler(), func(f map[string]*dto.MetricFamily) bool {
-		return sumCounter(f["gcnserve_requests_total"]) >= total
+		return sumCounter(f["gcnserve_requests_total"]) >= total &&
+			float64(sumSamples(f["gcnserve_request_duration_seconds"])) >= total
 	})
 
 	got := map[[2]string]float64{}
@@ -467,6 +469,14 @@ func labels(m *dto.Metric) map[string]string {
 		l[p.GetName()] = p.GetValue()
 	}
 	return l
+}
+
+func sumSamples(f *dto.MetricFamily) uint64 {
+	var n uint64
+	for _, m := range f.GetMetric() {
+		n += m.GetHistogram().GetSampleCount()
+	}
+	return n
 }
 
 func sumCounter(f *dto.MetricFamily) float64 {
