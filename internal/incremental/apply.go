@@ -39,9 +39,21 @@ func (s *State) Apply(changes []Change) error {
 		if c.U < 0 || int(c.U) >= nslots {
 			return fmt.Errorf("incremental: change %d (%v): node %d outside the %d slots", i, c.Kind, c.U, nslots)
 		}
+		if c.Kind == NodeAdded || c.Kind == FeaturesChanged {
+			if s.topo.Live(c.U) {
+				if f := s.topo.Features(c.U); len(f) != s.net.FeatureDim {
+					return fmt.Errorf("incremental: node slot %d: %d features, model wants %d", c.U, len(f), s.net.FeatureDim)
+				}
+			}
+		}
 	}
-	// Growing the arrays changes no node's state: safe before the checks.
+	// The view no score reads any more, brought up to the published one
+	// (the previous batch), then this batch on top, then published.
+	w := s.writeView()
+	s.catchUp(w, s.views[s.active.Load()])
+	growView(w, nslots)
 	s.grow(nslots)
+	s.bind(w)
 	b := &s.batch
 	feat := b.feat[:0]
 	ep := s.nextEpoch()
@@ -55,13 +67,6 @@ func (s *State) Apply(changes []Change) error {
 		}
 	}
 	b.feat = feat
-	for _, v := range feat {
-		if s.topo.Live(v) {
-			if f := s.topo.Features(v); len(f) != s.net.FeatureDim {
-				return fmt.Errorf("incremental: node slot %d: %d features, model wants %d", v, len(f), s.net.FeatureDim)
-			}
-		}
-	}
 
 	// nodes: every slot whose degree may have changed (edge endpoints,
 	// added and removed nodes).
@@ -91,8 +96,10 @@ func (s *State) Apply(changes []Change) error {
 	for _, v := range nodes {
 		s.prevDeg[v] = s.deg[v]
 		if s.topo.Live(v) {
-			s.deg[v] = 1 + int32(len(s.topo.Neighbors(v)))
+			w.adj[v] = append(w.adj[v][:0], s.topo.Neighbors(v)...)
+			s.deg[v] = 1 + int32(len(w.adj[v]))
 		} else {
+			w.adj[v] = w.adj[v][:0]
 			s.deg[v] = 0
 		}
 	}
@@ -103,6 +110,8 @@ func (s *State) Apply(changes []Change) error {
 	for _, v := range nodes {
 		s.prevDeg[v] = s.deg[v]
 	}
+	s.dirtyNodes = append(s.dirtyNodes[:0], nodes...)
+	s.publish(w)
 	return nil
 }
 
@@ -243,15 +252,6 @@ func (s *State) applyLayer(li int, l *layer, changed, nodes []int32, edges []sig
 		t := b.touched[o][:0]
 		touch := func(d int32) {
 			l.adj[d]++
-			if lastStored {
-				// Only refresh candidates are needed: a row is listed
-				// each time its count passes a multiple of refreshCheck
-				// above refreshBase (one random access less per push).
-				if a := l.adj[d]; a > refreshBase && a%refreshCheck == 0 {
-					t = append(t, d)
-				}
-				return
-			}
 			if s.touch[d] != ep {
 				s.touch[d] = ep
 				t = append(t, d)
@@ -333,6 +333,15 @@ func (s *State) applyLayer(li int, l *layer, changed, nodes []int32, edges []sig
 	}
 
 	if lastStored {
+		// The rows the other view lacks after this batch.
+		d := s.dirtyRows[:0]
+		for o := range P {
+			d = append(d, b.touched[o]...)
+		}
+		d = append(d, changed...)
+		d = append(d, src...)
+		d = append(d, nodes...)
+		s.dirtyRows = d
 		return nil
 	}
 	// The slots whose output of this layer may have changed: a new sum,

@@ -22,6 +22,8 @@ import (
 	"math"
 	"runtime"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/gcnserve/gcnserve/gcn"
 )
@@ -91,19 +93,21 @@ const DefaultLazyDegree = 512
 // exactly: after refreshBase + refreshPerLink*deg incremental adjustments,
 // which keeps the refresh cost at most 1/refreshPerLink of the adjustments'
 // and bounds the rounding error any sum can carry (docs/INCREMENTAL.md).
-// The last stored layer checks a row every refreshCheck adjustments, so
-// there a refresh comes at most refreshCheck adjustments late.
 const (
 	refreshBase    = 1 << 12
 	refreshPerLink = 16
-	refreshCheck   = 1 << 10
 )
 
-// State is the per-layer state of one graph under one Network. Apply and
-// New must not run concurrently with anything else on the same State;
-// Probabilities may run concurrently with itself (the owner holds a
-// sync.RWMutex: write lock for the topology change plus Apply, read lock
-// for Probabilities).
+// State is the per-layer state of one graph under one Network. Apply must
+// not run concurrently with another Apply (the owner serialises its
+// topology changes and Apply calls). Probabilities may run at any time,
+// concurrently with Apply and with itself, without the owner's lock, for a
+// network of two or more layers: it reads a published view (the last
+// stored layer's rows, the degrees and the adjacency as of the last
+// completed Apply), never the topology, and Apply writes only the view
+// readers have left (see docs/INCREMENTAL.md, "Concurrent scores"). A
+// one-layer network has no stored layer: its scores read the topology's
+// features, so they need the owner's read lock.
 type State struct {
 	net     *gcn.Network
 	topo    Topology
@@ -118,10 +122,27 @@ type State struct {
 	// keeps its changes pending; 0 disables pending.
 	lazyDegree int32
 
-	n       int     // slots covered by the arrays
-	deg     []int32 // 1 + links for a live slot, 0 for a dead one
+	n       int     // slots covered by the writer's private arrays
+	deg     []int32 // the bound view's: 1 + links for a live slot, 0 for a dead one
 	prevDeg []int32 // deg before the batch during Apply; equal to deg otherwise
-	layers  []*layer
+	// layers: every stored layer; the last one is the bound view's (Apply
+	// binds the view it writes, see bind).
+	layers []*layer
+
+	// Two views, left-right: readers read views[active]; Apply brings the
+	// other up to date with the previous batch (catchUp), applies the new
+	// batch to it and publishes it by flipping active. readers[i] counts
+	// the scores reading views[i]; Apply writes views[i] only when it is 0.
+	views   [2]*view
+	active  atomic.Int32
+	readers [2]paddedCount
+	// What the last Apply changed in the view it wrote, which the other
+	// view lacks: rows of the last stored layer, and slots whose degree
+	// and links changed. dirtyAll: copy everything (after build).
+	dirtyRows, dirtyNodes []int32
+	dirtyAll              bool
+	drainWaits            int64
+	drainTime             time.Duration
 
 	// Apply's scratch: only touched under the owner's write lock.
 	epoch  uint32
@@ -133,6 +154,22 @@ type State struct {
 
 	// refreshes counts exact recomputations of a neighbour sum (tests).
 	refreshes int64
+}
+
+// paddedCount is a counter on its own cache line.
+type paddedCount struct {
+	n atomic.Int64
+	_ [56]byte
+}
+
+// view is what a score reads, as of one completed Apply: every slot's
+// degree, its links (a copy of the topology's, so scores never read the
+// topology) and the last stored layer's rows (nil for a one-layer network).
+type view struct {
+	n    int
+	deg  []int32
+	adj  [][]int32
+	last *layer
 }
 
 // layer is the stored state of one layer that is not the last.
@@ -209,11 +246,142 @@ func New(net *gcn.Network, topo Topology) (*State, error) {
 	for i := 0; i < len(net.Layers)-1; i++ {
 		s.layers = append(s.layers, &layer{agg: net.Layers[i].Aggregation, width: net.Layers[i].Out})
 	}
+	for i := range s.views {
+		s.views[i] = &view{}
+		if k := len(s.layers); k > 0 {
+			s.views[i].last = &layer{agg: s.layers[k-1].agg, width: s.layers[k-1].width}
+		}
+	}
 	s.rowBuf.New = func() any { return &rowScratch{} }
+	s.bind(s.views[0])
 	if err := s.build(); err != nil {
 		return nil, err
 	}
+	s.syncView(s.views[1], s.views[0])
 	return s, nil
+}
+
+// bind points the writer at view w: deg and the last stored layer are w's.
+func (s *State) bind(w *view) {
+	s.deg = w.deg
+	if k := len(s.layers); k > 0 {
+		s.layers[k-1] = w.last
+	}
+}
+
+// writeView returns the view readers are not sent to, once the last of
+// them has left it (readers started before the previous publication).
+func (s *State) writeView() *view {
+	i := 1 - s.active.Load()
+	if s.readers[i].n.Load() != 0 {
+		t := time.Now()
+		s.drainWaits++
+		for spin := 0; s.readers[i].n.Load() != 0; spin++ {
+			if spin < 64 {
+				runtime.Gosched()
+			} else {
+				time.Sleep(20 * time.Microsecond)
+			}
+		}
+		s.drainTime += time.Since(t)
+	}
+	return s.views[i]
+}
+
+// publish sends every score that starts from now on to w.
+func (s *State) publish(w *view) {
+	if s.views[0] == w {
+		s.active.Store(0)
+	} else {
+		s.active.Store(1)
+	}
+}
+
+// acquire returns the published view and registers the caller as its
+// reader; the caller calls release(i) when done.
+func (s *State) acquire() (int32, *view) {
+	for {
+		i := s.active.Load()
+		s.readers[i].n.Add(1)
+		if s.active.Load() == i {
+			return i, s.views[i]
+		}
+		// Apply published the other view meanwhile and may already be
+		// writing this one: leave it and read the new one.
+		s.readers[i].n.Add(-1)
+	}
+}
+
+func (s *State) release(i int32) { s.readers[i].n.Add(-1) }
+
+// DrainStats reports how often Apply waited for scores still reading the
+// view it was about to write, and for how long in total. Call it from the
+// goroutine that calls Apply.
+func (s *State) DrainStats() (waits int64, waited time.Duration) {
+	return s.drainWaits, s.drainTime
+}
+
+// growView extends w's arrays to n slots (new slots dead).
+func growView(w *view, n int) {
+	if n <= w.n {
+		return
+	}
+	for len(w.deg) < n {
+		w.deg = append(w.deg, 0)
+	}
+	for len(w.adj) < n {
+		w.adj = append(w.adj, nil)
+	}
+	if w.last != nil {
+		w.last.grow(n)
+	}
+	w.n = n
+}
+
+// syncView makes dst a copy of src.
+func (s *State) syncView(dst, src *view) {
+	growView(dst, src.n)
+	copy(dst.deg, src.deg)
+	for i := range src.n {
+		dst.adj[i] = append(dst.adj[i][:0], src.adj[i]...)
+	}
+	if d, r := dst.last, src.last; d != nil {
+		copy(d.h, r.h)
+		copy(d.s, r.s)
+		copy(d.adj, r.adj)
+		copy(d.pend, r.pend)
+		d.pendRows = append(d.pendRows[:0], r.pendRows...)
+		d.pendFree = append(d.pendFree[:0], r.pendFree...)
+		d.pendLive = r.pendLive
+	}
+}
+
+// catchUp brings w (one batch behind) to src: the rows and slots the last
+// Apply changed in src.
+func (s *State) catchUp(w, src *view) {
+	if s.dirtyAll {
+		s.syncView(w, src)
+		s.dirtyAll = false
+		return
+	}
+	growView(w, src.n)
+	for _, v := range s.dirtyNodes {
+		w.deg[v] = src.deg[v]
+		w.adj[v] = append(w.adj[v][:0], src.adj[v]...)
+	}
+	if d, r := w.last, src.last; d != nil {
+		wd := d.width
+		for _, v := range s.dirtyRows {
+			o := int(v) * wd
+			copy(d.h[o:o+wd], r.h[o:o+wd])
+			copy(d.s[o:o+wd], r.s[o:o+wd])
+			d.adj[v] = r.adj[v]
+			d.pend[v] = r.pend[v]
+		}
+		d.pendRows = append(d.pendRows[:0], r.pendRows...)
+		d.pendFree = append(d.pendFree[:0], r.pendFree...)
+		d.pendLive = r.pendLive
+	}
 }
 
 // SetLazyDegree sets the degree above which a node's changes to the last
@@ -222,15 +390,28 @@ func New(net *gcn.Network, topo Topology) (*State, error) {
 func (s *State) SetLazyDegree(d int) {
 	s.flushPending()
 	s.lazyDegree = int32(d)
+	s.dirtyAll = true
 }
 
 // Bytes is the memory the state holds (see docs/INCREMENTAL.md for the
 // formula).
 func (s *State) Bytes() int64 {
-	b := int64(cap(s.deg)+cap(s.prevDeg)+cap(s.mark)+cap(s.touch)+cap(s.rowOf)) * 4
-	for _, l := range s.layers {
-		b += int64(cap(l.h))*4 + int64(cap(l.s))*8 + int64(cap(l.adj))*4 + int64(cap(l.pend))*4 +
+	b := int64(cap(s.prevDeg)+cap(s.mark)+cap(s.touch)+cap(s.rowOf)) * 4
+	lb := func(l *layer) int64 {
+		return int64(cap(l.h))*4 + int64(cap(l.s))*8 + int64(cap(l.adj))*4 + int64(cap(l.pend))*4 +
 			int64(cap(l.pendRows))*8 + int64(cap(l.pendFree))*4
+	}
+	for _, l := range s.layers[:max(0, len(s.layers)-1)] {
+		b += lb(l)
+	}
+	for _, w := range s.views {
+		b += int64(cap(w.deg))*4 + int64(cap(w.adj))*24
+		for _, a := range w.adj {
+			b += int64(cap(a)) * 4
+		}
+		if w.last != nil {
+			b += lb(w.last)
+		}
 	}
 	for _, w := range s.weights {
 		b += int64(len(w)) * 8
@@ -244,14 +425,19 @@ func (s *State) build() error {
 	n := s.topo.NumSlots()
 	s.n = 0
 	s.grow(n)
+	w := s.views[0]
+	growView(w, n)
+	s.bind(w)
 	for i := range n {
 		v := int32(i)
 		if s.topo.Live(v) {
 			if f := s.topo.Features(v); len(f) != s.net.FeatureDim {
 				return fmt.Errorf("incremental: node slot %d: %d features, model wants %d", v, len(f), s.net.FeatureDim)
 			}
-			s.deg[i] = 1 + int32(len(s.topo.Neighbors(v)))
+			w.adj[i] = append(w.adj[i][:0], s.topo.Neighbors(v)...)
+			s.deg[i] = 1 + int32(len(w.adj[i]))
 		} else {
+			w.adj[i] = w.adj[i][:0]
 			s.deg[i] = 0
 		}
 		s.prevDeg[i] = s.deg[i]
@@ -292,35 +478,46 @@ func (s *State) maxWidth() int {
 	return m
 }
 
-// grow extends the per-slot arrays to n slots.
+// grow extends the writer's per-slot arrays and the layers below the last
+// stored one to n slots (the views grow with growView).
 func (s *State) grow(n int) {
 	if n <= s.n {
 		return
 	}
-	ext32 := func(a []int32, fill int32) []int32 {
-		for len(a) < n {
-			a = append(a, fill)
-		}
-		return a
-	}
-	extU := func(a []uint32) []uint32 {
-		if n <= cap(a) {
-			return a[:n]
-		}
-		return append(a, make([]uint32, n-len(a))...)
-	}
-	s.deg = ext32(s.deg, 0)
-	s.prevDeg = ext32(s.prevDeg, 0)
-	s.rowOf = ext32(s.rowOf, -1)
-	s.mark = extU(s.mark)
-	s.touch = extU(s.touch)
-	for _, l := range s.layers {
-		l.h = append(l.h, make([]float32, (n-s.n)*l.width)...)
-		l.s = append(l.s, make([]float64, (n-s.n)*l.width)...)
-		l.adj = extU(l.adj)
-		l.pend = ext32(l.pend, -1)
+	s.prevDeg = ext32(s.prevDeg, n, 0)
+	s.rowOf = ext32(s.rowOf, n, -1)
+	s.mark = extU32(s.mark, n)
+	s.touch = extU32(s.touch, n)
+	for _, l := range s.layers[:max(0, len(s.layers)-1)] {
+		l.grow(n)
 	}
 	s.n = n
+}
+
+// grow extends the layer's rows to n slots (new rows zero, not pending).
+func (l *layer) grow(n int) {
+	old := len(l.pend)
+	if n <= old {
+		return
+	}
+	l.h = append(l.h, make([]float32, (n-old)*l.width)...)
+	l.s = append(l.s, make([]float64, (n-old)*l.width)...)
+	l.adj = extU32(l.adj, n)
+	l.pend = ext32(l.pend, n, -1)
+}
+
+func ext32(a []int32, n int, fill int32) []int32 {
+	for len(a) < n {
+		a = append(a, fill)
+	}
+	return a
+}
+
+func extU32(a []uint32, n int) []uint32 {
+	if n <= len(a) {
+		return a
+	}
+	return append(a, make([]uint32, n-len(a))...)
 }
 
 // coef is the factor a source's h row is scaled by in its neighbours' sums.
@@ -361,7 +558,7 @@ func (s *State) transformRow(li int, v int32, dst []float32, tmp []float64) {
 	if li == 0 {
 		s.inputRow(v, in)
 	} else {
-		s.outputRow(li-1, v, in, nil)
+		s.outputRow(li-1, v, in)
 	}
 	matvec(in, s.weights[li], L.Out, dst, acc)
 }
@@ -404,26 +601,39 @@ func (s *State) inputRow(v int32, dst []float64) {
 	}
 }
 
-// outputRow writes stored layer li's output for v: act(agg + bias). With
-// pending non-nil (the last stored layer, read by a score) the pending
-// deltas of v's hub neighbours are added to the stored sum.
-func (s *State) outputRow(li int, v int32, dst []float64, pending []float64) {
+// outputRow writes stored layer li's output for v: act(agg + bias), from
+// the writer's arrays. Only layers below the last stored one are read this
+// way (they have no pending slots); scores read the last one through
+// viewOutput.
+func (s *State) outputRow(li int, v int32, dst []float64) {
 	l := s.layers[li]
 	w := l.width
-	h := l.h[int(v)*w : int(v+1)*w]
-	sum := l.s[int(v)*w : int(v+1)*w]
-	if pending != nil {
-		sum = pending[:w]
-		copy(sum, l.s[int(v)*w:int(v+1)*w])
-		if l.pendLive > 0 {
-			for _, u := range s.topo.Neighbors(v) {
-				if k := l.pend[u]; k >= 0 {
-					addTo(sum, l.pendRows[int(k)*2*w+w:int(k+1)*2*w])
-				}
+	s.activate(li, l, l.h[int(v)*w:int(v+1)*w], l.s[int(v)*w:int(v+1)*w], s.deg[v], dst)
+}
+
+// viewOutput writes the last stored layer's output for v as vw holds it:
+// the stored sum plus the pending deltas of v's hub neighbours. sum holds
+// at least the layer's width.
+func (s *State) viewOutput(vw *view, v int32, dst, sum []float64) {
+	l := vw.last
+	w := l.width
+	sum = sum[:w]
+	copy(sum, l.s[int(v)*w:int(v+1)*w])
+	if l.pendLive > 0 {
+		for _, u := range vw.adj[v] {
+			if k := l.pend[u]; k >= 0 {
+				addTo(sum, l.pendRows[int(k)*2*w+w:int(k+1)*2*w])
 			}
 		}
 	}
-	d := s.deg[v]
+	s.activate(len(s.net.Layers)-2, l, l.h[int(v)*w:int(v+1)*w], sum, vw.deg[v], dst)
+}
+
+// activate writes stored layer li's (l's) output act(agg + bias) of a slot
+// with transformed row h, neighbour sum sum and degree d. It reads no
+// field of s a writer changes (scores call it concurrently with Apply).
+func (s *State) activate(li int, l *layer, h []float32, sum []float64, d int32, dst []float64) {
+	w := l.width
 	bias := s.biases[li]
 	switch l.agg {
 	case gcn.AggregationGCN:
@@ -463,15 +673,19 @@ func grown(b []float64, n int) []float64 {
 }
 
 // Probabilities writes the C class probabilities of each node into dst
-// (len(nodes)*C values, node by node). Safe for concurrent callers as long
-// as no Apply runs.
+// (len(nodes)*C values, node by node). It reads the view the last
+// completed Apply published, so it may run concurrently with Apply and
+// with itself (for a one-layer network, only under the owner's read lock:
+// see State).
 func (s *State) Probabilities(nodes []int32, dst []float32) error {
 	C := s.net.NumClasses()
 	if len(dst) != len(nodes)*C {
 		return fmt.Errorf("incremental: dst has %d values, want %d nodes x %d classes", len(dst), len(nodes), C)
 	}
+	vi, vw := s.acquire()
+	defer s.release(vi)
 	for i, v := range nodes {
-		if v < 0 || int(v) >= s.n || !s.topo.Live(v) {
+		if v < 0 || int(v) >= vw.n || vw.deg[v] == 0 {
 			return fmt.Errorf("incremental: node %d: slot %d: %w", i, v, ErrNotLive)
 		}
 	}
@@ -484,15 +698,15 @@ func (s *State) Probabilities(nodes []int32, dst []float32) error {
 	sc.pend = grown(sc.pend, L.In)
 	sc.z = grown(sc.z, L.Out)
 	for i, v := range nodes {
-		s.scoreNode(v, sc)
+		s.scoreNode(vw, v, sc)
 		out := dst[i*C : (i+1)*C]
 		softmax(sc.z, out)
 	}
 	return nil
 }
 
-// scoreNode computes the last layer's output for v into sc.z.
-func (s *State) scoreNode(v int32, sc *rowScratch) {
+// scoreNode computes the last layer's output for v into sc.z from vw.
+func (s *State) scoreNode(vw *view, v int32, sc *rowScratch) {
 	last := len(s.net.Layers) - 1
 	L := &s.net.Layers[last]
 	acc, row := sc.acc, sc.row
@@ -501,10 +715,10 @@ func (s *State) scoreNode(v int32, sc *rowScratch) {
 		if last == 0 {
 			s.inputRow(u, row)
 		} else {
-			s.outputRow(last-1, u, row, sc.pend)
+			s.viewOutput(vw, u, row, sc.pend)
 		}
 	}
-	dv := s.deg[v]
+	dv := vw.deg[v]
 	switch L.Aggregation {
 	case gcn.AggregationGCN:
 		input(v)
@@ -512,9 +726,9 @@ func (s *State) scoreNode(v int32, sc *rowScratch) {
 		for j, x := range row {
 			acc[j] = dinv * x
 		}
-		for _, u := range s.topo.Neighbors(v) {
+		for _, u := range vw.adj[v] {
 			input(u)
-			axpyTo(acc, coef(L.Aggregation, s.deg[u]), row)
+			axpyTo(acc, coef(L.Aggregation, vw.deg[u]), row)
 		}
 		for j := range acc {
 			acc[j] *= dinv
@@ -522,7 +736,7 @@ func (s *State) scoreNode(v int32, sc *rowScratch) {
 	default:
 		input(v)
 		copy(acc, row)
-		for _, u := range s.topo.Neighbors(v) {
+		for _, u := range vw.adj[v] {
 			input(u)
 			addTo(acc, row)
 		}
