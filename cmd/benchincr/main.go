@@ -57,6 +57,10 @@ var configs = []config{
 var (
 	readers  = 4
 	checkAll = true
+	// readerLock: scores take a sync.RWMutex's read lock and the writer its
+	// write lock around the graph change and Apply (how the engine was
+	// used before scores read the published view; for comparison).
+	readerLock = false
 )
 
 const (
@@ -80,6 +84,7 @@ func main() {
 	lazy := flag.Int("lazy-degree", incremental.DefaultLazyDegree, "State.SetLazyDegree")
 	flag.IntVar(&readers, "readers", readers, "goroutines scoring while the stream runs")
 	flag.BoolVar(&checkAll, "check-all", true, "compare every node with a recomputation at the end")
+	flag.BoolVar(&readerLock, "reader-lock", false, "scores take a read lock, the writer a write lock (the pre-view setup, for comparison)")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the timed phases to this file")
 	flag.Parse()
 	if *cpuprofile != "" {
@@ -155,10 +160,12 @@ func run(c config, seed uint64, duration time.Duration, checkBatches, lazy int) 
 	fmt.Printf("stream alone: %d updates in %v: %.0f updates/s (%.3f ms per batch), process CPU %.2f cores: %.0f updates per CPU-second\n",
 		alone.updates, alone.elapsed.Round(time.Millisecond), alone.rate(), ms(alone.elapsed)/float64(alone.batches),
 		alone.cores(), float64(alone.updates)/alone.cpu.Seconds())
+	w0, d0 := st.DrainStats()
 	mixed, err := stream(st, g, rng, c.n, C, readers, duration, seed)
 	if err != nil {
 		return res, err
 	}
+	w1, d1 := st.DrainStats()
 	all := mixed.lat
 	res.updatesPerS = mixed.rate()
 	res.scoreP50 = ms(all[len(all)/2])
@@ -166,8 +173,8 @@ func run(c config, seed uint64, duration time.Duration, checkBatches, lazy int) 
 	fmt.Printf("stream with %d readers: %d updates in %d batches in %v: %.0f updates/s (Apply %.3f ms per batch); process CPU %.2f cores: %.0f updates per CPU-second (readers' CPU included)\n",
 		readers, mixed.updates, mixed.batches, mixed.elapsed.Round(time.Millisecond), res.updatesPerS,
 		ms(mixed.apply)/float64(mixed.batches), mixed.cores(), float64(mixed.updates)/mixed.cpu.Seconds())
-	fmt.Printf("scores meanwhile: %d of %d nodes, %.0f/s: p50 %.3f ms, p99 %.3f ms, max %.3f ms (lock wait included)\n",
-		len(all), scoreNodes, float64(len(all))/mixed.elapsed.Seconds(), res.scoreP50, res.scoreP99, ms(all[len(all)-1]))
+	fmt.Printf("scores meanwhile: %d of %d nodes, %.0f/s: p50 %.3f ms, p99 %.3f ms, max %.3f ms (lock wait included); Apply waited for scores leaving the view %d times, %v in all\n",
+		len(all), scoreNodes, float64(len(all))/mixed.elapsed.Seconds(), res.scoreP50, res.scoreP99, ms(all[len(all)-1]), w1-w0, (d1 - d0).Round(time.Millisecond))
 	updates := alone.updates + mixed.updates
 	var changes []incremental.Change
 
@@ -278,9 +285,13 @@ func stream(st *incremental.State, g *graph, rng *rand.Rand, n, C, readers int, 
 					nodes[i] = int32(rr.IntN(n))
 				}
 				t := time.Now()
-				mu.RLock()
+				if readerLock {
+					mu.RLock()
+				}
 				err := st.Probabilities(nodes, dst)
-				mu.RUnlock()
+				if readerLock {
+					mu.RUnlock()
+				}
 				lat[r] = append(lat[r], time.Since(t))
 				if err != nil {
 					errs[r] = err

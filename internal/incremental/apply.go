@@ -96,13 +96,12 @@ func (s *State) Apply(changes []Change) error {
 	for _, v := range nodes {
 		s.prevDeg[v] = s.deg[v]
 		if s.topo.Live(v) {
-			w.adj[v] = append(w.adj[v][:0], s.topo.Neighbors(v)...)
-			s.deg[v] = 1 + int32(len(w.adj[v]))
+			s.deg[v] = 1 + int32(len(s.topo.Neighbors(v)))
 		} else {
-			w.adj[v] = w.adj[v][:0]
 			s.deg[v] = 0
 		}
 	}
+	b.flipped = b.flipped[:0]
 	changed := feat
 	for li, l := range s.layers {
 		changed = s.applyLayer(li, l, changed, nodes, edges)
@@ -110,9 +109,60 @@ func (s *State) Apply(changes []Change) error {
 	for _, v := range nodes {
 		s.prevDeg[v] = s.deg[v]
 	}
-	s.dirtyNodes = append(s.dirtyNodes[:0], nodes...)
+	// The view's links: the changed slots', and every neighbour's of a hub
+	// that started or stopped pending (its place in their lists moves).
+	ep = s.nextEpoch()
+	relink := b.relink[:0]
+	addRelink := func(v int32) {
+		if s.mark[v] != ep {
+			s.mark[v] = ep
+			relink = append(relink, v)
+		}
+	}
+	for _, v := range nodes {
+		addRelink(v)
+	}
+	for _, p := range b.flipped {
+		if s.deg[p] > 0 {
+			for _, u := range s.topo.Neighbors(p) {
+				addRelink(u)
+			}
+		}
+	}
+	for _, v := range relink {
+		s.link(w, v)
+	}
+	b.relink = relink
+	s.dirtyNodes = append(s.dirtyNodes[:0], relink...)
 	s.publish(w)
 	return nil
+}
+
+// link copies v's links from the topology into w, pending hubs first.
+func (s *State) link(w *view, v int32) {
+	a := w.adj[v][:0]
+	if !s.topo.Live(v) {
+		w.adj[v], w.npend[v] = a, 0
+		return
+	}
+	nb := s.topo.Neighbors(v)
+	if w.last == nil || w.last.pendLive == 0 {
+		w.adj[v], w.npend[v] = append(a, nb...), 0
+		return
+	}
+	pend := w.last.pend
+	for _, u := range nb {
+		if pend[u] >= 0 {
+			a = append(a, u)
+		}
+	}
+	k := len(a)
+	for _, u := range nb {
+		if pend[u] < 0 {
+			a = append(a, u)
+		}
+	}
+	w.adj[v], w.npend[v] = a, int32(k)
 }
 
 // nextEpoch starts a new set on mark and touch.
@@ -285,6 +335,10 @@ func (s *State) applyLayer(li int, l *layer, changed, nodes []int32, edges []sig
 
 	// Hubs in and out; then the new h rows replace the old.
 	for i, v := range src {
+		switch kind[i] {
+		case kindBecomePending, kindUnpend:
+			b.flipped = append(b.flipped, v)
+		}
 		switch kind[i] {
 		case kindBecomePending:
 			k := l.allocPending()

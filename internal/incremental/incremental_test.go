@@ -287,10 +287,10 @@ func TestBytes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// docs/INCREMENTAL.md: 16 + 2 x (28 + 12*w_last + 8) + sum over the
+	// docs/INCREMENTAL.md: 16 + 2 x (32 + 12*w_last + 8) + sum over the
 	// other stored layers of (12*width + 8) bytes per slot, 2 x 4 bytes per
 	// link end, plus the weights.
-	perNode := int64(16 + 2*(28+12*64+8) + (12*64 + 8))
+	perNode := int64(16 + 2*(32+12*64+8) + (12*64 + 8))
 	links := 0
 	for _, a := range g.adj {
 		links += len(a)

@@ -165,11 +165,14 @@ type paddedCount struct {
 // view is what a score reads, as of one completed Apply: every slot's
 // degree, its links (a copy of the topology's, so scores never read the
 // topology) and the last stored layer's rows (nil for a one-layer network).
+// adj[v] lists v's pending hub neighbours first, npend[v] of them, so a
+// score adds their deltas without scanning the rest.
 type view struct {
-	n    int
-	deg  []int32
-	adj  [][]int32
-	last *layer
+	n     int
+	deg   []int32
+	npend []int32
+	adj   [][]int32
+	last  *layer
 }
 
 // layer is the stored state of one layer that is not the last.
@@ -191,6 +194,7 @@ type layer struct {
 
 type batchScratch struct {
 	feat, nodes, src, next []int32
+	flipped, relink        []int32 // hubs that started or stopped pending; slots to relink
 	edges                  []signedEdge
 	newH                   []float32
 	push                   []float64
@@ -326,9 +330,8 @@ func growView(w *view, n int) {
 	if n <= w.n {
 		return
 	}
-	for len(w.deg) < n {
-		w.deg = append(w.deg, 0)
-	}
+	w.deg = ext32(w.deg, n, 0)
+	w.npend = ext32(w.npend, n, 0)
 	for len(w.adj) < n {
 		w.adj = append(w.adj, nil)
 	}
@@ -342,6 +345,7 @@ func growView(w *view, n int) {
 func (s *State) syncView(dst, src *view) {
 	growView(dst, src.n)
 	copy(dst.deg, src.deg)
+	copy(dst.npend, src.npend)
 	for i := range src.n {
 		dst.adj[i] = append(dst.adj[i][:0], src.adj[i]...)
 	}
@@ -367,6 +371,7 @@ func (s *State) catchUp(w, src *view) {
 	growView(w, src.n)
 	for _, v := range s.dirtyNodes {
 		w.deg[v] = src.deg[v]
+		w.npend[v] = src.npend[v]
 		w.adj[v] = append(w.adj[v][:0], src.adj[v]...)
 	}
 	if d, r := w.last, src.last; d != nil {
@@ -389,6 +394,7 @@ func (s *State) catchUp(w, src *view) {
 // It is exported for benchmarks; DefaultLazyDegree suits power-law graphs.
 func (s *State) SetLazyDegree(d int) {
 	s.flushPending()
+	clear(s.views[s.active.Load()].npend)
 	s.lazyDegree = int32(d)
 	s.dirtyAll = true
 }
@@ -405,7 +411,7 @@ func (s *State) Bytes() int64 {
 		b += lb(l)
 	}
 	for _, w := range s.views {
-		b += int64(cap(w.deg))*4 + int64(cap(w.adj))*24
+		b += int64(cap(w.deg)+cap(w.npend))*4 + int64(cap(w.adj))*24
 		for _, a := range w.adj {
 			b += int64(cap(a)) * 4
 		}
@@ -619,12 +625,9 @@ func (s *State) viewOutput(vw *view, v int32, dst, sum []float64) {
 	w := l.width
 	sum = sum[:w]
 	copy(sum, l.s[int(v)*w:int(v+1)*w])
-	if l.pendLive > 0 {
-		for _, u := range vw.adj[v] {
-			if k := l.pend[u]; k >= 0 {
-				addTo(sum, l.pendRows[int(k)*2*w+w:int(k+1)*2*w])
-			}
-		}
+	for _, u := range vw.adj[v][:vw.npend[v]] {
+		k := l.pend[u]
+		addTo(sum, l.pendRows[int(k)*2*w+w:int(k+1)*2*w])
 	}
 	s.activate(len(s.net.Layers)-2, l, l.h[int(v)*w:int(v+1)*w], sum, vw.deg[v], dst)
 }
