@@ -297,24 +297,43 @@ func (s *State) applyLayer(li int, l *layer, changed, nodes []int32, edges []sig
 	for len(b.touched) < P {
 		b.touched = append(b.touched, nil)
 	}
+	// The last stored layer's rows are shared with the published view:
+	// the first write of a batch to a row copies it (cow) into a row from
+	// the arena; each worker takes rows from its own grant.
+	cow := l.rows != nil
+	for len(b.grants) < P {
+		b.grants = append(b.grants, nil)
+	}
+	if cow && P > 1 {
+		for o := range P {
+			g := b.grants[o][:0]
+			for range work {
+				g = append(g, l.rows.alloc())
+			}
+			b.grants[o] = g
+		}
+	}
 	ep := s.nextEpoch()
 	s.owners(P, func(o int) {
 		t := b.touched[o][:0]
-		touch := func(d int32) {
+		alloc := l.rows.allocFunc(P, &b.grants[o])
+		touch := func(d int32) []float64 {
 			l.adj[d]++
 			if s.touch[d] != ep {
 				s.touch[d] = ep
 				t = append(t, d)
+				if cow {
+					l.cow(d, alloc)
+				}
 			}
+			return l.sumRow(d)
 		}
 		for _, e := range edges {
 			if int(e.u)%P == o {
-				s.addOld(l, e.u, e.v, e.sign)
-				touch(e.u)
+				s.addOld(l, touch(e.u), e.v, e.sign)
 			}
 			if int(e.v)%P == o {
-				s.addOld(l, e.v, e.u, e.sign)
-				touch(e.v)
+				s.addOld(l, touch(e.v), e.u, e.sign)
 			}
 		}
 		for i, v := range src {
@@ -326,12 +345,17 @@ func (s *State) applyLayer(li int, l *layer, changed, nodes []int32, edges []sig
 				if int(d)%P != o {
 					continue
 				}
-				addTo(l.s[int(d)*w:int(d+1)*w], p)
-				touch(d)
+				addTo(touch(d), p)
 			}
 		}
 		b.touched[o] = t
 	})
+	if cow && P > 1 {
+		for o := range P {
+			l.rows.free = append(l.rows.free, b.grants[o]...)
+			b.grants[o] = b.grants[o][:0]
+		}
+	}
 
 	// Hubs in and out; then the new h rows replace the old.
 	for i, v := range src {
@@ -366,7 +390,16 @@ func (s *State) applyLayer(li int, l *layer, changed, nodes []int32, edges []sig
 	}
 	for _, v := range nodes {
 		if s.deg[v] == 0 {
-			clear(l.s[int(v)*w : int(v+1)*w])
+			if cow {
+				// A row copied in this batch is nobody else's; the old
+				// one is freed when the other view lets go of it.
+				if r := l.idx[v]; r >= 0 && s.touch[v] == ep {
+					l.rows.free = append(l.rows.free, r)
+				}
+				l.idx[v] = -1
+			} else {
+				clear(l.sumRow(v))
+			}
 			l.adj[v] = 0
 		}
 	}
@@ -392,10 +425,11 @@ func (s *State) applyLayer(li int, l *layer, changed, nodes []int32, edges []sig
 		for o := range P {
 			d = append(d, b.touched[o]...)
 		}
-		d = append(d, changed...)
 		d = append(d, src...)
 		d = append(d, nodes...)
 		s.dirtyRows = d
+		s.dirtyH = append(s.dirtyH[:0], changed...)
+		l.chunks = l.rows.chunks
 		return nil
 	}
 	// The slots whose output of this layer may have changed: a new sum,
@@ -425,15 +459,32 @@ func (s *State) applyLayer(li int, l *layer, changed, nodes []int32, edges []sig
 	return next
 }
 
-// addOld adds sign times u's contribution before this batch to d's sum.
-func (s *State) addOld(l *layer, d, u int32, sign float64) {
+// addOld adds sign times u's contribution before this batch to a
+// neighbour's sum row.
+func (s *State) addOld(l *layer, row []float64, u int32, sign float64) {
 	w := l.width
-	row := l.s[int(d)*w : int(d+1)*w]
 	if k := l.pend[u]; k >= 0 {
 		axpyTo(row, sign, l.pendRows[int(k)*2*w:int(k)*2*w+w])
 		return
 	}
 	axpy32To(row, sign*coef(l.agg, s.prevDeg[u]), l.h[int(u)*w:int(u+1)*w])
+}
+
+// allocFunc returns how worker o of P takes rows: from its grant when the
+// workers run in parallel, else straight from the arena.
+func (a *arena) allocFunc(P int, grant *[]int32) func() int32 {
+	if a == nil || P == 1 {
+		if a == nil {
+			return nil
+		}
+		return a.alloc
+	}
+	return func() int32 {
+		g := *grant
+		r := g[len(g)-1]
+		*grant = g[:len(g)-1]
+		return r
+	}
 }
 
 func (l *layer) allocPending() int32 {

@@ -139,10 +139,10 @@ type State struct {
 	// What the last Apply changed in the view it wrote, which the other
 	// view lacks: rows of the last stored layer, and slots whose degree
 	// and links changed. dirtyAll: copy everything (after build).
-	dirtyRows, dirtyNodes []int32
-	dirtyAll              bool
-	drainWaits            int64
-	drainTime             time.Duration
+	dirtyRows, dirtyH, dirtyNodes []int32
+	dirtyAll                      bool
+	drainWaits                    int64
+	drainTime                     time.Duration
 
 	// Apply's scratch: only touched under the owner's write lock.
 	epoch  uint32
@@ -154,6 +154,69 @@ type State struct {
 
 	// refreshes counts exact recomputations of a neighbour sum (tests).
 	refreshes int64
+}
+
+// chunkRows rows of an arena are allocated together and never move.
+const (
+	chunkShift = 12
+	chunkRows  = 1 << chunkShift
+)
+
+// arena holds the last stored layer's neighbour-sum rows. Only the writer
+// allocates and frees; readers reach rows through a view's idx and chunks.
+type arena struct {
+	w      int
+	chunks [][]float64
+	free   []int32
+	n      int32 // rows handed out so far
+}
+
+func (a *arena) alloc() int32 {
+	if k := len(a.free); k > 0 {
+		r := a.free[k-1]
+		a.free = a.free[:k-1]
+		return r
+	}
+	if int(a.n)>>chunkShift == len(a.chunks) {
+		a.chunks = append(a.chunks, make([]float64, chunkRows*a.w))
+	}
+	r := a.n
+	a.n++
+	return r
+}
+
+// rowIn is row r of a chunk table for rows of w values.
+func rowIn(chunks [][]float64, w int, r int32) []float64 {
+	c := chunks[r>>chunkShift]
+	o := int(r&(chunkRows-1)) * w
+	return c[o : o+w : o+w]
+}
+
+// sumRow is v's neighbour-sum row as the writer sees it (nil: v has no row
+// in the last stored layer, all zero).
+func (l *layer) sumRow(v int32) []float64 {
+	w := l.width
+	if l.rows == nil {
+		return l.s[int(v)*w : int(v+1)*w]
+	}
+	r := l.idx[v]
+	if r < 0 {
+		return nil
+	}
+	return rowIn(l.rows.chunks, w, r)
+}
+
+// cow gives v a row of its own in the write view (the published view keeps
+// the old one), a copy of the old, from alloc.
+func (l *layer) cow(v int32, alloc func() int32) {
+	r := alloc()
+	dst := rowIn(l.rows.chunks, l.width, r)
+	if old := l.idx[v]; old >= 0 {
+		copy(dst, rowIn(l.rows.chunks, l.width, old))
+	} else {
+		clear(dst)
+	}
+	l.idx[v] = r
 }
 
 // paddedCount is a counter on its own cache line.
@@ -180,8 +243,16 @@ type layer struct {
 	agg   gcn.Aggregation
 	width int
 	h     []float32 // [n*width]: in @ W
-	s     []float64 // [n*width]: sum over links of the applied contributions
-	adj   []uint32  // adjustments of s[v] since it was last summed exactly
+	s     []float64 // [n*width]: sum over links of the applied contributions (rows nil: see idx)
+	adj   []uint32  // adjustments of s[v] since it was last summed exactly (the views share it)
+
+	// The last stored layer keeps its sums in rows, shared by the two
+	// views: idx[v] is v's row (-1: none, all zero) and chunks this view's
+	// copy of the rows' chunk table. Apply never writes a row the
+	// published view indexes: it copies it first (cow).
+	rows   *arena
+	idx    []int32
+	chunks [][]float64
 
 	// Pending hubs (the last stored layer only): pend[v] >= 0 indexes two
 	// rows in pendRows, the contribution applied to v's neighbours' sums
@@ -194,7 +265,8 @@ type layer struct {
 
 type batchScratch struct {
 	feat, nodes, src, next []int32
-	flipped, relink        []int32 // hubs that started or stopped pending; slots to relink
+	flipped, relink        []int32   // hubs that started or stopped pending; slots to relink
+	grants                 [][]int32 // rows each worker may take from the arena
 	edges                  []signedEdge
 	newH                   []float32
 	push                   []float64
@@ -250,10 +322,14 @@ func New(net *gcn.Network, topo Topology) (*State, error) {
 	for i := 0; i < len(net.Layers)-1; i++ {
 		s.layers = append(s.layers, &layer{agg: net.Layers[i].Aggregation, width: net.Layers[i].Out})
 	}
+	var rows *arena
+	if k := len(s.layers); k > 0 {
+		rows = &arena{w: s.layers[k-1].width}
+	}
 	for i := range s.views {
 		s.views[i] = &view{}
 		if k := len(s.layers); k > 0 {
-			s.views[i].last = &layer{agg: s.layers[k-1].agg, width: s.layers[k-1].width}
+			s.views[i].last = &layer{agg: s.layers[k-1].agg, width: s.layers[k-1].width, rows: rows}
 		}
 	}
 	s.rowBuf.New = func() any { return &rowScratch{} }
@@ -351,8 +427,14 @@ func (s *State) syncView(dst, src *view) {
 	}
 	if d, r := dst.last, src.last; d != nil {
 		copy(d.h, r.h)
-		copy(d.s, r.s)
-		copy(d.adj, r.adj)
+		for v, o := range d.idx {
+			if o >= 0 && o != r.idx[v] {
+				d.rows.free = append(d.rows.free, o)
+			}
+		}
+		copy(d.idx, r.idx)
+		d.chunks = d.rows.chunks
+		d.adj = r.adj
 		copy(d.pend, r.pend)
 		d.pendRows = append(d.pendRows[:0], r.pendRows...)
 		d.pendFree = append(d.pendFree[:0], r.pendFree...)
@@ -376,13 +458,22 @@ func (s *State) catchUp(w, src *view) {
 	}
 	if d, r := w.last, src.last; d != nil {
 		wd := d.width
-		for _, v := range s.dirtyRows {
+		for _, v := range s.dirtyH {
 			o := int(v) * wd
 			copy(d.h[o:o+wd], r.h[o:o+wd])
-			copy(d.s[o:o+wd], r.s[o:o+wd])
-			d.adj[v] = r.adj[v]
+		}
+		// A row src replaced is read by nobody now: free it.
+		for _, v := range s.dirtyRows {
+			if o, nw := d.idx[v], r.idx[v]; o != nw {
+				if o >= 0 {
+					d.rows.free = append(d.rows.free, o)
+				}
+				d.idx[v] = nw
+			}
 			d.pend[v] = r.pend[v]
 		}
+		d.chunks = d.rows.chunks
+		d.adj = r.adj
 		d.pendRows = append(d.pendRows[:0], r.pendRows...)
 		d.pendFree = append(d.pendFree[:0], r.pendFree...)
 		d.pendLive = r.pendLive
@@ -404,7 +495,7 @@ func (s *State) SetLazyDegree(d int) {
 func (s *State) Bytes() int64 {
 	b := int64(cap(s.prevDeg)+cap(s.mark)+cap(s.touch)+cap(s.rowOf)) * 4
 	lb := func(l *layer) int64 {
-		return int64(cap(l.h))*4 + int64(cap(l.s))*8 + int64(cap(l.adj))*4 + int64(cap(l.pend))*4 +
+		return int64(cap(l.h))*4 + int64(cap(l.s))*8 + int64(cap(l.idx))*4 + int64(cap(l.pend))*4 +
 			int64(cap(l.pendRows))*8 + int64(cap(l.pendFree))*4
 	}
 	for _, l := range s.layers[:max(0, len(s.layers)-1)] {
@@ -418,6 +509,13 @@ func (s *State) Bytes() int64 {
 		if w.last != nil {
 			b += lb(w.last)
 		}
+	}
+	if k := len(s.layers); k > 0 {
+		l := s.layers[k-1]
+		b += int64(cap(l.adj))*4 + int64(len(l.rows.chunks))*chunkRows*int64(l.width)*8 + int64(cap(l.rows.free))*4
+	}
+	for _, l := range s.layers[:max(0, len(s.layers)-1)] {
+		b += int64(cap(l.adj)) * 4
 	}
 	for _, w := range s.weights {
 		b += int64(len(w)) * 8
@@ -462,6 +560,14 @@ func (s *State) build() error {
 				s.transformRow(li, v, row, tmp)
 			}
 		})
+		if l.rows != nil {
+			for i := range n {
+				if l.idx[i] < 0 {
+					l.idx[i] = l.rows.alloc()
+				}
+			}
+			l.chunks = l.rows.chunks
+		}
 		s.parallelRange(n, n*w*16, func(lo, hi int) {
 			for i := lo; i < hi; i++ {
 				s.sumExact(l, int32(i))
@@ -507,7 +613,11 @@ func (l *layer) grow(n int) {
 		return
 	}
 	l.h = append(l.h, make([]float32, (n-old)*l.width)...)
-	l.s = append(l.s, make([]float64, (n-old)*l.width)...)
+	if l.rows == nil {
+		l.s = append(l.s, make([]float64, (n-old)*l.width)...)
+	} else {
+		l.idx = ext32(l.idx, n, -1)
+	}
 	l.adj = extU32(l.adj, n)
 	l.pend = ext32(l.pend, n, -1)
 }
@@ -540,7 +650,10 @@ func coef(agg gcn.Aggregation, deg int32) float64 {
 // sumExact recomputes s[v] from v's links.
 func (s *State) sumExact(l *layer, v int32) {
 	w := l.width
-	row := l.s[int(v)*w : int(v+1)*w]
+	row := l.sumRow(v)
+	if row == nil {
+		return
+	}
 	clear(row)
 	if !s.topo.Live(v) {
 		return
@@ -614,7 +727,7 @@ func (s *State) inputRow(v int32, dst []float64) {
 func (s *State) outputRow(li int, v int32, dst []float64) {
 	l := s.layers[li]
 	w := l.width
-	s.activate(li, l, l.h[int(v)*w:int(v+1)*w], l.s[int(v)*w:int(v+1)*w], s.deg[v], dst)
+	s.activate(li, l, l.h[int(v)*w:int(v+1)*w], l.sumRow(v), s.deg[v], dst)
 }
 
 // viewOutput writes the last stored layer's output for v as vw holds it:
@@ -624,7 +737,11 @@ func (s *State) viewOutput(vw *view, v int32, dst, sum []float64) {
 	l := vw.last
 	w := l.width
 	sum = sum[:w]
-	copy(sum, l.s[int(v)*w:int(v+1)*w])
+	if r := l.idx[v]; r >= 0 {
+		copy(sum, rowIn(l.chunks, w, r))
+	} else {
+		clear(sum)
+	}
 	for _, u := range vw.adj[v][:vw.npend[v]] {
 		k := l.pend[u]
 		addTo(sum, l.pendRows[int(k)*2*w+w:int(k+1)*2*w])
@@ -823,11 +940,17 @@ func (s *State) flushPending() {
 			}
 			delta := l.pendRows[int(k)*2*w+w : int(k+1)*2*w]
 			for _, u := range s.topo.Neighbors(int32(v)) {
-				addTo(l.s[int(u)*w:int(u+1)*w], delta)
+				if l.rows != nil && l.idx[u] < 0 {
+					l.cow(u, l.rows.alloc)
+				}
+				addTo(l.sumRow(u), delta)
 				l.adj[u]++
 			}
 			l.pend[v] = -1
 		}
 		l.pendRows, l.pendFree, l.pendLive = l.pendRows[:0], l.pendFree[:0], 0
+		if l.rows != nil {
+			l.chunks = l.rows.chunks
+		}
 	}
 }
