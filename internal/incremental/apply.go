@@ -298,32 +298,19 @@ func (s *State) applyLayer(li int, l *layer, changed, nodes []int32, edges []sig
 		b.touched = append(b.touched, nil)
 	}
 	// The last stored layer's rows are shared with the published view:
-	// the first write of a batch to a row copies it (cow) into a row from
-	// the arena; each worker takes rows from its own grant.
+	// the first write of a batch to a row copies it into the other row of
+	// its pair (cow).
 	cow := l.rows != nil
-	for len(b.grants) < P {
-		b.grants = append(b.grants, nil)
-	}
-	if cow && P > 1 {
-		for o := range P {
-			g := b.grants[o][:0]
-			for range work {
-				g = append(g, l.rows.alloc())
-			}
-			b.grants[o] = g
-		}
-	}
 	ep := s.nextEpoch()
 	s.owners(P, func(o int) {
 		t := b.touched[o][:0]
-		alloc := l.rows.allocFunc(P, &b.grants[o])
 		touch := func(d int32) []float64 {
 			l.adj[d]++
 			if s.touch[d] != ep {
 				s.touch[d] = ep
 				t = append(t, d)
 				if cow {
-					l.cow(d, alloc)
+					l.cow(d)
 				}
 			}
 			return l.sumRow(d)
@@ -350,12 +337,6 @@ func (s *State) applyLayer(li int, l *layer, changed, nodes []int32, edges []sig
 		}
 		b.touched[o] = t
 	})
-	if cow && P > 1 {
-		for o := range P {
-			l.rows.free = append(l.rows.free, b.grants[o]...)
-			b.grants[o] = b.grants[o][:0]
-		}
-	}
 
 	// Hubs in and out; then the new h rows replace the old.
 	for i, v := range src {
@@ -391,11 +372,6 @@ func (s *State) applyLayer(li int, l *layer, changed, nodes []int32, edges []sig
 	for _, v := range nodes {
 		if s.deg[v] == 0 {
 			if cow {
-				// A row copied in this batch is nobody else's; the old
-				// one is freed when the other view lets go of it.
-				if r := l.idx[v]; r >= 0 && s.touch[v] == ep {
-					l.rows.free = append(l.rows.free, r)
-				}
 				l.idx[v] = -1
 			} else {
 				clear(l.sumRow(v))
@@ -468,23 +444,6 @@ func (s *State) addOld(l *layer, row []float64, u int32, sign float64) {
 		return
 	}
 	axpy32To(row, sign*coef(l.agg, s.prevDeg[u]), l.h[int(u)*w:int(u+1)*w])
-}
-
-// allocFunc returns how worker o of P takes rows: from its grant when the
-// workers run in parallel, else straight from the arena.
-func (a *arena) allocFunc(P int, grant *[]int32) func() int32 {
-	if a == nil || P == 1 {
-		if a == nil {
-			return nil
-		}
-		return a.alloc
-	}
-	return func() int32 {
-		g := *grant
-		r := g[len(g)-1]
-		*grant = g[:len(g)-1]
-		return r
-	}
 }
 
 func (l *layer) allocPending() int32 {

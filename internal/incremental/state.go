@@ -162,27 +162,20 @@ const (
 	chunkRows  = 1 << chunkShift
 )
 
-// arena holds the last stored layer's neighbour-sum rows. Only the writer
-// allocates and frees; readers reach rows through a view's idx and chunks.
+// arena holds the last stored layer's neighbour-sum rows: two per slot,
+// rows 2v and 2v+1 (adjacent in memory), of which one is the published
+// view's and the other is free for the next batch to write. Only the
+// writer grows it; readers reach rows through a view's idx and chunks.
 type arena struct {
 	w      int
 	chunks [][]float64
-	free   []int32
-	n      int32 // rows handed out so far
 }
 
-func (a *arena) alloc() int32 {
-	if k := len(a.free); k > 0 {
-		r := a.free[k-1]
-		a.free = a.free[:k-1]
-		return r
-	}
-	if int(a.n)>>chunkShift == len(a.chunks) {
+// ensure makes room for the rows of n slots.
+func (a *arena) ensure(n int) {
+	for len(a.chunks)*chunkRows < 2*n {
 		a.chunks = append(a.chunks, make([]float64, chunkRows*a.w))
 	}
-	r := a.n
-	a.n++
-	return r
 }
 
 // rowIn is row r of a chunk table for rows of w values.
@@ -206,16 +199,18 @@ func (l *layer) sumRow(v int32) []float64 {
 	return rowIn(l.rows.chunks, w, r)
 }
 
-// cow gives v a row of its own in the write view (the published view keeps
-// the old one), a copy of the old, from alloc.
-func (l *layer) cow(v int32, alloc func() int32) {
-	r := alloc()
-	dst := rowIn(l.rows.chunks, l.width, r)
-	if old := l.idx[v]; old >= 0 {
-		copy(dst, rowIn(l.rows.chunks, l.width, old))
-	} else {
-		clear(dst)
+// cow gives v a row of its own in the write view, a copy of the one the
+// published view keeps: the other row of v's pair.
+func (l *layer) cow(v int32) {
+	old := l.idx[v]
+	if old < 0 {
+		r := 2 * v
+		clear(rowIn(l.rows.chunks, l.width, r))
+		l.idx[v] = r
+		return
 	}
+	r := old ^ 1
+	copy(rowIn(l.rows.chunks, l.width, r), rowIn(l.rows.chunks, l.width, old))
 	l.idx[v] = r
 }
 
@@ -265,8 +260,7 @@ type layer struct {
 
 type batchScratch struct {
 	feat, nodes, src, next []int32
-	flipped, relink        []int32   // hubs that started or stopped pending; slots to relink
-	grants                 [][]int32 // rows each worker may take from the arena
+	flipped, relink        []int32 // hubs that started or stopped pending; slots to relink
 	edges                  []signedEdge
 	newH                   []float32
 	push                   []float64
@@ -427,11 +421,6 @@ func (s *State) syncView(dst, src *view) {
 	}
 	if d, r := dst.last, src.last; d != nil {
 		copy(d.h, r.h)
-		for v, o := range d.idx {
-			if o >= 0 && o != r.idx[v] {
-				d.rows.free = append(d.rows.free, o)
-			}
-		}
 		copy(d.idx, r.idx)
 		d.chunks = d.rows.chunks
 		d.adj = r.adj
@@ -462,14 +451,8 @@ func (s *State) catchUp(w, src *view) {
 			o := int(v) * wd
 			copy(d.h[o:o+wd], r.h[o:o+wd])
 		}
-		// A row src replaced is read by nobody now: free it.
 		for _, v := range s.dirtyRows {
-			if o, nw := d.idx[v], r.idx[v]; o != nw {
-				if o >= 0 {
-					d.rows.free = append(d.rows.free, o)
-				}
-				d.idx[v] = nw
-			}
+			d.idx[v] = r.idx[v]
 			d.pend[v] = r.pend[v]
 		}
 		d.chunks = d.rows.chunks
@@ -512,7 +495,7 @@ func (s *State) Bytes() int64 {
 	}
 	if k := len(s.layers); k > 0 {
 		l := s.layers[k-1]
-		b += int64(cap(l.adj))*4 + int64(len(l.rows.chunks))*chunkRows*int64(l.width)*8 + int64(cap(l.rows.free))*4
+		b += int64(cap(l.adj))*4 + int64(len(l.rows.chunks))*chunkRows*int64(l.width)*8
 	}
 	for _, l := range s.layers[:max(0, len(s.layers)-1)] {
 		b += int64(cap(l.adj)) * 4
@@ -562,9 +545,7 @@ func (s *State) build() error {
 		})
 		if l.rows != nil {
 			for i := range n {
-				if l.idx[i] < 0 {
-					l.idx[i] = l.rows.alloc()
-				}
+				l.idx[i] = 2 * int32(i)
 			}
 			l.chunks = l.rows.chunks
 		}
@@ -617,6 +598,7 @@ func (l *layer) grow(n int) {
 		l.s = append(l.s, make([]float64, (n-old)*l.width)...)
 	} else {
 		l.idx = ext32(l.idx, n, -1)
+		l.rows.ensure(n)
 	}
 	l.adj = extU32(l.adj, n)
 	l.pend = ext32(l.pend, n, -1)
@@ -941,7 +923,7 @@ func (s *State) flushPending() {
 			delta := l.pendRows[int(k)*2*w+w : int(k+1)*2*w]
 			for _, u := range s.topo.Neighbors(int32(v)) {
 				if l.rows != nil && l.idx[u] < 0 {
-					l.cow(u, l.rows.alloc)
+					l.cow(u)
 				}
 				addTo(l.sumRow(u), delta)
 				l.adj[u]++
