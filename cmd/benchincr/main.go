@@ -61,6 +61,7 @@ var (
 	// write lock around the graph change and Apply (how the engine was
 	// used before scores read the published view; for comparison).
 	readerLock = false
+	scoreSlots = -1
 )
 
 const (
@@ -84,6 +85,7 @@ func main() {
 	lazy := flag.Int("lazy-degree", incremental.DefaultLazyDegree, "State.SetLazyDegree")
 	flag.IntVar(&readers, "readers", readers, "goroutines scoring while the stream runs")
 	flag.BoolVar(&checkAll, "check-all", true, "compare every node with a recomputation at the end")
+	flag.IntVar(&scoreSlots, "score-slots", -1, "State.SetMaxConcurrentScores (-1: the engine's default, GOMAXPROCS-1; 0: no limit)")
 	flag.BoolVar(&readerLock, "reader-lock", false, "scores take a read lock, the writer a write lock (the pre-view setup, for comparison)")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the timed phases to this file")
 	flag.Parse()
@@ -147,6 +149,9 @@ func run(c config, seed uint64, duration time.Duration, checkBatches, lazy int) 
 		return res, err
 	}
 	st.SetLazyDegree(lazy)
+	if scoreSlots >= 0 {
+		st.SetMaxConcurrentScores(scoreSlots)
+	}
 	fmt.Printf("New: %v, state %.1f MB (%.0f bytes per node)\n", time.Since(t0).Round(time.Millisecond),
 		float64(st.Bytes())/1e6, float64(st.Bytes())/float64(c.n))
 

@@ -136,6 +136,13 @@ type State struct {
 	views   [2]*view
 	active  atomic.Int32
 	readers [2]paddedCount
+	// waiting is set while Apply waits for the readers of the view it is
+	// about to write; the last of them to leave sends on wake.
+	waiting atomic.Bool
+	wake    chan struct{}
+	// scoreSlots admits scores (nil: any number at once); see
+	// SetMaxConcurrentScores.
+	scoreSlots chan struct{}
 	// What the last Apply changed in the view it wrote, which the other
 	// view lacks: rows of the last stored layer, and slots whose degree
 	// and links changed. dirtyAll: copy everything (after build).
@@ -327,6 +334,8 @@ func New(net *gcn.Network, topo Topology) (*State, error) {
 		}
 	}
 	s.rowBuf.New = func() any { return &rowScratch{} }
+	s.wake = make(chan struct{}, 1)
+	s.SetMaxConcurrentScores(max(1, runtime.GOMAXPROCS(0)-1))
 	s.bind(s.views[0])
 	if err := s.build(); err != nil {
 		return nil, err
@@ -343,6 +352,20 @@ func (s *State) bind(w *view) {
 	}
 }
 
+// SetMaxConcurrentScores lets at most n Probabilities calls compute at
+// once (n <= 0: no limit); the others wait their turn in order. New sets
+// GOMAXPROCS-1 (at least 1), so that scores never hold every core and
+// Apply always has one: Go's scheduler shares the cores equally among
+// busy goroutines, and scores that never block would leave Apply one
+// share among many. Call it before concurrent use.
+func (s *State) SetMaxConcurrentScores(n int) {
+	if n <= 0 {
+		s.scoreSlots = nil
+		return
+	}
+	s.scoreSlots = make(chan struct{}, n)
+}
+
 // writeView returns the view readers are not sent to, once the last of
 // them has left it (readers started before the previous publication).
 func (s *State) writeView() *view {
@@ -350,13 +373,16 @@ func (s *State) writeView() *view {
 	if s.readers[i].n.Load() != 0 {
 		t := time.Now()
 		s.drainWaits++
-		for spin := 0; s.readers[i].n.Load() != 0; spin++ {
-			if spin < 64 {
-				runtime.Gosched()
-			} else {
-				time.Sleep(20 * time.Microsecond)
+		for s.readers[i].n.Load() != 0 {
+			// The last reader to leave sees waiting and wakes us; a
+			// stale wake-up only costs one more look.
+			s.waiting.Store(true)
+			if s.readers[i].n.Load() == 0 {
+				break
 			}
+			<-s.wake
 		}
+		s.waiting.Store(false)
 		s.drainTime += time.Since(t)
 	}
 	return s.views[i]
@@ -386,7 +412,14 @@ func (s *State) acquire() (int32, *view) {
 	}
 }
 
-func (s *State) release(i int32) { s.readers[i].n.Add(-1) }
+func (s *State) release(i int32) {
+	if s.readers[i].n.Add(-1) == 0 && s.waiting.Load() {
+		select {
+		case s.wake <- struct{}{}:
+		default:
+		}
+	}
+}
 
 // DrainStats reports how often Apply waited for scores still reading the
 // view it was about to write, and for how long in total. Call it from the
@@ -783,6 +816,10 @@ func (s *State) Probabilities(nodes []int32, dst []float32) error {
 	C := s.net.NumClasses()
 	if len(dst) != len(nodes)*C {
 		return fmt.Errorf("incremental: dst has %d values, want %d nodes x %d classes", len(dst), len(nodes), C)
+	}
+	if s.scoreSlots != nil {
+		s.scoreSlots <- struct{}{}
+		defer func() { <-s.scoreSlots }()
 	}
 	vi, vw := s.acquire()
 	defer s.release(vi)
