@@ -62,6 +62,7 @@ var (
 	// used before scores read the published view; for comparison).
 	readerLock = false
 	scoreSlots = -1
+	coalesce   = 1
 )
 
 const (
@@ -85,6 +86,7 @@ func main() {
 	lazy := flag.Int("lazy-degree", incremental.DefaultLazyDegree, "State.SetLazyDegree")
 	flag.IntVar(&readers, "readers", readers, "goroutines scoring while the stream runs")
 	flag.BoolVar(&checkAll, "check-all", true, "compare every node with a recomputation at the end")
+	flag.IntVar(&coalesce, "coalesce", 1, "at most this many batches in one Apply: the writer adds arriving batches while scores still read the view it needs (State.Ready)")
 	flag.IntVar(&scoreSlots, "score-slots", -1, "State.SetMaxConcurrentScores (-1: the engine's default, GOMAXPROCS-1; 0: no limit)")
 	flag.BoolVar(&readerLock, "reader-lock", false, "scores take a read lock, the writer a write lock (the pre-view setup, for comparison)")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the timed phases to this file")
@@ -175,8 +177,8 @@ func run(c config, seed uint64, duration time.Duration, checkBatches, lazy int) 
 	res.updatesPerS = mixed.rate()
 	res.scoreP50 = ms(all[len(all)/2])
 	res.scoreP99 = ms(all[len(all)*99/100])
-	fmt.Printf("stream with %d readers: %d updates in %d batches in %v: %.0f updates/s (Apply %.3f ms per batch); process CPU %.2f cores: %.0f updates per CPU-second (readers' CPU included)\n",
-		readers, mixed.updates, mixed.batches, mixed.elapsed.Round(time.Millisecond), res.updatesPerS,
+	fmt.Printf("stream with %d readers: %d updates in %d batches (%d Applies) in %v: %.0f updates/s (Apply %.3f ms per batch); process CPU %.2f cores: %.0f updates per CPU-second (readers' CPU included)\n",
+		readers, mixed.updates, mixed.batches, mixed.applies, mixed.elapsed.Round(time.Millisecond), res.updatesPerS,
 		ms(mixed.apply)/float64(mixed.batches), mixed.cores(), float64(mixed.updates)/mixed.cpu.Seconds())
 	fmt.Printf("scores meanwhile: %d of %d nodes, %.0f/s: p50 %.3f ms, p99 %.3f ms, max %.3f ms (lock wait included); Apply waited for scores leaving the view %d times, %v in all\n",
 		len(all), scoreNodes, float64(len(all))/mixed.elapsed.Seconds(), res.scoreP50, res.scoreP99, ms(all[len(all)-1]), w1-w0, (d1 - d0).Round(time.Millisecond))
@@ -260,6 +262,7 @@ func run(c config, seed uint64, duration time.Duration, checkBatches, lazy int) 
 // streamed is what one streaming phase measured.
 type streamed struct {
 	updates, batches int
+	applies          int // Apply calls (batches coalesced with --coalesce)
 	elapsed, cpu     time.Duration
 	apply            time.Duration   // inside Apply
 	lat              []time.Duration // score latencies, sorted
@@ -309,18 +312,30 @@ func stream(st *incremental.State, g *graph, rng *rand.Rand, n, C, readers int, 
 	cpu0 := cpuTime()
 	start := time.Now()
 	var err error
+	var one []incremental.Change
 	for time.Since(start) < duration {
 		mu.Lock()
-		changes = g.randomBatch(rng, batchSize, changes)
+		// Batches of batchSize arrive; with --coalesce k the writer adds
+		// the next batch to the pending ones instead of waiting for scores
+		// to leave the view Apply writes (State.Ready), up to k batches.
+		changes = changes[:0]
+		for {
+			one = g.randomBatch(rng, batchSize, one)
+			changes = append(changes, one...)
+			out.batches++
+			if len(changes) >= coalesce*batchSize || st.Ready() {
+				break
+			}
+		}
 		t := time.Now()
 		err = st.Apply(changes)
 		out.apply += time.Since(t)
+		out.applies++
 		mu.Unlock()
 		if err != nil {
 			break
 		}
 		out.updates += len(changes)
-		out.batches++
 	}
 	out.elapsed = time.Since(start)
 	out.cpu = cpuTime() - cpu0

@@ -366,6 +366,14 @@ func (s *State) SetMaxConcurrentScores(n int) {
 	s.scoreSlots = make(chan struct{}, n)
 }
 
+// Ready reports whether Apply would start at once: no score still reads
+// the view it writes next. A writer with more changes queued may add them
+// to the next Apply instead of waiting (coalescing); call it from the
+// goroutine that calls Apply.
+func (s *State) Ready() bool {
+	return s.readers[1-s.active.Load()].n.Load() == 0
+}
+
 // writeView returns the view readers are not sent to, once the last of
 // them has left it (readers started before the previous publication).
 func (s *State) writeView() *view {
