@@ -160,19 +160,20 @@ func run(c config, seed uint64, duration time.Duration, checkBatches, lazy int) 
 	// Writer alone first (the CPU per update, independent of how many
 	// cores the shared machine gives us), then with the readers.
 	C := c.widths[len(c.widths)-1]
+	st0a := st.Stats()
 	alone, err := stream(st, g, rng, c.n, C, 0, duration/2, seed)
 	if err != nil {
 		return res, err
 	}
-	fmt.Printf("stream alone: %d updates in %v: %.0f updates/s (%.3f ms per batch), process CPU %.2f cores: %.0f updates per CPU-second\n",
+	fmt.Printf("stream alone: %d updates in %v: %.0f updates/s (%.3f ms per batch), process CPU %.2f cores: %.0f updates per CPU-second; %.1f sum rows copied per update\n",
 		alone.updates, alone.elapsed.Round(time.Millisecond), alone.rate(), ms(alone.elapsed)/float64(alone.batches),
-		alone.cores(), float64(alone.updates)/alone.cpu.Seconds())
-	w0, d0 := st.DrainStats()
+		alone.cores(), float64(alone.updates)/alone.cpu.Seconds(), float64(st.Stats().RowsCopied-st0a.RowsCopied)/float64(alone.updates))
+	st0 := st.Stats()
 	mixed, err := stream(st, g, rng, c.n, C, readers, duration, seed)
 	if err != nil {
 		return res, err
 	}
-	w1, d1 := st.DrainStats()
+	st1 := st.Stats()
 	all := mixed.lat
 	res.updatesPerS = mixed.rate()
 	res.scoreP50 = ms(all[len(all)/2])
@@ -181,7 +182,7 @@ func run(c config, seed uint64, duration time.Duration, checkBatches, lazy int) 
 		readers, mixed.updates, mixed.batches, mixed.applies, mixed.elapsed.Round(time.Millisecond), res.updatesPerS,
 		ms(mixed.apply)/float64(mixed.batches), mixed.cores(), float64(mixed.updates)/mixed.cpu.Seconds())
 	fmt.Printf("scores meanwhile: %d of %d nodes, %.0f/s: p50 %.3f ms, p99 %.3f ms, max %.3f ms (lock wait included); Apply waited for scores leaving the view %d times, %v in all\n",
-		len(all), scoreNodes, float64(len(all))/mixed.elapsed.Seconds(), res.scoreP50, res.scoreP99, ms(all[len(all)-1]), w1-w0, (d1 - d0).Round(time.Millisecond))
+		len(all), scoreNodes, float64(len(all))/mixed.elapsed.Seconds(), res.scoreP50, res.scoreP99, ms(all[len(all)-1]), st1.DrainWaits-st0.DrainWaits, (st1.Drained - st0.Drained).Round(time.Millisecond))
 	updates := alone.updates + mixed.updates
 	var changes []incremental.Change
 

@@ -405,6 +405,9 @@ func (s *State) applyLayer(li int, l *layer, changed, nodes []int32, edges []sig
 		d = append(d, nodes...)
 		s.dirtyRows = d
 		s.dirtyH = append(s.dirtyH[:0], changed...)
+		for o := range P {
+			s.rowsCopied += int64(len(b.touched[o]))
+		}
 		l.chunks = l.rows.chunks
 		return nil
 	}

@@ -149,6 +149,7 @@ type State struct {
 	dirtyRows, dirtyH, dirtyNodes []int32
 	dirtyAll                      bool
 	drainWaits                    int64
+	rowsCopied                    int64
 	drainTime                     time.Duration
 
 	// Apply's scratch: only touched under the owner's write lock.
@@ -429,11 +430,21 @@ func (s *State) release(i int32) {
 	}
 }
 
-// DrainStats reports how often Apply waited for scores still reading the
-// view it was about to write, and for how long in total. Call it from the
-// goroutine that calls Apply.
-func (s *State) DrainStats() (waits int64, waited time.Duration) {
-	return s.drainWaits, s.drainTime
+// Stats is what Apply did so far.
+type Stats struct {
+	// DrainWaits counts the Applies that waited for scores still reading
+	// the view they were about to write; Drained is the total wait.
+	DrainWaits int64
+	Drained    time.Duration
+	// RowsCopied counts the last stored layer's sum rows copied before
+	// their first write in a batch (the published view keeps the old).
+	RowsCopied int64
+}
+
+// Stats reports what Apply did so far. Call it from the goroutine that
+// calls Apply.
+func (s *State) Stats() Stats {
+	return Stats{DrainWaits: s.drainWaits, Drained: s.drainTime, RowsCopied: s.rowsCopied}
 }
 
 // growView extends w's arrays to n slots (new slots dead).
