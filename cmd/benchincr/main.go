@@ -57,10 +57,11 @@ var configs = []config{
 var (
 	readers  = 4
 	checkAll = true
-	// readerLock: scores take a sync.RWMutex's read lock and the writer its
-	// write lock around the graph change and Apply (how the engine was
-	// used before scores read the published view; for comparison).
-	readerLock = false
+	// concurrent: the State comes from NewConcurrent and scores run
+	// without a lock; otherwise from New, and scores take a sync.RWMutex's
+	// read lock, the writer its write lock around the graph change and
+	// Apply.
+	concurrent = false
 	scoreSlots = -1
 	coalesce   = 1
 )
@@ -88,7 +89,7 @@ func main() {
 	flag.BoolVar(&checkAll, "check-all", true, "compare every node with a recomputation at the end")
 	flag.IntVar(&coalesce, "coalesce", 1, "at most this many batches in one Apply: the writer adds arriving batches while scores still read the view it needs (State.Ready)")
 	flag.IntVar(&scoreSlots, "score-slots", -1, "State.SetMaxConcurrentScores (-1: the engine's default, GOMAXPROCS-1; 0: no limit)")
-	flag.BoolVar(&readerLock, "reader-lock", false, "scores take a read lock, the writer a write lock (the pre-view setup, for comparison)")
+	flag.BoolVar(&concurrent, "concurrent", false, "incremental.NewConcurrent: scores read the published view without a lock (default: New, scores under a read lock)")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the timed phases to this file")
 	flag.Parse()
 	if *cpuprofile != "" {
@@ -100,8 +101,11 @@ func main() {
 		pprof.StartCPUProfile(f)
 		defer pprof.StopCPUProfile()
 	}
-	fmt.Printf("benchincr: GOMAXPROCS=%d, %s, batches of %d, %d readers scoring %d nodes, %v per graph, seed %d, lazy degree %d\n",
-		runtime.GOMAXPROCS(0), runtime.Version(), batchSize, readers, scoreNodes, *duration, *seed, *lazy)
+	fmt.Printf("benchincr: GOMAXPROCS=%d, %s, batches of %d, %d readers scoring %d nodes, %v per graph, seed %d, lazy degree %d, concurrent %v, coalesce %d, score slots %d\n",
+		runtime.GOMAXPROCS(0), runtime.Version(), batchSize, readers, scoreNodes, *duration, *seed, *lazy, concurrent, coalesce, scoreSlots)
+	if la, err := os.ReadFile("/proc/loadavg"); err == nil {
+		fmt.Printf("load average at start: %s", la)
+	}
 	var first *result
 	worst := 0.0
 	for _, c := range configs {
@@ -146,7 +150,11 @@ func run(c config, seed uint64, duration time.Duration, checkBatches, lazy int) 
 		c.name, c.n, c.m, c.widths[0], c.widths, maxDeg, sum/float64(c.n), sum2/sum, time.Since(t0).Round(time.Millisecond))
 
 	t0 = time.Now()
-	st, err := incremental.New(net, g)
+	newState := incremental.New
+	if concurrent {
+		newState = incremental.NewConcurrent
+	}
+	st, err := newState(net, g)
 	if err != nil {
 		return res, err
 	}
@@ -294,11 +302,11 @@ func stream(st *incremental.State, g *graph, rng *rand.Rand, n, C, readers int, 
 					nodes[i] = int32(rr.IntN(n))
 				}
 				t := time.Now()
-				if readerLock {
+				if !concurrent {
 					mu.RLock()
 				}
 				err := st.Probabilities(nodes, dst)
-				if readerLock {
+				if !concurrent {
 					mu.RUnlock()
 				}
 				lat[r] = append(lat[r], time.Since(t))

@@ -297,15 +297,25 @@ func (s *State) applyLayer(li int, l *layer, changed, nodes []int32, edges []sig
 	for len(b.touched) < P {
 		b.touched = append(b.touched, nil)
 	}
-	// The last stored layer's rows are shared with the published view:
-	// the first write of a batch to a row copies it into the other row of
-	// its pair (cow).
+	// The last stored layer's rows: in a concurrent State they are shared
+	// with the published view, and the first write of a batch to a row
+	// copies it into the other row of its pair (cow).
 	cow := l.rows != nil
 	ep := s.nextEpoch()
 	s.owners(P, func(o int) {
 		t := b.touched[o][:0]
 		touch := func(d int32) []float64 {
 			l.adj[d]++
+			if lastStored && !s.concurrent {
+				// Nothing else reads the list: only refresh candidates
+				// are needed, listed each time a row's count passes a
+				// multiple of refreshCheck above refreshBase (one random
+				// access less per push).
+				if a := l.adj[d]; a > refreshBase && a%refreshCheck == 0 {
+					t = append(t, d)
+				}
+				return l.sumRow(d)
+			}
 			if s.touch[d] != ep {
 				s.touch[d] = ep
 				t = append(t, d)
@@ -405,10 +415,14 @@ func (s *State) applyLayer(li int, l *layer, changed, nodes []int32, edges []sig
 		d = append(d, nodes...)
 		s.dirtyRows = d
 		s.dirtyH = append(s.dirtyH[:0], changed...)
-		for o := range P {
-			s.rowsCopied += int64(len(b.touched[o]))
+		if s.concurrent {
+			for o := range P {
+				s.rowsCopied += int64(len(b.touched[o]))
+			}
 		}
-		l.chunks = l.rows.chunks
+		if l.rows != nil {
+			l.chunks = l.rows.chunks
+		}
 		return nil
 	}
 	// The slots whose output of this layer may have changed: a new sum,

@@ -21,25 +21,27 @@ var aggregations = []gcn.Aggregation{gcn.AggregationGCN, gcn.AggregationMean, gc
 // pending (lazy degree 3) or not (0) or at the default, serial and
 // parallel.
 func TestIncrementalExact(t *testing.T) {
-	for _, agg := range aggregations {
-		for layers := 1; layers <= 3; layers++ {
-			for _, lazy := range []int{0, 3, DefaultLazyDegree} {
-				for _, parallel := range []bool{false, true} {
-					name := fmt.Sprintf("%s/layers=%d/lazy=%d/parallel=%v", agg, layers, lazy, parallel)
-					t.Run(name, func(t *testing.T) {
-						seed := uint64(len(name)*7919 + layers*31 + lazy)
-						if parallel {
-							seed++
-						}
-						runExact(t, rand.New(rand.NewPCG(seed, uint64(layers))), agg, layers, lazy, parallel)
-					})
+	for _, concurrent := range []bool{false, true} {
+		for _, agg := range aggregations {
+			for layers := 1; layers <= 3; layers++ {
+				for _, lazy := range []int{0, 3, DefaultLazyDegree} {
+					for _, parallel := range []bool{false, true} {
+						name := fmt.Sprintf("concurrent=%v/%s/layers=%d/lazy=%d/parallel=%v", concurrent, agg, layers, lazy, parallel)
+						t.Run(name, func(t *testing.T) {
+							seed := uint64(len(name)*7919 + layers*31 + lazy)
+							if parallel {
+								seed++
+							}
+							runExact(t, rand.New(rand.NewPCG(seed, uint64(layers))), agg, layers, lazy, parallel, concurrent)
+						})
+					}
 				}
 			}
 		}
 	}
 }
 
-func runExact(t *testing.T, rng *rand.Rand, agg gcn.Aggregation, layers, lazy int, parallel bool) {
+func runExact(t *testing.T, rng *rand.Rand, agg gcn.Aggregation, layers, lazy int, parallel, concurrent bool) {
 	widths := []int{6, 5, 4, 3}[:layers]
 	widths = append(widths, 3)
 	norm := gcn.InputNormRow
@@ -48,7 +50,11 @@ func runExact(t *testing.T, rng *rand.Rand, agg gcn.Aggregation, layers, lazy in
 	}
 	net := randomNetwork(rng, agg, widths, norm)
 	g := newTestGraph(rng, widths[0], 50, 120)
-	s, err := New(net, g)
+	newState := New
+	if concurrent {
+		newState = NewConcurrent
+	}
+	s, err := newState(net, g)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -283,22 +289,32 @@ func TestBytes(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	net := randomNetwork(rng, gcn.AggregationGCN, []int{16, 64, 64, 40}, gcn.InputNormRow)
 	g := newTestGraph(rng, 16, 1000, 2000)
-	s, err := New(net, g)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// docs/INCREMENTAL.md: per slot 16 + sum over the stored layers but
-	// the last of (12*w + 8) + 2 x (4*w_last + 40) + 4, 2 x 4 bytes per
-	// link end, and the last layer's sum rows, 8*w_last bytes each,
-	// allocated 4096 rows at a time; plus the weights.
-	perNode := int64(16 + (12*64 + 8) + 2*(4*64+40) + 4)
-	arena := int64((1000+chunkRows-1)/chunkRows*chunkRows) * 8 * 64
 	links := 0
 	for _, a := range g.adj {
 		links += len(a)
 	}
 	weights := int64(16*64+64*64+64*40) * 8
-	if got, lo := s.Bytes(), int64(1000)*perNode+arena+int64(links)*8+weights; got < lo || got > lo+lo/4 {
-		t.Errorf("Bytes() = %d, want %d (formula) to 25%% more (slice capacity)", got, lo)
+	// docs/INCREMENTAL.md, "Memory": New: per slot 16 + 32 + sum over the
+	// stored layers of (12*w + 8), 4 bytes per link end. NewConcurrent:
+	// per slot 16 + sum over the stored layers but the last of (12*w + 8)
+	// + 2 x (4*w_last + 40) + 4, 8 bytes per link end, and two sum rows of
+	// 8*w_last bytes per slot, allocated 4096 rows at a time. Plus the
+	// weights.
+	for _, concurrent := range []bool{false, true} {
+		newState := New
+		perNode := int64(16 + 32 + 2*(12*64+8))
+		arena, V := int64(0), int64(1)
+		if concurrent {
+			newState, V = NewConcurrent, 2
+			perNode = 16 + (12*64 + 8) + 2*(4*64+40) + 4
+			arena = (2*1000 + chunkRows - 1) / chunkRows * chunkRows * 8 * 64
+		}
+		s, err := newState(net, g)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, lo := s.Bytes(), 1000*perNode+arena+int64(links)*4*V+weights; got < lo || got > lo+lo/4 {
+			t.Errorf("concurrent=%v: Bytes() = %d, want %d (formula) to 25%% more (slice capacity)", concurrent, got, lo)
+		}
 	}
 }

@@ -40,7 +40,7 @@ func runSnapshot(t *testing.T, layers int) {
 	widths = append(widths, 3)
 	net := randomNetwork(rng, gcn.AggregationGCN, widths, gcn.InputNormNone)
 	g := newTestGraph(rng, 6, 60, 150)
-	s, err := New(net, g)
+	s, err := NewConcurrent(net, g)
 	if err != nil {
 		t.Fatal(err)
 	}

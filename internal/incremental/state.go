@@ -93,21 +93,27 @@ const DefaultLazyDegree = 512
 // exactly: after refreshBase + refreshPerLink*deg incremental adjustments,
 // which keeps the refresh cost at most 1/refreshPerLink of the adjustments'
 // and bounds the rounding error any sum can carry (docs/INCREMENTAL.md).
+// A locked State's last stored layer checks a row every refreshCheck
+// adjustments, so there a refresh comes at most refreshCheck adjustments
+// late.
 const (
 	refreshBase    = 1 << 12
 	refreshPerLink = 16
+	refreshCheck   = 1 << 10
 )
 
 // State is the per-layer state of one graph under one Network. Apply must
 // not run concurrently with another Apply (the owner serialises its
-// topology changes and Apply calls). Probabilities may run at any time,
-// concurrently with Apply and with itself, without the owner's lock, for a
-// network of two or more layers: it reads a published view (the last
-// stored layer's rows, the degrees and the adjacency as of the last
-// completed Apply), never the topology, and Apply writes only the view
-// readers have left (see docs/INCREMENTAL.md, "Concurrent scores"). A
-// one-layer network has no stored layer: its scores read the topology's
-// features, so they need the owner's read lock.
+// topology changes and Apply calls). Scores (Probabilities) read a view:
+// the last stored layer's rows, the degrees and a copy of the adjacency,
+// never the topology. A State from New has one view, which Apply writes
+// in place: the owner holds a sync.RWMutex (write lock for the topology
+// change plus Apply, read lock for scores). A State from NewConcurrent has
+// two: scores read the published one without any lock, concurrently with
+// Apply, which writes the one readers have left and then publishes it
+// (see docs/INCREMENTAL.md, "Concurrent scores"). A one-layer network has
+// no stored layer: its scores read the topology's features, so they need
+// the owner's read lock in both.
 type State struct {
 	net     *gcn.Network
 	topo    Topology
@@ -133,9 +139,10 @@ type State struct {
 	// other up to date with the previous batch (catchUp), applies the new
 	// batch to it and publishes it by flipping active. readers[i] counts
 	// the scores reading views[i]; Apply writes views[i] only when it is 0.
-	views   [2]*view
-	active  atomic.Int32
-	readers [2]paddedCount
+	views      [2]*view // the same view twice unless concurrent
+	concurrent bool
+	active     atomic.Int32
+	readers    [2]paddedCount
 	// waiting is set while Apply waits for the readers of the view it is
 	// about to write; the last of them to leave sends on wake.
 	waiting atomic.Bool
@@ -177,11 +184,14 @@ const (
 type arena struct {
 	w      int
 	chunks [][]float64
+	// per is the rows per slot: 2 for a concurrent State (NewConcurrent),
+	// 1 for one whose owner locks (New: rows written in place).
+	per int32
 }
 
 // ensure makes room for the rows of n slots.
 func (a *arena) ensure(n int) {
-	for len(a.chunks)*chunkRows < 2*n {
+	for len(a.chunks)*chunkRows < int(a.per)*n {
 		a.chunks = append(a.chunks, make([]float64, chunkRows*a.w))
 	}
 }
@@ -207,14 +217,19 @@ func (l *layer) sumRow(v int32) []float64 {
 	return rowIn(l.rows.chunks, w, r)
 }
 
-// cow gives v a row of its own in the write view, a copy of the one the
-// published view keeps: the other row of v's pair.
+// cow makes v's row writable before its first write in a batch: a slot
+// without a row gets a zero one; in a concurrent State the write view gets
+// a copy of the row the published view keeps, in the other row of v's
+// pair (in a locked State rows are written in place).
 func (l *layer) cow(v int32) {
 	old := l.idx[v]
 	if old < 0 {
-		r := 2 * v
+		r := l.rows.per * v
 		clear(rowIn(l.rows.chunks, l.width, r))
 		l.idx[v] = r
+		return
+	}
+	if l.rows.per == 1 {
 		return
 	}
 	r := old ^ 1
@@ -282,8 +297,23 @@ type signedEdge struct {
 }
 
 // New builds every layer's state for topo from scratch, in parallel over
-// GOMAXPROCS cores (at most 4). The State reads topo from then on.
+// GOMAXPROCS cores (at most 4). The State reads topo from then on. Its
+// owner serialises Apply against Probabilities (a sync.RWMutex: write lock
+// for the topology change plus Apply, read lock for scores): Apply writes
+// in place.
 func New(net *gcn.Network, topo Topology) (*State, error) {
+	return newState(net, topo, false)
+}
+
+// NewConcurrent is New for an owner that lets scores run without its lock:
+// Probabilities reads a published view while Apply writes the other (see
+// State), at the cost of a second copy of the view and of one row copy per
+// row a batch changes (docs/INCREMENTAL.md, "Concurrent scores").
+func NewConcurrent(net *gcn.Network, topo Topology) (*State, error) {
+	return newState(net, topo, true)
+}
+
+func newState(net *gcn.Network, topo Topology, concurrent bool) (*State, error) {
 	if net == nil {
 		return nil, errors.New("incremental: nil network")
 	}
@@ -324,19 +354,29 @@ func New(net *gcn.Network, topo Topology) (*State, error) {
 	for i := 0; i < len(net.Layers)-1; i++ {
 		s.layers = append(s.layers, &layer{agg: net.Layers[i].Aggregation, width: net.Layers[i].Out})
 	}
+	// A locked State keeps the last stored layer's sums flat, as the
+	// other layers (rows nil).
 	var rows *arena
-	if k := len(s.layers); k > 0 {
-		rows = &arena{w: s.layers[k-1].width}
+	if k := len(s.layers); k > 0 && concurrent {
+		rows = &arena{w: s.layers[k-1].width, per: 2}
 	}
 	for i := range s.views {
+		if i == 1 && !concurrent {
+			// One view, written in place under the owner's lock.
+			s.views[1] = s.views[0]
+			break
+		}
 		s.views[i] = &view{}
 		if k := len(s.layers); k > 0 {
 			s.views[i].last = &layer{agg: s.layers[k-1].agg, width: s.layers[k-1].width, rows: rows}
 		}
 	}
+	s.concurrent = concurrent
 	s.rowBuf.New = func() any { return &rowScratch{} }
 	s.wake = make(chan struct{}, 1)
-	s.SetMaxConcurrentScores(max(1, runtime.GOMAXPROCS(0)-1))
+	if concurrent {
+		s.SetMaxConcurrentScores(max(1, runtime.GOMAXPROCS(0)-1))
+	}
 	s.bind(s.views[0])
 	if err := s.build(); err != nil {
 		return nil, err
@@ -372,12 +412,15 @@ func (s *State) SetMaxConcurrentScores(n int) {
 // to the next Apply instead of waiting (coalescing); call it from the
 // goroutine that calls Apply.
 func (s *State) Ready() bool {
-	return s.readers[1-s.active.Load()].n.Load() == 0
+	return !s.concurrent || s.readers[1-s.active.Load()].n.Load() == 0
 }
 
 // writeView returns the view readers are not sent to, once the last of
 // them has left it (readers started before the previous publication).
 func (s *State) writeView() *view {
+	if !s.concurrent {
+		return s.views[0]
+	}
 	i := 1 - s.active.Load()
 	if s.readers[i].n.Load() != 0 {
 		t := time.Now()
@@ -465,6 +508,9 @@ func growView(w *view, n int) {
 
 // syncView makes dst a copy of src.
 func (s *State) syncView(dst, src *view) {
+	if dst == src {
+		return
+	}
 	growView(dst, src.n)
 	copy(dst.deg, src.deg)
 	copy(dst.npend, src.npend)
@@ -486,6 +532,10 @@ func (s *State) syncView(dst, src *view) {
 // catchUp brings w (one batch behind) to src: the rows and slots the last
 // Apply changed in src.
 func (s *State) catchUp(w, src *view) {
+	if w == src {
+		s.dirtyAll = false
+		return
+	}
 	if s.dirtyAll {
 		s.syncView(w, src)
 		s.dirtyAll = false
@@ -536,7 +586,10 @@ func (s *State) Bytes() int64 {
 	for _, l := range s.layers[:max(0, len(s.layers)-1)] {
 		b += lb(l)
 	}
-	for _, w := range s.views {
+	for i, w := range s.views {
+		if i == 1 && w == s.views[0] {
+			break
+		}
 		b += int64(cap(w.deg)+cap(w.npend))*4 + int64(cap(w.adj))*24
 		for _, a := range w.adj {
 			b += int64(cap(a)) * 4
@@ -547,7 +600,10 @@ func (s *State) Bytes() int64 {
 	}
 	if k := len(s.layers); k > 0 {
 		l := s.layers[k-1]
-		b += int64(cap(l.adj))*4 + int64(len(l.rows.chunks))*chunkRows*int64(l.width)*8
+		b += int64(cap(l.adj)) * 4
+		if l.rows != nil {
+			b += int64(len(l.rows.chunks)) * chunkRows * int64(l.width) * 8
+		}
 	}
 	for _, l := range s.layers[:max(0, len(s.layers)-1)] {
 		b += int64(cap(l.adj)) * 4
@@ -597,7 +653,7 @@ func (s *State) build() error {
 		})
 		if l.rows != nil {
 			for i := range n {
-				l.idx[i] = 2 * int32(i)
+				l.idx[i] = l.rows.per * int32(i)
 			}
 			l.chunks = l.rows.chunks
 		}
@@ -771,9 +827,12 @@ func (s *State) viewOutput(vw *view, v int32, dst, sum []float64) {
 	l := vw.last
 	w := l.width
 	sum = sum[:w]
-	if r := l.idx[v]; r >= 0 {
-		copy(sum, rowIn(l.chunks, w, r))
-	} else {
+	switch {
+	case l.rows == nil:
+		copy(sum, l.s[int(v)*w:int(v+1)*w])
+	case l.idx[v] >= 0:
+		copy(sum, rowIn(l.chunks, w, l.idx[v]))
+	default:
 		clear(sum)
 	}
 	for _, u := range vw.adj[v][:vw.npend[v]] {
@@ -827,10 +886,9 @@ func grown(b []float64, n int) []float64 {
 }
 
 // Probabilities writes the C class probabilities of each node into dst
-// (len(nodes)*C values, node by node). It reads the view the last
-// completed Apply published, so it may run concurrently with Apply and
-// with itself (for a one-layer network, only under the owner's read lock:
-// see State).
+// (len(nodes)*C values, node by node), as of the last completed Apply. It
+// may run concurrently with itself; with Apply only in a State from
+// NewConcurrent (see State).
 func (s *State) Probabilities(nodes []int32, dst []float32) error {
 	C := s.net.NumClasses()
 	if len(dst) != len(nodes)*C {
