@@ -2,6 +2,7 @@ package incremental
 
 import (
 	"fmt"
+	"slices"
 	"sync"
 
 	"github.com/gcnserve/gcnserve/gcn"
@@ -109,33 +110,68 @@ func (s *State) Apply(changes []Change) error {
 	for _, v := range nodes {
 		s.prevDeg[v] = s.deg[v]
 	}
-	// The view's links: the changed slots', and every neighbour's of a hub
-	// that started or stopped pending (its place in their lists moves).
+	// The view's links: every neighbour of a hub that started or stopped
+	// pending is copied again from the topology (its place in their lists
+	// moves); the other endpoints of the batch's links are edited link by
+	// link (their lists keep the pending hubs first).
 	ep = s.nextEpoch()
 	relink := b.relink[:0]
-	addRelink := func(v int32) {
-		if s.mark[v] != ep {
-			s.mark[v] = ep
-			relink = append(relink, v)
-		}
-	}
-	for _, v := range nodes {
-		addRelink(v)
-	}
 	for _, p := range b.flipped {
 		if s.deg[p] > 0 {
 			for _, u := range s.topo.Neighbors(p) {
-				addRelink(u)
+				if s.mark[u] != ep {
+					s.mark[u] = ep
+					relink = append(relink, u)
+				}
 			}
 		}
 	}
 	for _, v := range relink {
 		s.link(w, v)
 	}
+	for _, e := range edges {
+		if s.mark[e.u] != ep {
+			s.editLink(w, e.u, e.v, e.sign > 0)
+		}
+		if s.mark[e.v] != ep {
+			s.editLink(w, e.v, e.u, e.sign > 0)
+		}
+	}
+	for _, v := range nodes {
+		if s.mark[v] != ep {
+			s.mark[v] = ep
+			relink = append(relink, v)
+		}
+	}
 	b.relink = relink
 	s.dirtyNodes = append(s.dirtyNodes[:0], relink...)
 	s.publish(w)
 	return nil
+}
+
+// editLink adds u to (or removes one u from) v's links in w, keeping the
+// pending hubs first.
+func (s *State) editLink(w *view, v, u int32, add bool) {
+	a, k := w.adj[v], int(w.npend[v])
+	if add {
+		a = append(a, u)
+		if w.last != nil && w.last.pend[u] >= 0 {
+			a[len(a)-1], a[k] = a[k], u
+			k++
+		}
+		w.adj[v], w.npend[v] = a, int32(k)
+		return
+	}
+	i := slices.Index(a, u)
+	last := len(a) - 1
+	if i < k {
+		a[i] = a[k-1]
+		a[k-1] = a[last]
+		k--
+	} else {
+		a[i] = a[last]
+	}
+	w.adj[v], w.npend[v] = a[:last], int32(k)
 }
 
 // link copies v's links from the topology into w, pending hubs first.
