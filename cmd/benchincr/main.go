@@ -57,6 +57,13 @@ var configs = []config{
 var (
 	readers  = 4
 	checkAll = true
+	// concurrent: the State comes from NewConcurrent and scores run
+	// without a lock; otherwise from New, and scores take a sync.RWMutex's
+	// read lock, the writer its write lock around the graph change and
+	// Apply.
+	concurrent = false
+	scoreSlots = -1
+	coalesce   = 1
 )
 
 const (
@@ -80,6 +87,9 @@ func main() {
 	lazy := flag.Int("lazy-degree", incremental.DefaultLazyDegree, "State.SetLazyDegree")
 	flag.IntVar(&readers, "readers", readers, "goroutines scoring while the stream runs")
 	flag.BoolVar(&checkAll, "check-all", true, "compare every node with a recomputation at the end")
+	flag.IntVar(&coalesce, "coalesce", 1, "at most this many batches in one Apply: the writer adds arriving batches while scores still read the view it needs (State.Ready)")
+	flag.IntVar(&scoreSlots, "score-slots", -1, "State.SetMaxConcurrentScores (-1: the engine's default, GOMAXPROCS-1; 0: no limit)")
+	flag.BoolVar(&concurrent, "concurrent", false, "incremental.NewConcurrent: scores read the published view without a lock (default: New, scores under a read lock)")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the timed phases to this file")
 	flag.Parse()
 	if *cpuprofile != "" {
@@ -91,8 +101,11 @@ func main() {
 		pprof.StartCPUProfile(f)
 		defer pprof.StopCPUProfile()
 	}
-	fmt.Printf("benchincr: GOMAXPROCS=%d, %s, batches of %d, %d readers scoring %d nodes, %v per graph, seed %d, lazy degree %d\n",
-		runtime.GOMAXPROCS(0), runtime.Version(), batchSize, readers, scoreNodes, *duration, *seed, *lazy)
+	fmt.Printf("benchincr: GOMAXPROCS=%d, %s, batches of %d, %d readers scoring %d nodes, %v per graph, seed %d, lazy degree %d, concurrent %v, coalesce %d, score slots %d\n",
+		runtime.GOMAXPROCS(0), runtime.Version(), batchSize, readers, scoreNodes, *duration, *seed, *lazy, concurrent, coalesce, scoreSlots)
+	if la, err := os.ReadFile("/proc/loadavg"); err == nil {
+		fmt.Printf("load average at start: %s", la)
+	}
 	var first *result
 	worst := 0.0
 	for _, c := range configs {
@@ -137,37 +150,47 @@ func run(c config, seed uint64, duration time.Duration, checkBatches, lazy int) 
 		c.name, c.n, c.m, c.widths[0], c.widths, maxDeg, sum/float64(c.n), sum2/sum, time.Since(t0).Round(time.Millisecond))
 
 	t0 = time.Now()
-	st, err := incremental.New(net, g)
+	newState := incremental.New
+	if concurrent {
+		newState = incremental.NewConcurrent
+	}
+	st, err := newState(net, g)
 	if err != nil {
 		return res, err
 	}
 	st.SetLazyDegree(lazy)
+	if scoreSlots >= 0 {
+		st.SetMaxConcurrentScores(scoreSlots)
+	}
 	fmt.Printf("New: %v, state %.1f MB (%.0f bytes per node)\n", time.Since(t0).Round(time.Millisecond),
 		float64(st.Bytes())/1e6, float64(st.Bytes())/float64(c.n))
 
 	// Writer alone first (the CPU per update, independent of how many
 	// cores the shared machine gives us), then with the readers.
 	C := c.widths[len(c.widths)-1]
+	st0a := st.Stats()
 	alone, err := stream(st, g, rng, c.n, C, 0, duration/2, seed)
 	if err != nil {
 		return res, err
 	}
-	fmt.Printf("stream alone: %d updates in %v: %.0f updates/s (%.3f ms per batch), process CPU %.2f cores: %.0f updates per CPU-second\n",
+	fmt.Printf("stream alone: %d updates in %v: %.0f updates/s (%.3f ms per batch), process CPU %.2f cores: %.0f updates per CPU-second; %.1f sum rows copied per update\n",
 		alone.updates, alone.elapsed.Round(time.Millisecond), alone.rate(), ms(alone.elapsed)/float64(alone.batches),
-		alone.cores(), float64(alone.updates)/alone.cpu.Seconds())
+		alone.cores(), float64(alone.updates)/alone.cpu.Seconds(), float64(st.Stats().RowsCopied-st0a.RowsCopied)/float64(alone.updates))
+	st0 := st.Stats()
 	mixed, err := stream(st, g, rng, c.n, C, readers, duration, seed)
 	if err != nil {
 		return res, err
 	}
+	st1 := st.Stats()
 	all := mixed.lat
 	res.updatesPerS = mixed.rate()
 	res.scoreP50 = ms(all[len(all)/2])
 	res.scoreP99 = ms(all[len(all)*99/100])
-	fmt.Printf("stream with %d readers: %d updates in %d batches in %v: %.0f updates/s (Apply %.3f ms per batch); process CPU %.2f cores: %.0f updates per CPU-second (readers' CPU included)\n",
-		readers, mixed.updates, mixed.batches, mixed.elapsed.Round(time.Millisecond), res.updatesPerS,
+	fmt.Printf("stream with %d readers: %d updates in %d batches (%d Applies) in %v: %.0f updates/s (Apply %.3f ms per batch); process CPU %.2f cores: %.0f updates per CPU-second (readers' CPU included)\n",
+		readers, mixed.updates, mixed.batches, mixed.applies, mixed.elapsed.Round(time.Millisecond), res.updatesPerS,
 		ms(mixed.apply)/float64(mixed.batches), mixed.cores(), float64(mixed.updates)/mixed.cpu.Seconds())
-	fmt.Printf("scores meanwhile: %d of %d nodes, %.0f/s: p50 %.3f ms, p99 %.3f ms, max %.3f ms (lock wait included)\n",
-		len(all), scoreNodes, float64(len(all))/mixed.elapsed.Seconds(), res.scoreP50, res.scoreP99, ms(all[len(all)-1]))
+	fmt.Printf("scores meanwhile: %d of %d nodes, %.0f/s: p50 %.3f ms, p99 %.3f ms, max %.3f ms (lock wait included); Apply waited for scores leaving the view %d times, %v in all\n",
+		len(all), scoreNodes, float64(len(all))/mixed.elapsed.Seconds(), res.scoreP50, res.scoreP99, ms(all[len(all)-1]), st1.DrainWaits-st0.DrainWaits, (st1.Drained - st0.Drained).Round(time.Millisecond))
 	updates := alone.updates + mixed.updates
 	var changes []incremental.Change
 
@@ -248,6 +271,7 @@ func run(c config, seed uint64, duration time.Duration, checkBatches, lazy int) 
 // streamed is what one streaming phase measured.
 type streamed struct {
 	updates, batches int
+	applies          int // Apply calls (batches coalesced with --coalesce)
 	elapsed, cpu     time.Duration
 	apply            time.Duration   // inside Apply
 	lat              []time.Duration // score latencies, sorted
@@ -278,9 +302,13 @@ func stream(st *incremental.State, g *graph, rng *rand.Rand, n, C, readers int, 
 					nodes[i] = int32(rr.IntN(n))
 				}
 				t := time.Now()
-				mu.RLock()
+				if !concurrent {
+					mu.RLock()
+				}
 				err := st.Probabilities(nodes, dst)
-				mu.RUnlock()
+				if !concurrent {
+					mu.RUnlock()
+				}
 				lat[r] = append(lat[r], time.Since(t))
 				if err != nil {
 					errs[r] = err
@@ -293,18 +321,30 @@ func stream(st *incremental.State, g *graph, rng *rand.Rand, n, C, readers int, 
 	cpu0 := cpuTime()
 	start := time.Now()
 	var err error
+	var one []incremental.Change
 	for time.Since(start) < duration {
 		mu.Lock()
-		changes = g.randomBatch(rng, batchSize, changes)
+		// Batches of batchSize arrive; with --coalesce k the writer adds
+		// the next batch to the pending ones instead of waiting for scores
+		// to leave the view Apply writes (State.Ready), up to k batches.
+		changes = changes[:0]
+		for {
+			one = g.randomBatch(rng, batchSize, one)
+			changes = append(changes, one...)
+			out.batches++
+			if len(changes) >= coalesce*batchSize || st.Ready() {
+				break
+			}
+		}
 		t := time.Now()
 		err = st.Apply(changes)
 		out.apply += time.Since(t)
+		out.applies++
 		mu.Unlock()
 		if err != nil {
 			break
 		}
 		out.updates += len(changes)
-		out.batches++
 	}
 	out.elapsed = time.Since(start)
 	out.cpu = cpuTime() - cpu0

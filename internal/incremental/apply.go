@@ -2,6 +2,7 @@ package incremental
 
 import (
 	"fmt"
+	"slices"
 	"sync"
 
 	"github.com/gcnserve/gcnserve/gcn"
@@ -39,9 +40,21 @@ func (s *State) Apply(changes []Change) error {
 		if c.U < 0 || int(c.U) >= nslots {
 			return fmt.Errorf("incremental: change %d (%v): node %d outside the %d slots", i, c.Kind, c.U, nslots)
 		}
+		if c.Kind == NodeAdded || c.Kind == FeaturesChanged {
+			if s.topo.Live(c.U) {
+				if f := s.topo.Features(c.U); len(f) != s.net.FeatureDim {
+					return fmt.Errorf("incremental: node slot %d: %d features, model wants %d", c.U, len(f), s.net.FeatureDim)
+				}
+			}
+		}
 	}
-	// Growing the arrays changes no node's state: safe before the checks.
+	// The view no score reads any more, brought up to the published one
+	// (the previous batch), then this batch on top, then published.
+	w := s.writeView()
+	s.catchUp(w, s.views[s.active.Load()])
+	growView(w, nslots)
 	s.grow(nslots)
+	s.bind(w)
 	b := &s.batch
 	feat := b.feat[:0]
 	ep := s.nextEpoch()
@@ -55,13 +68,6 @@ func (s *State) Apply(changes []Change) error {
 		}
 	}
 	b.feat = feat
-	for _, v := range feat {
-		if s.topo.Live(v) {
-			if f := s.topo.Features(v); len(f) != s.net.FeatureDim {
-				return fmt.Errorf("incremental: node slot %d: %d features, model wants %d", v, len(f), s.net.FeatureDim)
-			}
-		}
-	}
 
 	// nodes: every slot whose degree may have changed (edge endpoints,
 	// added and removed nodes).
@@ -96,6 +102,7 @@ func (s *State) Apply(changes []Change) error {
 			s.deg[v] = 0
 		}
 	}
+	b.flipped = b.flipped[:0]
 	changed := feat
 	for li, l := range s.layers {
 		changed = s.applyLayer(li, l, changed, nodes, edges)
@@ -103,7 +110,95 @@ func (s *State) Apply(changes []Change) error {
 	for _, v := range nodes {
 		s.prevDeg[v] = s.deg[v]
 	}
+	// The view's links: every neighbour of a hub that started or stopped
+	// pending is copied again from the topology (its place in their lists
+	// moves); the other endpoints of the batch's links are edited link by
+	// link (their lists keep the pending hubs first).
+	ep = s.nextEpoch()
+	relink := b.relink[:0]
+	for _, p := range b.flipped {
+		if s.deg[p] > 0 {
+			for _, u := range s.topo.Neighbors(p) {
+				if s.mark[u] != ep {
+					s.mark[u] = ep
+					relink = append(relink, u)
+				}
+			}
+		}
+	}
+	for _, v := range relink {
+		s.link(w, v)
+	}
+	for _, e := range edges {
+		if s.mark[e.u] != ep {
+			s.editLink(w, e.u, e.v, e.sign > 0)
+		}
+		if s.mark[e.v] != ep {
+			s.editLink(w, e.v, e.u, e.sign > 0)
+		}
+	}
+	for _, v := range nodes {
+		if s.mark[v] != ep {
+			s.mark[v] = ep
+			relink = append(relink, v)
+		}
+	}
+	b.relink = relink
+	s.dirtyNodes = append(s.dirtyNodes[:0], relink...)
+	s.publish(w)
 	return nil
+}
+
+// editLink adds u to (or removes one u from) v's links in w, keeping the
+// pending hubs first.
+func (s *State) editLink(w *view, v, u int32, add bool) {
+	a, k := w.adj[v], int(w.npend[v])
+	if add {
+		a = append(a, u)
+		if w.last != nil && w.last.pend[u] >= 0 {
+			a[len(a)-1], a[k] = a[k], u
+			k++
+		}
+		w.adj[v], w.npend[v] = a, int32(k)
+		return
+	}
+	i := slices.Index(a, u)
+	last := len(a) - 1
+	if i < k {
+		a[i] = a[k-1]
+		a[k-1] = a[last]
+		k--
+	} else {
+		a[i] = a[last]
+	}
+	w.adj[v], w.npend[v] = a[:last], int32(k)
+}
+
+// link copies v's links from the topology into w, pending hubs first.
+func (s *State) link(w *view, v int32) {
+	a := w.adj[v][:0]
+	if !s.topo.Live(v) {
+		w.adj[v], w.npend[v] = a, 0
+		return
+	}
+	nb := s.topo.Neighbors(v)
+	if w.last == nil || w.last.pendLive == 0 {
+		w.adj[v], w.npend[v] = append(a, nb...), 0
+		return
+	}
+	pend := w.last.pend
+	for _, u := range nb {
+		if pend[u] >= 0 {
+			a = append(a, u)
+		}
+	}
+	k := len(a)
+	for _, u := range nb {
+		if pend[u] < 0 {
+			a = append(a, u)
+		}
+	}
+	w.adj[v], w.npend[v] = a, int32(k)
 }
 
 // nextEpoch starts a new set on mark and touch.
@@ -238,33 +333,40 @@ func (s *State) applyLayer(li int, l *layer, changed, nodes []int32, edges []sig
 	for len(b.touched) < P {
 		b.touched = append(b.touched, nil)
 	}
+	// The last stored layer's rows: in a concurrent State they are shared
+	// with the published view, and the first write of a batch to a row
+	// copies it into the other row of its pair (cow).
+	cow := l.rows != nil
 	ep := s.nextEpoch()
 	s.owners(P, func(o int) {
 		t := b.touched[o][:0]
-		touch := func(d int32) {
+		touch := func(d int32) []float64 {
 			l.adj[d]++
-			if lastStored {
-				// Only refresh candidates are needed: a row is listed
-				// each time its count passes a multiple of refreshCheck
-				// above refreshBase (one random access less per push).
+			if lastStored && !s.concurrent {
+				// Nothing else reads the list: only refresh candidates
+				// are needed, listed each time a row's count passes a
+				// multiple of refreshCheck above refreshBase (one random
+				// access less per push).
 				if a := l.adj[d]; a > refreshBase && a%refreshCheck == 0 {
 					t = append(t, d)
 				}
-				return
+				return l.sumRow(d)
 			}
 			if s.touch[d] != ep {
 				s.touch[d] = ep
 				t = append(t, d)
+				if cow {
+					l.cow(d)
+				}
 			}
+			return l.sumRow(d)
 		}
 		for _, e := range edges {
 			if int(e.u)%P == o {
-				s.addOld(l, e.u, e.v, e.sign)
-				touch(e.u)
+				s.addOld(l, touch(e.u), e.v, e.sign)
 			}
 			if int(e.v)%P == o {
-				s.addOld(l, e.v, e.u, e.sign)
-				touch(e.v)
+				s.addOld(l, touch(e.v), e.u, e.sign)
 			}
 		}
 		for i, v := range src {
@@ -276,8 +378,7 @@ func (s *State) applyLayer(li int, l *layer, changed, nodes []int32, edges []sig
 				if int(d)%P != o {
 					continue
 				}
-				addTo(l.s[int(d)*w:int(d+1)*w], p)
-				touch(d)
+				addTo(touch(d), p)
 			}
 		}
 		b.touched[o] = t
@@ -285,6 +386,10 @@ func (s *State) applyLayer(li int, l *layer, changed, nodes []int32, edges []sig
 
 	// Hubs in and out; then the new h rows replace the old.
 	for i, v := range src {
+		switch kind[i] {
+		case kindBecomePending, kindUnpend:
+			b.flipped = append(b.flipped, v)
+		}
 		switch kind[i] {
 		case kindBecomePending:
 			k := l.allocPending()
@@ -312,7 +417,11 @@ func (s *State) applyLayer(li int, l *layer, changed, nodes []int32, edges []sig
 	}
 	for _, v := range nodes {
 		if s.deg[v] == 0 {
-			clear(l.s[int(v)*w : int(v+1)*w])
+			if cow {
+				l.idx[v] = -1
+			} else {
+				clear(l.sumRow(v))
+			}
 			l.adj[v] = 0
 		}
 	}
@@ -333,6 +442,23 @@ func (s *State) applyLayer(li int, l *layer, changed, nodes []int32, edges []sig
 	}
 
 	if lastStored {
+		// The rows the other view lacks after this batch.
+		d := s.dirtyRows[:0]
+		for o := range P {
+			d = append(d, b.touched[o]...)
+		}
+		d = append(d, src...)
+		d = append(d, nodes...)
+		s.dirtyRows = d
+		s.dirtyH = append(s.dirtyH[:0], changed...)
+		if s.concurrent {
+			for o := range P {
+				s.rowsCopied += int64(len(b.touched[o]))
+			}
+		}
+		if l.rows != nil {
+			l.chunks = l.rows.chunks
+		}
 		return nil
 	}
 	// The slots whose output of this layer may have changed: a new sum,
@@ -362,10 +488,10 @@ func (s *State) applyLayer(li int, l *layer, changed, nodes []int32, edges []sig
 	return next
 }
 
-// addOld adds sign times u's contribution before this batch to d's sum.
-func (s *State) addOld(l *layer, d, u int32, sign float64) {
+// addOld adds sign times u's contribution before this batch to a
+// neighbour's sum row.
+func (s *State) addOld(l *layer, row []float64, u int32, sign float64) {
 	w := l.width
-	row := l.s[int(d)*w : int(d+1)*w]
 	if k := l.pend[u]; k >= 0 {
 		axpyTo(row, sign, l.pendRows[int(k)*2*w:int(k)*2*w+w])
 		return

@@ -17,11 +17,21 @@ import (
 // refresh runs many times (asserted). It takes about 1 s, 10 s under -race:
 // the full million runs in CI too.
 func TestIncrementalDrift(t *testing.T) {
+	for _, concurrent := range []bool{false, true} {
+		t.Run(fmt.Sprintf("concurrent=%v", concurrent), func(t *testing.T) { runDrift(t, concurrent) })
+	}
+}
+
+func runDrift(t *testing.T, concurrent bool) {
 	const updates = 1_000_000
 	rng := rand.New(rand.NewPCG(2026, 12))
 	net := randomNetwork(rng, gcn.AggregationGCN, []int{8, 16, 4}, gcn.InputNormRow)
 	g := newTestGraph(rng, 8, 1000, 4000)
-	s, err := New(net, g)
+	newState := New
+	if concurrent {
+		newState = NewConcurrent
+	}
+	s, err := newState(net, g)
 	if err != nil {
 		t.Fatal(err)
 	}

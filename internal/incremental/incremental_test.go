@@ -21,25 +21,27 @@ var aggregations = []gcn.Aggregation{gcn.AggregationGCN, gcn.AggregationMean, gc
 // pending (lazy degree 3) or not (0) or at the default, serial and
 // parallel.
 func TestIncrementalExact(t *testing.T) {
-	for _, agg := range aggregations {
-		for layers := 1; layers <= 3; layers++ {
-			for _, lazy := range []int{0, 3, DefaultLazyDegree} {
-				for _, parallel := range []bool{false, true} {
-					name := fmt.Sprintf("%s/layers=%d/lazy=%d/parallel=%v", agg, layers, lazy, parallel)
-					t.Run(name, func(t *testing.T) {
-						seed := uint64(len(name)*7919 + layers*31 + lazy)
-						if parallel {
-							seed++
-						}
-						runExact(t, rand.New(rand.NewPCG(seed, uint64(layers))), agg, layers, lazy, parallel)
-					})
+	for _, concurrent := range []bool{false, true} {
+		for _, agg := range aggregations {
+			for layers := 1; layers <= 3; layers++ {
+				for _, lazy := range []int{0, 3, DefaultLazyDegree} {
+					for _, parallel := range []bool{false, true} {
+						name := fmt.Sprintf("concurrent=%v/%s/layers=%d/lazy=%d/parallel=%v", concurrent, agg, layers, lazy, parallel)
+						t.Run(name, func(t *testing.T) {
+							seed := uint64(len(name)*7919 + layers*31 + lazy)
+							if parallel {
+								seed++
+							}
+							runExact(t, rand.New(rand.NewPCG(seed, uint64(layers))), agg, layers, lazy, parallel, concurrent)
+						})
+					}
 				}
 			}
 		}
 	}
 }
 
-func runExact(t *testing.T, rng *rand.Rand, agg gcn.Aggregation, layers, lazy int, parallel bool) {
+func runExact(t *testing.T, rng *rand.Rand, agg gcn.Aggregation, layers, lazy int, parallel, concurrent bool) {
 	widths := []int{6, 5, 4, 3}[:layers]
 	widths = append(widths, 3)
 	norm := gcn.InputNormRow
@@ -48,7 +50,11 @@ func runExact(t *testing.T, rng *rand.Rand, agg gcn.Aggregation, layers, lazy in
 	}
 	net := randomNetwork(rng, agg, widths, norm)
 	g := newTestGraph(rng, widths[0], 50, 120)
-	s, err := New(net, g)
+	newState := New
+	if concurrent {
+		newState = NewConcurrent
+	}
+	s, err := newState(net, g)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,7 +168,15 @@ func TestIncrementalErrors(t *testing.T) {
 	if err := s.Probabilities([]int32{0}, make([]float32, 1)); err == nil || !strings.Contains(err.Error(), "dst has 1 values, want 1 nodes x 2 classes") {
 		t.Errorf("short dst: got %v", err)
 	}
-	g.removeNode(4, nil)
+	// A score reads the published state: the node is live until the
+	// Apply that removes it.
+	gone := g.removeNode(4, nil)
+	if err := s.Probabilities([]int32{4}, make([]float32, 2)); err != nil {
+		t.Errorf("node removed from the topology but not applied yet: got %v", err)
+	}
+	if err := s.Apply(gone); err != nil {
+		t.Fatal(err)
+	}
 	if err := s.Probabilities([]int32{4}, make([]float32, 2)); !errors.Is(err, ErrNotLive) {
 		t.Errorf("dead slot: got %v, want ErrNotLive", err)
 	}
@@ -275,15 +289,32 @@ func TestBytes(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	net := randomNetwork(rng, gcn.AggregationGCN, []int{16, 64, 64, 40}, gcn.InputNormRow)
 	g := newTestGraph(rng, 16, 1000, 2000)
-	s, err := New(net, g)
-	if err != nil {
-		t.Fatal(err)
+	links := 0
+	for _, a := range g.adj {
+		links += len(a)
 	}
-	// docs/INCREMENTAL.md: 20 + sum over stored layers of (12*width + 4)
-	// + 4 bytes per slot, plus the weights.
-	perNode := int64(20 + (12*64 + 4) + (12*64 + 4) + 4)
 	weights := int64(16*64+64*64+64*40) * 8
-	if got, lo := s.Bytes(), int64(1000)*perNode+weights; got < lo || got > lo+lo/4 {
-		t.Errorf("Bytes() = %d, want %d (formula) to 25%% more (slice capacity)", got, lo)
+	// docs/INCREMENTAL.md, "Memory": New: per slot 16 + 32 + sum over the
+	// stored layers of (12*w + 8), 4 bytes per link end. NewConcurrent:
+	// per slot 16 + sum over the stored layers but the last of (12*w + 8)
+	// + 2 x (4*w_last + 40) + 4, 8 bytes per link end, and two sum rows of
+	// 8*w_last bytes per slot, allocated 4096 rows at a time. Plus the
+	// weights.
+	for _, concurrent := range []bool{false, true} {
+		newState := New
+		perNode := int64(16 + 32 + 2*(12*64+8))
+		arena, V := int64(0), int64(1)
+		if concurrent {
+			newState, V = NewConcurrent, 2
+			perNode = 16 + (12*64 + 8) + 2*(4*64+40) + 4
+			arena = (2*1000 + chunkRows - 1) / chunkRows * chunkRows * 8 * 64
+		}
+		s, err := newState(net, g)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, lo := s.Bytes(), 1000*perNode+arena+int64(links)*4*V+weights; got < lo || got > lo+lo/4 {
+			t.Errorf("concurrent=%v: Bytes() = %d, want %d (formula) to 25%% more (slice capacity)", concurrent, got, lo)
+		}
 	}
 }

@@ -22,6 +22,8 @@ import (
 	"math"
 	"runtime"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/gcnserve/gcnserve/gcn"
 )
@@ -91,19 +93,27 @@ const DefaultLazyDegree = 512
 // exactly: after refreshBase + refreshPerLink*deg incremental adjustments,
 // which keeps the refresh cost at most 1/refreshPerLink of the adjustments'
 // and bounds the rounding error any sum can carry (docs/INCREMENTAL.md).
-// The last stored layer checks a row every refreshCheck adjustments, so
-// there a refresh comes at most refreshCheck adjustments late.
+// A locked State's last stored layer checks a row every refreshCheck
+// adjustments, so there a refresh comes at most refreshCheck adjustments
+// late.
 const (
 	refreshBase    = 1 << 12
 	refreshPerLink = 16
 	refreshCheck   = 1 << 10
 )
 
-// State is the per-layer state of one graph under one Network. Apply and
-// New must not run concurrently with anything else on the same State;
-// Probabilities may run concurrently with itself (the owner holds a
-// sync.RWMutex: write lock for the topology change plus Apply, read lock
-// for Probabilities).
+// State is the per-layer state of one graph under one Network. Apply must
+// not run concurrently with another Apply (the owner serialises its
+// topology changes and Apply calls). Scores (Probabilities) read a view:
+// the last stored layer's rows, the degrees and a copy of the adjacency,
+// never the topology. A State from New has one view, which Apply writes
+// in place: the owner holds a sync.RWMutex (write lock for the topology
+// change plus Apply, read lock for scores). A State from NewConcurrent has
+// two: scores read the published one without any lock, concurrently with
+// Apply, which writes the one readers have left and then publishes it
+// (see docs/INCREMENTAL.md, "Concurrent scores"). A one-layer network has
+// no stored layer: its scores read the topology's features, so they need
+// the owner's read lock in both.
 type State struct {
 	net     *gcn.Network
 	topo    Topology
@@ -118,10 +128,36 @@ type State struct {
 	// keeps its changes pending; 0 disables pending.
 	lazyDegree int32
 
-	n       int     // slots covered by the arrays
-	deg     []int32 // 1 + links for a live slot, 0 for a dead one
+	n       int     // slots covered by the writer's private arrays
+	deg     []int32 // the bound view's: 1 + links for a live slot, 0 for a dead one
 	prevDeg []int32 // deg before the batch during Apply; equal to deg otherwise
-	layers  []*layer
+	// layers: every stored layer; the last one is the bound view's (Apply
+	// binds the view it writes, see bind).
+	layers []*layer
+
+	// Two views, left-right: readers read views[active]; Apply brings the
+	// other up to date with the previous batch (catchUp), applies the new
+	// batch to it and publishes it by flipping active. readers[i] counts
+	// the scores reading views[i]; Apply writes views[i] only when it is 0.
+	views      [2]*view // the same view twice unless concurrent
+	concurrent bool
+	active     atomic.Int32
+	readers    [2]paddedCount
+	// waiting is set while Apply waits for the readers of the view it is
+	// about to write; the last of them to leave sends on wake.
+	waiting atomic.Bool
+	wake    chan struct{}
+	// scoreSlots admits scores (nil: any number at once); see
+	// SetMaxConcurrentScores.
+	scoreSlots chan struct{}
+	// What the last Apply changed in the view it wrote, which the other
+	// view lacks: rows of the last stored layer, and slots whose degree
+	// and links changed. dirtyAll: copy everything (after build).
+	dirtyRows, dirtyH, dirtyNodes []int32
+	dirtyAll                      bool
+	drainWaits                    int64
+	rowsCopied                    int64
+	drainTime                     time.Duration
 
 	// Apply's scratch: only touched under the owner's write lock.
 	epoch  uint32
@@ -135,13 +171,106 @@ type State struct {
 	refreshes int64
 }
 
+// chunkRows rows of an arena are allocated together and never move.
+const (
+	chunkShift = 12
+	chunkRows  = 1 << chunkShift
+)
+
+// arena holds the last stored layer's neighbour-sum rows: two per slot,
+// rows 2v and 2v+1 (adjacent in memory), of which one is the published
+// view's and the other is free for the next batch to write. Only the
+// writer grows it; readers reach rows through a view's idx and chunks.
+type arena struct {
+	w      int
+	chunks [][]float64
+	// per is the rows per slot: 2 for a concurrent State (NewConcurrent),
+	// 1 for one whose owner locks (New: rows written in place).
+	per int32
+}
+
+// ensure makes room for the rows of n slots.
+func (a *arena) ensure(n int) {
+	for len(a.chunks)*chunkRows < int(a.per)*n {
+		a.chunks = append(a.chunks, make([]float64, chunkRows*a.w))
+	}
+}
+
+// rowIn is row r of a chunk table for rows of w values.
+func rowIn(chunks [][]float64, w int, r int32) []float64 {
+	c := chunks[r>>chunkShift]
+	o := int(r&(chunkRows-1)) * w
+	return c[o : o+w : o+w]
+}
+
+// sumRow is v's neighbour-sum row as the writer sees it (nil: v has no row
+// in the last stored layer, all zero).
+func (l *layer) sumRow(v int32) []float64 {
+	w := l.width
+	if l.rows == nil {
+		return l.s[int(v)*w : int(v+1)*w]
+	}
+	r := l.idx[v]
+	if r < 0 {
+		return nil
+	}
+	return rowIn(l.rows.chunks, w, r)
+}
+
+// cow makes v's row writable before its first write in a batch: a slot
+// without a row gets a zero one; in a concurrent State the write view gets
+// a copy of the row the published view keeps, in the other row of v's
+// pair (in a locked State rows are written in place).
+func (l *layer) cow(v int32) {
+	old := l.idx[v]
+	if old < 0 {
+		r := l.rows.per * v
+		clear(rowIn(l.rows.chunks, l.width, r))
+		l.idx[v] = r
+		return
+	}
+	if l.rows.per == 1 {
+		return
+	}
+	r := old ^ 1
+	copy(rowIn(l.rows.chunks, l.width, r), rowIn(l.rows.chunks, l.width, old))
+	l.idx[v] = r
+}
+
+// paddedCount is a counter on its own cache line.
+type paddedCount struct {
+	n atomic.Int64
+	_ [56]byte
+}
+
+// view is what a score reads, as of one completed Apply: every slot's
+// degree, its links (a copy of the topology's, so scores never read the
+// topology) and the last stored layer's rows (nil for a one-layer network).
+// adj[v] lists v's pending hub neighbours first, npend[v] of them, so a
+// score adds their deltas without scanning the rest.
+type view struct {
+	n     int
+	deg   []int32
+	npend []int32
+	adj   [][]int32
+	last  *layer
+}
+
 // layer is the stored state of one layer that is not the last.
 type layer struct {
 	agg   gcn.Aggregation
 	width int
 	h     []float32 // [n*width]: in @ W
-	s     []float64 // [n*width]: sum over links of the applied contributions
-	adj   []uint32  // adjustments of s[v] since it was last summed exactly
+	s     []float64 // [n*width]: sum over links of the applied contributions (rows nil: see idx)
+	adj   []uint32  // adjustments of s[v] since it was last summed exactly (the views share it)
+
+	// The last stored layer keeps its sums in rows, shared by the two
+	// views: idx[v] is v's row (-1: none, all zero) and chunks this view's
+	// copy of the rows' chunk table. Apply never writes a row the
+	// published view indexes: it copies it first (cow).
+	rows   *arena
+	idx    []int32
+	chunks [][]float64
 
 	// Pending hubs (the last stored layer only): pend[v] >= 0 indexes two
 	// rows in pendRows, the contribution applied to v's neighbours' sums
@@ -154,6 +283,7 @@ type layer struct {
 
 type batchScratch struct {
 	feat, nodes, src, next []int32
+	flipped, relink        []int32 // hubs that started or stopped pending; slots to relink
 	edges                  []signedEdge
 	newH                   []float32
 	push                   []float64
@@ -167,8 +297,23 @@ type signedEdge struct {
 }
 
 // New builds every layer's state for topo from scratch, in parallel over
-// GOMAXPROCS cores (at most 4). The State reads topo from then on.
+// GOMAXPROCS cores (at most 4). The State reads topo from then on. Its
+// owner serialises Apply against Probabilities (a sync.RWMutex: write lock
+// for the topology change plus Apply, read lock for scores): Apply writes
+// in place.
 func New(net *gcn.Network, topo Topology) (*State, error) {
+	return newState(net, topo, false)
+}
+
+// NewConcurrent is New for an owner that lets scores run without its lock:
+// Probabilities reads a published view while Apply writes the other (see
+// State), at the cost of a second copy of the view and of one row copy per
+// row a batch changes (docs/INCREMENTAL.md, "Concurrent scores").
+func NewConcurrent(net *gcn.Network, topo Topology) (*State, error) {
+	return newState(net, topo, true)
+}
+
+func newState(net *gcn.Network, topo Topology, concurrent bool) (*State, error) {
 	if net == nil {
 		return nil, errors.New("incremental: nil network")
 	}
@@ -209,11 +354,215 @@ func New(net *gcn.Network, topo Topology) (*State, error) {
 	for i := 0; i < len(net.Layers)-1; i++ {
 		s.layers = append(s.layers, &layer{agg: net.Layers[i].Aggregation, width: net.Layers[i].Out})
 	}
+	// A locked State keeps the last stored layer's sums flat, as the
+	// other layers (rows nil).
+	var rows *arena
+	if k := len(s.layers); k > 0 && concurrent {
+		rows = &arena{w: s.layers[k-1].width, per: 2}
+	}
+	for i := range s.views {
+		if i == 1 && !concurrent {
+			// One view, written in place under the owner's lock.
+			s.views[1] = s.views[0]
+			break
+		}
+		s.views[i] = &view{}
+		if k := len(s.layers); k > 0 {
+			s.views[i].last = &layer{agg: s.layers[k-1].agg, width: s.layers[k-1].width, rows: rows}
+		}
+	}
+	s.concurrent = concurrent
 	s.rowBuf.New = func() any { return &rowScratch{} }
+	s.wake = make(chan struct{}, 1)
+	if concurrent {
+		s.SetMaxConcurrentScores(max(1, runtime.GOMAXPROCS(0)-1))
+	}
+	s.bind(s.views[0])
 	if err := s.build(); err != nil {
 		return nil, err
 	}
+	s.syncView(s.views[1], s.views[0])
 	return s, nil
+}
+
+// bind points the writer at view w: deg and the last stored layer are w's.
+func (s *State) bind(w *view) {
+	s.deg = w.deg
+	if k := len(s.layers); k > 0 {
+		s.layers[k-1] = w.last
+	}
+}
+
+// SetMaxConcurrentScores lets at most n Probabilities calls compute at
+// once (n <= 0: no limit); the others wait their turn in order. New sets
+// GOMAXPROCS-1 (at least 1), so that scores never hold every core and
+// Apply always has one: Go's scheduler shares the cores equally among
+// busy goroutines, and scores that never block would leave Apply one
+// share among many. Call it before concurrent use.
+func (s *State) SetMaxConcurrentScores(n int) {
+	if n <= 0 {
+		s.scoreSlots = nil
+		return
+	}
+	s.scoreSlots = make(chan struct{}, n)
+}
+
+// Ready reports whether Apply would start at once: no score still reads
+// the view it writes next. A writer with more changes queued may add them
+// to the next Apply instead of waiting (coalescing); call it from the
+// goroutine that calls Apply.
+func (s *State) Ready() bool {
+	return !s.concurrent || s.readers[1-s.active.Load()].n.Load() == 0
+}
+
+// writeView returns the view readers are not sent to, once the last of
+// them has left it (readers started before the previous publication).
+func (s *State) writeView() *view {
+	if !s.concurrent {
+		return s.views[0]
+	}
+	i := 1 - s.active.Load()
+	if s.readers[i].n.Load() != 0 {
+		t := time.Now()
+		s.drainWaits++
+		for s.readers[i].n.Load() != 0 {
+			// The last reader to leave sees waiting and wakes us; a
+			// stale wake-up only costs one more look.
+			s.waiting.Store(true)
+			if s.readers[i].n.Load() == 0 {
+				break
+			}
+			<-s.wake
+		}
+		s.waiting.Store(false)
+		s.drainTime += time.Since(t)
+	}
+	return s.views[i]
+}
+
+// publish sends every score that starts from now on to w.
+func (s *State) publish(w *view) {
+	if s.views[0] == w {
+		s.active.Store(0)
+	} else {
+		s.active.Store(1)
+	}
+}
+
+// acquire returns the published view and registers the caller as its
+// reader; the caller calls release(i) when done.
+func (s *State) acquire() (int32, *view) {
+	for {
+		i := s.active.Load()
+		s.readers[i].n.Add(1)
+		if s.active.Load() == i {
+			return i, s.views[i]
+		}
+		// Apply published the other view meanwhile and may already be
+		// writing this one: leave it and read the new one.
+		s.readers[i].n.Add(-1)
+	}
+}
+
+func (s *State) release(i int32) {
+	if s.readers[i].n.Add(-1) == 0 && s.waiting.Load() {
+		select {
+		case s.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// Stats is what Apply did so far.
+type Stats struct {
+	// DrainWaits counts the Applies that waited for scores still reading
+	// the view they were about to write; Drained is the total wait.
+	DrainWaits int64
+	Drained    time.Duration
+	// RowsCopied counts the last stored layer's sum rows copied before
+	// their first write in a batch (the published view keeps the old).
+	RowsCopied int64
+}
+
+// Stats reports what Apply did so far. Call it from the goroutine that
+// calls Apply.
+func (s *State) Stats() Stats {
+	return Stats{DrainWaits: s.drainWaits, Drained: s.drainTime, RowsCopied: s.rowsCopied}
+}
+
+// growView extends w's arrays to n slots (new slots dead).
+func growView(w *view, n int) {
+	if n <= w.n {
+		return
+	}
+	w.deg = ext32(w.deg, n, 0)
+	w.npend = ext32(w.npend, n, 0)
+	for len(w.adj) < n {
+		w.adj = append(w.adj, nil)
+	}
+	if w.last != nil {
+		w.last.grow(n)
+	}
+	w.n = n
+}
+
+// syncView makes dst a copy of src.
+func (s *State) syncView(dst, src *view) {
+	if dst == src {
+		return
+	}
+	growView(dst, src.n)
+	copy(dst.deg, src.deg)
+	copy(dst.npend, src.npend)
+	for i := range src.n {
+		dst.adj[i] = append(dst.adj[i][:0], src.adj[i]...)
+	}
+	if d, r := dst.last, src.last; d != nil {
+		copy(d.h, r.h)
+		copy(d.idx, r.idx)
+		d.chunks = d.rows.chunks
+		d.adj = r.adj
+		copy(d.pend, r.pend)
+		d.pendRows = append(d.pendRows[:0], r.pendRows...)
+		d.pendFree = append(d.pendFree[:0], r.pendFree...)
+		d.pendLive = r.pendLive
+	}
+}
+
+// catchUp brings w (one batch behind) to src: the rows and slots the last
+// Apply changed in src.
+func (s *State) catchUp(w, src *view) {
+	if w == src {
+		s.dirtyAll = false
+		return
+	}
+	if s.dirtyAll {
+		s.syncView(w, src)
+		s.dirtyAll = false
+		return
+	}
+	growView(w, src.n)
+	for _, v := range s.dirtyNodes {
+		w.deg[v] = src.deg[v]
+		w.npend[v] = src.npend[v]
+		w.adj[v] = append(w.adj[v][:0], src.adj[v]...)
+	}
+	if d, r := w.last, src.last; d != nil {
+		wd := d.width
+		for _, v := range s.dirtyH {
+			o := int(v) * wd
+			copy(d.h[o:o+wd], r.h[o:o+wd])
+		}
+		for _, v := range s.dirtyRows {
+			d.idx[v] = r.idx[v]
+			d.pend[v] = r.pend[v]
+		}
+		d.chunks = d.rows.chunks
+		d.adj = r.adj
+		d.pendRows = append(d.pendRows[:0], r.pendRows...)
+		d.pendFree = append(d.pendFree[:0], r.pendFree...)
+		d.pendLive = r.pendLive
+	}
 }
 
 // SetLazyDegree sets the degree above which a node's changes to the last
@@ -221,16 +570,43 @@ func New(net *gcn.Network, topo Topology) (*State, error) {
 // It is exported for benchmarks; DefaultLazyDegree suits power-law graphs.
 func (s *State) SetLazyDegree(d int) {
 	s.flushPending()
+	clear(s.views[s.active.Load()].npend)
 	s.lazyDegree = int32(d)
+	s.dirtyAll = true
 }
 
 // Bytes is the memory the state holds (see docs/INCREMENTAL.md for the
 // formula).
 func (s *State) Bytes() int64 {
-	b := int64(cap(s.deg)+cap(s.prevDeg)+cap(s.mark)+cap(s.touch)+cap(s.rowOf)) * 4
-	for _, l := range s.layers {
-		b += int64(cap(l.h))*4 + int64(cap(l.s))*8 + int64(cap(l.adj))*4 + int64(cap(l.pend))*4 +
+	b := int64(cap(s.prevDeg)+cap(s.mark)+cap(s.touch)+cap(s.rowOf)) * 4
+	lb := func(l *layer) int64 {
+		return int64(cap(l.h))*4 + int64(cap(l.s))*8 + int64(cap(l.idx))*4 + int64(cap(l.pend))*4 +
 			int64(cap(l.pendRows))*8 + int64(cap(l.pendFree))*4
+	}
+	for _, l := range s.layers[:max(0, len(s.layers)-1)] {
+		b += lb(l)
+	}
+	for i, w := range s.views {
+		if i == 1 && w == s.views[0] {
+			break
+		}
+		b += int64(cap(w.deg)+cap(w.npend))*4 + int64(cap(w.adj))*24
+		for _, a := range w.adj {
+			b += int64(cap(a)) * 4
+		}
+		if w.last != nil {
+			b += lb(w.last)
+		}
+	}
+	if k := len(s.layers); k > 0 {
+		l := s.layers[k-1]
+		b += int64(cap(l.adj)) * 4
+		if l.rows != nil {
+			b += int64(len(l.rows.chunks)) * chunkRows * int64(l.width) * 8
+		}
+	}
+	for _, l := range s.layers[:max(0, len(s.layers)-1)] {
+		b += int64(cap(l.adj)) * 4
 	}
 	for _, w := range s.weights {
 		b += int64(len(w)) * 8
@@ -244,14 +620,19 @@ func (s *State) build() error {
 	n := s.topo.NumSlots()
 	s.n = 0
 	s.grow(n)
+	w := s.views[0]
+	growView(w, n)
+	s.bind(w)
 	for i := range n {
 		v := int32(i)
 		if s.topo.Live(v) {
 			if f := s.topo.Features(v); len(f) != s.net.FeatureDim {
 				return fmt.Errorf("incremental: node slot %d: %d features, model wants %d", v, len(f), s.net.FeatureDim)
 			}
-			s.deg[i] = 1 + int32(len(s.topo.Neighbors(v)))
+			w.adj[i] = append(w.adj[i][:0], s.topo.Neighbors(v)...)
+			s.deg[i] = 1 + int32(len(w.adj[i]))
 		} else {
+			w.adj[i] = w.adj[i][:0]
 			s.deg[i] = 0
 		}
 		s.prevDeg[i] = s.deg[i]
@@ -270,6 +651,12 @@ func (s *State) build() error {
 				s.transformRow(li, v, row, tmp)
 			}
 		})
+		if l.rows != nil {
+			for i := range n {
+				l.idx[i] = l.rows.per * int32(i)
+			}
+			l.chunks = l.rows.chunks
+		}
 		s.parallelRange(n, n*w*16, func(lo, hi int) {
 			for i := lo; i < hi; i++ {
 				s.sumExact(l, int32(i))
@@ -292,35 +679,51 @@ func (s *State) maxWidth() int {
 	return m
 }
 
-// grow extends the per-slot arrays to n slots.
+// grow extends the writer's per-slot arrays and the layers below the last
+// stored one to n slots (the views grow with growView).
 func (s *State) grow(n int) {
 	if n <= s.n {
 		return
 	}
-	ext32 := func(a []int32, fill int32) []int32 {
-		for len(a) < n {
-			a = append(a, fill)
-		}
-		return a
-	}
-	extU := func(a []uint32) []uint32 {
-		if n <= cap(a) {
-			return a[:n]
-		}
-		return append(a, make([]uint32, n-len(a))...)
-	}
-	s.deg = ext32(s.deg, 0)
-	s.prevDeg = ext32(s.prevDeg, 0)
-	s.rowOf = ext32(s.rowOf, -1)
-	s.mark = extU(s.mark)
-	s.touch = extU(s.touch)
-	for _, l := range s.layers {
-		l.h = append(l.h, make([]float32, (n-s.n)*l.width)...)
-		l.s = append(l.s, make([]float64, (n-s.n)*l.width)...)
-		l.adj = extU(l.adj)
-		l.pend = ext32(l.pend, -1)
+	s.prevDeg = ext32(s.prevDeg, n, 0)
+	s.rowOf = ext32(s.rowOf, n, -1)
+	s.mark = extU32(s.mark, n)
+	s.touch = extU32(s.touch, n)
+	for _, l := range s.layers[:max(0, len(s.layers)-1)] {
+		l.grow(n)
 	}
 	s.n = n
+}
+
+// grow extends the layer's rows to n slots (new rows zero, not pending).
+func (l *layer) grow(n int) {
+	old := len(l.pend)
+	if n <= old {
+		return
+	}
+	l.h = append(l.h, make([]float32, (n-old)*l.width)...)
+	if l.rows == nil {
+		l.s = append(l.s, make([]float64, (n-old)*l.width)...)
+	} else {
+		l.idx = ext32(l.idx, n, -1)
+		l.rows.ensure(n)
+	}
+	l.adj = extU32(l.adj, n)
+	l.pend = ext32(l.pend, n, -1)
+}
+
+func ext32(a []int32, n int, fill int32) []int32 {
+	for len(a) < n {
+		a = append(a, fill)
+	}
+	return a
+}
+
+func extU32(a []uint32, n int) []uint32 {
+	if n <= len(a) {
+		return a
+	}
+	return append(a, make([]uint32, n-len(a))...)
 }
 
 // coef is the factor a source's h row is scaled by in its neighbours' sums.
@@ -337,7 +740,10 @@ func coef(agg gcn.Aggregation, deg int32) float64 {
 // sumExact recomputes s[v] from v's links.
 func (s *State) sumExact(l *layer, v int32) {
 	w := l.width
-	row := l.s[int(v)*w : int(v+1)*w]
+	row := l.sumRow(v)
+	if row == nil {
+		return
+	}
 	clear(row)
 	if !s.topo.Live(v) {
 		return
@@ -361,7 +767,7 @@ func (s *State) transformRow(li int, v int32, dst []float32, tmp []float64) {
 	if li == 0 {
 		s.inputRow(v, in)
 	} else {
-		s.outputRow(li-1, v, in, nil)
+		s.outputRow(li-1, v, in)
 	}
 	matvec(in, s.weights[li], L.Out, dst, acc)
 }
@@ -404,26 +810,43 @@ func (s *State) inputRow(v int32, dst []float64) {
 	}
 }
 
-// outputRow writes stored layer li's output for v: act(agg + bias). With
-// pending non-nil (the last stored layer, read by a score) the pending
-// deltas of v's hub neighbours are added to the stored sum.
-func (s *State) outputRow(li int, v int32, dst []float64, pending []float64) {
+// outputRow writes stored layer li's output for v: act(agg + bias), from
+// the writer's arrays. Only layers below the last stored one are read this
+// way (they have no pending slots); scores read the last one through
+// viewOutput.
+func (s *State) outputRow(li int, v int32, dst []float64) {
 	l := s.layers[li]
 	w := l.width
-	h := l.h[int(v)*w : int(v+1)*w]
-	sum := l.s[int(v)*w : int(v+1)*w]
-	if pending != nil {
-		sum = pending[:w]
+	s.activate(li, l, l.h[int(v)*w:int(v+1)*w], l.sumRow(v), s.deg[v], dst)
+}
+
+// viewOutput writes the last stored layer's output for v as vw holds it:
+// the stored sum plus the pending deltas of v's hub neighbours. sum holds
+// at least the layer's width.
+func (s *State) viewOutput(vw *view, v int32, dst, sum []float64) {
+	l := vw.last
+	w := l.width
+	sum = sum[:w]
+	switch {
+	case l.rows == nil:
 		copy(sum, l.s[int(v)*w:int(v+1)*w])
-		if l.pendLive > 0 {
-			for _, u := range s.topo.Neighbors(v) {
-				if k := l.pend[u]; k >= 0 {
-					addTo(sum, l.pendRows[int(k)*2*w+w:int(k+1)*2*w])
-				}
-			}
-		}
+	case l.idx[v] >= 0:
+		copy(sum, rowIn(l.chunks, w, l.idx[v]))
+	default:
+		clear(sum)
 	}
-	d := s.deg[v]
+	for _, u := range vw.adj[v][:vw.npend[v]] {
+		k := l.pend[u]
+		addTo(sum, l.pendRows[int(k)*2*w+w:int(k+1)*2*w])
+	}
+	s.activate(len(s.net.Layers)-2, l, l.h[int(v)*w:int(v+1)*w], sum, vw.deg[v], dst)
+}
+
+// activate writes stored layer li's (l's) output act(agg + bias) of a slot
+// with transformed row h, neighbour sum sum and degree d. It reads no
+// field of s a writer changes (scores call it concurrently with Apply).
+func (s *State) activate(li int, l *layer, h []float32, sum []float64, d int32, dst []float64) {
+	w := l.width
 	bias := s.biases[li]
 	switch l.agg {
 	case gcn.AggregationGCN:
@@ -463,15 +886,22 @@ func grown(b []float64, n int) []float64 {
 }
 
 // Probabilities writes the C class probabilities of each node into dst
-// (len(nodes)*C values, node by node). Safe for concurrent callers as long
-// as no Apply runs.
+// (len(nodes)*C values, node by node), as of the last completed Apply. It
+// may run concurrently with itself; with Apply only in a State from
+// NewConcurrent (see State).
 func (s *State) Probabilities(nodes []int32, dst []float32) error {
 	C := s.net.NumClasses()
 	if len(dst) != len(nodes)*C {
 		return fmt.Errorf("incremental: dst has %d values, want %d nodes x %d classes", len(dst), len(nodes), C)
 	}
+	if s.scoreSlots != nil {
+		s.scoreSlots <- struct{}{}
+		defer func() { <-s.scoreSlots }()
+	}
+	vi, vw := s.acquire()
+	defer s.release(vi)
 	for i, v := range nodes {
-		if v < 0 || int(v) >= s.n || !s.topo.Live(v) {
+		if v < 0 || int(v) >= vw.n || vw.deg[v] == 0 {
 			return fmt.Errorf("incremental: node %d: slot %d: %w", i, v, ErrNotLive)
 		}
 	}
@@ -484,15 +914,15 @@ func (s *State) Probabilities(nodes []int32, dst []float32) error {
 	sc.pend = grown(sc.pend, L.In)
 	sc.z = grown(sc.z, L.Out)
 	for i, v := range nodes {
-		s.scoreNode(v, sc)
+		s.scoreNode(vw, v, sc)
 		out := dst[i*C : (i+1)*C]
 		softmax(sc.z, out)
 	}
 	return nil
 }
 
-// scoreNode computes the last layer's output for v into sc.z.
-func (s *State) scoreNode(v int32, sc *rowScratch) {
+// scoreNode computes the last layer's output for v into sc.z from vw.
+func (s *State) scoreNode(vw *view, v int32, sc *rowScratch) {
 	last := len(s.net.Layers) - 1
 	L := &s.net.Layers[last]
 	acc, row := sc.acc, sc.row
@@ -501,10 +931,10 @@ func (s *State) scoreNode(v int32, sc *rowScratch) {
 		if last == 0 {
 			s.inputRow(u, row)
 		} else {
-			s.outputRow(last-1, u, row, sc.pend)
+			s.viewOutput(vw, u, row, sc.pend)
 		}
 	}
-	dv := s.deg[v]
+	dv := vw.deg[v]
 	switch L.Aggregation {
 	case gcn.AggregationGCN:
 		input(v)
@@ -512,9 +942,9 @@ func (s *State) scoreNode(v int32, sc *rowScratch) {
 		for j, x := range row {
 			acc[j] = dinv * x
 		}
-		for _, u := range s.topo.Neighbors(v) {
+		for _, u := range vw.adj[v] {
 			input(u)
-			axpyTo(acc, coef(L.Aggregation, s.deg[u]), row)
+			axpyTo(acc, coef(L.Aggregation, vw.deg[u]), row)
 		}
 		for j := range acc {
 			acc[j] *= dinv
@@ -522,7 +952,7 @@ func (s *State) scoreNode(v int32, sc *rowScratch) {
 	default:
 		input(v)
 		copy(acc, row)
-		for _, u := range s.topo.Neighbors(v) {
+		for _, u := range vw.adj[v] {
 			input(u)
 			addTo(acc, row)
 		}
@@ -606,11 +1036,17 @@ func (s *State) flushPending() {
 			}
 			delta := l.pendRows[int(k)*2*w+w : int(k+1)*2*w]
 			for _, u := range s.topo.Neighbors(int32(v)) {
-				addTo(l.s[int(u)*w:int(u+1)*w], delta)
+				if l.rows != nil && l.idx[u] < 0 {
+					l.cow(u)
+				}
+				addTo(l.sumRow(u), delta)
 				l.adj[u]++
 			}
 			l.pend[v] = -1
 		}
 		l.pendRows, l.pendFree, l.pendLive = l.pendRows[:0], l.pendFree[:0], 0
+		if l.rows != nil {
+			l.chunks = l.rows.chunks
+		}
 	}
 }

@@ -33,6 +33,10 @@ func IncrementalScorer(g *graphs.Graph, m *gcn.Model, hops int) (graphs.Scorer, 
 		// network with more layers than it declares is inconsistent.
 		return nil, ModeRecompute, fmt.Errorf("model has %d message-passing layers but declares %q %d", n, gcn.MetadataReceptiveField, hops)
 	}
+	// New, not NewConcurrent: the graph's own RWMutex already orders
+	// deltas and scores (the id-to-slot map lives in internal/graphs), so
+	// lock-free views would only add their row copies and second view
+	// (docs/INCREMENTAL.md, "Concurrent scores").
 	st, err := incremental.New(net, g)
 	if err != nil {
 		return nil, ModeRecompute, err
