@@ -12,6 +12,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/gcnserve/gcnserve/internal/filekind"
 )
 
 // Names of the files a repository holds.
@@ -60,7 +62,7 @@ func statFile(path string, limit int64) (fs.FileInfo, error) {
 		via = "a symlink to "
 	}
 	if !fi.Mode().IsRegular() {
-		return fi, &refusedError{fmt.Sprintf("%s%s, not a regular file", via, fileKind(fi.Mode()))}
+		return fi, &refusedError{fmt.Sprintf("%s%s, not a regular file", via, filekind.Of(fi.Mode()))}
 	}
 	if fi.Size() > limit {
 		return fi, &refusedError{fmt.Sprintf("%d bytes, over the %d-byte limit (%s)", fi.Size(), limit, limitName(limit))}
@@ -73,25 +75,6 @@ func limitName(limit int64) string {
 		return "protobuf's 2 GiB limit on one ONNX model file"
 	}
 	return "a " + PolicyFileName + " file is one short line"
-}
-
-// fileKind names the type of a file that is not a regular one.
-func fileKind(m fs.FileMode) string {
-	switch {
-	case m.IsDir():
-		return "a directory"
-	case m&fs.ModeNamedPipe != 0:
-		return "a named pipe (FIFO)"
-	case m&fs.ModeCharDevice != 0:
-		return "a character device"
-	case m&fs.ModeDevice != 0:
-		return "a block device"
-	case m&fs.ModeSocket != 0:
-		return "a socket"
-	case m&fs.ModeSymlink != 0:
-		return "a symlink"
-	}
-	return "an irregular file"
 }
 
 // openFile opens a file statFile accepts, without blocking: O_NONBLOCK, so
@@ -109,7 +92,7 @@ func openFile(path string, limit int64) (*os.File, fs.FileInfo, error) {
 	switch {
 	case err != nil:
 	case !fi.Mode().IsRegular():
-		err = &refusedError{fmt.Sprintf("%s, not a regular file", fileKind(fi.Mode()))}
+		err = &refusedError{fmt.Sprintf("%s, not a regular file", filekind.Of(fi.Mode()))}
 	case fi.Size() > limit:
 		err = &refusedError{fmt.Sprintf("%d bytes, over the %d-byte limit (%s)", fi.Size(), limit, limitName(limit))}
 	}
@@ -190,7 +173,7 @@ func scanRepository(dir string) (models map[string]*diskModel, skipped map[strin
 	if fi, err := os.Stat(dir); err != nil {
 		return nil, nil, fmt.Errorf("model repository: %w", err)
 	} else if !fi.IsDir() {
-		return nil, nil, fmt.Errorf("model repository %s: %s, not a directory", dir, fileKind(fi.Mode()))
+		return nil, nil, fmt.Errorf("model repository %s: %s, not a directory", dir, filekind.Of(fi.Mode()))
 	}
 	entries, err := os.ReadDir(dir)
 	if err != nil {

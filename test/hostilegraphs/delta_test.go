@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
-	"encoding/binary"
 	"io"
 	"math"
 	"net/http"
@@ -21,26 +20,8 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	gcnpb "github.com/gcnserve/gcnserve/gen"
+	"github.com/gcnserve/gcnserve/internal/testenv"
 )
-
-// bomb is a gzip stream of a protobuf message holding one length-delimited
-// field of n bytes ('a'): 200 MB becomes about 200 KB.
-func bomb(t *testing.T, field, n int) []byte {
-	t.Helper()
-	var buf bytes.Buffer
-	zw, _ := gzip.NewWriterLevel(&buf, gzip.BestCompression)
-	head := binary.AppendUvarint(nil, uint64(field<<3|2))
-	head = binary.AppendUvarint(head, uint64(n))
-	zw.Write(head)
-	chunk := bytes.Repeat([]byte{'a'}, 1<<20)
-	for left := n; left > 0; left -= len(chunk) {
-		zw.Write(chunk[:min(left, len(chunk))])
-	}
-	if err := zw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
-}
 
 // preCompressed is a codec whose messages are already gzip-compressed
 // bytes: the call sends them as they are with grpc-encoding gzip.
@@ -82,7 +63,7 @@ func TestDeltaBombs(t *testing.T) {
 	ctx := callCtx(t, 60*time.Second)
 	before := s.Memory(t, "VmHWM")
 
-	b := bomb(t, 2, 200<<20) // DeltaRequest.upsert_nodes
+	b := testenv.GzipBomb(t, 2, 200<<20) // DeltaRequest.upsert_nodes
 	t.Logf("bomb: %d bytes inflating to 200 MiB", len(b))
 	for range 4 {
 		// The message goes out as the client compressed it: grpc-go's

@@ -2,7 +2,6 @@ package hostilegrpc
 
 import (
 	"bytes"
-	"compress/gzip"
 	"encoding/binary"
 	"net"
 	"strconv"
@@ -226,23 +225,4 @@ func grpcFrame(msg []byte, compressed bool) []byte {
 	}
 	binary.BigEndian.PutUint32(out[1:], uint32(len(msg)))
 	return append(out, msg...)
-}
-
-// gzipBomb is a protobuf message holding field in one length-delimited
-// field of n bytes ('a'), gzip-compressed: 63 MB becomes about 61 KB.
-func gzipBomb(t testing.TB, field, n int) []byte {
-	t.Helper()
-	var buf bytes.Buffer
-	zw, _ := gzip.NewWriterLevel(&buf, gzip.BestCompression)
-	head := binary.AppendUvarint(nil, uint64(field<<3|2))
-	head = binary.AppendUvarint(head, uint64(n))
-	zw.Write(head)
-	chunk := bytes.Repeat([]byte{'a'}, 1<<20)
-	for left := n; left > 0; left -= len(chunk) {
-		zw.Write(chunk[:min(left, len(chunk))])
-	}
-	if err := zw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
 }

@@ -69,7 +69,7 @@ func TestGzipBombWithoutToken(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := start(t, nil, "--auth-token-file", tokens, "--max-inflight-bytes", fmt.Sprint(512<<20))
-	bomb := gzipBomb(t, 1, bombBytes) // field 1: HealthCheckRequest.service; unknown to ListModelsRequest
+	bomb := testenv.GzipBomb(t, 1, bombBytes) // field 1: HealthCheckRequest.service; unknown to ListModelsRequest
 	t.Logf("bomb: %d bytes inflating to %d", len(bomb), bombBytes)
 	time.Sleep(200 * time.Millisecond)
 	baseline := p.Memory(t, "VmHWM")

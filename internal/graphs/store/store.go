@@ -35,6 +35,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/gcnserve/gcnserve/internal/filekind"
 	bolt "go.etcd.io/bbolt"
 	bolterrors "go.etcd.io/bbolt/errors"
 )
@@ -75,14 +76,14 @@ const LockTimeout = 2 * time.Second
 // recovered into an error).
 func Open(dir string) (s *Store, err error) {
 	if fi, err := os.Stat(dir); err == nil && !fi.IsDir() {
-		return nil, fmt.Errorf("graph store %s is not a directory (a %s)", dir, fileKind(fi.Mode()))
+		return nil, fmt.Errorf("graph store %s is not a directory (%s)", dir, filekind.Of(fi.Mode()))
 	}
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("graph store: %w", err)
 	}
 	path := filepath.Join(dir, FileName)
 	if fi, err := os.Stat(path); err == nil && !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("graph store file %s is not a regular file (a %s)", path, fileKind(fi.Mode()))
+		return nil, fmt.Errorf("graph store file %s is not a regular file (%s)", path, filekind.Of(fi.Mode()))
 	} else if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("graph store file: %w", err)
 	}
@@ -170,27 +171,6 @@ func verify(path string) (err error) {
 	return db.View(func(tx *bolt.Tx) error {
 		return tx.ForEach(func(_ []byte, b *bolt.Bucket) error { return walk(b) })
 	})
-}
-
-// fileKind names what a mode is, for an error.
-func fileKind(m os.FileMode) string {
-	switch {
-	case m.IsRegular():
-		return "regular file"
-	case m.IsDir():
-		return "directory"
-	case m&os.ModeNamedPipe != 0:
-		return "FIFO"
-	case m&os.ModeSocket != 0:
-		return "socket"
-	case m&os.ModeCharDevice != 0:
-		return "character device"
-	case m&os.ModeDevice != 0:
-		return "device"
-	case m&os.ModeSymlink != 0:
-		return "symlink"
-	}
-	return "special file"
 }
 
 // Close closes the file.
