@@ -100,8 +100,11 @@ type Config struct {
 	// GCPaceBytes is the smallest memory estimate of a request that makes
 	// the garbage collector keep the heap within the estimates of the
 	// requests in flight (package gcpace: a soft memory limit while they
-	// run, memory returned to the OS after a burst). Default
-	// gcpace.DefaultThreshold (32 MiB); 0 turns it off.
+	// run, memory returned to the OS after a burst), e.g.
+	// gcpace.DefaultThreshold (32 MiB). Default 0: off. Measured: it cut the
+	// large request's peak from 163 to 93 MiB over idle but cost 1.6x its
+	// CPU, and 7x on Cora-shaped requests at c=4 (docs/BENCHMARKS.md,
+	// "The pacer: off by default").
 	GCPaceBytes int64
 	// MaxQueue bounds the requests waiting for memory. Default 1024.
 	MaxQueue int
@@ -191,7 +194,6 @@ func DefaultConfig() Config {
 		MaxEdges:               10_000_000,
 		MaxRequestBytes:        httpx.DefaultMaxRequestBytes,
 		MaxQueue:               1024,
-		GCPaceBytes:            gcpace.DefaultThreshold,
 		QueueTimeout:           5 * time.Second,
 		Batch:                  gcn.DefaultBatchOptions(),
 		BatchEnabled:           false,

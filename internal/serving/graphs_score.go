@@ -111,7 +111,7 @@ func (gs *Graphs) ScoreNodes(ctx context.Context, id string, ids []string, minRe
 		sub = sg.g.Extract(slots, hops)
 		unlock()
 		if gs.svc.cfg.Budget != nil {
-			res, err := gs.svc.cfg.Budget.Reserve(ctx, min(CostFor(info, 0, sub.NumNodes(), sub.NumEdges()), gs.svc.cfg.Budget.Bytes()))
+			res, err := gs.svc.cfg.Budget.Reserve(ctx, min(gs.svc.costFor(info, 0, sub.NumNodes(), sub.NumEdges()), gs.svc.cfg.Budget.Bytes()))
 			if err != nil {
 				return ScoreResult{}, err
 			}

@@ -220,7 +220,7 @@ func (r *Request) Predict(ctx context.Context, t gcn.Tensors) (gcn.Prediction, e
 	if lim := r.svc.cfg.MaxEdges; lim > 0 && r.edges > lim {
 		return gcn.Prediction{}, gcn.Errorf(gcn.KindTooLarge, "request has %d edges, limit is %d (--max-edges)", r.edges, lim)
 	}
-	cost := CostFor(info, r.wire, r.nodes, r.edges)
+	cost := r.svc.costFor(info, r.wire, r.nodes, r.edges)
 	if r.res != nil {
 		if err := r.res.Resize(ctx, cost); err != nil {
 			return gcn.Prediction{}, err
@@ -289,31 +289,60 @@ func CostFor(info gcn.Info, wireBytes int64, nodes, edges int) int64 {
 	return CostORT(wireBytes, nodes, edges, info.FeatureDim, info.NumClasses)
 }
 
+// costFor is CostFor as this service runs: PacedCost for a native model
+// when a gcpace.Pacer is configured.
+func (s *Service) costFor(info gcn.Info, wireBytes int64, nodes, edges int) int64 {
+	if info.Native && s.cfg.Pacer != nil {
+		return PacedCost(wireBytes, nodes, edges, info.FeatureDim, info.NumClasses)
+	}
+	return CostFor(info, wireBytes, nodes, edges)
+}
+
 // Cost estimates the peak bytes of process memory one request adds when the
-// model runs natively (gcn.Info.Native). Its live terms: the wire bytes
-// (the decoded ids point into them); the decoded tensors (x float32 [N,F],
-// edge_index int64 [2,E], ids and the id index); the adjacency (4 bytes per
-// edge and direction); the native layers' two scratch buffers (hidden width
-// up to 16), the degree scales and the probabilities [N,C]; the outputs
-// (scores, classes, the encoded response). On top of them: the garbage
-// collector's headroom, as much again as the live bytes (GOGC=100) but at
-// most gcHeadroom, which is what the gcpace.Pacer lets the heap grow over
-// the estimate of a large request (the server engages it from 32 MiB);
-// for inputs wider than narrowFeatures, denseFeatureCopies more bytes per
-// feature value (measured: a Cora-shaped request, 1,433 dense features per
-// node, costs that much more than its tensors explain: gcn runs such wide
-// dense inputs in ONNX Runtime, whose arena the Go heap limit does not
-// cover); and a fixed perRequest (measured on karate: heap growth and
-// buffers of serving at all).
+// model runs natively (gcn.Info.Native), with the server's defaults (no
+// gcpace.Pacer). Its live terms: the wire bytes (the decoded ids point into
+// them); the decoded tensors (x float32 [N,F], edge_index int64 [2,E], ids
+// and the id index); the adjacency (4 bytes per edge and direction); the
+// native layers' two scratch buffers (hidden width up to 16), the degree
+// scales and the probabilities [N,C]; the outputs (scores, classes, the
+// encoded response). On top of them: the garbage collector's headroom,
+// gcGrowth times the live bytes in all (GOGC=100 lets the heap reach twice
+// what was live, and RSS also keeps freed pages the scavenger has not yet
+// returned: measured 2.6x on the large request); for inputs wider than
+// narrowFeatures, denseFeatureCopies more bytes per feature value
+// (measured: a Cora-shaped request, 1,433 dense features per node, costs
+// that much more than its tensors explain: gcn runs such wide dense inputs
+// in ONNX Runtime, whose arena the Go heap does not cover); and a fixed
+// perRequest (measured on karate: heap growth and buffers of serving at
+// all).
 //
 // Calibrated against peak RSS over idle, one request at a time, with the
 // server's defaults, on karate, medium, Cora-shaped and large graphs, within
-// 30% (docs/BENCHMARKS.md, "Memory per request"; bench/calibrate.sh). It is
+// 30% (docs/BENCHMARKS.md, "Memory per request"; TestCostCalibrated). It is
 // an estimate: the flood test checks that peak RSS stays within the budget
 // plus a fixed baseline when admission uses it.
 func Cost(wireBytes int64, nodes, edges, featureDim, numClasses int) int64 {
+	const gcGrowthTenths = 26 // 2.6x the live bytes
+	live, fixed := costTerms(wireBytes, nodes, edges, featureDim, numClasses)
+	return fixed + live*gcGrowthTenths/10
+}
+
+// PacedCost is Cost under a gcpace.Pacer (--gc-pace-bytes): the collector
+// keeps the heap within the estimates of the requests in flight, so the
+// headroom over the live bytes is at most gcHeadroom (measured with the
+// Pacer engaged from 32 MiB: karate 5.0, medium 11.7, Cora-shaped 91.5,
+// large 92.7 MiB over idle).
+func PacedCost(wireBytes int64, nodes, edges, featureDim, numClasses int) int64 {
+	const gcHeadroom = 24 << 20
+	live, fixed := costTerms(wireBytes, nodes, edges, featureDim, numClasses)
+	return fixed + live + min(live, gcHeadroom)
+}
+
+// costTerms are Cost's live bytes (those the collector's headroom scales)
+// and its fixed bytes (per request, and ONNX Runtime's copies of wide dense
+// inputs).
+func costTerms(wireBytes int64, nodes, edges, featureDim, numClasses int) (live, fixed int64) {
 	const (
-		gcHeadroom         = 24 << 20
 		denseFeatureCopies = 3
 		perRequest         = 6 << 20
 		// narrowFeatures: inputs this narrow always run natively (the
@@ -326,12 +355,12 @@ func Cost(wireBytes int64, nodes, edges, featureDim, numClasses int) int64 {
 	adjacency := 8*e + 4*n
 	layers := 2*4*n*16 + 4*n + 4*n*c
 	outputs := 8*n + n*(32+4*c)
-	live := wireBytes + tensors + adjacency + layers + outputs
-	cost := perRequest + live + min(live, gcHeadroom)
+	live = wireBytes + tensors + adjacency + layers + outputs
+	fixed = perRequest
 	if f > narrowFeatures {
-		cost += denseFeatureCopies * 4 * n * f
+		fixed += denseFeatureCopies * 4 * n * f
 	}
-	return cost
+	return live, fixed
 }
 
 // CostORT is Cost for a model ONNX Runtime runs (no "layers" metadata, or
