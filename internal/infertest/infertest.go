@@ -3,11 +3,13 @@
 package infertest
 
 import (
+	"log/slog"
 	"math/rand/v2"
 	"path/filepath"
 	"testing"
 
 	"github.com/gcnserve/gcnserve/gcn"
+	"github.com/gcnserve/gcnserve/internal/modelrepo"
 	"github.com/gcnserve/gcnserve/internal/testenv"
 )
 
@@ -50,4 +52,27 @@ func RandomGraph(seed uint64, n, e, f int) gcn.Tensors {
 		g.EdgeIndex[i] = int64(r.IntN(n))
 	}
 	return g
+}
+
+// KarateRepository serves model/karate.onnx through a model repository (as
+// the server does, with no minimum file age and a discarded log), reporting
+// to events if it is not nil; it is closed when the test ends.
+func KarateRepository(t testing.TB, events modelrepo.Events) *modelrepo.Repository {
+	t.Helper()
+	repo, err := modelrepo.Open(modelrepo.Config{
+		ModelFile:  filepath.Join(testenv.RepoRoot(t), "model", "karate.onnx"),
+		Options:    []gcn.Option{gcn.WithLibraryPath(testenv.ORTLibrary(t))},
+		MinFileAge: -1,
+		Logger:     slog.New(slog.DiscardHandler),
+		Events:     events,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := repo.Close(); err != nil {
+			t.Errorf("close repository: %v", err)
+		}
+	})
+	return repo
 }

@@ -16,8 +16,8 @@ import (
 	"github.com/gcnserve/gcnserve/gcn"
 	"github.com/gcnserve/gcnserve/internal/admission"
 	"github.com/gcnserve/gcnserve/internal/golden"
+	"github.com/gcnserve/gcnserve/internal/infertest"
 	"github.com/gcnserve/gcnserve/internal/metrics"
-	"github.com/gcnserve/gcnserve/internal/modelrepo"
 	"github.com/gcnserve/gcnserve/internal/testenv"
 )
 
@@ -45,27 +45,6 @@ func (u *unloads) waitFor(t *testing.T, want int, within time.Duration) {
 	if got := u.count(); got != want {
 		t.Fatalf("%d unloads after %v, want %d", got, within, want)
 	}
-}
-
-// karateRepo serves model/karate.onnx; it is closed when the test ends.
-func karateRepo(t *testing.T, events modelrepo.Events) *modelrepo.Repository {
-	t.Helper()
-	repo, err := modelrepo.Open(modelrepo.Config{
-		ModelFile:  filepath.Join(testenv.RepoRoot(t), "model", "karate.onnx"),
-		Options:    []gcn.Option{gcn.WithLibraryPath(testenv.ORTLibrary(t))},
-		MinFileAge: -1,
-		Logger:     slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Events:     events,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := repo.Close(); err != nil {
-			t.Errorf("close repository: %v", err)
-		}
-	})
-	return repo
 }
 
 func testCtx(t *testing.T) context.Context {
@@ -128,7 +107,7 @@ func TestRequestKarate(t *testing.T) {
 	const budgetBytes = 1 << 30
 	budget := admission.New(admission.Options{Bytes: budgetBytes, MaxQueue: 4})
 	m := metrics.New(metrics.Options{})
-	svc := New(Config{Repository: karateRepo(t, nil), Budget: budget, Metrics: m,
+	svc := New(Config{Repository: infertest.KarateRepository(t, nil), Budget: budget, Metrics: m,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	fx := karateFixture(t)
 	ctx := testCtx(t)
@@ -194,7 +173,7 @@ func TestRequestKarate(t *testing.T) {
 // whole budget reserves the budget, not more, and is admitted.
 func TestRequestBeginCapsAtBudget(t *testing.T) {
 	budget := admission.New(admission.Options{Bytes: 1 << 20, MaxQueue: 1})
-	svc := New(Config{Repository: karateRepo(t, nil), Budget: budget})
+	svc := New(Config{Repository: infertest.KarateRepository(t, nil), Budget: budget})
 	r, err := svc.Begin(testCtx(t), 1<<20)
 	if err != nil {
 		t.Fatal(err)
@@ -211,7 +190,7 @@ func TestRequestBeginCapsAtBudget(t *testing.T) {
 // the first closes.
 func TestRequestBeginOverloaded(t *testing.T) {
 	ctx := testCtx(t)
-	repo := karateRepo(t, nil)
+	repo := infertest.KarateRepository(t, nil)
 	for _, tt := range []struct {
 		name     string
 		opts     admission.Options
@@ -252,7 +231,7 @@ func TestRequestBeginOverloaded(t *testing.T) {
 // the error table maps, holds no lease, and closes cleanly; a second Route
 // is refused and keeps the first lease.
 func TestRequestRouteErrors(t *testing.T) {
-	svc := New(Config{Repository: karateRepo(t, nil)})
+	svc := New(Config{Repository: infertest.KarateRepository(t, nil)})
 	def := svc.DefaultModel()
 	for _, tt := range []struct {
 		model, version string
@@ -302,7 +281,7 @@ func TestRequestRouteErrors(t *testing.T) {
 // a cancelled context ends Predict with the context's error. Each leaves
 // nothing held after Close.
 func TestRequestPredictRefusals(t *testing.T) {
-	repo := karateRepo(t, nil)
+	repo := infertest.KarateRepository(t, nil)
 	fx := karateFixture(t)
 	in := fx.Graph(t, 34)
 
@@ -375,7 +354,7 @@ func TestRequestPredictRefusals(t *testing.T) {
 // version unloads once, and a second Close does not release it again.
 func TestRequestCloseReleasesLease(t *testing.T) {
 	events := &unloads{}
-	repo := karateRepo(t, events)
+	repo := infertest.KarateRepository(t, events)
 	svc := New(Config{Repository: repo})
 	r, err := svc.Begin(testCtx(t), 100)
 	if err != nil {

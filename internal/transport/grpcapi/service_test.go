@@ -17,11 +17,10 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/test/bufconn"
 
-	"github.com/gcnserve/gcnserve/gcn"
 	gcnpb "github.com/gcnserve/gcnserve/gen"
 	"github.com/gcnserve/gcnserve/internal/admission"
 	"github.com/gcnserve/gcnserve/internal/golden"
-	"github.com/gcnserve/gcnserve/internal/modelrepo"
+	"github.com/gcnserve/gcnserve/internal/infertest"
 	"github.com/gcnserve/gcnserve/internal/serving"
 	"github.com/gcnserve/gcnserve/internal/testenv"
 	"github.com/gcnserve/gcnserve/internal/transport/grpcapi"
@@ -35,20 +34,7 @@ const maxRequestBytes = 1 << 20
 func start(t *testing.T) gcnpb.GCNServiceClient {
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	repo, err := modelrepo.Open(modelrepo.Config{
-		ModelFile:  filepath.Join(testenv.RepoRoot(t), "model", "karate.onnx"),
-		Options:    []gcn.Option{gcn.WithLibraryPath(testenv.ORTLibrary(t))},
-		MinFileAge: -1,
-		Logger:     log,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := repo.Close(); err != nil {
-			t.Errorf("repo.Close: %v", err)
-		}
-	})
+	repo := infertest.KarateRepository(t, nil)
 	svc := serving.New(serving.Config{Repository: repo, MaxRequestBytes: maxRequestBytes,
 		Budget:   admission.New(admission.Options{Bytes: 64 << 20, MaxQueue: 4}),
 		MaxNodes: 1000, MaxEdges: 10000, Logger: log})

@@ -21,9 +21,8 @@ import (
 	"google.golang.org/grpc/test/bufconn"
 	"google.golang.org/protobuf/encoding/protojson"
 
-	"github.com/gcnserve/gcnserve/gcn"
 	gcnpb "github.com/gcnserve/gcnserve/gen"
-	"github.com/gcnserve/gcnserve/internal/modelrepo"
+	"github.com/gcnserve/gcnserve/internal/infertest"
 	"github.com/gcnserve/gcnserve/internal/serving"
 	"github.com/gcnserve/gcnserve/internal/testenv"
 	"github.com/gcnserve/gcnserve/internal/transport/grpcapi"
@@ -43,20 +42,7 @@ type backend struct {
 func start(t *testing.T) *backend {
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	repo, err := modelrepo.Open(modelrepo.Config{
-		ModelFile:  filepath.Join(testenv.RepoRoot(t), "model", "karate.onnx"),
-		Options:    []gcn.Option{gcn.WithLibraryPath(testenv.ORTLibrary(t))},
-		MinFileAge: -1,
-		Logger:     log,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := repo.Close(); err != nil {
-			t.Errorf("repo.Close: %v", err)
-		}
-	})
+	repo := infertest.KarateRepository(t, nil)
 	svc := serving.New(serving.Config{Repository: repo, MaxRequestBytes: maxRequestBytes,
 		MaxNodes: 1000, MaxEdges: 10000, Logger: log})
 
