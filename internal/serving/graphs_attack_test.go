@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -43,21 +44,10 @@ func ring(n int) *graphs.Delta {
 	for i := range n {
 		x := make([]float32, 34)
 		x[i%34] = 1
-		d.UpsertNodes = append(d.UpsertNodes, graphs.Node{ID: "n" + itoa(i), Features: x})
-		d.AddEdges = append(d.AddEdges, graphs.Edge{Source: "n" + itoa(i), Target: "n" + itoa((i+1)%n)})
+		d.UpsertNodes = append(d.UpsertNodes, graphs.Node{ID: "n" + strconv.Itoa(i), Features: x})
+		d.AddEdges = append(d.AddEdges, graphs.Edge{Source: "n" + strconv.Itoa(i), Target: "n" + strconv.Itoa((i+1)%n)})
 	}
 	return d
-}
-
-func itoa(i int) string {
-	if i == 0 {
-		return "0"
-	}
-	var b []byte
-	for ; i > 0; i /= 10 {
-		b = append([]byte{byte('0' + i%10)}, b...)
-	}
-	return string(b)
 }
 
 func kindOf(err error) gcnerr.Kind {
@@ -93,7 +83,7 @@ func TestScoreWaitsForMinRevision(t *testing.T) {
 	for i := range 5 {
 		time.Sleep(10 * time.Millisecond)
 		x := make([]float32, 34)
-		if _, err := gs.ApplyDelta(ctx, "g", &graphs.Delta{UpsertNodes: []graphs.Node{{ID: "x" + itoa(i), Features: x}}}); err != nil {
+		if _, err := gs.ApplyDelta(ctx, "g", &graphs.Delta{UpsertNodes: []graphs.Node{{ID: "x" + strconv.Itoa(i), Features: x}}}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -146,7 +136,7 @@ func TestExportHoldsNoLock(t *testing.T) {
 			},
 			func([]graphs.Edge) error { return nil })
 		if err == nil && info.Revision != 1 {
-			err = errors.New("export at revision " + itoa(int(info.Revision)))
+			err = errors.New("export at revision " + strconv.Itoa(int(info.Revision)))
 		}
 		done <- err
 	}()
@@ -184,7 +174,7 @@ func TestLoadCountsInBudget(t *testing.T) {
 	chunk := func(prefix string, n int) []*gcnpb.Node {
 		out := make([]*gcnpb.Node, n)
 		for i := range out {
-			out[i] = &gcnpb.Node{Id: prefix + itoa(i), Features: make([]float32, 34)}
+			out[i] = &gcnpb.Node{Id: prefix + strconv.Itoa(i), Features: make([]float32, 34)}
 		}
 		return out
 	}
@@ -219,7 +209,7 @@ func TestEmptyGraphsAreNotFree(t *testing.T) {
 	n := 0
 	var err error
 	for ; n < 1000; n++ {
-		if _, err = gs.CreateGraph(ctx, "e"+itoa(n), "", "", nil); err != nil {
+		if _, err = gs.CreateGraph(ctx, "e"+strconv.Itoa(n), "", "", nil); err != nil {
 			break
 		}
 	}
@@ -253,7 +243,7 @@ func TestHubMultigraphScoresRecompute(t *testing.T) {
 		}
 		d := &graphs.Delta{}
 		for k := range 200_000 {
-			d.AddEdges = append(d.AddEdges, graphs.Edge{Source: "n" + itoa(k%10), Target: "n" + itoa((k*7+1)%10)})
+			d.AddEdges = append(d.AddEdges, graphs.Edge{Source: "n" + strconv.Itoa(k%10), Target: "n" + strconv.Itoa((k*7+1)%10)})
 		}
 		if _, err := gs.ApplyDelta(ctx, "g", d); err != nil {
 			t.Fatal(err)

@@ -1,6 +1,7 @@
 package httpjson
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 
@@ -25,7 +26,7 @@ func amplifyingGraphs(n int) map[string]struct {
 			}
 			b.WriteString(`{"id":"`)
 			b.WriteString(strings.Repeat("a", 1+i%3))
-			b.WriteString(itoa(i))
+			b.WriteString(strconv.Itoa(i))
 			b.WriteString(`"}`)
 		}
 		return b.String()
@@ -37,9 +38,9 @@ func amplifyingGraphs(n int) map[string]struct {
 				b.WriteByte(',')
 			}
 			b.WriteString(`{"sourceId":"a`)
-			b.WriteString(itoa(0))
+			b.WriteString(strconv.Itoa(0))
 			b.WriteString(`","targetId":"a`)
-			b.WriteString(itoa(i % nodes))
+			b.WriteString(strconv.Itoa(i % nodes))
 			b.WriteString(`"}`)
 		}
 		return b.String()
@@ -58,17 +59,6 @@ func amplifyingGraphs(n int) map[string]struct {
 		"long ids":        {`{"nodes":[{"id":"` + strings.Repeat("a", 8*n) + `"}]}`, 0},
 		"model name only": {`{"modelName":"` + strings.Repeat("m", 8*n) + `","modelVersion":"1"}`, 0},
 	}
-}
-
-func itoa(i int) string {
-	if i == 0 {
-		return "0"
-	}
-	var b []byte
-	for ; i > 0; i /= 10 {
-		b = append([]byte{byte('0' + i%10)}, b...)
-	}
-	return string(b)
 }
 
 // TestGraphBytesBoundsDecoding: GraphBytes, computed from the body's
