@@ -6,23 +6,16 @@ import "fmt"
 // most batch nodes; ids and features alias the graph (copy what you keep).
 // It stops at f's first error.
 func (g *Graph) ExportNodes(batch int, f func([]Node) error) error {
-	buf := make([]Node, 0, batch)
+	b := newBatcher(batch, f)
 	for s, id := range g.ids {
 		if id == "" {
 			continue
 		}
-		buf = append(buf, Node{ID: id, Features: g.Features(int32(s))})
-		if len(buf) == batch {
-			if err := f(buf); err != nil {
-				return err
-			}
-			buf = buf[:0]
+		if err := b.add(Node{ID: id, Features: g.Features(int32(s))}); err != nil {
+			return err
 		}
 	}
-	if len(buf) > 0 {
-		return f(buf)
-	}
-	return nil
+	return b.flush()
 }
 
 // ExportEdges calls f with every listed edge, in batches of at most batch:
@@ -30,37 +23,25 @@ func (g *Graph) ExportNodes(batch int, f func([]Node) error) error {
 // was listed. Loading them back gives the same graph up to slot numbers
 // and list order.
 func (g *Graph) ExportEdges(batch int, f func([]Edge) error) error {
-	buf := make([]Edge, 0, batch)
-	emit := func(e Edge) error {
-		buf = append(buf, e)
-		if len(buf) == batch {
-			err := f(buf)
-			buf = buf[:0]
-			return err
-		}
-		return nil
-	}
+	b := newBatcher(batch, f)
 	for s, id := range g.ids {
 		if id == "" {
 			continue
 		}
 		for _, w := range g.adj[s] {
 			if int32(s) < w {
-				if err := emit(Edge{Source: id, Target: g.ids[w]}); err != nil {
+				if err := b.add(Edge{Source: id, Target: g.ids[w]}); err != nil {
 					return err
 				}
 			}
 		}
 		for n := g.loops[int32(s)]; n > 0; n-- {
-			if err := emit(Edge{Source: id, Target: id}); err != nil {
+			if err := b.add(Edge{Source: id, Target: id}); err != nil {
 				return err
 			}
 		}
 	}
-	if len(buf) > 0 {
-		return f(buf)
-	}
-	return nil
+	return b.flush()
 }
 
 // ExportSnapshot is ExportNodes then ExportEdges on the graph whose
@@ -89,7 +70,7 @@ func ExportSnapshot(snap []byte, batch int, nodes func([]Node) error, edges func
 	ids := make([]string, slots)
 	adjAt := make([]int, slots) // offset in snap of the slot's self-loop count
 	feats := make([]float32, batch*f)
-	buf := make([]Node, 0, batch)
+	nb := newBatcher(batch, nodes)
 	for s := range slots {
 		id := dec.str()
 		if dec.err != nil {
@@ -99,10 +80,9 @@ func ExportSnapshot(snap []byte, batch int, nodes func([]Node) error, edges func
 			continue
 		}
 		ids[s] = id
-		k := len(buf)
+		k := len(nb.buf)
 		row := feats[k*f : (k+1)*f : (k+1)*f]
 		dec.floats(row)
-		buf = append(buf, Node{ID: id, Features: row})
 		adjAt[s] = len(snap) - len(dec.b)
 		dec.uvarint()
 		n := dec.count(1)
@@ -112,29 +92,15 @@ func ExportSnapshot(snap []byte, batch int, nodes func([]Node) error, edges func
 		if dec.err != nil {
 			return dec.err
 		}
-		if len(buf) == batch {
-			if err := nodes(buf); err != nil {
-				return err
-			}
-			buf = buf[:0]
-		}
-	}
-	if len(buf) > 0 {
-		if err := nodes(buf); err != nil {
+		if err := nb.add(Node{ID: id, Features: row}); err != nil {
 			return err
 		}
+	}
+	if err := nb.flush(); err != nil {
+		return err
 	}
 	// Pass 2: the edges, in ExportEdges' order.
-	ebuf := make([]Edge, 0, batch)
-	emit := func(e Edge) error {
-		ebuf = append(ebuf, e)
-		if len(ebuf) == batch {
-			err := edges(ebuf)
-			ebuf = ebuf[:0]
-			return err
-		}
-		return nil
-	}
+	eb := newBatcher(batch, edges)
 	for s, id := range ids {
 		if id == "" {
 			continue
@@ -151,19 +117,47 @@ func ExportSnapshot(snap []byte, batch int, nodes func([]Node) error, edges func
 				return d.err
 			}
 			if uint64(s) < w {
-				if err := emit(Edge{Source: id, Target: ids[w]}); err != nil {
+				if err := eb.add(Edge{Source: id, Target: ids[w]}); err != nil {
 					return err
 				}
 			}
 		}
 		for ; loops > 0; loops-- {
-			if err := emit(Edge{Source: id, Target: id}); err != nil {
+			if err := eb.add(Edge{Source: id, Target: id}); err != nil {
 				return err
 			}
 		}
 	}
-	if len(ebuf) > 0 {
-		return edges(ebuf)
+	return eb.flush()
+}
+
+// batcher hands what is added to f in batches of n (the last one shorter),
+// reusing one buffer: f must copy what it keeps.
+type batcher[T any] struct {
+	buf []T
+	n   int
+	f   func([]T) error
+}
+
+func newBatcher[T any](n int, f func([]T) error) *batcher[T] {
+	return &batcher[T]{buf: make([]T, 0, n), n: n, f: f}
+}
+
+// add appends v and hands a full batch to f, returning f's error.
+func (b *batcher[T]) add(v T) error {
+	b.buf = append(b.buf, v)
+	if len(b.buf) < b.n {
+		return nil
 	}
-	return nil
+	err := b.f(b.buf)
+	b.buf = b.buf[:0]
+	return err
+}
+
+// flush hands what is left, if anything, to f.
+func (b *batcher[T]) flush() error {
+	if len(b.buf) == 0 {
+		return nil
+	}
+	return b.f(b.buf)
 }
