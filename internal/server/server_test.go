@@ -284,26 +284,38 @@ func TestMetricsCountRequests(t *testing.T) {
 	bad.Nodes[0].Id = ""
 	client.ProcessGraph(context.Background(), bad)
 
-	// The stats handler counts a call when its End event arrives, which
-	// can follow the client's return by a moment.
-	var body string
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-		rec := httptest.NewRecorder()
-		debugHandler(s.metrics).ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
-		body = rec.Body.String()
-		if strings.Contains(body, `code="InvalidArgument"`) {
-			break
-		}
-	}
-	for _, want := range []string{
+	wants := []string{
 		`gcnserve_requests_total{code="OK",method="GCNService/ProcessGraph",protocol="grpc"} 1`,
 		`gcnserve_requests_total{code="InvalidArgument",method="GCNService/ProcessGraph",protocol="grpc"} 1`,
 		`gcnserve_phase_seconds_count{model="gcn-karate",phase="run"} 1`,
-	} {
+	}
+	// The stats handler counts a call when its End event arrives, which
+	// can follow the client's return by a moment, and the two calls' End
+	// events may arrive in either order: wait for every line, not one.
+	var body string
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		rec := httptest.NewRecorder()
+		debugHandler(s.metrics).ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+		body = rec.Body.String()
+		if containsAll(body, wants) {
+			break
+		}
+	}
+	for _, want := range wants {
 		if !strings.Contains(body, want) {
 			t.Errorf("/metrics lacks %q:\n%s", want, grepLines(body, "gcnserve_requests_total", "gcnserve_phase_seconds_count"))
 		}
 	}
+}
+
+// containsAll reports whether body contains every one of subs.
+func containsAll(body string, subs []string) bool {
+	for _, sub := range subs {
+		if !strings.Contains(body, sub) {
+			return false
+		}
+	}
+	return true
 }
 
 // grepLines returns body's lines that contain any of subs.
