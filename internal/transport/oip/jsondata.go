@@ -211,14 +211,26 @@ func isNumberByte(c byte) bool {
 }
 
 // appendFloat32s appends v as a JSON array; each value is the shortest
-// decimal that reads back as the same float32.
+// decimal that reads back as the same float32. JSON has no NaN or infinity:
+// a model that outputs one gets the strings "NaN", "Infinity" and
+// "-Infinity" in its place, as protojson writes them on /v1/process-graph,
+// rather than a body no JSON parser accepts.
 func appendFloat32s(b []byte, v []float32) []byte {
 	b = append(b, '[')
 	for i, x := range v {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = strconv.AppendFloat(b, float64(x), 'g', -1, 32)
+		switch f := float64(x); {
+		case math.IsNaN(f):
+			b = append(b, `"NaN"`...)
+		case math.IsInf(f, 1):
+			b = append(b, `"Infinity"`...)
+		case math.IsInf(f, -1):
+			b = append(b, `"-Infinity"`...)
+		default:
+			b = strconv.AppendFloat(b, f, 'g', -1, 32)
+		}
 	}
 	return append(b, ']')
 }

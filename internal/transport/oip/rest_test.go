@@ -278,3 +278,15 @@ func TestRESTInvalid(t *testing.T) {
 		t.Errorf("chunked oversize body: %d, want 413", res.StatusCode)
 	}
 }
+
+// TestNonFiniteOutputsStayJSON: JSON has no NaN or infinity; a model that
+// outputs one must still get a body every JSON parser reads.
+func TestNonFiniteOutputsStayJSON(t *testing.T) {
+	b := appendFloat32s(nil, []float32{0.5, float32(math.NaN()), float32(math.Inf(1)), float32(math.Inf(-1))})
+	if want := `[0.5,"NaN","Infinity","-Infinity"]`; string(b) != want {
+		t.Fatalf("appendFloat32s = %s, want %s", b, want)
+	}
+	if !json.Valid(b) {
+		t.Fatalf("%s is not JSON", b)
+	}
+}
