@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"github.com/gcnserve/gcnserve/internal/bufpool"
 	"math"
 	"slices"
 	"sync/atomic"
@@ -39,6 +40,8 @@ type grpcGuard struct {
 	// for the client to take it (grpcapi.CallDeadline.ArmSend; 0: no
 	// limit).
 	sendTimeout time.Duration
+	// pool holds big request messages off the Go heap (bufpool).
+	pool *bufpool.Pool
 }
 
 // options returns the server options that install the guard.
@@ -46,6 +49,7 @@ func (g grpcGuard) options(cfg Config) ([]grpc.ServerOption, error) {
 	codec, gunzip, err := grpcapi.NewCodec(grpcapi.CodecOptions{
 		MaxBytes: cfg.MaxRequestBytes,
 		Limit:    messageLimit,
+		Pool:     g.pool,
 	})
 	if err != nil {
 		return nil, err

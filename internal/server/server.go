@@ -12,6 +12,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"github.com/gcnserve/gcnserve/internal/bufpool"
 	"log/slog"
 	"net"
 	"net/http"
@@ -221,11 +222,14 @@ type Server struct {
 	published atomic.Pointer[modelrepo.Repository]
 	svc       *serving.Service
 	pacer     *gcpace.Pacer // nil when GCPaceBytes is 0
-	graphs    *serving.Graphs
-	store     *store.Store // nil without GraphStore
-	metrics   *metrics.Metrics
-	grpc      *grpc.Server
-	health    *health.Server
+	// bufs keeps big request messages for reuse outside the Go heap,
+	// within its bound (package bufpool).
+	bufs    *bufpool.Pool
+	graphs  *serving.Graphs
+	store   *store.Store // nil without GraphStore
+	metrics *metrics.Metrics
+	grpc    *grpc.Server
+	health  *health.Server
 	// healthMu orders modelsChanged calls, so health reflects the newest
 	// served set.
 	healthMu sync.Mutex
@@ -333,7 +337,8 @@ func New(cfg Config) (_ *Server, err error) {
 			return nil, err
 		}
 	}
-	guard, err := grpcGuard{tokens: tokens, readTimeout: cfg.RequestReadTimeout, sendTimeout: cfg.StreamSendTimeout}.options(cfg)
+	s.bufs = bufpool.New(bufpool.Options{})
+	guard, err := grpcGuard{tokens: tokens, readTimeout: cfg.RequestReadTimeout, sendTimeout: cfg.StreamSendTimeout, pool: s.bufs}.options(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -575,6 +580,9 @@ func (s *Server) Shutdown() error {
 func (s *Server) Close() error {
 	defer s.pacer.Stop()
 	err := s.repo.Close()
+	if s.bufs != nil {
+		err = errors.Join(err, s.bufs.Close())
+	}
 	if s.store != nil {
 		s.graphs.Close() // snapshot writes in flight end first
 		err = errors.Join(err, s.store.Close())

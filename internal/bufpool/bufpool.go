@@ -1,0 +1,247 @@
+// Package bufpool keeps a big request's buffers for the next request, outside
+// the Go heap, within a bound.
+//
+// A large request (100k nodes, 500k edges) arrives as 16.5 MB of wire bytes,
+// which the gRPC codec copies into one contiguous buffer so that graphwire can
+// decode it with node ids aliasing it. Allocated on the Go heap per request,
+// that buffer is live at every collection during the request, and with
+// GOGC=100 the collector lets the heap grow to twice what it found live: the
+// buffer costs twice its size in peak RSS, and its allocation turns the heap
+// over. Pool hands out such buffers from memory mapped outside the Go heap
+// (mmap), so the collector neither scans nor counts them, and keeps them for
+// reuse by size class (powers of two; the pages of a class that a request
+// does not touch cost no RSS).
+//
+// The bound: a Pool keeps at most MaxIdleBytes of idle buffers (a buffer put
+// back over it is unmapped at once), and unmaps every buffer idle longer than
+// IdleTimeout, so one huge request does not leave its memory behind for good.
+// Buffers smaller than MinBytes come from, and go back to, the Fallback pool
+// (gRPC's default, on the heap): small requests gain nothing from a mapping.
+//
+// The rule that makes this safe: memory that is unmapped faults when read.
+// A buffer may be put back only once nothing can read it any more, and every
+// string or slice aliasing it must be dead by then (the codec's rawMessage
+// documents who owns its buffer).
+package bufpool
+
+import (
+	"sync"
+	"time"
+	"unsafe"
+
+	"google.golang.org/grpc/mem"
+)
+
+// Defaults of Options.
+const (
+	// DefaultMinBytes: a buffer smaller than 1 MiB comes from the fallback
+	// pool. A karate or medium request (6 KB, 0.5 MB) stays on the heap.
+	DefaultMinBytes = 1 << 20
+	// DefaultMaxIdleBytes: at most 64 MiB of idle buffers are kept, enough
+	// for two large requests' wire bytes (32 MiB class each).
+	DefaultMaxIdleBytes = 64 << 20
+	// DefaultIdleTimeout: a buffer unused for 10 s is returned to the OS.
+	DefaultIdleTimeout = 10 * time.Second
+)
+
+// Options configure a Pool. Zero values take the defaults above.
+type Options struct {
+	// MinBytes is the smallest buffer the Pool maps itself (default
+	// DefaultMinBytes); smaller ones go to Fallback.
+	MinBytes int
+	// MaxIdleBytes bounds the bytes (whole size classes) kept idle (default
+	// DefaultMaxIdleBytes); negative keeps none.
+	MaxIdleBytes int64
+	// IdleTimeout is how long an idle buffer is kept (default
+	// DefaultIdleTimeout).
+	IdleTimeout time.Duration
+	// Fallback serves buffers under MinBytes (default
+	// mem.DefaultBufferPool()).
+	Fallback mem.BufferPool
+}
+
+// Stats describes a Pool's memory.
+type Stats struct {
+	// InUse is the bytes (whole size classes) handed out and not yet put
+	// back; Idle the bytes kept for reuse.
+	InUse, Idle int64
+	// Maps and Unmaps count the mappings made and released.
+	Maps, Unmaps int64
+}
+
+// Pool is a bounded pool of off-heap buffers. It implements mem.BufferPool
+// and is safe for concurrent use.
+type Pool struct {
+	opts Options
+
+	mu sync.Mutex
+	// owned maps the first byte of every mapping the Pool made and has not
+	// released to its class size. Guarded by mu, as is everything below.
+	owned map[*byte]int
+	// idle holds the idle buffers of each class, most recently used last.
+	idle  map[int][]idleBuffer
+	stats Stats
+	// timer releases buffers idle too long; nil when none is idle.
+	timer  *time.Timer
+	closed bool
+}
+
+type idleBuffer struct {
+	buf   *[]byte
+	since time.Time
+}
+
+// New returns a Pool with opts.
+func New(opts Options) *Pool {
+	if opts.MinBytes <= 0 {
+		opts.MinBytes = DefaultMinBytes
+	}
+	if opts.MaxIdleBytes == 0 {
+		opts.MaxIdleBytes = DefaultMaxIdleBytes
+	}
+	if opts.IdleTimeout <= 0 {
+		opts.IdleTimeout = DefaultIdleTimeout
+	}
+	if opts.Fallback == nil {
+		opts.Fallback = mem.DefaultBufferPool()
+	}
+	return &Pool{opts: opts, owned: map[*byte]int{}, idle: map[int][]idleBuffer{}}
+}
+
+// classOf is the size class of a buffer of n bytes: the next power of two.
+func classOf(n int) int {
+	c := 1
+	for c < n {
+		c <<= 1
+	}
+	return c
+}
+
+// Get returns a buffer of length n. Its bytes are not zeroed: a reused
+// buffer holds an earlier request's bytes.
+func (p *Pool) Get(n int) *[]byte {
+	if n < p.opts.MinBytes {
+		return p.opts.Fallback.Get(n)
+	}
+	class := classOf(n)
+	p.mu.Lock()
+	if list := p.idle[class]; len(list) > 0 {
+		b := list[len(list)-1].buf
+		p.idle[class] = list[:len(list)-1]
+		p.stats.Idle -= int64(class)
+		p.stats.InUse += int64(class)
+		p.mu.Unlock()
+		*b = (*b)[:n]
+		return b
+	}
+	p.mu.Unlock()
+	m, err := mapBytes(class)
+	if err != nil {
+		// Out of address space or mappings: the heap may still serve.
+		return p.opts.Fallback.Get(n)
+	}
+	p.mu.Lock()
+	p.owned[unsafe.SliceData(m)] = class
+	p.stats.InUse += int64(class)
+	p.stats.Maps++
+	p.mu.Unlock()
+	b := m[:n]
+	return &b
+}
+
+// Put returns a buffer Get handed out. Nothing may read or write it, or
+// anything aliasing it, afterwards.
+func (p *Pool) Put(b *[]byte) {
+	base := unsafe.SliceData((*b)[:cap(*b)])
+	p.mu.Lock()
+	class, ok := p.owned[base]
+	if !ok {
+		p.mu.Unlock()
+		p.opts.Fallback.Put(b)
+		return
+	}
+	p.stats.InUse -= int64(class)
+	if p.closed || p.stats.Idle+int64(class) > p.opts.MaxIdleBytes {
+		p.releaseLocked(base, class)
+		p.mu.Unlock()
+		return
+	}
+	*b = (*b)[:cap(*b)]
+	p.idle[class] = append(p.idle[class], idleBuffer{buf: b, since: time.Now()})
+	p.stats.Idle += int64(class)
+	if p.timer == nil {
+		p.timer = time.AfterFunc(p.opts.IdleTimeout, p.expire)
+	}
+	p.mu.Unlock()
+}
+
+// releaseLocked unmaps the mapping at base.
+func (p *Pool) releaseLocked(base *byte, class int) {
+	delete(p.owned, base)
+	p.stats.Unmaps++
+	unmapBytes(unsafe.Slice(base, class))
+}
+
+// expire releases the buffers idle for IdleTimeout and schedules itself
+// again while any are left.
+func (p *Pool) expire() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.timer = nil
+	if p.closed {
+		return
+	}
+	now := time.Now()
+	next := time.Duration(-1)
+	for class, list := range p.idle {
+		kept := list[:0]
+		for _, e := range list {
+			if age := now.Sub(e.since); age >= p.opts.IdleTimeout {
+				p.stats.Idle -= int64(class)
+				p.releaseLocked(unsafe.SliceData(*e.buf), class)
+			} else {
+				kept = append(kept, e)
+				if left := p.opts.IdleTimeout - age; next < 0 || left < next {
+					next = left
+				}
+			}
+		}
+		if len(kept) == 0 {
+			delete(p.idle, class)
+		} else {
+			p.idle[class] = kept
+		}
+	}
+	if next >= 0 {
+		p.timer = time.AfterFunc(next, p.expire)
+	}
+}
+
+// Stats returns the Pool's memory figures.
+func (p *Pool) Stats() Stats {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.stats
+}
+
+// Close releases every idle buffer and stops keeping buffers: those still
+// in use are released when put back. It returns nil.
+func (p *Pool) Close() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.closed = true
+	if p.timer != nil {
+		p.timer.Stop()
+		p.timer = nil
+	}
+	for class, list := range p.idle {
+		for _, e := range list {
+			p.stats.Idle -= int64(class)
+			p.releaseLocked(unsafe.SliceData(*e.buf), class)
+		}
+	}
+	clear(p.idle)
+	return nil
+}
+
+var _ mem.BufferPool = (*Pool)(nil)
