@@ -34,12 +34,18 @@ import (
 
 // Defaults of Options.
 const (
+	// FrameBytes is the payload of a full HTTP/2 data frame as gRPC reads
+	// it (16 KiB): the MinBytes of a pool that also holds the frames of
+	// big messages (grpc experimental.BufferPool).
+	FrameBytes = 16 << 10
 	// DefaultMinBytes: a buffer smaller than 1 MiB comes from the fallback
 	// pool. A karate or medium request (6 KB, 0.5 MB) stays on the heap.
 	DefaultMinBytes = 1 << 20
-	// DefaultMaxIdleBytes: at most 64 MiB of idle buffers are kept, enough
-	// for two large requests' wire bytes (32 MiB class each).
-	DefaultMaxIdleBytes = 64 << 20
+	// DefaultMaxIdleBytes: at most 96 MiB of idle buffers are kept, enough
+	// for one large request's (100k nodes, 500k edges, 16 features): its
+	// 16.5 MB of HTTP/2 frames, its wire bytes (32 MiB class), features and
+	// edge index (8 MiB classes); or for three Cora-shaped ones.
+	DefaultMaxIdleBytes = 96 << 20
 	// DefaultIdleTimeout: a buffer unused for 10 s is returned to the OS.
 	DefaultIdleTimeout = 10 * time.Second
 )
@@ -73,22 +79,13 @@ type Stats struct {
 // and is safe for concurrent use.
 type Pool struct {
 	opts Options
+	idle *idleSet[*[]byte]
 
 	mu sync.Mutex
 	// owned maps the first byte of every mapping the Pool made and has not
-	// released to its class size. Guarded by mu, as is everything below.
-	owned map[*byte]int
-	// idle holds the idle buffers of each class, most recently used last.
-	idle  map[int][]idleBuffer
-	stats Stats
-	// timer releases buffers idle too long; nil when none is idle.
-	timer  *time.Timer
-	closed bool
-}
-
-type idleBuffer struct {
-	buf   *[]byte
-	since time.Time
+	// released to its class size. Guarded by mu, as are the counts.
+	owned              map[*byte]int
+	inUse, maps, unmap int64
 }
 
 // New returns a Pool with opts.
@@ -105,10 +102,15 @@ func New(opts Options) *Pool {
 	if opts.Fallback == nil {
 		opts.Fallback = mem.DefaultBufferPool()
 	}
-	return &Pool{opts: opts, owned: map[*byte]int{}, idle: map[int][]idleBuffer{}}
+	p := &Pool{opts: opts, owned: map[*byte]int{}}
+	p.idle = newIdleSet(opts.MaxIdleBytes, opts.IdleTimeout, func(b *[]byte, class int) {
+		p.release(unsafe.SliceData((*b)[:cap(*b)]), class)
+	})
+	return p
 }
 
-// classOf is the size class of a buffer of n bytes: the next power of two.
+// classOf is the size class of a buffer of n bytes (or elements): the
+// next power of two.
 func classOf(n int) int {
 	c := 1
 	for c < n {
@@ -124,17 +126,11 @@ func (p *Pool) Get(n int) *[]byte {
 		return p.opts.Fallback.Get(n)
 	}
 	class := classOf(n)
-	p.mu.Lock()
-	if list := p.idle[class]; len(list) > 0 {
-		b := list[len(list)-1].buf
-		p.idle[class] = list[:len(list)-1]
-		p.stats.Idle -= int64(class)
-		p.stats.InUse += int64(class)
-		p.mu.Unlock()
+	if b, ok := p.idle.take(class); ok {
+		p.count(&p.inUse, int64(class))
 		*b = (*b)[:n]
 		return b
 	}
-	p.mu.Unlock()
 	m, err := mapBytes(class)
 	if err != nil {
 		// Out of address space or mappings: the heap may still serve.
@@ -142,8 +138,8 @@ func (p *Pool) Get(n int) *[]byte {
 	}
 	p.mu.Lock()
 	p.owned[unsafe.SliceData(m)] = class
-	p.stats.InUse += int64(class)
-	p.stats.Maps++
+	p.inUse += int64(class)
+	p.maps++
 	p.mu.Unlock()
 	b := m[:n]
 	return &b
@@ -155,92 +151,45 @@ func (p *Pool) Put(b *[]byte) {
 	base := unsafe.SliceData((*b)[:cap(*b)])
 	p.mu.Lock()
 	class, ok := p.owned[base]
+	if ok {
+		p.inUse -= int64(class)
+	}
+	p.mu.Unlock()
 	if !ok {
-		p.mu.Unlock()
 		p.opts.Fallback.Put(b)
 		return
 	}
-	p.stats.InUse -= int64(class)
-	if p.closed || p.stats.Idle+int64(class) > p.opts.MaxIdleBytes {
-		p.releaseLocked(base, class)
-		p.mu.Unlock()
-		return
-	}
 	*b = (*b)[:cap(*b)]
-	p.idle[class] = append(p.idle[class], idleBuffer{buf: b, since: time.Now()})
-	p.stats.Idle += int64(class)
-	if p.timer == nil {
-		p.timer = time.AfterFunc(p.opts.IdleTimeout, p.expire)
-	}
-	p.mu.Unlock()
+	p.idle.keep(b, class)
 }
 
-// releaseLocked unmaps the mapping at base.
-func (p *Pool) releaseLocked(base *byte, class int) {
+// release unmaps the mapping at base, of class bytes.
+func (p *Pool) release(base *byte, class int) {
+	p.mu.Lock()
 	delete(p.owned, base)
-	p.stats.Unmaps++
+	p.unmap++
+	p.mu.Unlock()
 	unmapBytes(unsafe.Slice(base, class))
 }
 
-// expire releases the buffers idle for IdleTimeout and schedules itself
-// again while any are left.
-func (p *Pool) expire() {
+func (p *Pool) count(n *int64, d int64) {
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.timer = nil
-	if p.closed {
-		return
-	}
-	now := time.Now()
-	next := time.Duration(-1)
-	for class, list := range p.idle {
-		kept := list[:0]
-		for _, e := range list {
-			if age := now.Sub(e.since); age >= p.opts.IdleTimeout {
-				p.stats.Idle -= int64(class)
-				p.releaseLocked(unsafe.SliceData(*e.buf), class)
-			} else {
-				kept = append(kept, e)
-				if left := p.opts.IdleTimeout - age; next < 0 || left < next {
-					next = left
-				}
-			}
-		}
-		if len(kept) == 0 {
-			delete(p.idle, class)
-		} else {
-			p.idle[class] = kept
-		}
-	}
-	if next >= 0 {
-		p.timer = time.AfterFunc(next, p.expire)
-	}
+	*n += d
+	p.mu.Unlock()
 }
 
 // Stats returns the Pool's memory figures.
 func (p *Pool) Stats() Stats {
+	idle := p.idle.idleBytes()
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.stats
+	return Stats{InUse: p.inUse, Idle: idle, Maps: p.maps, Unmaps: p.unmap}
 }
 
 // Close releases every idle buffer and stops keeping buffers: those still
 // in use are released when put back. It returns nil.
 func (p *Pool) Close() error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.closed = true
-	if p.timer != nil {
-		p.timer.Stop()
-		p.timer = nil
-	}
-	for class, list := range p.idle {
-		for _, e := range list {
-			p.stats.Idle -= int64(class)
-			p.releaseLocked(unsafe.SliceData(*e.buf), class)
-		}
-	}
-	clear(p.idle)
+	p.idle.close()
 	return nil
 }
 

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"github.com/gcnserve/gcnserve/internal/bufpool"
+	"google.golang.org/grpc/experimental"
 	"math"
 	"slices"
 	"sync/atomic"
@@ -56,6 +57,11 @@ func (g grpcGuard) options(cfg Config) ([]grpc.ServerOption, error) {
 	}
 	opts := []grpc.ServerOption{
 		grpc.ForceServerCodecV2(codec),
+		// The HTTP/2 frames of messages (16 KiB each) are read into the
+		// same off-heap pool: in gRPC's heap pools a large request's 16.5
+		// MB of frames stay live to the collector (sync.Pool keeps them
+		// over a cycle), and GOGC=100 lets the heap grow twice that.
+		experimental.BufferPool(g.pool),
 		// gRPC would inflate a compressed message up to MaxRecvMsgSize
 		// whatever the method; this decompressor leaves it to the codec,
 		// which stops at the method's limit. Server side only: clients in

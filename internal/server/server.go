@@ -222,8 +222,8 @@ type Server struct {
 	published atomic.Pointer[modelrepo.Repository]
 	svc       *serving.Service
 	pacer     *gcpace.Pacer // nil when GCPaceBytes is 0
-	// bufs keeps big request messages for reuse outside the Go heap,
-	// within its bound (package bufpool).
+	// bufs keeps big request messages and their decoded tensors for reuse
+	// outside the Go heap, within its bound (package bufpool).
 	bufs    *bufpool.Pool
 	graphs  *serving.Graphs
 	store   *store.Store // nil without GraphStore
@@ -305,10 +305,14 @@ func New(cfg Config) (_ *Server, err error) {
 	if cfg.GCPaceBytes > 0 {
 		s.pacer = gcpace.New(gcpace.Config{Threshold: cfg.GCPaceBytes})
 	}
+	// From one full HTTP/2 frame up; bounded: at most 96 MiB kept idle,
+	// each buffer released after 10 s unused (docs/ARCHITECTURE.md,
+	// "Per-request memory").
+	s.bufs = bufpool.New(bufpool.Options{MinBytes: bufpool.FrameBytes})
 	s.svc = serving.New(serving.Config{
 		Repository: s.repo, Budget: budget, Metrics: s.metrics,
 		MaxNodes: cfg.MaxNodes, MaxEdges: cfg.MaxEdges, MaxRequestBytes: cfg.MaxRequestBytes,
-		Logger: log, Pacer: s.pacer,
+		Logger: log, Pacer: s.pacer, TensorPool: s.bufs,
 	})
 
 	if err := s.openGraphs(); err != nil {
@@ -337,7 +341,6 @@ func New(cfg Config) (_ *Server, err error) {
 			return nil, err
 		}
 	}
-	s.bufs = bufpool.New(bufpool.Options{})
 	guard, err := grpcGuard{tokens: tokens, readTimeout: cfg.RequestReadTimeout, sendTimeout: cfg.StreamSendTimeout, pool: s.bufs}.options(cfg)
 	if err != nil {
 		return nil, err

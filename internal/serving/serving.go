@@ -17,7 +17,9 @@ import (
 
 	"github.com/gcnserve/gcnserve/gcn"
 	"github.com/gcnserve/gcnserve/internal/admission"
+	"github.com/gcnserve/gcnserve/internal/bufpool"
 	"github.com/gcnserve/gcnserve/internal/gcpace"
+	"github.com/gcnserve/gcnserve/internal/graphwire"
 	"github.com/gcnserve/gcnserve/internal/metrics"
 	"github.com/gcnserve/gcnserve/internal/modelrepo"
 )
@@ -41,6 +43,11 @@ type Config struct {
 	// budget reserves) while it runs, so that the garbage collector keeps
 	// the heap near them during large requests (package gcpace).
 	Pacer *gcpace.Pacer
+	// TensorPool, when set, holds the decoded tensors of requests (features
+	// and edge index, outside the Go heap) for reuse by the next request:
+	// the transports decode into it (Request.TensorPool) and give them back
+	// with Request.Recycle.
+	TensorPool *bufpool.Pool
 }
 
 // Service runs requests. It is safe for concurrent use.
@@ -121,6 +128,10 @@ type Request struct {
 	begun, decoded, predicted time.Time
 	pred                      gcn.Prediction
 	nodes, edges              int
+	// modelMayRead is set while the model may still read the tensors
+	// Predict was given: during the call, and for good if it did not return
+	// (a panic). Recycle gives tensors back only when it is false.
+	modelMayRead bool
 }
 
 // Begin admits a request that will hold up to wireBytes of request bytes
@@ -227,13 +238,47 @@ func (r *Request) Predict(ctx context.Context, t gcn.Tensors) (gcn.Prediction, e
 		}
 	}
 	r.pace(cost)
+	r.modelMayRead = true
 	p, err := r.lease.Model.Predict(ctx, t)
+	r.modelMayRead = false
 	if err != nil {
 		return gcn.Prediction{}, err
 	}
 	r.pred = p
 	r.predicted = time.Now()
 	return p, nil
+}
+
+// TensorPool returns what a transport decodes the request's tensors with
+// (graphwire.DecodePooled): after Route, the service's pool when the routed
+// model does not batch, else nil (allocate). Whatever is taken from the
+// pool goes back through Recycle.
+//
+// Why not when batching: mapped memory given back is reused, and unmapped
+// once idle, so it must not be read after Recycle. gcn.Model.Predict without
+// batching returns only after its last read of the tensors, whatever the
+// context does; with batching, a cancelled call returns while the batcher
+// may still run its job, and heap tensors are then kept alive by the job.
+func (r *Request) TensorPool() func() *bufpool.Pool {
+	return func() *bufpool.Pool {
+		if r.lease == nil || r.lease.Model.Info().Batching {
+			return nil
+		}
+		return r.svc.cfg.TensorPool
+	}
+}
+
+// Recycle gives g's tensors back to the service's pool for the next
+// request, unless the model may still read them (Predict did not return:
+// they are then never given back, a leak preferred to memory reused under a
+// reader). Call it once the response no longer needs g, and defer it right
+// after decoding, so that it runs on every path; g's tensors are unusable
+// afterwards.
+func (r *Request) Recycle(g *graphwire.Graph) {
+	if r.modelMayRead {
+		return
+	}
+	graphwire.Recycle(g, r.svc.cfg.TensorPool)
 }
 
 // Finish records a successful request's phases once its response is
