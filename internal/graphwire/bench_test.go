@@ -86,7 +86,7 @@ func BenchmarkDecode(b *testing.B) {
 // what is left per op is the ids, the id index (graphcheck) and a few small
 // objects.
 func BenchmarkDecodePooled(b *testing.B) {
-	pool := bufpool.New(bufpool.Options{})
+	pool := bufpool.New(bufpool.Options{MinBytes: bufpool.FrameBytes}) // as the server's
 	defer pool.Close()
 	for i, p := range benchPayloads {
 		b.Run(p.name, func(b *testing.B) {
