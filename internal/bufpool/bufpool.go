@@ -25,6 +25,7 @@
 package bufpool
 
 import (
+	"runtime"
 	"sync"
 	"time"
 	"unsafe"
@@ -74,8 +75,9 @@ type Stats struct {
 	// InUse is the bytes (whole size classes) handed out and not yet put
 	// back; Idle the bytes kept for reuse.
 	InUse, Idle int64
-	// Maps and Unmaps count the mappings made and released.
-	Maps, Unmaps int64
+	// Maps and Unmaps count the mappings made and released; Dropped counts
+	// those released because their holder dropped them while in use.
+	Maps, Unmaps, Dropped int64
 }
 
 // Pool is a bounded pool of off-heap buffers. It implements mem.BufferPool
@@ -86,9 +88,21 @@ type Pool struct {
 
 	mu sync.Mutex
 	// owned maps the first byte of every mapping the Pool made and has not
-	// released to its class size. Guarded by mu, as are the counts.
-	owned              map[*byte]int
+	// released to what it knows of it. Guarded by mu, as are the counts.
+	owned              map[*byte]mapping
+	gen                uint64 // numbers mappings, for reclaim
 	inUse, maps, unmap int64
+	dropped            int64
+}
+
+// mapping is one mapping the Pool made.
+type mapping struct {
+	class int
+	// gen tells this mapping from a later one at the same address.
+	gen uint64
+	// pin holds the handle of a mapping Make handed out as a typed slice
+	// (which does not keep the handle reachable), until Free.
+	pin *[]byte
 }
 
 // New returns a Pool with opts.
@@ -105,7 +119,7 @@ func New(opts Options) *Pool {
 	if opts.Fallback == nil {
 		opts.Fallback = mem.DefaultBufferPool()
 	}
-	p := &Pool{opts: opts, owned: map[*byte]int{}}
+	p := &Pool{opts: opts, owned: map[*byte]mapping{}}
 	p.idle = newIdleSet(opts.MaxIdleBytes, opts.IdleTimeout, func(b *[]byte, class int) {
 		p.release(unsafe.SliceData((*b)[:cap(*b)]), class)
 	})
@@ -139,13 +153,46 @@ func (p *Pool) Get(n int) *[]byte {
 		// Out of address space or mappings: the heap may still serve.
 		return p.opts.Fallback.Get(n)
 	}
+	base := unsafe.SliceData(m)
 	p.mu.Lock()
-	p.owned[unsafe.SliceData(m)] = class
+	p.gen++
+	gen := p.gen
+	p.owned[base] = mapping{class: class, gen: gen}
 	p.inUse += int64(class)
 	p.maps++
 	p.mu.Unlock()
 	b := m[:n]
-	return &b
+	h := &b
+	// A holder that drops a buffer instead of putting it back (gRPC drops
+	// the unread frames of a call that ends before its handler reads
+	// them) would leak the mapping: when the handle becomes unreachable
+	// while in use, reclaim unmaps it. The handle stays reachable while it
+	// is idle here, and every slice of the memory in use is held together
+	// with it (a mem.Buffer, a Make pin).
+	runtime.AddCleanup(h, p.reclaim, reclaimArg{base: base, gen: gen})
+	return h
+}
+
+// reclaimArg names the mapping whose handle became unreachable.
+type reclaimArg struct {
+	base *byte // outside the Go heap: does not keep anything alive
+	gen  uint64
+}
+
+// reclaim unmaps a mapping whose handle was dropped while in use; it does
+// nothing if the mapping was already released (its address may since have
+// been mapped again, under another gen).
+func (p *Pool) reclaim(a reclaimArg) {
+	p.mu.Lock()
+	m, ok := p.owned[a.base]
+	if !ok || m.gen != a.gen {
+		p.mu.Unlock()
+		return
+	}
+	p.inUse -= int64(m.class)
+	p.dropped++
+	p.mu.Unlock()
+	p.release(a.base, m.class)
 }
 
 // Put returns a buffer Get handed out. Nothing may read or write it, or
@@ -153,9 +200,9 @@ func (p *Pool) Get(n int) *[]byte {
 func (p *Pool) Put(b *[]byte) {
 	base := unsafe.SliceData((*b)[:cap(*b)])
 	p.mu.Lock()
-	class, ok := p.owned[base]
+	m, ok := p.owned[base]
 	if ok {
-		p.inUse -= int64(class)
+		p.inUse -= int64(m.class)
 	}
 	p.mu.Unlock()
 	if !ok {
@@ -163,7 +210,7 @@ func (p *Pool) Put(b *[]byte) {
 		return
 	}
 	*b = (*b)[:cap(*b)]
-	p.idle.keep(b, class)
+	p.idle.keep(b, m.class)
 }
 
 // release unmaps the mapping at base, of class bytes.
@@ -186,7 +233,7 @@ func (p *Pool) Stats() Stats {
 	idle := p.idle.idleBytes()
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return Stats{InUse: p.inUse, Idle: idle, Maps: p.maps, Unmaps: p.unmap}
+	return Stats{InUse: p.inUse, Idle: idle, Maps: p.maps, Unmaps: p.unmap, Dropped: p.dropped}
 }
 
 // Close releases every idle buffer and stops keeping buffers: those still

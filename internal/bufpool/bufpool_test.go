@@ -1,6 +1,7 @@
 package bufpool
 
 import (
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -186,5 +187,42 @@ func TestConcurrent(t *testing.T) {
 	}
 	if s := p.Stats(); s.InUse != 0 || s.Idle > 4<<17 {
 		t.Errorf("after the load: %+v, want nothing in use, at most 512 KiB idle", s)
+	}
+}
+
+// TestDroppedBufferReclaimed: a buffer its holder drops instead of putting
+// back (gRPC drops the unread frames of a call that ends early) is unmapped
+// once unreachable; a slice from Make is pinned until Free, however the
+// collector runs.
+func TestDroppedBufferReclaimed(t *testing.T) {
+	p, _ := newTestPool(t, Options{MinBytes: 1 << 16})
+	func() {
+		b := p.Get(1 << 16)
+		(*b)[0] = 1
+	}() // dropped
+	f := Make[float32](p, 1<<15) // 128 KiB, pinned
+	deadline := time.Now().Add(30 * time.Second)
+	for p.Stats().Dropped == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("dropped buffer not reclaimed after 30 s: %+v", p.Stats())
+		}
+		runtime.GC()
+		time.Sleep(5 * time.Millisecond)
+	}
+	s := p.Stats()
+	if s.InUse != 1<<17 || s.Unmaps != 1 {
+		t.Errorf("after reclaiming the dropped buffer: %+v, want only Make's 128 KiB in use, one unmap", s)
+	}
+	for i := range f {
+		f[i] = float32(i) // still mapped
+	}
+	Free(p, f)
+	if s := p.Stats(); s.InUse != 0 || s.Idle != 1<<17 {
+		t.Errorf("after Free: %+v, want Make's buffer idle", s)
+	}
+	runtime.GC()
+	runtime.GC()
+	if s := p.Stats(); s.Dropped != 1 || s.Idle != 1<<17 {
+		t.Errorf("idle buffer after GC: %+v, want it kept (idle handles are reachable)", s)
 	}
 }

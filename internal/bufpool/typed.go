@@ -18,13 +18,22 @@ func Make[T Number](p *Pool, n int) []T {
 		return make([]T, n)
 	}
 	b := p.Get(n * size)
-	if _, ok := p.class(unsafe.SliceData(*b)); !ok {
+	base := unsafe.SliceData(*b)
+	p.mu.Lock()
+	m, ok := p.owned[base]
+	if ok {
+		// The typed slice does not keep the handle reachable: pin it.
+		m.pin = b
+		p.owned[base] = m
+	}
+	p.mu.Unlock()
+	if !ok {
 		// The mapping failed and the fallback served: the heap's
 		// alignment may not be T's, so make a slice instead.
 		p.opts.Fallback.Put(b)
 		return make([]T, n)
 	}
-	return unsafe.Slice((*T)(unsafe.Pointer(unsafe.SliceData(*b))), n)
+	return unsafe.Slice((*T)(unsafe.Pointer(base)), n)
 }
 
 // Free gives back a slice Make returned; a slice Make took from the heap is
@@ -34,19 +43,15 @@ func Free[T Number](p *Pool, s []T) {
 		return
 	}
 	base := (*byte)(unsafe.Pointer(unsafe.SliceData(s)))
-	class, ok := p.class(base)
-	if !ok {
+	p.mu.Lock()
+	m, ok := p.owned[base]
+	if ok && m.pin != nil {
+		h := m.pin
+		m.pin = nil
+		p.owned[base] = m
+		p.mu.Unlock()
+		p.Put(h)
 		return
 	}
-	b := unsafe.Slice(base, class)
-	p.Put(&b)
-}
-
-// class returns the size class of the mapping starting at base, if p made
-// it and has not released it.
-func (p *Pool) class(base *byte) (int, bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	c, ok := p.owned[base]
-	return c, ok
+	p.mu.Unlock()
 }
