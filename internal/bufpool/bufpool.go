@@ -18,10 +18,17 @@
 // Buffers smaller than MinBytes come from, and go back to, the Fallback pool
 // (gRPC's default, on the heap): small requests gain nothing from a mapping.
 //
+// The server puts three kinds of buffer here: the HTTP/2 frames gRPC reads
+// a message into (grpc experimental.BufferPool), the codec's contiguous
+// copy of a request message, and the decoded feature matrix and edge index
+// (Make and Free, through graphwire.DecodePooled).
+//
 // The rule that makes this safe: memory that is unmapped faults when read.
 // A buffer may be put back only once nothing can read it any more, and every
 // string or slice aliasing it must be dead by then (the codec's rawMessage
-// documents who owns its buffer).
+// and serving.Request.Recycle document who owns what). A buffer its holder
+// drops without putting it back is unmapped once its handle is unreachable
+// (Stats.Dropped), so a dropped buffer is not a leak.
 package bufpool
 
 import (
