@@ -8,6 +8,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	gcnpb "github.com/gcnserve/gcnserve/gen"
+	"github.com/gcnserve/gcnserve/internal/bufpool"
 	"github.com/gcnserve/gcnserve/internal/testenv"
 )
 
@@ -75,6 +76,30 @@ func BenchmarkDecode(b *testing.B) {
 				if _, err := Decode(w, p.features, Limits{}); err != nil {
 					b.Fatal(err)
 				}
+			}
+		})
+	}
+}
+
+// BenchmarkDecodePooled is BenchmarkDecode with the tensors taken from a
+// bufpool.Pool and given back after each decode, as the gRPC server does:
+// what is left per op is the ids, the id index (graphcheck) and a few small
+// objects.
+func BenchmarkDecodePooled(b *testing.B) {
+	pool := bufpool.New(bufpool.Options{MinBytes: bufpool.FrameBytes}) // as the server's
+	defer pool.Close()
+	for i, p := range benchPayloads {
+		b.Run(p.name, func(b *testing.B) {
+			w := benchRequest(b, i)
+			b.SetBytes(int64(len(w)))
+			b.ReportAllocs()
+			defer reportCPUPerEdge(b, p.edges)()
+			for b.Loop() {
+				g, err := DecodePooled(w, Fixed(p.features), Limits{}, func() *bufpool.Pool { return pool })
+				if err != nil {
+					b.Fatal(err)
+				}
+				Recycle(g, pool)
 			}
 		})
 	}

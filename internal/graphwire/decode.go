@@ -12,6 +12,7 @@ import (
 
 	"google.golang.org/protobuf/encoding/protowire"
 
+	"github.com/gcnserve/gcnserve/internal/bufpool"
 	"github.com/gcnserve/gcnserve/internal/graphcheck"
 )
 
@@ -55,12 +56,33 @@ func Decode(b []byte, featureDim int, lim Limits) (*Graph, error) {
 // model_version, and decodes for the feature dimension resolve returns.
 // resolve's error is returned as is.
 func DecodeRouted(b []byte, resolve Resolver, lim Limits) (*Graph, error) {
-	return decode(b, resolve, lim, graphcheck.Parts)
+	return decode(b, resolve, lim, graphcheck.Parts, nil)
 }
 
-// decode is DecodeRouted splitting n nodes or edges into partsFor(n) parts
+// DecodePooled is DecodeRouted taking the Graph's Features and EdgeIndex
+// from a bufpool.Pool (mapped memory, outside the Go heap) instead of
+// allocating them. pool is called once, after resolve, and may return nil
+// (allocate). The caller owns what was taken and must give it back with
+// Recycle once nothing reads it; on an error, DecodePooled gives it back.
+func DecodePooled(b []byte, resolve Resolver, lim Limits, pool func() *bufpool.Pool) (*Graph, error) {
+	return decode(b, resolve, lim, graphcheck.Parts, pool)
+}
+
+// Recycle gives g's Features and EdgeIndex back to pool (nil: does
+// nothing) and clears them in g. Nothing may use them afterwards: the model
+// must be done with them (see serving.Request.Recycle).
+func Recycle(g *Graph, pool *bufpool.Pool) {
+	if pool == nil || g == nil {
+		return
+	}
+	bufpool.Free(pool, g.Features)
+	bufpool.Free(pool, g.EdgeIndex)
+	g.Features, g.EdgeIndex = nil, nil
+}
+
+// decode is DecodePooled splitting n nodes or edges into partsFor(n) parts
 // (tests split small graphs).
-func decode(b []byte, resolve Resolver, lim Limits, partsFor func(n int) int) (*Graph, error) {
+func decode(b []byte, resolve Resolver, lim Limits, partsFor func(n int) int, poolFor func() *bufpool.Pool) (_ *Graph, err error) {
 	// Pass 1: walk the top-level fields only, to count nodes and edges and
 	// find the byte ranges that hold them. Skipping a node or an edge costs
 	// a tag and a length, so this is cheap next to pass 2.
@@ -133,7 +155,20 @@ func decode(b []byte, resolve Resolver, lim Limits, partsFor func(n int) int) (*
 	}
 
 	g.IDs = make([]string, nodes)
-	g.EdgeIndex = make([]int64, 2*edges)
+	var pool *bufpool.Pool
+	if poolFor != nil {
+		pool = poolFor()
+	}
+	// With a pool, every feature and endpoint is written before the Graph
+	// is returned: a pooled slice's old values never show.
+	g.EdgeIndex = bufpool.Make[int64](pool, 2*edges)
+	if pool != nil {
+		defer func() {
+			if err != nil {
+				Recycle(g, pool)
+			}
+		}()
+	}
 	// A node too short to hold featureDim features makes the request
 	// invalid, and a few bytes per node must not make us allocate
 	// nodes*featureDim floats just to say so: decode every row into one
@@ -142,7 +177,7 @@ func decode(b []byte, resolve Resolver, lim Limits, partsFor func(n int) int) (*
 	if nodeTooShortForModel {
 		scratch = make([]float32, featureDim)
 	} else {
-		g.Features = make([]float32, nodes*featureDim)
+		g.Features = bufpool.Make[float32](pool, nodes*featureDim)
 	}
 	// One allocation for what the parts share.
 	st := &struct {

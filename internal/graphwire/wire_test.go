@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	gcnpb "github.com/gcnserve/gcnserve/gen"
+	"github.com/gcnserve/gcnserve/internal/bufpool"
 	"github.com/gcnserve/gcnserve/internal/gcnerr"
 )
 
@@ -125,6 +126,10 @@ func diffGraph(got, want *Graph) string {
 	return ""
 }
 
+// testPool pools every tensor, however small, so that every reference
+// check also decodes into mapped memory an earlier check left dirty.
+var testPool = bufpool.New(bufpool.Options{MinBytes: 1, MaxIdleBytes: 1 << 20})
+
 // checkAgainstReference holds Decode to the reference on b: when
 // proto.Unmarshal rejects b, Decode must return an *InvalidError; when it
 // accepts b, Decode and FromMessage of the unmarshaled message must return
@@ -143,7 +148,7 @@ func checkAgainstReference(t *testing.T, b []byte, featureDim int, lim Limits) (
 	// Big requests decode in parts: split this one as finely as possible,
 	// and in threes, and want the same answer.
 	for _, per := range []int{1, 3} {
-		split, serr := decode(b, Fixed(featureDim), lim, func(n int) int { return min(maxParts, max(1, n/per)) })
+		split, serr := decode(b, Fixed(featureDim), lim, func(n int) int { return min(maxParts, max(1, n/per)) }, nil)
 		switch {
 		case (err == nil) != (serr == nil) || (err != nil && err.Error() != serr.Error()):
 			t.Fatalf("Decode in parts of %d: error %v, in one part: %v", per, serr, err)
@@ -151,6 +156,16 @@ func checkAgainstReference(t *testing.T, b []byte, featureDim int, lim Limits) (
 			t.Fatalf("Decode in parts of %d differs from one part: %s", per, diffGraph(split, got))
 		}
 	}
+	// And into pooled memory that still holds an earlier input's values
+	// (testPool keeps it from check to check).
+	pooled, perr := DecodePooled(b, Fixed(featureDim), lim, func() *bufpool.Pool { return testPool })
+	switch {
+	case (err == nil) != (perr == nil) || (err != nil && err.Error() != perr.Error()):
+		t.Fatalf("DecodePooled: error %v, Decode: %v", perr, err)
+	case err == nil && diffGraph(pooled, got) != "":
+		t.Fatalf("DecodePooled differs from Decode: %s", diffGraph(pooled, got))
+	}
+	Recycle(pooled, testPool)
 	var m gcnpb.GraphData
 	if uerr := proto.Unmarshal(b, &m); uerr != nil {
 		if errKind(err) != "invalid" {

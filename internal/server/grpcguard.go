@@ -2,6 +2,8 @@ package server
 
 import (
 	"context"
+	"github.com/gcnserve/gcnserve/internal/bufpool"
+	"google.golang.org/grpc/experimental"
 	"math"
 	"slices"
 	"sync/atomic"
@@ -39,6 +41,8 @@ type grpcGuard struct {
 	// for the client to take it (grpcapi.CallDeadline.ArmSend; 0: no
 	// limit).
 	sendTimeout time.Duration
+	// pool holds big request messages off the Go heap (bufpool).
+	pool *bufpool.Pool
 }
 
 // options returns the server options that install the guard.
@@ -46,12 +50,18 @@ func (g grpcGuard) options(cfg Config) ([]grpc.ServerOption, error) {
 	codec, gunzip, err := grpcapi.NewCodec(grpcapi.CodecOptions{
 		MaxBytes: cfg.MaxRequestBytes,
 		Limit:    messageLimit,
+		Pool:     g.pool,
 	})
 	if err != nil {
 		return nil, err
 	}
 	opts := []grpc.ServerOption{
 		grpc.ForceServerCodecV2(codec),
+		// The HTTP/2 frames of messages (16 KiB each) are read into the
+		// same off-heap pool: in gRPC's heap pools a large request's 16.5
+		// MB of frames stay live to the collector (sync.Pool keeps them
+		// over a cycle), and GOGC=100 lets the heap grow twice that.
+		experimental.BufferPool(g.pool),
 		// gRPC would inflate a compressed message up to MaxRecvMsgSize
 		// whatever the method; this decompressor leaves it to the codec,
 		// which stops at the method's limit. Server side only: clients in

@@ -12,6 +12,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"github.com/gcnserve/gcnserve/internal/bufpool"
 	"log/slog"
 	"net"
 	"net/http"
@@ -221,11 +222,14 @@ type Server struct {
 	published atomic.Pointer[modelrepo.Repository]
 	svc       *serving.Service
 	pacer     *gcpace.Pacer // nil when GCPaceBytes is 0
-	graphs    *serving.Graphs
-	store     *store.Store // nil without GraphStore
-	metrics   *metrics.Metrics
-	grpc      *grpc.Server
-	health    *health.Server
+	// bufs keeps big request messages and their decoded tensors for reuse
+	// outside the Go heap, within its bound (package bufpool).
+	bufs    *bufpool.Pool
+	graphs  *serving.Graphs
+	store   *store.Store // nil without GraphStore
+	metrics *metrics.Metrics
+	grpc    *grpc.Server
+	health  *health.Server
 	// healthMu orders modelsChanged calls, so health reflects the newest
 	// served set.
 	healthMu sync.Mutex
@@ -301,10 +305,14 @@ func New(cfg Config) (_ *Server, err error) {
 	if cfg.GCPaceBytes > 0 {
 		s.pacer = gcpace.New(gcpace.Config{Threshold: cfg.GCPaceBytes})
 	}
+	// From one full HTTP/2 frame up; bounded: at most 256 MiB kept idle,
+	// each buffer released after 10 s unused (docs/ARCHITECTURE.md,
+	// "Per-request memory").
+	s.bufs = bufpool.New(bufpool.Options{MinBytes: bufpool.FrameBytes})
 	s.svc = serving.New(serving.Config{
 		Repository: s.repo, Budget: budget, Metrics: s.metrics,
 		MaxNodes: cfg.MaxNodes, MaxEdges: cfg.MaxEdges, MaxRequestBytes: cfg.MaxRequestBytes,
-		Logger: log, Pacer: s.pacer,
+		Logger: log, Pacer: s.pacer, TensorPool: s.bufs,
 	})
 
 	if err := s.openGraphs(); err != nil {
@@ -333,7 +341,7 @@ func New(cfg Config) (_ *Server, err error) {
 			return nil, err
 		}
 	}
-	guard, err := grpcGuard{tokens: tokens, readTimeout: cfg.RequestReadTimeout, sendTimeout: cfg.StreamSendTimeout}.options(cfg)
+	guard, err := grpcGuard{tokens: tokens, readTimeout: cfg.RequestReadTimeout, sendTimeout: cfg.StreamSendTimeout, pool: s.bufs}.options(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -575,6 +583,9 @@ func (s *Server) Shutdown() error {
 func (s *Server) Close() error {
 	defer s.pacer.Stop()
 	err := s.repo.Close()
+	if s.bufs != nil {
+		err = errors.Join(err, s.bufs.Close())
+	}
 	if s.store != nil {
 		s.graphs.Close() // snapshot writes in flight end first
 		err = errors.Join(err, s.store.Close())

@@ -7,13 +7,13 @@ import (
 )
 
 // TestCostCalibrated: Cost is within 30% of the peak RSS over idle of one
-// request at a time with the server's defaults (no pacer; karate and medium
-// by bench/calibrate.sh, which the pacer never engages for; Cora-shaped and
-// large with --gc-pace-bytes 0, cmd/loadgen --pid on a fresh server, quiet
-// 2-core machine, 2026-12-03 19:55 UTC), PacedCost within 30% of the same
-// with the gcpace.Pacer engaged from 32 MiB (bench/calibrate.sh, 19:05
-// UTC; docs/BENCHMARKS.md "Memory per request"), and CostFor picks CostORT
-// for a model ONNX Runtime runs.
+// request at a time with the server's defaults (bench/calibrate.sh: a fresh
+// server per payload, requests at c=1 for 5 s, VmHWM minus VmRSS once
+// SERVING; 2-core machine shared with other sessions, 2026-12-03 22:20
+// UTC, with the request buffers and tensors in bufpool), PacedCost within
+// 30% of the same with --gc-pace-bytes 33554432 (same run;
+// docs/BENCHMARKS.md "Large request: pooled buffers"), and CostFor picks
+// CostORT for a model ONNX Runtime runs.
 func TestCostCalibrated(t *testing.T) {
 	for _, m := range []struct {
 		name                            string
@@ -21,10 +21,10 @@ func TestCostCalibrated(t *testing.T) {
 		nodes, edges, features, classes int
 		measuredMB, pacedMB             float64
 	}{
-		{"karate", 5880, 34, 78, 34, 2, 5.0, 5.0},
-		{"medium", 541000, 2708, 10556, 32, 7, 11.7, 11.7},
-		{"cora", 15640000, 2708, 5278, 1433, 7, 165, 91.5},
-		{"large", 16480000, 100000, 500000, 16, 7, 163, 92.7},
+		{"karate", 5880, 34, 78, 34, 2, 5.4, 5.0},
+		{"medium", 541000, 2708, 10556, 32, 7, 6.7, 6.3},
+		{"cora", 15640000, 2708, 5278, 1433, 7, 65.6, 65.0},
+		{"large", 16480000, 100000, 500000, 16, 7, 80.5, 84.1},
 	} {
 		info := gcn.Info{FeatureDim: m.features, NumClasses: m.classes, Native: true}
 		got := float64(CostFor(info, m.wire, m.nodes, m.edges)) / (1 << 20)

@@ -17,7 +17,9 @@ import (
 
 	"github.com/gcnserve/gcnserve/gcn"
 	"github.com/gcnserve/gcnserve/internal/admission"
+	"github.com/gcnserve/gcnserve/internal/bufpool"
 	"github.com/gcnserve/gcnserve/internal/gcpace"
+	"github.com/gcnserve/gcnserve/internal/graphwire"
 	"github.com/gcnserve/gcnserve/internal/metrics"
 	"github.com/gcnserve/gcnserve/internal/modelrepo"
 )
@@ -41,6 +43,11 @@ type Config struct {
 	// budget reserves) while it runs, so that the garbage collector keeps
 	// the heap near them during large requests (package gcpace).
 	Pacer *gcpace.Pacer
+	// TensorPool, when set, holds the decoded tensors of requests (features
+	// and edge index, outside the Go heap) for reuse by the next request:
+	// the transports decode into it (Request.TensorPool) and give them back
+	// with Request.Recycle.
+	TensorPool *bufpool.Pool
 }
 
 // Service runs requests. It is safe for concurrent use.
@@ -121,6 +128,10 @@ type Request struct {
 	begun, decoded, predicted time.Time
 	pred                      gcn.Prediction
 	nodes, edges              int
+	// modelMayRead is set while the model may still read the tensors
+	// Predict was given: during the call, and for good if it did not return
+	// (a panic). Recycle gives tensors back only when it is false.
+	modelMayRead bool
 }
 
 // Begin admits a request that will hold up to wireBytes of request bytes
@@ -227,13 +238,47 @@ func (r *Request) Predict(ctx context.Context, t gcn.Tensors) (gcn.Prediction, e
 		}
 	}
 	r.pace(cost)
+	r.modelMayRead = true
 	p, err := r.lease.Model.Predict(ctx, t)
+	r.modelMayRead = false
 	if err != nil {
 		return gcn.Prediction{}, err
 	}
 	r.pred = p
 	r.predicted = time.Now()
 	return p, nil
+}
+
+// TensorPool returns what a transport decodes the request's tensors with
+// (graphwire.DecodePooled): after Route, the service's pool when the routed
+// model does not batch, else nil (allocate). Whatever is taken from the
+// pool goes back through Recycle.
+//
+// Why not when batching: mapped memory given back is reused, and unmapped
+// once idle, so it must not be read after Recycle. gcn.Model.Predict without
+// batching returns only after its last read of the tensors, whatever the
+// context does; with batching, a cancelled call returns while the batcher
+// may still run its job, and heap tensors are then kept alive by the job.
+func (r *Request) TensorPool() func() *bufpool.Pool {
+	return func() *bufpool.Pool {
+		if r.lease == nil || r.lease.Model.Info().Batching {
+			return nil
+		}
+		return r.svc.cfg.TensorPool
+	}
+}
+
+// Recycle gives g's tensors back to the service's pool for the next
+// request, unless the model may still read them (Predict did not return:
+// they are then never given back, a leak preferred to memory reused under a
+// reader). Call it once the response no longer needs g, and defer it right
+// after decoding, so that it runs on every path; g's tensors are unusable
+// afterwards.
+func (r *Request) Recycle(g *graphwire.Graph) {
+	if r.modelMayRead {
+		return
+	}
+	graphwire.Recycle(g, r.svc.cfg.TensorPool)
 }
 
 // Finish records a successful request's phases once its response is
@@ -300,67 +345,69 @@ func (s *Service) costFor(info gcn.Info, wireBytes int64, nodes, edges int) int6
 
 // Cost estimates the peak bytes of process memory one request adds when the
 // model runs natively (gcn.Info.Native), with the server's defaults (no
-// gcpace.Pacer). Its live terms: the wire bytes (the decoded ids point into
-// them); the decoded tensors (x float32 [N,F], edge_index int64 [2,E], ids
-// and the id index); the adjacency (4 bytes per edge and direction); the
-// native layers' two scratch buffers (hidden width up to 16), the degree
-// scales and the probabilities [N,C]; the outputs (scores, classes, the
-// encoded response). On top of them: the garbage collector's headroom,
-// gcGrowth times the live bytes in all (GOGC=100 lets the heap reach twice
-// what was live, and RSS also keeps freed pages the scavenger has not yet
-// returned: measured 2.6x on the large request); for inputs wider than
-// narrowFeatures, denseFeatureCopies more bytes per feature value
-// (measured: a Cora-shaped request, 1,433 dense features per node, costs
-// that much more than its tensors explain: gcn runs such wide dense inputs
-// in ONNX Runtime, whose arena the Go heap does not cover); and a fixed
-// perRequest (measured on karate: heap growth and buffers of serving at
-// all).
+// gcpace.Pacer). Its terms:
+//   - pooled: the bytes the gRPC server keeps outside the Go heap
+//     (bufpool): the request's HTTP/2 frames and their contiguous copy (the
+//     decoded ids point into it), twice the wire bytes; the feature matrix
+//     (float32 [N,F]) and the edge index (int64 [2,E]). Counted once: the
+//     collector neither sees nor doubles them.
+//   - live: what the request allocates on the heap: the ids and the id
+//     index; the adjacency (4 bytes per edge and direction); the native
+//     layers' two scratch buffers (hidden width up to 16), the degree
+//     scales and the probabilities [N,C]; the outputs (scores, classes, the
+//     encoded response). Scaled by gcGrowth: GOGC=100 lets the heap reach
+//     twice what was live, but these are never all live at once (measured
+//     1.0-1.3x on the large request).
+//   - fixed: perRequest (measured on karate: heap growth and buffers of
+//     serving at all), and for inputs wider than narrowFeatures one more
+//     copy of the features (measured on a Cora-shaped request, 1,433 dense
+//     features per node: gcn runs such wide dense inputs in ONNX Runtime,
+//     which copies them into its own memory).
 //
 // Calibrated against peak RSS over idle, one request at a time, with the
 // server's defaults, on karate, medium, Cora-shaped and large graphs, within
-// 30% (docs/BENCHMARKS.md, "Memory per request"; TestCostCalibrated). It is
-// an estimate: the flood test checks that peak RSS stays within the budget
-// plus a fixed baseline when admission uses it.
+// 30% (docs/BENCHMARKS.md, "Large request: pooled buffers";
+// TestCostCalibrated). It is an estimate: the flood test checks that peak
+// RSS stays within the budget plus a fixed baseline when admission uses it.
 func Cost(wireBytes int64, nodes, edges, featureDim, numClasses int) int64 {
-	const gcGrowthTenths = 26 // 2.6x the live bytes
-	live, fixed := costTerms(wireBytes, nodes, edges, featureDim, numClasses)
-	return fixed + live*gcGrowthTenths/10
+	const gcGrowthTenths = 13 // 1.3x the live heap bytes
+	pooled, live, fixed := costTerms(wireBytes, nodes, edges, featureDim, numClasses)
+	return fixed + pooled + live*gcGrowthTenths/10
 }
 
-// PacedCost is Cost under a gcpace.Pacer (--gc-pace-bytes): the collector
-// keeps the heap within the estimates of the requests in flight, so the
-// headroom over the live bytes is at most gcHeadroom (measured with the
-// Pacer engaged from 32 MiB: karate 5.0, medium 11.7, Cora-shaped 91.5,
-// large 92.7 MiB over idle).
+// PacedCost is Cost under a gcpace.Pacer (--gc-pace-bytes). Since the
+// request's big buffers moved off the Go heap (bufpool), the pacer no longer
+// lowers the peak: measured with it engaged from 32 MiB, karate 5.0, medium
+// 6.3, Cora-shaped 65.0, large 84.1 MiB over idle, as without it (5.4, 6.7,
+// 65.6, 80.5). So PacedCost is Cost.
 func PacedCost(wireBytes int64, nodes, edges, featureDim, numClasses int) int64 {
-	const gcHeadroom = 24 << 20
-	live, fixed := costTerms(wireBytes, nodes, edges, featureDim, numClasses)
-	return fixed + live + min(live, gcHeadroom)
+	return Cost(wireBytes, nodes, edges, featureDim, numClasses)
 }
 
-// costTerms are Cost's live bytes (those the collector's headroom scales)
-// and its fixed bytes (per request, and ONNX Runtime's copies of wide dense
-// inputs).
-func costTerms(wireBytes int64, nodes, edges, featureDim, numClasses int) (live, fixed int64) {
+// costTerms are Cost's pooled bytes (outside the Go heap), live bytes (on
+// the heap, which the collector's headroom scales) and fixed bytes (per
+// request, and ONNX Runtime's copy of wide dense inputs).
+func costTerms(wireBytes int64, nodes, edges, featureDim, numClasses int) (pooled, live, fixed int64) {
 	const (
-		denseFeatureCopies = 3
-		perRequest         = 6 << 20
+		denseFeatureCopies = 1
+		perRequest         = 5 << 20
 		// narrowFeatures: inputs this narrow always run natively (the
 		// transform is a small part of the work); wider ones may go to
 		// ONNX Runtime when dense.
 		narrowFeatures = 64
 	)
 	n, e, f, c := int64(nodes), int64(edges), int64(featureDim), int64(numClasses)
-	tensors := 4*n*f + 16*e + 48*n
+	pooled = 2*wireBytes + 4*n*f + 16*e
+	ids := 48 * n
 	adjacency := 8*e + 4*n
 	layers := 2*4*n*16 + 4*n + 4*n*c
 	outputs := 8*n + n*(32+4*c)
-	live = wireBytes + tensors + adjacency + layers + outputs
+	live = ids + adjacency + layers + outputs
 	fixed = perRequest
 	if f > narrowFeatures {
 		fixed += denseFeatureCopies * 4 * n * f
 	}
-	return live, fixed
+	return pooled, live, fixed
 }
 
 // CostORT is Cost for a model ONNX Runtime runs (no "layers" metadata, or

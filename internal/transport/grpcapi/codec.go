@@ -21,7 +21,10 @@ import (
 // of into generated structs, and writes its response bytes itself.
 type rawMessage struct {
 	data []byte
-	// buf owns data when it came from gRPC's buffer pool; free returns it.
+	// buf owns data when it came from the codec's buffer pool; free
+	// returns it. With a bufpool.Pool the bytes may be unmapped once
+	// returned: nothing aliasing data (graphwire's node ids) may be used
+	// after free, which the handlers call last.
 	buf mem.Buffer
 	// limit, set before the message is received, is the most bytes it may
 	// hold once decompressed (0: the codec's MaxBytes).
@@ -52,6 +55,11 @@ type CodecOptions struct {
 	// inference requests a few KB: a health check or model-info request
 	// is a few bytes.
 	Limit func(msg any) int
+	// Pool, when set, holds the contiguous copy of every raw request
+	// message (ProcessGraph's, the stored-graph requests'): the server
+	// passes a bufpool.Pool, so a large request's bytes live outside the
+	// Go heap and are reused by the next one. nil: gRPC's default pool.
+	Pool mem.BufferPool
 }
 
 // Codec returns the server's "proto" codec (grpc.ForceServerCodecV2) with
@@ -148,7 +156,11 @@ func (c rawCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	if m, ok := v.(*rawMessage); ok {
 		// One copy at most (none when the message arrived in one buffer),
 		// into a pooled buffer: no 15 MB allocation per big request.
-		m.buf = data.MaterializeToBuffer(mem.DefaultBufferPool())
+		pool := c.opts.Pool
+		if pool == nil {
+			pool = mem.DefaultBufferPool()
+		}
+		m.buf = data.MaterializeToBuffer(pool)
 		m.data = m.buf.ReadOnlyData()
 		return nil
 	}

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	gcnpb "github.com/gcnserve/gcnserve/gen"
+	"github.com/gcnserve/gcnserve/internal/bufpool"
 )
 
 // testCodec is the server's codec with a 64-byte limit for every generated
@@ -178,5 +179,39 @@ func TestCodecRecvRefuser(t *testing.T) {
 	small := marshal(t, &healthpb.HealthCheckRequest{Service: "GCNService"})
 	if err := c.Unmarshal(received(t, dc, small, true), r); err != nil || r.err != nil || r.Message.(*healthpb.HealthCheckRequest).Service != "GCNService" {
 		t.Errorf("within the limit: %v %v %v, want it decoded", err, r.err, r.Message)
+	}
+}
+
+// TestCodecRawMessagePool: a raw message that arrives in several buffers is
+// copied into a buffer of the codec's Pool (off the Go heap), which free
+// gives back; compressed ones too.
+func TestCodecRawMessagePool(t *testing.T) {
+	pool := bufpool.New(bufpool.Options{MinBytes: 1 << 16})
+	t.Cleanup(func() { pool.Close() })
+	c, dc, err := NewCodec(CodecOptions{MaxBytes: 1 << 22, Pool: pool})
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := bytes.Repeat([]byte{0x0a, 0x01, 'x'}, 100_000) // 300,000 bytes
+	for _, compressed := range []bool{false, true} {
+		data := received(t, dc.(deferredGzip), msg, compressed)
+		if !compressed {
+			// As gRPC delivers it: one buffer per HTTP/2 frame.
+			data = nil
+			for b := msg; len(b) > 0; b = b[min(len(b), 16384):] {
+				data = append(data, mem.SliceBuffer(b[:min(len(b), 16384)]))
+			}
+		}
+		m := new(rawMessage)
+		if err := c.Unmarshal(data, m); err != nil || m.err != nil || !bytes.Equal(m.data, msg) {
+			t.Fatalf("compressed=%v: %v %v, %d bytes, want the %d bytes as sent", compressed, err, m.err, len(m.data), len(msg))
+		}
+		if s := pool.Stats(); s.InUse != 1<<19 {
+			t.Errorf("compressed=%v: pool %+v, want the 512 KiB class in use", compressed, s)
+		}
+		m.free()
+		if s := pool.Stats(); s.InUse != 0 || s.Idle != 1<<19 || s.Maps != 1 {
+			t.Errorf("compressed=%v after free: pool %+v, want the buffer idle for reuse, one mapping in all", compressed, s)
+		}
 	}
 }

@@ -133,11 +133,12 @@ func (s *service) handleGraph(ctx context.Context, dec func(any) error) (*rawMes
 	if err := req.SetWireBytes(ctx, int64(len(raw.data))); err != nil {
 		return nil, err
 	}
-	g, err := graphwire.DecodeRouted(raw.data, req.Route,
-		graphwire.Limits{MaxNodes: cfg.MaxNodes, MaxEdges: cfg.MaxEdges})
+	g, err := graphwire.DecodePooled(raw.data, req.Route,
+		graphwire.Limits{MaxNodes: cfg.MaxNodes, MaxEdges: cfg.MaxEdges}, req.TensorPool())
 	if err != nil {
 		return nil, err
 	}
+	defer req.Recycle(g)
 	lease := req.Lease()
 	version := strconv.FormatInt(lease.Version, 10)
 	pred, err := req.Predict(ctx, gcn.Tensors{NumNodes: g.NumNodes(), Features: g.Features, EdgeIndex: g.EdgeIndex})
