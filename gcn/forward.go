@@ -50,23 +50,54 @@ func (n *Network) Forward(ctx context.Context, t Tensors) ([]float32, error) {
 // ForwardLayers is Forward with options: per-layer outputs and the
 // goroutine count.
 func (n *Network) ForwardLayers(ctx context.Context, t Tensors, opts ForwardOptions) (Outputs, error) {
+	return n.forwardTensors(ctx, t, opts, nil)
+}
+
+// forwardTensors is ForwardLayers working in sc (nil: fresh memory); the
+// Outputs never share sc's memory.
+func (n *Network) forwardTensors(ctx context.Context, t Tensors, opts ForwardOptions, sc *scratch) (Outputs, error) {
 	if err := ctx.Err(); err != nil {
 		return Outputs{}, err
 	}
 	if len(t.Features) != t.NumNodes*n.FeatureDim {
 		return Outputs{}, fmt.Errorf("x: %d values for %d nodes of %d features", len(t.Features), t.NumNodes, n.FeatureDim)
 	}
-	adj, err := NewAdjacency(t.NumNodes, t.EdgeIndex)
+	if sc == nil {
+		sc = new(scratch)
+	}
+	// The same rule as the passes below, on the entries the edges will
+	// make (at most two each).
+	workers := opts.Workers
+	if workers <= 0 {
+		workers = n.autoWorkers(2*t.NumEdges() + t.NumNodes)
+	}
+	adj, err := buildAdjacency(t.NumNodes, t.EdgeIndex, workers, sc)
 	if err != nil {
 		return Outputs{}, err
 	}
-	return n.ForwardAdjacency(ctx, t.Features, adj, opts)
+	return n.forward(ctx, t.Features, adj, opts, sc)
+}
+
+// autoWorkers is ForwardOptions.Workers' default for a graph of the given
+// entries plus nodes: the widest layer's multiply-adds per goroutine at
+// least workPerGoroutine, at most GOMAXPROCS goroutines.
+func (n *Network) autoWorkers(entries int) int {
+	widest := 0
+	for _, l := range n.Layers {
+		widest = max(widest, l.Out)
+	}
+	return min(runtime.GOMAXPROCS(0), max(1, entries*widest/workPerGoroutine))
 }
 
 // ForwardAdjacency runs the network on features x ([N, FeatureDim]
 // row-major) over a prebuilt Adjacency: for callers that keep a graph's
 // adjacency between requests.
 func (n *Network) ForwardAdjacency(ctx context.Context, x []float32, adj *Adjacency, opts ForwardOptions) (Outputs, error) {
+	return n.forward(ctx, x, adj, opts, new(scratch))
+}
+
+// forward is ForwardAdjacency working in sc.
+func (n *Network) forward(ctx context.Context, x []float32, adj *Adjacency, opts ForwardOptions, sc *scratch) (Outputs, error) {
 	num := adj.NumNodes
 	if len(x) != num*n.FeatureDim {
 		return Outputs{}, fmt.Errorf("x: %d values for %d nodes of %d features", len(x), num, n.FeatureDim)
@@ -77,36 +108,52 @@ func (n *Network) ForwardAdjacency(ctx context.Context, x []float32, adj *Adjace
 	}
 	workers := opts.Workers
 	if workers <= 0 {
-		widest := 0
-		for _, l := range n.Layers {
-			widest = max(widest, l.Out)
-		}
-		work := (len(adj.Sources) + num) * widest
-		workers = min(runtime.GOMAXPROCS(0), max(1, work/workPerGoroutine))
+		workers = n.autoWorkers(len(adj.Sources) + num)
 	}
 	rows := adj.splitTargets(workers)
 
 	// Per-node scales: what each Aggregation multiplies a source row by
 	// before the sum (pre) and a target row by after it (post).
-	var dinv, invDeg []float32
+	var dinv, invDeg, rowNorm []float32
 	for _, l := range n.Layers {
-		switch {
-		case l.Aggregation == AggregationGCN && dinv == nil:
-			dinv = make([]float32, num)
-			for v := range dinv {
-				dinv[v] = float32(1 / math.Sqrt(float64(adj.Degree(v))))
-			}
-		case l.Aggregation == AggregationMean && invDeg == nil:
-			invDeg = make([]float32, num)
-			for v := range invDeg {
-				invDeg[v] = float32(1 / float64(adj.Degree(v)))
-			}
+		switch l.Aggregation {
+		case AggregationGCN:
+			dinv = grow(&sc.dinv, num)
+		case AggregationMean:
+			invDeg = grow(&sc.invDeg, num)
 		}
 	}
-	var rowNorm []float32
 	if n.InputNorm == InputNormRow {
-		rowNorm = make([]float32, num)
-		parallel(rows, func(lo, hi int) { rowSumInverse(x, n.FeatureDim, lo, hi, rowNorm) })
+		rowNorm = grow(&sc.rowNorm, num)
+	}
+	first := &n.Layers[0]
+	var scale []float32 // the first transform's row scales
+	if rowNorm != nil && first.Aggregation == AggregationGCN {
+		scale = grow(&sc.scale, num)
+	}
+	parallel(rows, func(lo, hi int) {
+		off := adj.Offsets
+		if dinv != nil {
+			for v := lo; v < hi; v++ {
+				dinv[v] = float32(1 / math.Sqrt(float64(1+off[v+1]-off[v])))
+			}
+		}
+		if invDeg != nil {
+			for v := lo; v < hi; v++ {
+				invDeg[v] = float32(1 / float64(1+off[v+1]-off[v]))
+			}
+		}
+		if rowNorm != nil {
+			rowSumInverse(x, n.FeatureDim, lo, hi, rowNorm)
+		}
+		if scale != nil {
+			for v := lo; v < hi; v++ {
+				scale[v] = rowNorm[v] * dinv[v]
+			}
+		}
+	})
+	if scale == nil {
+		scale = n.layerScale(0, dinv, rowNorm)
 	}
 
 	if opts.KeepLayers {
@@ -120,12 +167,10 @@ func (n *Network) ForwardAdjacency(ctx context.Context, x []float32, adj *Adjace
 	// probabilities. The arithmetic is that of transform and aggregate, in
 	// the same order, so the result is the same bit for bit as running them
 	// layer after layer.
-	first := &n.Layers[0]
-	scale := n.layerScale(0, dinv, rowNorm)
-	h := make([]float32, num*stride(first.Out))
+	h := grow(&sc.h, num*stride(first.Out))
 	w := padWeight(first)
 	parallel(rows, func(lo, hi int) { transform(x, first.In, w, stride(first.Out), scale, lo, hi, h) })
-	var spare []float32 // the other h buffer, reused from two layers back
+	spare := sc.spare // the other h buffer, reused from two layers back
 	for li := range n.Layers {
 		l := &n.Layers[li]
 		if err := ctx.Err(); err != nil {
@@ -153,10 +198,7 @@ func (n *Network) ForwardAdjacency(ctx context.Context, x []float32, adj *Adjace
 		}
 		next := &n.Layers[li+1]
 		nst := stride(next.Out)
-		if cap(spare) < num*nst {
-			spare = make([]float32, num*nst)
-		}
-		nextH := spare[:num*nst]
+		nextH := grow(&spare, num*nst)
 		nextW := padWeight(next)
 		nextScale := n.layerScale(li+1, dinv, rowNorm)
 		parallel(rows, func(lo, hi int) {
@@ -164,6 +206,8 @@ func (n *Network) ForwardAdjacency(ctx context.Context, x []float32, adj *Adjace
 		})
 		spare, h = h, nextH
 	}
+	// Both buffers go back to sc, whichever layer left them where.
+	sc.h, sc.spare = h[:cap(h)], spare[:cap(spare)]
 	return out, nil
 }
 

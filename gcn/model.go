@@ -136,6 +136,9 @@ type session struct {
 	net *Network
 	// nativeWorkers is ForwardOptions.Workers (WithNativeWorkers).
 	nativeWorkers int
+	// scratch keeps native passes' working memory between requests
+	// (WithScratchBytes); nil: none kept.
+	scratch *scratchPool
 	// runSlots bounds concurrent runs: a run holds one token.
 	runSlots chan struct{}
 }
@@ -208,6 +211,7 @@ func OpenBytes(data []byte, opts ...Option) (_ *Model, err error) {
 	case net != nil && o.native:
 		m.core.net = net
 		m.core.nativeWorkers = o.nativeWorkers
+		m.core.scratch = newScratchPool(o.scratchBytes)
 		m.info.Native = true
 		m.net = net
 	case net != nil:
@@ -478,7 +482,9 @@ func (s *session) predict(ctx context.Context, t Tensors) (Prediction, error) {
 	var err error
 	if s.net != nil && s.net.nativePays(t) {
 		var out Outputs
-		out, err = s.net.ForwardLayers(ctx, t, ForwardOptions{Workers: s.nativeWorkers})
+		sc := s.scratch.get()
+		out, err = s.net.forwardTensors(ctx, t, ForwardOptions{Workers: s.nativeWorkers}, sc)
+		s.scratch.put(sc)
 		probs = out.Probabilities
 	} else {
 		probs = make([]float32, t.NumNodes*s.info.NumClasses)
@@ -604,5 +610,6 @@ func (m *Model) Close() error {
 	if m.batch != nil {
 		m.batch.close()
 	}
+	m.core.scratch.close()
 	return m.core.ort.Destroy()
 }
