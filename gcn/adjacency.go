@@ -166,6 +166,28 @@ func buildAdjacency1(numNodes int, src, dst []int64, sc *scratch) *Adjacency {
 	return &Adjacency{NumNodes: numNodes, Offsets: off[:numNodes+1], Sources: sources}
 }
 
+// check reports whether a is well formed: offsets rising from 0 to
+// len(Sources), every source a node. The native pass's assembly indexes
+// rows by Sources without bounds checks, so an Adjacency from outside is
+// checked first.
+func (a *Adjacency) check() error {
+	n := a.NumNodes
+	if n < 0 || len(a.Offsets) != n+1 || a.Offsets[0] != 0 || int(a.Offsets[n]) != len(a.Sources) {
+		return fmt.Errorf("adjacency of %d nodes: %d offsets (want %d, from 0 to the %d sources)", n, len(a.Offsets), n+1, len(a.Sources))
+	}
+	for v := range n {
+		if a.Offsets[v+1] < a.Offsets[v] {
+			return fmt.Errorf("adjacency: offset %d (%d) is below offset %d (%d)", v+1, a.Offsets[v+1], v, a.Offsets[v])
+		}
+	}
+	for k, s := range a.Sources {
+		if uint32(s) >= uint32(n) {
+			return fmt.Errorf("adjacency: source %d is %d, not a node in [0, %d)", k, s, n)
+		}
+	}
+	return nil
+}
+
 // Degree is 1 + the number of links at v: the size of v's closed
 // neighbourhood (its self loop included).
 func (a *Adjacency) Degree(v int) int { return 1 + int(a.Offsets[v+1]-a.Offsets[v]) }

@@ -92,7 +92,11 @@ func (n *Network) autoWorkers(entries int) int {
 // ForwardAdjacency runs the network on features x ([N, FeatureDim]
 // row-major) over a prebuilt Adjacency: for callers that keep a graph's
 // adjacency between requests.
+// An adj whose offsets or sources are out of range is an error.
 func (n *Network) ForwardAdjacency(ctx context.Context, x []float32, adj *Adjacency, opts ForwardOptions) (Outputs, error) {
+	if err := adj.check(); err != nil {
+		return Outputs{}, err
+	}
 	return n.forward(ctx, x, adj, opts, new(scratch))
 }
 
@@ -248,134 +252,47 @@ func (n *Network) layerScale(li int, dinv, rowNorm []float32) []float32 {
 // row by row, by transform for the next layer (weight nextW padded to
 // stride nst, row scales nextScale) into nextH; keep, when not nil,
 // receives l's output rows too. Row by row means the output row is still in
-// cache (or registers) when the next transform reads it.
+// cache when the next transform reads it.
 func aggregateTransform(adj *Adjacency, h []float32, l *Layer, post, keep, nextW []float32, nst int, nextScale []float32, lo, hi int, nextH []float32) {
 	o := l.Out
-	if o == 16 && nst <= 16 {
-		aggregateTransform16(adj, h, l, post, keep, nextW, nst, nextScale, lo, hi, nextH)
-		return
-	}
 	off, src := adj.Offsets, adj.Sources
 	st := stride(o)
 	acc := make([]float32, st)
-	row := make([]float32, o)
 	for d := lo; d < hi; d++ {
-		// aggregate's arithmetic for one row.
-		copy(acc, h[d*st:(d+1)*st])
-		for _, s := range src[off[d]:off[d+1]] {
-			r := h[int(s)*st : int(s)*st+st]
-			for b := 0; b+8 <= len(r); b += 8 {
-				r, c := (*[8]float32)(r[b:b+8]), (*[8]float32)(acc[b:b+8])
-				for j := range c {
-					c[j] += r[j]
-				}
-			}
-		}
-		p := float32(1)
-		if post != nil {
-			p = post[d]
-		}
-		for j := range row {
-			v := acc[j] * p
-			if l.Bias != nil {
-				v += l.Bias[j]
-			}
-			if l.Activation == ActivationReLU && v < 0 {
-				v = 0
-			}
-			row[j] = v
-		}
+		sumRows(acc, h[d*st:], h, src[off[d]:off[d+1]], st)
+		row := acc[:o]
+		finishRow(row, post, d, l.Bias, l.Activation)
 		if keep != nil {
 			copy(keep[d*o:(d+1)*o], row)
-		}
-		transformRow(row, nextW, nst, nextScale, d, nextH[d*nst:(d+1)*nst])
-	}
-}
-
-// aggregateTransform16 is aggregateTransform for a 16-wide layer (the usual
-// hidden width) whose next layer is at most 16 wide: aggregate16's loop
-// with the next transform on its output row in registers.
-func aggregateTransform16(adj *Adjacency, h []float32, l *Layer, post, keep, nextW []float32, nst int, nextScale []float32, lo, hi int, nextH []float32) {
-	const o = 16
-	off, src := adj.Offsets, adj.Sources
-	var b [o]float32
-	if l.Bias != nil {
-		b = [o]float32(l.Bias)
-	}
-	relu := l.Activation == ActivationReLU
-	var next [o]float32
-	for d := lo; d < hi; d++ {
-		acc := [o]float32(h[d*o : d*o+o])
-		for _, s := range src[off[d]:off[d+1]] {
-			r := (*[o]float32)(h[int(s)*o : int(s)*o+o])
-			for j := range acc {
-				acc[j] += r[j]
-			}
-		}
-		p := float32(1)
-		if post != nil {
-			p = post[d]
-		}
-		for j := range acc {
-			v := acc[j]*p + b[j]
-			if relu && v < 0 {
-				v = 0
-			}
-			acc[j] = v
-		}
-		if keep != nil {
-			copy(keep[d*o:d*o+o], acc[:])
-		}
-		// transform's arithmetic for one row: zero inputs skipped, 8-wide
-		// blocks, then the row scale.
-		clear(next[:nst])
-		for i, a := range acc {
-			if a == 0 {
-				continue
-			}
-			wr := nextW[i*nst : (i+1)*nst]
-			for k := 0; k+8 <= len(wr); k += 8 {
-				r, c := (*[8]float32)(wr[k:k+8]), (*[8]float32)(next[k:k+8])
-				for j := range c {
-					c[j] += a * r[j]
-				}
-			}
 		}
 		s := float32(1)
 		if nextScale != nil {
 			s = nextScale[d]
 		}
-		dst := nextH[d*nst : (d+1)*nst]
-		for j := range dst {
-			dst[j] = next[j] * s
-		}
+		matRow(nextH[d*nst:], row, nextW, nst, s)
 	}
 }
 
-// transformRow is transform for one row in (of the next layer's In values),
-// written to dst (stride nst).
-func transformRow(in, w []float32, nst int, scale []float32, v int, dst []float32) {
-	for j := range dst {
-		dst[j] = 0
+// finishRow applies the end of a layer to one summed row of target d:
+// row = act(post[d]*row + bias) (post nil: 1, bias nil: 0).
+func finishRow(row, post []float32, d int, bias []float32, act Activation) {
+	p := float32(1)
+	if post != nil {
+		p = post[d]
 	}
-	for i, a := range in {
-		if a == 0 {
-			continue
+	relu := act == ActivationReLU
+	if bias != nil {
+		bias = bias[:len(row)]
+	}
+	for j, v := range row {
+		v *= p
+		if bias != nil {
+			v += bias[j]
 		}
-		row := w[i*nst : (i+1)*nst]
-		for b := 0; b+8 <= len(row); b += 8 {
-			r, c := (*[8]float32)(row[b:b+8]), (*[8]float32)(dst[b:b+8])
-			for j := range c {
-				c[j] += a * r[j]
-			}
+		if relu && v < 0 {
+			v = 0
 		}
-	}
-	s := float32(1)
-	if scale != nil {
-		s = scale[v]
-	}
-	for j := range dst {
-		dst[j] *= s
+		row[j] = v
 	}
 }
 
@@ -438,33 +355,12 @@ func padWeight(l *Layer) []float32 {
 // Zero inputs are skipped: bag-of-words features are mostly zeros (Cora's
 // 98.7%), and after a ReLU about half of a hidden layer is.
 func transform(in []float32, k int, w []float32, st int, scale []float32, lo, hi int, h []float32) {
-	if st == 16 {
-		transform16(in, k, w, scale, lo, hi, h)
-		return
-	}
-	acc := make([]float32, st)
 	for v := lo; v < hi; v++ {
-		clear(acc)
-		for i, a := range in[v*k : (v+1)*k] {
-			if a == 0 {
-				continue
-			}
-			row := w[i*st : (i+1)*st]
-			for b := 0; b+8 <= len(row); b += 8 {
-				r, c := (*[8]float32)(row[b:b+8]), (*[8]float32)(acc[b:b+8])
-				for j := range c {
-					c[j] += a * r[j]
-				}
-			}
-		}
-		dst := h[v*st : (v+1)*st]
 		s := float32(1)
 		if scale != nil {
 			s = scale[v]
 		}
-		for j, a := range acc[:len(dst)] {
-			dst[j] = a * s
-		}
+		matRow(h[v*st:], in[v*k:(v+1)*k], w, st, s)
 	}
 }
 
@@ -474,94 +370,11 @@ func transform(in []float32, k int, w []float32, st int, scale []float32, lo, hi
 func aggregate(adj *Adjacency, h []float32, o int, post, bias []float32, act Activation, lo, hi int, out []float32) {
 	off, src := adj.Offsets, adj.Sources
 	st := stride(o)
-	if st == 16 && o == 16 {
-		aggregate16(off, src, h, post, bias, act, lo, hi, out)
-		return
-	}
 	acc := make([]float32, st)
 	for d := lo; d < hi; d++ {
-		copy(acc, h[d*st:(d+1)*st])
-		for _, s := range src[off[d]:off[d+1]] {
-			row := h[int(s)*st : int(s)*st+st]
-			for b := 0; b+8 <= len(row); b += 8 {
-				r, c := (*[8]float32)(row[b:b+8]), (*[8]float32)(acc[b:b+8])
-				for j := range c {
-					c[j] += r[j]
-				}
-			}
-		}
-		p := float32(1)
-		if post != nil {
-			p = post[d]
-		}
-		dst := out[d*o : (d+1)*o]
-		acc := acc[:len(dst)]
-		for j := range dst {
-			v := acc[j] * p
-			if bias != nil {
-				v += bias[j]
-			}
-			if act == ActivationReLU && v < 0 {
-				v = 0
-			}
-			dst[j] = v
-		}
-	}
-}
-
-// transform16 is transform for 16-wide layers.
-func transform16(in []float32, k int, w, scale []float32, lo, hi int, h []float32) {
-	const o = 16
-	for v := lo; v < hi; v++ {
-		var acc [o]float32
-		for i, a := range in[v*k : (v+1)*k] {
-			if a == 0 {
-				continue
-			}
-			row := (*[o]float32)(w[i*o : i*o+o])
-			for j := range acc {
-				acc[j] += a * row[j]
-			}
-		}
-		s := float32(1)
-		if scale != nil {
-			s = scale[v]
-		}
-		dst := (*[o]float32)(h[v*o : v*o+o])
-		for j := range acc {
-			dst[j] = acc[j] * s
-		}
-	}
-}
-
-// aggregate16 is aggregate for 16-wide layers (the usual hidden width):
-// fixed-size rows let the compiler drop bounds checks and keep the
-// accumulator in registers.
-func aggregate16(off, src []int32, h []float32, post, bias []float32, act Activation, lo, hi int, out []float32) {
-	const o = 16
-	var b [o]float32
-	if bias != nil {
-		b = [o]float32(bias)
-	}
-	for d := lo; d < hi; d++ {
-		acc := [o]float32(h[d*o : d*o+o])
-		for _, s := range src[off[d]:off[d+1]] {
-			row := (*[o]float32)(h[int(s)*o : int(s)*o+o])
-			for j := range acc {
-				acc[j] += row[j]
-			}
-		}
-		p := float32(1)
-		if post != nil {
-			p = post[d]
-		}
-		dst := (*[o]float32)(out[d*o : d*o+o])
-		for j := range acc {
-			v := acc[j]*p + b[j]
-			if act == ActivationReLU && v < 0 {
-				v = 0
-			}
-			dst[j] = v
-		}
+		sumRows(acc, h[d*st:], h, src[off[d]:off[d+1]], st)
+		row := out[d*o : (d+1)*o]
+		copy(row, acc)
+		finishRow(row, post, d, bias, act)
 	}
 }

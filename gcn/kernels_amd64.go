@@ -1,0 +1,51 @@
+package gcn
+
+// sumRows is sumRowsGo on amd64: 16 columns at a time, then 8 (st is a
+// multiple of 8), each lane added in src's order. The caller guarantees
+// every s of src indexes a whole row of h (an Adjacency built here or
+// checked, over h of NumNodes rows): the assembly does not check.
+func sumRows(acc, self, h []float32, src []int32, st int) {
+	_, _ = acc[st-1], self[st-1]
+	if len(src) == 0 {
+		copy(acc[:st], self[:st])
+		return
+	}
+	rowBytes := 4 * st
+	j := 0
+	for ; j+16 <= st; j += 16 {
+		sumRows16(&acc[j], &self[j], &h[j], &src[0], len(src), rowBytes)
+	}
+	if j < st {
+		sumRows8(&acc[j], &self[j], &h[j], &src[0], len(src), rowBytes)
+	}
+}
+
+// matRow is matRowGo on amd64, 16 then 8 columns at a time.
+func matRow(dst, in, w []float32, st int, scale float32) {
+	_ = dst[st-1]
+	if len(in) == 0 {
+		clear(dst[:st])
+		return
+	}
+	_ = w[len(in)*st-1]
+	rowBytes := 4 * st
+	j := 0
+	for ; j+16 <= st; j += 16 {
+		matRow16(&dst[j], &in[0], &w[j], len(in), rowBytes, scale)
+	}
+	if j < st {
+		matRow8(&dst[j], &in[0], &w[j], len(in), rowBytes, scale)
+	}
+}
+
+//go:noescape
+func sumRows16(acc, self, h *float32, src *int32, n, rowBytes int)
+
+//go:noescape
+func sumRows8(acc, self, h *float32, src *int32, n, rowBytes int)
+
+//go:noescape
+func matRow16(dst, in, w *float32, k, wRowBytes int, scale float32)
+
+//go:noescape
+func matRow8(dst, in, w *float32, k, wRowBytes int, scale float32)
