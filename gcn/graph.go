@@ -100,18 +100,26 @@ type Edge = graph.Edge
 // wants 34", "edge 17: target "n9" is not a node id") and runs it. Row i of
 // the Prediction is g.Nodes[i].
 func (m *Model) PredictGraph(ctx context.Context, g Graph) (Prediction, error) {
-	t, err := graphTensors(&g, m.info.FeatureDim, m.info.Limits)
+	// The tensors and the native pass share one scratch from the pool:
+	// a large graph's ids, features and edge index are then reused too.
+	sc := m.core.scratch.get()
+	t, err := graphTensors(&g, m.info.FeatureDim, m.info.Limits, &sc.graph)
 	if err != nil {
+		m.core.scratch.put(sc)
 		return Prediction{}, err
 	}
-	return m.predict(ctx, t)
+	p, done, err := m.predictIn(ctx, t, sc)
+	if done {
+		m.core.scratch.put(sc)
+	}
+	return p, err
 }
 
-// graphTensors validates g and builds its tensors (PredictGraph without the
-// run).
-func graphTensors(g *Graph, featureDim int, lim Limits) (Tensors, error) {
-	w, err := graphcheck.FromSource(graphSource{g}, featureDim,
-		graphcheck.Limits{MaxNodes: lim.MaxNodes, MaxEdges: lim.MaxEdges})
+// graphTensors validates g and builds its tensors in buf (PredictGraph
+// without the run).
+func graphTensors(g *Graph, featureDim int, lim Limits, buf *graphcheck.Buffers) (Tensors, error) {
+	w, err := graphcheck.FromSourceIn(graphSource{g}, featureDim,
+		graphcheck.Limits{MaxNodes: lim.MaxNodes, MaxEdges: lim.MaxEdges}, buf)
 	if err != nil {
 		return Tensors{}, err
 	}

@@ -450,22 +450,39 @@ func (m *Model) Predict(ctx context.Context, t Tensors) (Prediction, error) {
 
 // predict runs a checked graph.
 func (m *Model) predict(ctx context.Context, t Tensors) (Prediction, error) {
+	p, _, err := m.predictIn(ctx, t, nil)
+	return p, err
+}
+
+// predictIn is predict with the native pass working in sc (nil: scratch
+// from the pool). done reports whether the run is over with t when it
+// returns, so that t's memory may be reused: not when the batcher took t,
+// since a worker may still read it after a cancelled call returned.
+func (m *Model) predictIn(ctx context.Context, t Tensors, sc *scratch) (p Prediction, done bool, err error) {
 	if t.NumNodes == 0 {
-		return Prediction{NumClasses: m.info.NumClasses}, nil
+		return Prediction{NumClasses: m.info.NumClasses}, true, nil
 	}
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	if m.closed {
-		return Prediction{}, ErrClosed
+		return Prediction{}, true, ErrClosed
 	}
 	if m.batch != nil {
-		return m.batch.predict(ctx, t)
+		p, err := m.batch.predict(ctx, t)
+		return p, false, err
 	}
-	return m.core.predict(ctx, t)
+	p, err = m.core.predictIn(ctx, t, sc)
+	return p, true, err
 }
 
 // predict runs t, waiting for a run slot first.
 func (s *session) predict(ctx context.Context, t Tensors) (Prediction, error) {
+	return s.predictIn(ctx, t, nil)
+}
+
+// predictIn is predict with the native pass working in sc (nil: scratch
+// from the pool, given back after).
+func (s *session) predictIn(ctx context.Context, t Tensors, sc *scratch) (Prediction, error) {
 	start := time.Now()
 	select {
 	case s.runSlots <- struct{}{}:
@@ -481,10 +498,12 @@ func (s *session) predict(ctx context.Context, t Tensors) (Prediction, error) {
 	var probs []float32
 	var err error
 	if s.net != nil && s.net.nativePays(t) {
+		if sc == nil {
+			sc = s.scratch.get()
+			defer s.scratch.put(sc)
+		}
 		var out Outputs
-		sc := s.scratch.get()
 		out, err = s.net.forwardTensors(ctx, t, ForwardOptions{Workers: s.nativeWorkers}, sc)
-		s.scratch.put(sc)
 		probs = out.Probabilities
 	} else {
 		probs = make([]float32, t.NumNodes*s.info.NumClasses)

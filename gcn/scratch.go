@@ -4,6 +4,8 @@ import (
 	"sync"
 	"time"
 	"unsafe"
+
+	"github.com/gcnserve/gcnserve/internal/graphcheck"
 )
 
 // scratch is the working memory of one native forward pass: the adjacency,
@@ -20,6 +22,8 @@ type scratch struct {
 	dinv, invDeg, rowNorm, scale []float32
 	// h and spare are the transformed rows of the current and next layer.
 	h, spare []float32
+	// graph holds PredictGraph's tensors and id index.
+	graph graphcheck.Buffers
 }
 
 // grow returns (*buf)[:n], reallocating *buf when its capacity is short.
@@ -48,7 +52,7 @@ func (s *scratch) bytes() int64 {
 	for _, c := range s.counters {
 		n += cap(c)
 	}
-	return int64(n) * int64(unsafe.Sizeof(float32(0)))
+	return int64(n)*int64(unsafe.Sizeof(float32(0))) + s.graph.Bytes()
 }
 
 // DefaultScratchBytes is WithScratchBytes' default: the scratch of about
@@ -117,6 +121,7 @@ func (p *scratchPool) get() *scratch {
 // put gives s back for later passes, or drops it when keeping it would
 // take the pool over its bound. s must not be used after.
 func (p *scratchPool) put(s *scratch) {
+	s.graph.Release() // the caller's id strings must not stay reachable
 	if p == nil {
 		return
 	}

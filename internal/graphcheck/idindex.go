@@ -57,13 +57,28 @@ type idSlot struct {
 // maxShortID is the longest id a slot holds whole.
 const maxShortID = 8
 
-func newIDIndex(ids []string) *idIndex {
+func newIDIndex(ids []string) *idIndex { return newIDIndexIn(ids, nil) }
+
+// newIDIndexIn is newIDIndex with its slots in *slots when not nil
+// (grown when short, emptied: the index then lives in *slots until the
+// next use).
+func newIDIndexIn(ids []string, slots *[]idSlot) *idIndex {
 	size := len(ids) + len(ids)*2/3 + 8 // at most 60% full
+	var table []idSlot
+	if slots == nil || cap(*slots) < size {
+		table = make([]idSlot, size)
+		if slots != nil {
+			*slots = table
+		}
+	} else {
+		table = (*slots)[:size]
+		clear(table)
+	}
 	return &idIndex{
 		seed0: rand.Uint64(),
 		seed1: rand.Uint64(),
 		seed:  maphash.MakeSeed(),
-		slots: make([]idSlot, size),
+		slots: table,
 		ids:   ids,
 		size:  uint64(size),
 	}
