@@ -258,10 +258,13 @@ func aggregateTransform(adj *Adjacency, h []float32, l *Layer, post, keep, nextW
 	off, src := adj.Offsets, adj.Sources
 	st := stride(o)
 	acc := make([]float32, st)
+	f := newRowFinish(l.Bias, st, l.Activation)
 	for d := lo; d < hi; d++ {
-		sumRows(acc, h[d*st:], h, src[off[d]:off[d+1]], st)
+		if post != nil {
+			f.post = post[d]
+		}
+		sumRows(acc, h[d*st:], h, src[off[d]:off[d+1]], st, f)
 		row := acc[:o]
-		finishRow(row, post, d, l.Bias, l.Activation)
 		if keep != nil {
 			copy(keep[d*o:(d+1)*o], row)
 		}
@@ -273,27 +276,15 @@ func aggregateTransform(adj *Adjacency, h []float32, l *Layer, post, keep, nextW
 	}
 }
 
-// finishRow applies the end of a layer to one summed row of target d:
-// row = act(post[d]*row + bias) (post nil: 1, bias nil: 0).
-func finishRow(row, post []float32, d int, bias []float32, act Activation) {
-	p := float32(1)
-	if post != nil {
-		p = post[d]
+// newRowFinish is the rowFinish of a layer with this bias (nil: none) and
+// activation, rows of stride st, post 1.
+func newRowFinish(bias []float32, st int, act Activation) rowFinish {
+	f := rowFinish{post: 1, bias: make([]float32, st), relu: act == ActivationReLU}
+	for j := range f.bias {
+		f.bias[j] = float32(math.Copysign(0, -1))
 	}
-	relu := act == ActivationReLU
-	if bias != nil {
-		bias = bias[:len(row)]
-	}
-	for j, v := range row {
-		v *= p
-		if bias != nil {
-			v += bias[j]
-		}
-		if relu && v < 0 {
-			v = 0
-		}
-		row[j] = v
-	}
+	copy(f.bias, bias)
+	return f
 }
 
 // parallel runs fn on each range of bounds (see splitTargets), the first on
@@ -371,10 +362,12 @@ func aggregate(adj *Adjacency, h []float32, o int, post, bias []float32, act Act
 	off, src := adj.Offsets, adj.Sources
 	st := stride(o)
 	acc := make([]float32, st)
+	f := newRowFinish(bias, st, act)
 	for d := lo; d < hi; d++ {
-		sumRows(acc, h[d*st:], h, src[off[d]:off[d+1]], st)
-		row := out[d*o : (d+1)*o]
-		copy(row, acc)
-		finishRow(row, post, d, bias, act)
+		if post != nil {
+			f.post = post[d]
+		}
+		sumRows(acc, h[d*st:], h, src[off[d]:off[d+1]], st, f)
+		copy(out[d*o:(d+1)*o], acc)
 	}
 }

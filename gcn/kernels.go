@@ -11,15 +11,33 @@ package gcn
 // results are the same bit for bit on every architecture and for every
 // worker count; TestKernelsMatchGo holds the assembly to the Go.
 
-// sumRowsGo writes acc[:st] = self[:st] + h[s*st:(s+1)*st] for each s of
-// src, added in src's order.
-func sumRowsGo(acc, self, h []float32, src []int32, st int) {
+// rowFinish is the end of a layer applied to each summed row:
+// act(post * row + bias).
+type rowFinish struct {
+	post float32
+	// bias has the row's stride: the layer's bias, then -0 (adding -0
+	// changes nothing, not even the sign of a zero; a layer without bias
+	// has -0 throughout).
+	bias []float32
+	relu bool
+}
+
+// sumRowsGo writes acc[:st] = act(post * (self[:st] + the sum of
+// h[s*st:(s+1)*st] for each s of src, added in src's order) + bias).
+func sumRowsGo(acc, self, h []float32, src []int32, st int, f rowFinish) {
 	copy(acc[:st], self[:st])
 	for _, s := range src {
 		r := h[int(s)*st : int(s)*st+st]
 		for j := range st {
 			acc[j] += r[j]
 		}
+	}
+	for j := range acc[:st] {
+		v := float32(acc[j]*f.post) + f.bias[j]
+		if f.relu && v < 0 {
+			v = 0
+		}
+		acc[j] = v
 	}
 }
 

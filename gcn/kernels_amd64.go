@@ -1,22 +1,25 @@
 package gcn
 
+import "unsafe"
+
 // sumRows is sumRowsGo on amd64: 16 columns at a time, then 8 (st is a
 // multiple of 8), each lane added in src's order. The caller guarantees
 // every s of src indexes a whole row of h (an Adjacency built here or
 // checked, over h of NumNodes rows): the assembly does not check.
-func sumRows(acc, self, h []float32, src []int32, st int) {
-	_, _ = acc[st-1], self[st-1]
-	if len(src) == 0 {
-		copy(acc[:st], self[:st])
-		return
-	}
+func sumRows(acc, self, h []float32, src []int32, st int, f rowFinish) {
+	_, _, _ = acc[st-1], self[st-1], f.bias[st-1]
 	rowBytes := 4 * st
+	relu := 0
+	if f.relu {
+		relu = 1
+	}
+	srcp := unsafe.SliceData(src) // not read when src is empty
 	j := 0
 	for ; j+16 <= st; j += 16 {
-		sumRows16(&acc[j], &self[j], &h[j], &src[0], len(src), rowBytes)
+		sumRows16(&acc[j], &self[j], &h[j], srcp, len(src), rowBytes, &f.bias[j], relu, f.post)
 	}
 	if j < st {
-		sumRows8(&acc[j], &self[j], &h[j], &src[0], len(src), rowBytes)
+		sumRows8(&acc[j], &self[j], &h[j], srcp, len(src), rowBytes, &f.bias[j], relu, f.post)
 	}
 }
 
@@ -39,10 +42,10 @@ func matRow(dst, in, w []float32, st int, scale float32) {
 }
 
 //go:noescape
-func sumRows16(acc, self, h *float32, src *int32, n, rowBytes int)
+func sumRows16(acc, self, h *float32, src *int32, n, rowBytes int, bias *float32, relu int, p float32)
 
 //go:noescape
-func sumRows8(acc, self, h *float32, src *int32, n, rowBytes int)
+func sumRows8(acc, self, h *float32, src *int32, n, rowBytes int, bias *float32, relu int, p float32)
 
 //go:noescape
 func matRow16(dst, in, w *float32, k, wRowBytes int, scale float32)

@@ -1,9 +1,10 @@
 #include "textflag.h"
 
-// func sumRows16(acc, self, h *float32, src *int32, n, rowBytes int)
-// acc[0:16] = self[0:16] + sum of the 16 floats at h + s*rowBytes for s in
-// src[0:n], n > 0, added in src's order.
-TEXT ·sumRows16(SB), NOSPLIT, $0-48
+// func sumRows16(acc, self, h *float32, src *int32, n, rowBytes int, bias *float32, relu int, p float32)
+// acc[0:16] = act(p * (self[0:16] + sum of the 16 floats at h + s*rowBytes
+// for s in src[0:n]) + bias[0:16]), the sum in src's order, act ReLU when
+// relu != 0, else none.
+TEXT ·sumRows16(SB), NOSPLIT, $0-68
 	MOVQ acc+0(FP), DI
 	MOVQ self+8(FP), SI
 	MOVQ h+16(FP), DX
@@ -14,6 +15,8 @@ TEXT ·sumRows16(SB), NOSPLIT, $0-48
 	MOVUPS 16(SI), X1
 	MOVUPS 32(SI), X2
 	MOVUPS 48(SI), X3
+	TESTQ CX, CX
+	JZ fin16
 loop16:
 	MOVLQSX (BX), AX
 	IMULQ R8, AX
@@ -28,15 +31,49 @@ loop16:
 	ADDQ $4, BX
 	DECQ CX
 	JNZ loop16
+fin16:
+	MOVSS p+64(FP), X4
+	SHUFPS $0, X4, X4
+	MULPS X4, X0
+	MULPS X4, X1
+	MULPS X4, X2
+	MULPS X4, X3
+	MOVQ bias+48(FP), SI
+	MOVUPS 0(SI), X5
+	ADDPS X5, X0
+	MOVUPS 16(SI), X5
+	ADDPS X5, X1
+	MOVUPS 32(SI), X5
+	ADDPS X5, X2
+	MOVUPS 48(SI), X5
+	ADDPS X5, X3
+	MOVQ relu+56(FP), AX
+	TESTQ AX, AX
+	JZ fin16store
+	// v < 0 -> +0; -0 and NaN stay (as Go's "if v < 0 { v = 0 }"):
+	// MAXPS keeps its destination (0) only where 0 > v.
+	XORPS X9, X9
+	MAXPS X0, X9
+	MOVAPS X9, X0
+	XORPS X9, X9
+	MAXPS X1, X9
+	MOVAPS X9, X1
+	XORPS X9, X9
+	MAXPS X2, X9
+	MOVAPS X9, X2
+	XORPS X9, X9
+	MAXPS X3, X9
+	MOVAPS X9, X3
+fin16store:
 	MOVUPS X0, 0(DI)
 	MOVUPS X1, 16(DI)
 	MOVUPS X2, 32(DI)
 	MOVUPS X3, 48(DI)
 	RET
 
-// func sumRows8(acc, self, h *float32, src *int32, n, rowBytes int)
+// func sumRows8(acc, self, h *float32, src *int32, n, rowBytes int, bias *float32, relu int, p float32)
 // sumRows16 for 8 floats.
-TEXT ·sumRows8(SB), NOSPLIT, $0-48
+TEXT ·sumRows8(SB), NOSPLIT, $0-68
 	MOVQ acc+0(FP), DI
 	MOVQ self+8(FP), SI
 	MOVQ h+16(FP), DX
@@ -45,6 +82,8 @@ TEXT ·sumRows8(SB), NOSPLIT, $0-48
 	MOVQ rowBytes+40(FP), R8
 	MOVUPS 0(SI), X0
 	MOVUPS 16(SI), X1
+	TESTQ CX, CX
+	JZ fin8
 loop8:
 	MOVLQSX (BX), AX
 	IMULQ R8, AX
@@ -55,6 +94,28 @@ loop8:
 	ADDQ $4, BX
 	DECQ CX
 	JNZ loop8
+fin8:
+	MOVSS p+64(FP), X4
+	SHUFPS $0, X4, X4
+	MULPS X4, X0
+	MULPS X4, X1
+	MOVQ bias+48(FP), SI
+	MOVUPS 0(SI), X5
+	ADDPS X5, X0
+	MOVUPS 16(SI), X5
+	ADDPS X5, X1
+	MOVQ relu+56(FP), AX
+	TESTQ AX, AX
+	JZ fin8store
+	// v < 0 -> +0; -0 and NaN stay (as Go's "if v < 0 { v = 0 }"):
+	// MAXPS keeps its destination (0) only where 0 > v.
+	XORPS X9, X9
+	MAXPS X0, X9
+	MOVAPS X9, X0
+	XORPS X9, X9
+	MAXPS X1, X9
+	MOVAPS X9, X1
+fin8store:
 	MOVUPS X0, 0(DI)
 	MOVUPS X1, 16(DI)
 	RET

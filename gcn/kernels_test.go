@@ -29,17 +29,25 @@ func TestKernelsMatchGo(t *testing.T) {
 		for i := range h {
 			h[i] = val()
 		}
+		h[5*st+1] = float32(math.NaN())
 		for _, n := range []int{0, 1, 2, 7, 33} {
 			src := make([]int32, n)
 			for i := range src {
 				src[i] = int32(r.IntN(rows))
 			}
 			self := h[3*st:]
-			got, want := make([]float32, st), make([]float32, st)
-			sumRows(got, self, h, src, st)
-			sumRowsGo(want, self, h, src, st)
-			if !sameBits(got, want) {
-				t.Errorf("sumRows, stride %d, %d rows: %v, want %v", st, n, got, want)
+			for _, f := range []rowFinish{
+				newRowFinish(nil, st, ActivationNone),
+				newRowFinish(h[:st-3], st, ActivationReLU),
+				{post: 0.61, bias: h[st : 2*st], relu: true},
+				{post: -1.7, bias: h[2*st : 3*st], relu: false},
+			} {
+				got, want := make([]float32, st), make([]float32, st)
+				sumRows(got, self, h, src, st, f)
+				sumRowsGo(want, self, h, src, st, f)
+				if !sameBits(got, want) {
+					t.Errorf("sumRows, stride %d, %d rows, %+v: %v, want %v", st, n, f, got, want)
+				}
 			}
 		}
 		for _, k := range []int{0, 1, 5, 16, 40} {
@@ -96,7 +104,7 @@ func TestForwardAdjacencyChecked(t *testing.T) {
 	}
 }
 
-// TestExpNonPositive: the softmax's exponential is math.Exp's within 1e-12
+// TestExpNonPositive: the softmax's exponential is math.Exp's within 1e-9
 // relative over the range a softmax meets, 0 far below it, NaN for NaN.
 func TestExpNonPositive(t *testing.T) {
 	worst := 0.0
@@ -115,8 +123,9 @@ func TestExpNonPositive(t *testing.T) {
 		got, want := expNonPositive(x), math.Exp(x)
 		worst = max(worst, math.Abs(got-want)/want)
 	}
-	if worst > 1e-12 {
-		t.Errorf("worst relative error %.3g, want <= 1e-12", worst)
+	t.Logf("worst relative error %.3g", worst)
+	if worst > 1e-9 {
+		t.Errorf("worst relative error %.3g, want <= 1e-9", worst)
 	}
 	if got := expNonPositive(math.Inf(-1)); got != 0 {
 		t.Errorf("exp(-Inf) = %v, want 0", got)
