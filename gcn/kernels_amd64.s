@@ -209,3 +209,97 @@ mnext8:
 	MOVUPS X0, 0(DI)
 	MOVUPS X1, 16(DI)
 	RET
+
+// func matRow16NB(dst, in, w *float32, k, wRowBytes int, scale float32)
+// matRow16 without a branch on in[i]: each product is
+// masked to +0 where in[i] == 0 (adding +0 to a sum that started at +0
+// changes no bit), so the result is the skipping loop's; for short rows
+// (hidden layers), where half the inputs are zeros after a ReLU and the
+// skip branch is a coin toss.
+TEXT ·matRow16NB(SB), NOSPLIT, $0-44
+	MOVQ dst+0(FP), DI
+	MOVQ in+8(FP), SI
+	MOVQ w+16(FP), DX
+	MOVQ k+24(FP), CX
+	MOVQ wRowBytes+32(FP), R8
+	XORPS X0, X0
+	XORPS X1, X1
+	XORPS X2, X2
+	XORPS X3, X3
+	XORPS X8, X8
+matrow16nbloop:
+	MOVSS (SI), X4
+	SHUFPS $0, X4, X4
+	MOVAPS X4, X10
+	CMPPS X8, X10, $4 // all ones where in[i] != 0 (NaN included)
+	MOVUPS 0(DX), X5
+	MOVUPS 16(DX), X6
+	MOVUPS 32(DX), X7
+	MOVUPS 48(DX), X9
+	MULPS X4, X5
+	MULPS X4, X6
+	MULPS X4, X7
+	MULPS X4, X9
+	ANDPS X10, X5
+	ANDPS X10, X6
+	ANDPS X10, X7
+	ANDPS X10, X9
+	ADDPS X5, X0
+	ADDPS X6, X1
+	ADDPS X7, X2
+	ADDPS X9, X3
+	ADDQ $4, SI
+	ADDQ R8, DX
+	DECQ CX
+	JNZ matrow16nbloop
+	MOVSS scale+40(FP), X4
+	SHUFPS $0, X4, X4
+	MULPS X4, X0
+	MULPS X4, X1
+	MULPS X4, X2
+	MULPS X4, X3
+	MOVUPS X0, 0(DI)
+	MOVUPS X1, 16(DI)
+	MOVUPS X2, 32(DI)
+	MOVUPS X3, 48(DI)
+	RET
+
+// func matRow8NB(dst, in, w *float32, k, wRowBytes int, scale float32)
+// matRow8 without a branch on in[i]: each product is
+// masked to +0 where in[i] == 0 (adding +0 to a sum that started at +0
+// changes no bit), so the result is the skipping loop's; for short rows
+// (hidden layers), where half the inputs are zeros after a ReLU and the
+// skip branch is a coin toss.
+TEXT ·matRow8NB(SB), NOSPLIT, $0-44
+	MOVQ dst+0(FP), DI
+	MOVQ in+8(FP), SI
+	MOVQ w+16(FP), DX
+	MOVQ k+24(FP), CX
+	MOVQ wRowBytes+32(FP), R8
+	XORPS X0, X0
+	XORPS X1, X1
+	XORPS X8, X8
+matrow8nbloop:
+	MOVSS (SI), X4
+	SHUFPS $0, X4, X4
+	MOVAPS X4, X10
+	CMPPS X8, X10, $4 // all ones where in[i] != 0 (NaN included)
+	MOVUPS 0(DX), X5
+	MOVUPS 16(DX), X6
+	MULPS X4, X5
+	MULPS X4, X6
+	ANDPS X10, X5
+	ANDPS X10, X6
+	ADDPS X5, X0
+	ADDPS X6, X1
+	ADDQ $4, SI
+	ADDQ R8, DX
+	DECQ CX
+	JNZ matrow8nbloop
+	MOVSS scale+40(FP), X4
+	SHUFPS $0, X4, X4
+	MULPS X4, X0
+	MULPS X4, X1
+	MOVUPS X0, 0(DI)
+	MOVUPS X1, 16(DI)
+	RET
