@@ -157,7 +157,7 @@ func BenchmarkMatRowHidden(b *testing.B) {
 		}
 		out := make([]float32, rows*st)
 		for _, kind := range []struct {
-			name   string
+			name    string
 			m8, m16 func(dst, in, w *float32, k, wRowBytes int, scale float32)
 		}{{"skip", matRow8, matRow16}, {"masked", matRow8NB, matRow16NB}} {
 			m := kind.m8
