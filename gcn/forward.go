@@ -91,8 +91,9 @@ func (n *Network) autoWorkers(entries int) int {
 
 // ForwardAdjacency runs the network on features x ([N, FeatureDim]
 // row-major) over a prebuilt Adjacency: for callers that keep a graph's
-// adjacency between requests.
-// An adj whose offsets or sources are out of range is an error.
+// adjacency between requests. An adj whose offsets or sources are out of
+// range is an error (checked first: the inner loops index rows by them
+// without bounds checks).
 func (n *Network) ForwardAdjacency(ctx context.Context, x []float32, adj *Adjacency, opts ForwardOptions) (Outputs, error) {
 	if err := adj.check(); err != nil {
 		return Outputs{}, err
