@@ -1,3 +1,5 @@
+//go:build !purego
+
 package gcn
 
 import "unsafe"

@@ -1,3 +1,5 @@
+//go:build !purego
+
 #include "textflag.h"
 
 // func sumRows16(acc, self, h *float32, src *int32, n, rowBytes int, bias *float32, relu int, p float32)
