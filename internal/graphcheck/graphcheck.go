@@ -358,8 +358,10 @@ func (b *Buffers) Bytes() int64 {
 func (b *Buffers) Release() { clear(b.ids) }
 
 // reuse returns (*buf)[:n], reallocating *buf when its capacity is short.
+// It never returns nil (an empty graph's slices are empty, not nil, as
+// FromSource always gave them: JSON encodes nil as null).
 func reuse[T any](buf *[]T, n int) []T {
-	if cap(*buf) < n {
+	if cap(*buf) < n || *buf == nil {
 		*buf = make([]T, n)
 	}
 	return (*buf)[:n]

@@ -152,11 +152,11 @@ func randomSource(seed uint64, n, e, f int) sliceSource {
 // Buffers (larger, smaller, one refused in between) are those FromSource
 // builds in new memory, and Release drops the ids.
 func TestFromSourceInReuse(t *testing.T) {
-	var buf Buffers
+	var buf Buffers // fresh for the first, edgeless graph: its EdgeIndex must be empty, not nil
 	bad := randomSource(9, 300, 500, 4)
 	bad.ends[400][1] = "nope"
-	for _, src := range []sliceSource{randomSource(1, 3*ParallelEdges, 5*ParallelEdges, 4), randomSource(2, 50, 120, 4),
-		bad, randomSource(3, ParallelEdges+7, 2*ParallelEdges, 4)} {
+	for _, src := range []sliceSource{randomSource(4, 1, 0, 4), randomSource(1, 3*ParallelEdges, 5*ParallelEdges, 4),
+		randomSource(2, 50, 120, 4), bad, randomSource(3, ParallelEdges+7, 2*ParallelEdges, 4)} {
 		want, wantErr := FromSource(src, 4, Limits{})
 		got, err := FromSourceIn(src, 4, Limits{}, &buf)
 		if (err == nil) != (wantErr == nil) || err != nil && err.Error() != wantErr.Error() {
@@ -170,6 +170,9 @@ func TestFromSourceInReuse(t *testing.T) {
 		}
 		if !slices.Equal(got.IDs, want.IDs) || !slices.Equal(got.Features, want.Features) || !slices.Equal(got.EdgeIndex, want.EdgeIndex) {
 			t.Errorf("%d nodes, %d edges: the graph built in reused buffers differs", len(src.ids), len(src.ends))
+		}
+		if got.EdgeIndex == nil || got.IDs == nil {
+			t.Errorf("%d nodes: nil IDs or EdgeIndex, want empty slices at worst", len(src.ids))
 		}
 		if buf.Bytes() == 0 {
 			t.Errorf("%d nodes: Buffers hold 0 bytes after a graph", len(src.ids))
