@@ -2,6 +2,9 @@ package gcn
 
 import (
 	"math"
+	"slices"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/gcnserve/gcnserve/internal/graphwire"
@@ -74,4 +77,50 @@ func BenchmarkTensorsCheck(b *testing.B) {
 func reportCPU(b *testing.B) func() {
 	start := testenv.CPUTime()
 	return func() { b.ReportMetric(float64(testenv.CPUTime()-start)/1e6/float64(b.N), "cpu-ms/op") }
+}
+
+// TestCheckHalves: on tensors large enough to be searched in two halves,
+// check names the first bad value wherever it is (first half, second half,
+// at the cut, both halves bad), as the one-pass search does.
+func TestCheckHalves(t *testing.T) {
+	const n, e, f = 1 << 19, halvesFrom, 4 // 2M edge values, 2M features
+	base := Tensors{NumNodes: n, Features: make([]float32, n*f), EdgeIndex: make([]int64, 2*e)}
+	for j := range base.EdgeIndex {
+		base.EdgeIndex[j] = int64(j % n)
+	}
+	if err := base.check(f, Limits{}); err != nil {
+		t.Fatalf("valid tensors: %v", err)
+	}
+	cut := len(base.EdgeIndex) / 2
+	for _, bad := range [][]int{{3}, {cut - 1}, {cut}, {cut + 5}, {len(base.EdgeIndex) - 1}, {cut + 7, 11}} {
+		idx := append([]int64(nil), base.EdgeIndex...)
+		for _, j := range bad {
+			idx[j] = n
+		}
+		want := slices.Min(bad)
+		got := firstInHalves(len(idx), func(lo, hi int) int { return firstOutOfRange(idx[lo:hi], n) })
+		if got != want || firstOutOfRange(idx, n) != want {
+			t.Errorf("bad edge values at %v: first found %d (one pass %d), want %d", bad, got, firstOutOfRange(idx, n), want)
+		}
+		tt := base
+		tt.EdgeIndex = idx
+		if err := tt.check(f, Limits{}); err == nil {
+			t.Errorf("bad edge values at %v: check passed", bad)
+		}
+	}
+	cut = len(base.Features) / 2
+	for _, bad := range [][]int{{0}, {cut - 1}, {cut}, {len(base.Features) - 1}, {cut + 3, 2}} {
+		x := append([]float32(nil), base.Features...)
+		for _, k := range bad {
+			x[k] = float32(math.Inf(1))
+		}
+		want := slices.Min(bad)
+		tt := base
+		tt.Features = x
+		err := tt.check(f, Limits{})
+		wantMsg := "x[" + strconv.Itoa(want/f) + "][" + strconv.Itoa(want%f) + "] is +Inf"
+		if err == nil || !strings.Contains(err.Error(), wantMsg) {
+			t.Errorf("non-finite features at %v: %v, want %q", bad, err, wantMsg)
+		}
+	}
 }

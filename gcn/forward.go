@@ -50,23 +50,59 @@ func (n *Network) Forward(ctx context.Context, t Tensors) ([]float32, error) {
 // ForwardLayers is Forward with options: per-layer outputs and the
 // goroutine count.
 func (n *Network) ForwardLayers(ctx context.Context, t Tensors, opts ForwardOptions) (Outputs, error) {
+	return n.forwardTensors(ctx, t, opts, nil)
+}
+
+// forwardTensors is ForwardLayers working in sc (nil: fresh memory); the
+// Outputs never share sc's memory.
+func (n *Network) forwardTensors(ctx context.Context, t Tensors, opts ForwardOptions, sc *scratch) (Outputs, error) {
 	if err := ctx.Err(); err != nil {
 		return Outputs{}, err
 	}
 	if len(t.Features) != t.NumNodes*n.FeatureDim {
 		return Outputs{}, fmt.Errorf("x: %d values for %d nodes of %d features", len(t.Features), t.NumNodes, n.FeatureDim)
 	}
-	adj, err := NewAdjacency(t.NumNodes, t.EdgeIndex)
+	if sc == nil {
+		sc = new(scratch)
+	}
+	// The same rule as the passes below, on the entries the edges will
+	// make (at most two each).
+	workers := opts.Workers
+	if workers <= 0 {
+		workers = n.autoWorkers(2*t.NumEdges() + t.NumNodes)
+	}
+	adj, err := buildAdjacency(t.NumNodes, t.EdgeIndex, workers, sc)
 	if err != nil {
 		return Outputs{}, err
 	}
-	return n.ForwardAdjacency(ctx, t.Features, adj, opts)
+	return n.forward(ctx, t.Features, adj, opts, sc)
+}
+
+// autoWorkers is ForwardOptions.Workers' default for a graph of the given
+// entries plus nodes: the widest layer's multiply-adds per goroutine at
+// least workPerGoroutine, at most GOMAXPROCS goroutines.
+func (n *Network) autoWorkers(entries int) int {
+	widest := 0
+	for _, l := range n.Layers {
+		widest = max(widest, l.Out)
+	}
+	return min(runtime.GOMAXPROCS(0), max(1, entries*widest/workPerGoroutine))
 }
 
 // ForwardAdjacency runs the network on features x ([N, FeatureDim]
 // row-major) over a prebuilt Adjacency: for callers that keep a graph's
-// adjacency between requests.
+// adjacency between requests. An adj whose offsets or sources are out of
+// range is an error (checked first: the inner loops index rows by them
+// without bounds checks).
 func (n *Network) ForwardAdjacency(ctx context.Context, x []float32, adj *Adjacency, opts ForwardOptions) (Outputs, error) {
+	if err := adj.check(); err != nil {
+		return Outputs{}, err
+	}
+	return n.forward(ctx, x, adj, opts, new(scratch))
+}
+
+// forward is ForwardAdjacency working in sc.
+func (n *Network) forward(ctx context.Context, x []float32, adj *Adjacency, opts ForwardOptions, sc *scratch) (Outputs, error) {
 	num := adj.NumNodes
 	if len(x) != num*n.FeatureDim {
 		return Outputs{}, fmt.Errorf("x: %d values for %d nodes of %d features", len(x), num, n.FeatureDim)
@@ -77,36 +113,52 @@ func (n *Network) ForwardAdjacency(ctx context.Context, x []float32, adj *Adjace
 	}
 	workers := opts.Workers
 	if workers <= 0 {
-		widest := 0
-		for _, l := range n.Layers {
-			widest = max(widest, l.Out)
-		}
-		work := (len(adj.Sources) + num) * widest
-		workers = min(runtime.GOMAXPROCS(0), max(1, work/workPerGoroutine))
+		workers = n.autoWorkers(len(adj.Sources) + num)
 	}
 	rows := adj.splitTargets(workers)
 
 	// Per-node scales: what each Aggregation multiplies a source row by
 	// before the sum (pre) and a target row by after it (post).
-	var dinv, invDeg []float32
+	var dinv, invDeg, rowNorm []float32
 	for _, l := range n.Layers {
-		switch {
-		case l.Aggregation == AggregationGCN && dinv == nil:
-			dinv = make([]float32, num)
-			for v := range dinv {
-				dinv[v] = float32(1 / math.Sqrt(float64(adj.Degree(v))))
-			}
-		case l.Aggregation == AggregationMean && invDeg == nil:
-			invDeg = make([]float32, num)
-			for v := range invDeg {
-				invDeg[v] = float32(1 / float64(adj.Degree(v)))
-			}
+		switch l.Aggregation {
+		case AggregationGCN:
+			dinv = grow(&sc.dinv, num)
+		case AggregationMean:
+			invDeg = grow(&sc.invDeg, num)
 		}
 	}
-	var rowNorm []float32
 	if n.InputNorm == InputNormRow {
-		rowNorm = make([]float32, num)
-		parallel(rows, func(lo, hi int) { rowSumInverse(x, n.FeatureDim, lo, hi, rowNorm) })
+		rowNorm = grow(&sc.rowNorm, num)
+	}
+	first := &n.Layers[0]
+	var scale []float32 // the first transform's row scales
+	if rowNorm != nil && first.Aggregation == AggregationGCN {
+		scale = grow(&sc.scale, num)
+	}
+	parallel(rows, func(lo, hi int) {
+		off := adj.Offsets
+		if dinv != nil {
+			for v := lo; v < hi; v++ {
+				dinv[v] = float32(1 / math.Sqrt(float64(1+off[v+1]-off[v])))
+			}
+		}
+		if invDeg != nil {
+			for v := lo; v < hi; v++ {
+				invDeg[v] = float32(1 / float64(1+off[v+1]-off[v]))
+			}
+		}
+		if rowNorm != nil {
+			rowSumInverse(x, n.FeatureDim, lo, hi, rowNorm)
+		}
+		if scale != nil {
+			for v := lo; v < hi; v++ {
+				scale[v] = rowNorm[v] * dinv[v]
+			}
+		}
+	})
+	if scale == nil {
+		scale = n.layerScale(0, dinv, rowNorm)
 	}
 
 	if opts.KeepLayers {
@@ -120,12 +172,10 @@ func (n *Network) ForwardAdjacency(ctx context.Context, x []float32, adj *Adjace
 	// probabilities. The arithmetic is that of transform and aggregate, in
 	// the same order, so the result is the same bit for bit as running them
 	// layer after layer.
-	first := &n.Layers[0]
-	scale := n.layerScale(0, dinv, rowNorm)
-	h := make([]float32, num*stride(first.Out))
+	h := grow(&sc.h, num*stride(first.Out))
 	w := padWeight(first)
 	parallel(rows, func(lo, hi int) { transform(x, first.In, w, stride(first.Out), scale, lo, hi, h) })
-	var spare []float32 // the other h buffer, reused from two layers back
+	spare := sc.spare // the other h buffer, reused from two layers back
 	for li := range n.Layers {
 		l := &n.Layers[li]
 		if err := ctx.Err(); err != nil {
@@ -153,10 +203,7 @@ func (n *Network) ForwardAdjacency(ctx context.Context, x []float32, adj *Adjace
 		}
 		next := &n.Layers[li+1]
 		nst := stride(next.Out)
-		if cap(spare) < num*nst {
-			spare = make([]float32, num*nst)
-		}
-		nextH := spare[:num*nst]
+		nextH := grow(&spare, num*nst)
 		nextW := padWeight(next)
 		nextScale := n.layerScale(li+1, dinv, rowNorm)
 		parallel(rows, func(lo, hi int) {
@@ -164,6 +211,8 @@ func (n *Network) ForwardAdjacency(ctx context.Context, x []float32, adj *Adjace
 		})
 		spare, h = h, nextH
 	}
+	// Both buffers go back to sc, whichever layer left them where.
+	sc.h, sc.spare = h[:cap(h)], spare[:cap(spare)]
 	return out, nil
 }
 
@@ -204,135 +253,39 @@ func (n *Network) layerScale(li int, dinv, rowNorm []float32) []float32 {
 // row by row, by transform for the next layer (weight nextW padded to
 // stride nst, row scales nextScale) into nextH; keep, when not nil,
 // receives l's output rows too. Row by row means the output row is still in
-// cache (or registers) when the next transform reads it.
+// cache when the next transform reads it.
 func aggregateTransform(adj *Adjacency, h []float32, l *Layer, post, keep, nextW []float32, nst int, nextScale []float32, lo, hi int, nextH []float32) {
 	o := l.Out
-	if o == 16 && nst <= 16 {
-		aggregateTransform16(adj, h, l, post, keep, nextW, nst, nextScale, lo, hi, nextH)
-		return
-	}
 	off, src := adj.Offsets, adj.Sources
 	st := stride(o)
 	acc := make([]float32, st)
-	row := make([]float32, o)
+	f := newRowFinish(l.Bias, st, l.Activation)
 	for d := lo; d < hi; d++ {
-		// aggregate's arithmetic for one row.
-		copy(acc, h[d*st:(d+1)*st])
-		for _, s := range src[off[d]:off[d+1]] {
-			r := h[int(s)*st : int(s)*st+st]
-			for b := 0; b+8 <= len(r); b += 8 {
-				r, c := (*[8]float32)(r[b:b+8]), (*[8]float32)(acc[b:b+8])
-				for j := range c {
-					c[j] += r[j]
-				}
-			}
-		}
-		p := float32(1)
 		if post != nil {
-			p = post[d]
+			f.post = post[d]
 		}
-		for j := range row {
-			v := acc[j] * p
-			if l.Bias != nil {
-				v += l.Bias[j]
-			}
-			if l.Activation == ActivationReLU && v < 0 {
-				v = 0
-			}
-			row[j] = v
-		}
+		sumRows(acc, h[d*st:], h, src[off[d]:off[d+1]], st, f)
+		row := acc[:o]
 		if keep != nil {
 			copy(keep[d*o:(d+1)*o], row)
-		}
-		transformRow(row, nextW, nst, nextScale, d, nextH[d*nst:(d+1)*nst])
-	}
-}
-
-// aggregateTransform16 is aggregateTransform for a 16-wide layer (the usual
-// hidden width) whose next layer is at most 16 wide: aggregate16's loop
-// with the next transform on its output row in registers.
-func aggregateTransform16(adj *Adjacency, h []float32, l *Layer, post, keep, nextW []float32, nst int, nextScale []float32, lo, hi int, nextH []float32) {
-	const o = 16
-	off, src := adj.Offsets, adj.Sources
-	var b [o]float32
-	if l.Bias != nil {
-		b = [o]float32(l.Bias)
-	}
-	relu := l.Activation == ActivationReLU
-	var next [o]float32
-	for d := lo; d < hi; d++ {
-		acc := [o]float32(h[d*o : d*o+o])
-		for _, s := range src[off[d]:off[d+1]] {
-			r := (*[o]float32)(h[int(s)*o : int(s)*o+o])
-			for j := range acc {
-				acc[j] += r[j]
-			}
-		}
-		p := float32(1)
-		if post != nil {
-			p = post[d]
-		}
-		for j := range acc {
-			v := acc[j]*p + b[j]
-			if relu && v < 0 {
-				v = 0
-			}
-			acc[j] = v
-		}
-		if keep != nil {
-			copy(keep[d*o:d*o+o], acc[:])
-		}
-		// transform's arithmetic for one row: zero inputs skipped, 8-wide
-		// blocks, then the row scale.
-		clear(next[:nst])
-		for i, a := range acc {
-			if a == 0 {
-				continue
-			}
-			wr := nextW[i*nst : (i+1)*nst]
-			for k := 0; k+8 <= len(wr); k += 8 {
-				r, c := (*[8]float32)(wr[k:k+8]), (*[8]float32)(next[k:k+8])
-				for j := range c {
-					c[j] += a * r[j]
-				}
-			}
 		}
 		s := float32(1)
 		if nextScale != nil {
 			s = nextScale[d]
 		}
-		dst := nextH[d*nst : (d+1)*nst]
-		for j := range dst {
-			dst[j] = next[j] * s
-		}
+		matRow(nextH[d*nst:], row, nextW, nst, s)
 	}
 }
 
-// transformRow is transform for one row in (of the next layer's In values),
-// written to dst (stride nst).
-func transformRow(in, w []float32, nst int, scale []float32, v int, dst []float32) {
-	for j := range dst {
-		dst[j] = 0
+// newRowFinish is the rowFinish of a layer with this bias (nil: none) and
+// activation, rows of stride st, post 1.
+func newRowFinish(bias []float32, st int, act Activation) rowFinish {
+	f := rowFinish{post: 1, bias: make([]float32, st), relu: act == ActivationReLU}
+	for j := range f.bias {
+		f.bias[j] = float32(math.Copysign(0, -1))
 	}
-	for i, a := range in {
-		if a == 0 {
-			continue
-		}
-		row := w[i*nst : (i+1)*nst]
-		for b := 0; b+8 <= len(row); b += 8 {
-			r, c := (*[8]float32)(row[b:b+8]), (*[8]float32)(dst[b:b+8])
-			for j := range c {
-				c[j] += a * r[j]
-			}
-		}
-	}
-	s := float32(1)
-	if scale != nil {
-		s = scale[v]
-	}
-	for j := range dst {
-		dst[j] *= s
-	}
+	copy(f.bias, bias)
+	return f
 }
 
 // parallel runs fn on each range of bounds (see splitTargets), the first on
@@ -394,33 +347,12 @@ func padWeight(l *Layer) []float32 {
 // Zero inputs are skipped: bag-of-words features are mostly zeros (Cora's
 // 98.7%), and after a ReLU about half of a hidden layer is.
 func transform(in []float32, k int, w []float32, st int, scale []float32, lo, hi int, h []float32) {
-	if st == 16 {
-		transform16(in, k, w, scale, lo, hi, h)
-		return
-	}
-	acc := make([]float32, st)
 	for v := lo; v < hi; v++ {
-		clear(acc)
-		for i, a := range in[v*k : (v+1)*k] {
-			if a == 0 {
-				continue
-			}
-			row := w[i*st : (i+1)*st]
-			for b := 0; b+8 <= len(row); b += 8 {
-				r, c := (*[8]float32)(row[b:b+8]), (*[8]float32)(acc[b:b+8])
-				for j := range c {
-					c[j] += a * r[j]
-				}
-			}
-		}
-		dst := h[v*st : (v+1)*st]
 		s := float32(1)
 		if scale != nil {
 			s = scale[v]
 		}
-		for j, a := range acc[:len(dst)] {
-			dst[j] = a * s
-		}
+		matRow(h[v*st:], in[v*k:(v+1)*k], w, st, s)
 	}
 }
 
@@ -430,94 +362,13 @@ func transform(in []float32, k int, w []float32, st int, scale []float32, lo, hi
 func aggregate(adj *Adjacency, h []float32, o int, post, bias []float32, act Activation, lo, hi int, out []float32) {
 	off, src := adj.Offsets, adj.Sources
 	st := stride(o)
-	if st == 16 && o == 16 {
-		aggregate16(off, src, h, post, bias, act, lo, hi, out)
-		return
-	}
 	acc := make([]float32, st)
+	f := newRowFinish(bias, st, act)
 	for d := lo; d < hi; d++ {
-		copy(acc, h[d*st:(d+1)*st])
-		for _, s := range src[off[d]:off[d+1]] {
-			row := h[int(s)*st : int(s)*st+st]
-			for b := 0; b+8 <= len(row); b += 8 {
-				r, c := (*[8]float32)(row[b:b+8]), (*[8]float32)(acc[b:b+8])
-				for j := range c {
-					c[j] += r[j]
-				}
-			}
-		}
-		p := float32(1)
 		if post != nil {
-			p = post[d]
+			f.post = post[d]
 		}
-		dst := out[d*o : (d+1)*o]
-		acc := acc[:len(dst)]
-		for j := range dst {
-			v := acc[j] * p
-			if bias != nil {
-				v += bias[j]
-			}
-			if act == ActivationReLU && v < 0 {
-				v = 0
-			}
-			dst[j] = v
-		}
-	}
-}
-
-// transform16 is transform for 16-wide layers.
-func transform16(in []float32, k int, w, scale []float32, lo, hi int, h []float32) {
-	const o = 16
-	for v := lo; v < hi; v++ {
-		var acc [o]float32
-		for i, a := range in[v*k : (v+1)*k] {
-			if a == 0 {
-				continue
-			}
-			row := (*[o]float32)(w[i*o : i*o+o])
-			for j := range acc {
-				acc[j] += a * row[j]
-			}
-		}
-		s := float32(1)
-		if scale != nil {
-			s = scale[v]
-		}
-		dst := (*[o]float32)(h[v*o : v*o+o])
-		for j := range acc {
-			dst[j] = acc[j] * s
-		}
-	}
-}
-
-// aggregate16 is aggregate for 16-wide layers (the usual hidden width):
-// fixed-size rows let the compiler drop bounds checks and keep the
-// accumulator in registers.
-func aggregate16(off, src []int32, h []float32, post, bias []float32, act Activation, lo, hi int, out []float32) {
-	const o = 16
-	var b [o]float32
-	if bias != nil {
-		b = [o]float32(bias)
-	}
-	for d := lo; d < hi; d++ {
-		acc := [o]float32(h[d*o : d*o+o])
-		for _, s := range src[off[d]:off[d+1]] {
-			row := (*[o]float32)(h[int(s)*o : int(s)*o+o])
-			for j := range acc {
-				acc[j] += row[j]
-			}
-		}
-		p := float32(1)
-		if post != nil {
-			p = post[d]
-		}
-		dst := (*[o]float32)(out[d*o : d*o+o])
-		for j := range acc {
-			v := acc[j]*p + b[j]
-			if act == ActivationReLU && v < 0 {
-				v = 0
-			}
-			dst[j] = v
-		}
+		sumRows(acc, h[d*st:], h, src[off[d]:off[d+1]], st, f)
+		copy(out[d*o:(d+1)*o], acc)
 	}
 }

@@ -4,8 +4,10 @@ import (
 	"context"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"testing"
+	"time"
 )
 
 // largeEdges is a random edge list of the large benchmark's shape.
@@ -52,17 +54,28 @@ func BenchmarkAggregate(b *testing.B) {
 	}
 }
 
-// BenchmarkNewAdjacency is the CSR build (counting sort) of the large graph.
+// BenchmarkNewAdjacency is the CSR build (counting sort) of the large
+// graph, on one goroutine and split over two, in a reused scratch as a
+// Model's pool gives it (workers=1/fresh: NewAdjacency, new memory).
 func BenchmarkNewAdjacency(b *testing.B) {
 	const n, e = 100_000, 500_000
 	idx := largeEdges(n, e)
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := NewAdjacency(n, idx); err != nil {
-			b.Fatal(err)
-		}
+	for _, c := range []struct {
+		name    string
+		workers int
+		sc      *scratch
+	}{{"workers=1/fresh", 1, nil}, {"workers=1", 1, new(scratch)}, {"workers=2", 2, new(scratch)}} {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			defer reportCPU(b)()
+			for b.Loop() {
+				if _, err := buildAdjacency(n, idx, c.workers, c.sc); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(e), "ns/edge")
+		})
 	}
-	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(e), "ns/edge")
 }
 
 // TestNativePays: wide dense first-layer inputs go to ONNX Runtime (its
@@ -209,4 +222,161 @@ func sameBits(a, b []float32) bool {
 		}
 	}
 	return true
+}
+
+// TestBuildAdjacencyParts: the adjacency built in parts on several
+// goroutines is the one-goroutine build's, entry for entry (rows in edge
+// order), with self loops and duplicates in the edge list, also when the
+// scratch it is built in held a larger graph before.
+func TestBuildAdjacencyParts(t *testing.T) {
+	const n, e = 5000, 4*edgesPerBuildWorker + 17
+	idx := largeEdges(n, e)
+	for j := 0; j < e; j += 97 { // self loops
+		idx[e+j] = idx[j]
+	}
+	for j := 1; j < e; j += 89 { // duplicates, both ways
+		idx[j], idx[e+j] = idx[e+j-1], idx[j-1]
+	}
+	want, err := NewAdjacency(n, idx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := new(scratch)
+	big, err := buildAdjacency(3*n, largeEdges(3*n, 2*e), 4, sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if big.NumEntries() == 0 {
+		t.Fatal("the larger graph has no entries")
+	}
+	for _, workers := range []int{1, 2, 3, 4, 7} {
+		got, err := buildAdjacency(n, idx, workers, sc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.NumNodes != n || !slices.Equal(got.Offsets, want.Offsets) || !slices.Equal(got.Sources, want.Sources) {
+			t.Errorf("workers=%d: adjacency differs from the one-goroutine build", workers)
+		}
+	}
+	// The one-goroutine build itself: row d lists, in edge order, the
+	// other endpoint of every non-loop edge at d.
+	rows := make([][]int32, n)
+	for j := range e {
+		s, d := idx[j], idx[e+j]
+		if s != d {
+			rows[d] = append(rows[d], int32(s))
+			rows[s] = append(rows[s], int32(d))
+		}
+	}
+	for d := range n {
+		if got := want.Sources[want.Offsets[d]:want.Offsets[d+1]]; !slices.Equal(got, rows[d]) {
+			t.Fatalf("row %d = %v, want %v", d, got, rows[d])
+		}
+	}
+}
+
+// TestForwardScratchReuse: a pass in scratch that earlier passes on other
+// graphs (larger, smaller, other aggregations) used gives the same
+// probabilities bit for bit as a pass in fresh memory.
+func TestForwardScratchReuse(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	layer := func(in, out int, act Activation, agg Aggregation) Layer {
+		l := Layer{Aggregation: agg, In: in, Out: out, Weight: make([]float32, in*out), Bias: make([]float32, out), Activation: act}
+		for i := range l.Weight {
+			l.Weight[i] = float32(r.NormFloat64() * 0.5)
+		}
+		return l
+	}
+	const f = 8
+	nets := []*Network{
+		{FeatureDim: f, InputNorm: InputNormRow, Layers: []Layer{layer(f, 16, ActivationReLU, AggregationGCN), layer(16, 7, ActivationNone, AggregationGCN)}},
+		{FeatureDim: f, InputNorm: InputNormNone, Layers: []Layer{layer(f, 24, ActivationReLU, AggregationMean), layer(24, 16, ActivationReLU, AggregationSum), layer(16, 3, ActivationNone, AggregationMean)}},
+	}
+	graph := func(n, e int) Tensors {
+		x := make([]float32, n*f)
+		for i := range x {
+			x[i] = r.Float32()
+		}
+		return Tensors{NumNodes: n, Features: x, EdgeIndex: largeEdges(n, e)}
+	}
+	graphs := []Tensors{graph(40_000, 150_000), graph(300, 900), graph(20_000, 2*edgesPerBuildWorker)}
+	sc := new(scratch)
+	for round := range 2 {
+		for gi, g := range graphs {
+			for ni, net := range nets {
+				want, err := net.ForwardLayers(context.Background(), g, ForwardOptions{Workers: 1})
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, workers := range []int{1, 2} {
+					got, err := net.forwardTensors(context.Background(), g, ForwardOptions{Workers: workers}, sc)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if !sameBits(got.Probabilities, want.Probabilities) {
+						t.Errorf("round %d, graph %d, network %d, workers=%d: probabilities differ from a pass in fresh memory", round, gi, ni, workers)
+					}
+				}
+			}
+		}
+	}
+}
+
+// TestScratchPoolBounds: the pool hands back what it keeps, largest
+// first, never keeps more than its bound, and keeps nothing after close.
+func TestScratchPoolBounds(t *testing.T) {
+	sized := func(floats int) *scratch { return &scratch{h: make([]float32, floats)} }
+	p := newScratchPool(1000 * 4)
+	small, large := sized(100), sized(600)
+	p.put(small)
+	p.put(large)
+	if got := p.retained(); got != 700*4 {
+		t.Fatalf("retained %d bytes, want %d", got, 700*4)
+	}
+	p.put(sized(400)) // 1100 floats: over the bound, dropped
+	if got := p.retained(); got != 700*4 {
+		t.Errorf("after a put over the bound: retained %d bytes, want %d", got, 700*4)
+	}
+	if got := p.get(); got != large {
+		t.Errorf("get returned a scratch of %d bytes, want the largest (%d)", got.bytes(), large.bytes())
+	}
+	if got := p.get(); got != small {
+		t.Errorf("second get returned a scratch of %d bytes, want %d", got.bytes(), small.bytes())
+	}
+	if got := p.get(); got.bytes() != 0 {
+		t.Errorf("get on an empty pool returned %d bytes, want a new empty scratch", got.bytes())
+	}
+	p.put(sized(2000)) // alone over the bound
+	if got := p.retained(); got != 0 {
+		t.Errorf("after a put of more than the bound: retained %d bytes, want 0", got)
+	}
+	p.put(small)
+	p.close()
+	p.put(large)
+	if got := p.retained(); got != 0 {
+		t.Errorf("after close: retained %d bytes, want 0", got)
+	}
+	var none *scratchPool
+	none.put(large)
+	if none.get() == nil || none.retained() != 0 {
+		t.Error("a nil pool must hand out new scratch and keep nothing")
+	}
+	if newScratchPool(0) != nil {
+		t.Error("newScratchPool(0) != nil, want no pool")
+	}
+}
+
+// TestScratchPoolIdle: the pool lets its scratch go once idle.
+func TestScratchPoolIdle(t *testing.T) {
+	p := newScratchPool(1 << 20)
+	defer p.close()
+	p.idleAfter = time.Millisecond
+	p.put(&scratch{h: make([]float32, 10)})
+	deadline := time.Now().Add(30 * time.Second)
+	for p.retained() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("still %d bytes retained 30 s after the idle timer should have fired", p.retained())
+		}
+		time.Sleep(time.Millisecond)
+	}
 }

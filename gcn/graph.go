@@ -2,6 +2,7 @@ package gcn
 
 import (
 	"context"
+	"runtime"
 
 	"github.com/gcnserve/gcnserve/graph"
 	"github.com/gcnserve/gcnserve/internal/graphcheck"
@@ -41,16 +42,42 @@ func (t Tensors) check(featureDim int, lim Limits) error {
 	case lim.MaxEdges > 0 && e > lim.MaxEdges:
 		return Errorf(KindTooLarge, "graph has %d edges, limit is %d", e, lim.MaxEdges)
 	}
-	if j := firstOutOfRange(t.EdgeIndex, n); j >= 0 {
+	if j := firstInHalves(len(t.EdgeIndex), func(lo, hi int) int { return firstOutOfRange(t.EdgeIndex[lo:hi], n) }); j >= 0 {
 		return Errorf(KindInvalidArgument, "edge_index[%d][%d] = %d is not a node index in [0, %d)", j/e, j%e, t.EdgeIndex[j], n)
 	}
 	// Predict runs this on every call, and a Cora-sized x has 4M values: a
 	// test per value cost about as much as the model run.
-	if k := graphcheck.FirstNonFinite(t.Features); k >= 0 {
+	if k := firstInHalves(len(t.Features), func(lo, hi int) int { return graphcheck.FirstNonFinite(t.Features[lo:hi]) }); k >= 0 {
 		f := t.Features[k]
 		return Errorf(KindInvalidArgument, "x[%d][%d] is %s (features must be finite)", k/featureDim, k%featureDim, graphcheck.NonFiniteName(f))
 	}
 	return nil
+}
+
+// halvesFrom is the length from which firstInHalves searches both halves
+// at once: a pass runs at several GB/s, so below about a million values a
+// second goroutine costs more than it saves.
+const halvesFrom = 1 << 20
+
+// firstInHalves returns first(0, n) for a search first(lo, hi) that returns
+// the index, relative to lo, of the first hit in [lo, hi), or -1. From
+// halvesFrom values on, with two cores, it searches both halves at once;
+// the answer is the same: the first half's hit, else the second's.
+func firstInHalves(n int, first func(lo, hi int) int) int {
+	if n < halvesFrom || runtime.GOMAXPROCS(0) < 2 {
+		return first(0, n)
+	}
+	mid := n / 2
+	second := make(chan int, 1)
+	go func() { second <- first(mid, n) }()
+	if k := first(0, mid); k >= 0 {
+		<-second
+		return k
+	}
+	if k := <-second; k >= 0 {
+		return mid + k
+	}
+	return -1
 }
 
 // firstOutOfRange returns the index of the first value of index outside
@@ -100,18 +127,26 @@ type Edge = graph.Edge
 // wants 34", "edge 17: target "n9" is not a node id") and runs it. Row i of
 // the Prediction is g.Nodes[i].
 func (m *Model) PredictGraph(ctx context.Context, g Graph) (Prediction, error) {
-	t, err := graphTensors(&g, m.info.FeatureDim, m.info.Limits)
+	// The tensors and the native pass share one scratch from the pool:
+	// a large graph's ids, features and edge index are then reused too.
+	sc := m.core.scratch.get()
+	t, err := graphTensors(&g, m.info.FeatureDim, m.info.Limits, &sc.graph)
 	if err != nil {
+		m.core.scratch.put(sc)
 		return Prediction{}, err
 	}
-	return m.predict(ctx, t)
+	p, done, err := m.predictIn(ctx, t, sc)
+	if done {
+		m.core.scratch.put(sc)
+	}
+	return p, err
 }
 
-// graphTensors validates g and builds its tensors (PredictGraph without the
-// run).
-func graphTensors(g *Graph, featureDim int, lim Limits) (Tensors, error) {
-	w, err := graphcheck.FromSource(graphSource{g}, featureDim,
-		graphcheck.Limits{MaxNodes: lim.MaxNodes, MaxEdges: lim.MaxEdges})
+// graphTensors validates g and builds its tensors in buf (PredictGraph
+// without the run).
+func graphTensors(g *Graph, featureDim int, lim Limits, buf *graphcheck.Buffers) (Tensors, error) {
+	w, err := graphcheck.FromSourceIn(graphSource{g}, featureDim,
+		graphcheck.Limits{MaxNodes: lim.MaxNodes, MaxEdges: lim.MaxEdges}, buf)
 	if err != nil {
 		return Tensors{}, err
 	}

@@ -3,6 +3,7 @@ package gcn
 import (
 	"testing"
 
+	"github.com/gcnserve/gcnserve/internal/graphcheck"
 	"github.com/gcnserve/gcnserve/internal/graphwire"
 )
 
@@ -27,12 +28,14 @@ func BenchmarkGraphTensors(b *testing.B) {
 			for j, e := range m.Edges {
 				g.Edges[j] = Edge{Source: e.SourceId, Target: e.TargetId}
 			}
+			var buf graphcheck.Buffers // reused, as PredictGraph's pool does
 			b.ReportAllocs()
 			defer reportCPU(b)()
 			for b.Loop() {
-				if _, err := graphTensors(&g, p.features, Limits{}); err != nil {
+				if _, err := graphTensors(&g, p.features, Limits{}, &buf); err != nil {
 					b.Fatal(err)
 				}
+				buf.Release()
 			}
 		})
 	}

@@ -136,6 +136,9 @@ type session struct {
 	net *Network
 	// nativeWorkers is ForwardOptions.Workers (WithNativeWorkers).
 	nativeWorkers int
+	// scratch keeps native passes' working memory between requests
+	// (WithScratchBytes); nil: none kept.
+	scratch *scratchPool
 	// runSlots bounds concurrent runs: a run holds one token.
 	runSlots chan struct{}
 }
@@ -208,6 +211,7 @@ func OpenBytes(data []byte, opts ...Option) (_ *Model, err error) {
 	case net != nil && o.native:
 		m.core.net = net
 		m.core.nativeWorkers = o.nativeWorkers
+		m.core.scratch = newScratchPool(o.scratchBytes)
 		m.info.Native = true
 		m.net = net
 	case net != nil:
@@ -446,22 +450,39 @@ func (m *Model) Predict(ctx context.Context, t Tensors) (Prediction, error) {
 
 // predict runs a checked graph.
 func (m *Model) predict(ctx context.Context, t Tensors) (Prediction, error) {
+	p, _, err := m.predictIn(ctx, t, nil)
+	return p, err
+}
+
+// predictIn is predict with the native pass working in sc (nil: scratch
+// from the pool). done reports whether the run is over with t when it
+// returns, so that t's memory may be reused: not when the batcher took t,
+// since a worker may still read it after a cancelled call returned.
+func (m *Model) predictIn(ctx context.Context, t Tensors, sc *scratch) (p Prediction, done bool, err error) {
 	if t.NumNodes == 0 {
-		return Prediction{NumClasses: m.info.NumClasses}, nil
+		return Prediction{NumClasses: m.info.NumClasses}, true, nil
 	}
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	if m.closed {
-		return Prediction{}, ErrClosed
+		return Prediction{}, true, ErrClosed
 	}
 	if m.batch != nil {
-		return m.batch.predict(ctx, t)
+		p, err := m.batch.predict(ctx, t)
+		return p, false, err
 	}
-	return m.core.predict(ctx, t)
+	p, err = m.core.predictIn(ctx, t, sc)
+	return p, true, err
 }
 
 // predict runs t, waiting for a run slot first.
 func (s *session) predict(ctx context.Context, t Tensors) (Prediction, error) {
+	return s.predictIn(ctx, t, nil)
+}
+
+// predictIn is predict with the native pass working in sc (nil: scratch
+// from the pool, given back after).
+func (s *session) predictIn(ctx context.Context, t Tensors, sc *scratch) (Prediction, error) {
 	start := time.Now()
 	select {
 	case s.runSlots <- struct{}{}:
@@ -477,8 +498,12 @@ func (s *session) predict(ctx context.Context, t Tensors) (Prediction, error) {
 	var probs []float32
 	var err error
 	if s.net != nil && s.net.nativePays(t) {
+		if sc == nil {
+			sc = s.scratch.get()
+			defer s.scratch.put(sc)
+		}
 		var out Outputs
-		out, err = s.net.ForwardLayers(ctx, t, ForwardOptions{Workers: s.nativeWorkers})
+		out, err = s.net.forwardTensors(ctx, t, ForwardOptions{Workers: s.nativeWorkers}, sc)
 		probs = out.Probabilities
 	} else {
 		probs = make([]float32, t.NumNodes*s.info.NumClasses)
@@ -582,13 +607,43 @@ func softmax(row []float32) {
 	}
 	var sum float64
 	for j, v := range row {
-		e := math.Exp(float64(v - hi))
+		e := expNonPositive(float64(v - hi))
 		row[j] = float32(e)
 		sum += e
 	}
+	inv := 1 / sum
 	for j := range row {
-		row[j] = float32(float64(row[j]) / sum)
+		row[j] = float32(float64(row[j]) * inv)
 	}
+}
+
+// expNonPositive is e**x for x <= 0 (and NaN for NaN), within 1e-9
+// relative: well below float32's resolution (6e-8), where softmax uses
+// it. It is math.Exp without the special cases a softmax cannot meet,
+// which made math.Exp most of the softmax's time (a large request takes
+// 700k): x = k ln2 + r with |r| <= ln2/2, e**r by its Taylor polynomial of
+// degree 8 evaluated in Estrin's scheme (short dependency chains), scaled
+// by 2**k.
+func expNonPositive(x float64) float64 {
+	const (
+		log2e  = 1.4426950408889634
+		ln2Hi  = 6.93147180369123816490e-01
+		ln2Lo  = 1.90821492927058770002e-10
+		lowest = -708 // e**-708 is still a normal float64; float32 needs far less
+	)
+	if x < lowest {
+		return 0
+	}
+	// k = x*log2e rounded to an integer: adding and subtracting 1.5*2**52
+	// leaves no fraction bits (math.Round is a call without SSE4.1).
+	const shift = 1 << 52 * 1.5
+	k := (x*log2e + shift) - shift
+	r := (x - k*ln2Hi) - k*ln2Lo
+	r2 := r * r
+	r4 := r2 * r2
+	p := (1 + r) + r2*(1.0/2+r*(1.0/6)) +
+		r4*((1.0/24+r*(1.0/120))+r2*(1.0/720+r*(1.0/5040))) + r4*r4*(1.0/40320)
+	return p * math.Float64frombits(uint64(int64(k)+1023)<<52)
 }
 
 // Close waits for Predict calls in flight, stops the batcher and releases
@@ -604,5 +659,6 @@ func (m *Model) Close() error {
 	if m.batch != nil {
 		m.batch.close()
 	}
+	m.core.scratch.close()
 	return m.core.ort.Destroy()
 }

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -373,5 +374,72 @@ func TestThreadCapKeepsScatterNDExact(t *testing.T) {
 		if d := golden.MaxAbsDiff(p.Probabilities, first.Probabilities); d != 0 {
 			t.Fatalf("repeated run differs by %.3g: the aggregation is racing", d)
 		}
+	}
+}
+
+// TestPredictGraphReusesScratch: PredictGraph calls from many goroutines,
+// on graphs of different sizes (the largest split in parts), whose
+// tensors and native pass share pooled scratch, give exactly what
+// Predict gives on the same tensors, batched or not.
+func TestPredictGraphReusesScratch(t *testing.T) {
+	serial := infertest.OpenKarate(t, gcn.WithScratchBytes(0))
+	f := serial.Info().FeatureDim
+	const graphs = 6
+	inputs := make([]gcn.Graph, graphs)
+	want := make([]gcn.Prediction, graphs)
+	for i := range graphs {
+		n, e := 5+i*40, 10+i*120
+		if i == graphs-1 {
+			n, e = 20_000, 60_000 // decoded and run in parts
+		}
+		tensors := infertest.RandomGraph(uint64(i), n, e, f)
+		g := gcn.Graph{Nodes: make([]gcn.Node, n), Edges: make([]gcn.Edge, e)}
+		for v := range n {
+			g.Nodes[v] = gcn.Node{ID: "node-" + strconv.Itoa(v*7), Features: tensors.Features[v*f : (v+1)*f]}
+		}
+		for j := range e {
+			g.Edges[j] = gcn.Edge{Source: g.Nodes[tensors.EdgeIndex[j]].ID, Target: g.Nodes[tensors.EdgeIndex[e+j]].ID}
+		}
+		inputs[i] = g
+		p, err := serial.Predict(context.Background(), tensors)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want[i] = p
+	}
+	for _, tc := range []struct {
+		name string
+		opts []gcn.Option
+		tol  float64
+	}{
+		{"unbatched", []gcn.Option{gcn.WithMaxConcurrentRuns(4)}, 0},
+		{"batched", []gcn.Option{gcn.WithBatching(gcn.BatchOptions{})}, 1e-6},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := infertest.OpenKarate(t, tc.opts...)
+			var wg sync.WaitGroup
+			errs := make(chan error, 8*graphs)
+			for w := range 8 {
+				wg.Go(func() {
+					for k := range 2 * graphs {
+						i := (w + k) % graphs
+						p, err := m.PredictGraph(context.Background(), inputs[i])
+						if err != nil {
+							errs <- err
+							return
+						}
+						if d := golden.MaxAbsDiff(p.Probabilities, want[i].Probabilities); d > tc.tol {
+							errs <- fmt.Errorf("graph %d: PredictGraph differs from Predict by %.3g, want <= %g", i, d, tc.tol)
+							return
+						}
+					}
+				})
+			}
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				t.Error(err)
+			}
+		})
 	}
 }

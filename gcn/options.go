@@ -23,6 +23,7 @@ type options struct {
 	native            bool
 	nativeWorkers     int
 	cpuMemArena       bool
+	scratchBytes      int64
 }
 
 func defaultOptions() options {
@@ -43,6 +44,7 @@ func defaultOptions() options {
 		batch:             DefaultBatchOptions(),
 		native:            true,
 		cpuMemArena:       true,
+		scratchBytes:      DefaultScratchBytes,
 	}
 }
 
@@ -111,6 +113,19 @@ func WithNativeExecution(on bool) Option {
 // the same bit for bit for every value.
 func WithNativeWorkers(n int) Option {
 	return func(o *options) { o.nativeWorkers = max(n, 0) }
+}
+
+// WithScratchBytes bounds the working memory the native path keeps between
+// requests (the adjacency, per-node scales and transformed rows of a pass;
+// not the Prediction, which is the caller's). Default DefaultScratchBytes
+// (64 MiB). A pass takes the largest scratch kept, grows it if the graph
+// needs more, and gives it back when done; one that would take the total
+// kept over n is dropped instead (so a single huge request never pins its
+// memory), and everything kept is let go after 5 s without a request. A
+// large request (100k nodes, 500k edges, hidden 16) then allocates little
+// beyond its Prediction. 0 keeps nothing: every pass allocates afresh.
+func WithScratchBytes(n int64) Option {
+	return func(o *options) { o.scratchBytes = max(n, 0) }
 }
 
 // WithCPUMemArena turns ONNX Runtime's CPU memory arena on or off for the

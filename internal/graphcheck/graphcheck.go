@@ -332,6 +332,45 @@ type Source interface {
 // graphs are read and resolved in parts on several goroutines (Parts), as
 // graphwire.Decode does.
 func FromSource(src Source, featureDim int, lim Limits) (*Graph, error) {
+	return FromSourceIn(src, featureDim, lim, nil)
+}
+
+// Buffers is memory FromSourceIn reuses from one graph to the next: the
+// Graph's IDs, Features and EdgeIndex and the id index. A Graph built in
+// Buffers lives in them until their next use or Release. The zero value
+// is ready; a Buffers is for one goroutine at a time.
+type Buffers struct {
+	ids       []string
+	features  []float32
+	edgeIndex []int64
+	slots     []idSlot
+}
+
+// Bytes is the memory b holds.
+func (b *Buffers) Bytes() int64 {
+	return int64(cap(b.ids))*int64(unsafe.Sizeof("")) + int64(cap(b.features))*4 +
+		int64(cap(b.edgeIndex))*8 + int64(cap(b.slots))*int64(unsafe.Sizeof(idSlot{}))
+}
+
+// Release drops b's references to the ids of the last graph (the
+// Source's strings), so that keeping b does not keep them; the memory
+// stays for the next graph.
+func (b *Buffers) Release() { clear(b.ids) }
+
+// reuse returns (*buf)[:n], reallocating *buf when its capacity is short.
+// It never returns nil (an empty graph's slices are empty, not nil, as
+// FromSource always gave them: JSON encodes nil as null).
+func reuse[T any](buf *[]T, n int) []T {
+	if cap(*buf) < n || *buf == nil {
+		*buf = make([]T, n)
+	}
+	return (*buf)[:n]
+}
+
+// FromSourceIn is FromSource building the Graph in buf (nil: new memory).
+// Every element of the Graph's slices is written before FromSourceIn
+// returns it, so what buf held before does not matter.
+func FromSourceIn(src Source, featureDim int, lim Limits, buf *Buffers) (*Graph, error) {
 	if err := CheckFeatureDim(featureDim); err != nil {
 		return nil, err
 	}
@@ -339,7 +378,10 @@ func FromSource(src Source, featureDim int, lim Limits) (*Graph, error) {
 	if err := CheckLimits(nodes, edges, lim); err != nil {
 		return nil, err
 	}
-	g := &Graph{IDs: make([]string, nodes), EdgeIndex: make([]int64, 2*edges)}
+	if buf == nil {
+		buf = new(Buffers)
+	}
+	g := &Graph{IDs: reuse(&buf.ids, nodes), EdgeIndex: reuse(&buf.edgeIndex, 2*edges)}
 	// Allocate the feature matrix only when every node has the right number
 	// of features: a request of many featureless nodes would otherwise cost
 	// nodes*featureDim floats just to report its first error.
@@ -351,9 +393,9 @@ func FromSource(src Source, featureDim int, lim Limits) (*Graph, error) {
 		}
 	}
 	if rightSize {
-		g.Features = make([]float32, nodes*featureDim)
+		g.Features = reuse(&buf.features, nodes*featureDim)
 	}
-	v := NewValidator(featureDim, g.IDs)
+	v := Validator{featureDim: featureDim, index: newIDIndexIn(g.IDs, &buf.slots)}
 	var starts [MaxParts]int
 	err := IndexNodes(&v, EvenParts(starts[:], nodes), func(_, from, to int) *NodeFault {
 		for i := from; i < to; i++ {

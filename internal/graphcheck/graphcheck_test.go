@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -111,5 +112,76 @@ func BenchmarkIDIndex(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// sliceSource is a Source over plain slices.
+type sliceSource struct {
+	ids      []string
+	features [][]float32
+	ends     [][2]string
+}
+
+func (s sliceSource) NumNodes() int                  { return len(s.ids) }
+func (s sliceSource) NumEdges() int                  { return len(s.ends) }
+func (s sliceSource) Node(i int) (string, []float32) { return s.ids[i], s.features[i] }
+func (s sliceSource) Edge(j int) (string, string)    { return s.ends[j][0], s.ends[j][1] }
+
+// randomSource is a graph of n nodes, e edges and f features with ids of
+// both kinds (short and long), in parts (n, e >= ParallelEdges) or not.
+func randomSource(seed uint64, n, e, f int) sliceSource {
+	r := rand.New(rand.NewPCG(seed, 1))
+	s := sliceSource{ids: make([]string, n), features: make([][]float32, n), ends: make([][2]string, e)}
+	for i := range n {
+		s.ids[i] = "n" + strconv.Itoa(i)
+		if i%5 == 0 {
+			s.ids[i] = "a-much-longer-node-id-" + strconv.Itoa(i)
+		}
+		s.features[i] = make([]float32, f)
+		for k := range f {
+			s.features[i][k] = r.Float32()
+		}
+	}
+	for j := range e {
+		s.ends[j] = [2]string{s.ids[r.IntN(n)], s.ids[r.IntN(n)]}
+	}
+	return s
+}
+
+// TestFromSourceInReuse: graphs built one after another in the same
+// Buffers (larger, smaller, one refused in between) are those FromSource
+// builds in new memory, and Release drops the ids.
+func TestFromSourceInReuse(t *testing.T) {
+	var buf Buffers // fresh for the first, edgeless graph: its EdgeIndex must be empty, not nil
+	bad := randomSource(9, 300, 500, 4)
+	bad.ends[400][1] = "nope"
+	for _, src := range []sliceSource{randomSource(4, 1, 0, 4), randomSource(1, 3*ParallelEdges, 5*ParallelEdges, 4),
+		randomSource(2, 50, 120, 4), bad, randomSource(3, ParallelEdges+7, 2*ParallelEdges, 4)} {
+		want, wantErr := FromSource(src, 4, Limits{})
+		got, err := FromSourceIn(src, 4, Limits{}, &buf)
+		if (err == nil) != (wantErr == nil) || err != nil && err.Error() != wantErr.Error() {
+			t.Fatalf("%d nodes: error %v, want %v", len(src.ids), err, wantErr)
+		}
+		if len(src.ids) == 300 && (err == nil || !strings.Contains(err.Error(), `edge 400: target "nope"`)) {
+			t.Fatalf("the graph with a bad edge: error %v, want edge 400's", err)
+		}
+		if err != nil {
+			continue
+		}
+		if !slices.Equal(got.IDs, want.IDs) || !slices.Equal(got.Features, want.Features) || !slices.Equal(got.EdgeIndex, want.EdgeIndex) {
+			t.Errorf("%d nodes, %d edges: the graph built in reused buffers differs", len(src.ids), len(src.ends))
+		}
+		if got.EdgeIndex == nil || got.IDs == nil {
+			t.Errorf("%d nodes: nil IDs or EdgeIndex, want empty slices at worst", len(src.ids))
+		}
+		if buf.Bytes() == 0 {
+			t.Errorf("%d nodes: Buffers hold 0 bytes after a graph", len(src.ids))
+		}
+		buf.Release()
+		for i, id := range buf.ids[:cap(buf.ids)] {
+			if id != "" {
+				t.Fatalf("after Release: id %d is %q, want none kept", i, id)
+			}
+		}
 	}
 }
