@@ -2,7 +2,6 @@ package incremental
 
 import (
 	"fmt"
-	"slices"
 	"sync"
 
 	"github.com/gcnserve/gcnserve/gcn"
@@ -102,6 +101,12 @@ func (s *State) Apply(changes []Change) error {
 			s.deg[v] = 0
 		}
 	}
+	// The view's links, edited link by link (the pending hubs first, as
+	// they are before the batch): the layers push along them.
+	for _, e := range edges {
+		s.editLink(w, e.u, e.v, e.sign > 0)
+		s.editLink(w, e.v, e.u, e.sign > 0)
+	}
 	b.flipped = b.flipped[:0]
 	changed := feat
 	for li, l := range s.layers {
@@ -110,31 +115,18 @@ func (s *State) Apply(changes []Change) error {
 	for _, v := range nodes {
 		s.prevDeg[v] = s.deg[v]
 	}
-	// The view's links: every neighbour of a hub that started or stopped
-	// pending is copied again from the topology (its place in their lists
-	// moves); the other endpoints of the batch's links are edited link by
-	// link (their lists keep the pending hubs first).
+	// A hub that started or stopped pending moves into or out of the
+	// pending prefix of each of its neighbours' lists.
 	ep = s.nextEpoch()
 	relink := b.relink[:0]
 	for _, p := range b.flipped {
-		if s.deg[p] > 0 {
-			for _, u := range s.topo.Neighbors(p) {
-				if s.mark[u] != ep {
-					s.mark[u] = ep
-					relink = append(relink, u)
-				}
+		pending := w.last.pend[p] >= 0
+		for _, e := range w.links[p] {
+			s.repend(w, e.u, p, pending)
+			if s.mark[e.u] != ep {
+				s.mark[e.u] = ep
+				relink = append(relink, e.u)
 			}
-		}
-	}
-	for _, v := range relink {
-		s.link(w, v)
-	}
-	for _, e := range edges {
-		if s.mark[e.u] != ep {
-			s.editLink(w, e.u, e.v, e.sign > 0)
-		}
-		if s.mark[e.v] != ep {
-			s.editLink(w, e.v, e.u, e.sign > 0)
 		}
 	}
 	for _, v := range nodes {
@@ -149,20 +141,39 @@ func (s *State) Apply(changes []Change) error {
 	return nil
 }
 
-// editLink adds u to (or removes one u from) v's links in w, keeping the
-// pending hubs first.
+// editLink adds one listing of the link v-u to v's links in w, or removes
+// one, keeping the pending hubs first. A pending u is looked for in the
+// short pending prefix only.
 func (s *State) editLink(w *view, v, u int32, add bool) {
-	a, k := w.adj[v], int(w.npend[v])
+	a, k := w.links[v], int(w.npend[v])
+	pending := w.last != nil && w.last.pend[u] >= 0
+	lo, hi := k, len(a)
+	if pending {
+		lo, hi = 0, k
+	}
+	i := lo
+	for ; i < hi && a[i].u != u; i++ {
+	}
 	if add {
-		a = append(a, u)
-		if w.last != nil && w.last.pend[u] >= 0 {
-			a[len(a)-1], a[k] = a[k], u
+		if i < hi {
+			a[i].m++
+			return
+		}
+		a = append(a, link{u, 1})
+		if pending {
+			a[len(a)-1], a[k] = a[k], a[len(a)-1]
 			k++
 		}
-		w.adj[v], w.npend[v] = a, int32(k)
+		w.links[v], w.npend[v] = a, int32(k)
 		return
 	}
-	i := slices.Index(a, u)
+	if i == hi {
+		return // not listed: the topology's owner broke the contract
+	}
+	if a[i].m > 1 {
+		a[i].m--
+		return
+	}
 	last := len(a) - 1
 	if i < k {
 		a[i] = a[k-1]
@@ -171,34 +182,30 @@ func (s *State) editLink(w *view, v, u int32, add bool) {
 	} else {
 		a[i] = a[last]
 	}
-	w.adj[v], w.npend[v] = a[:last], int32(k)
+	w.links[v], w.npend[v] = a[:last], int32(k)
 }
 
-// link copies v's links from the topology into w, pending hubs first.
-func (s *State) link(w *view, v int32) {
-	a := w.adj[v][:0]
-	if !s.topo.Live(v) {
-		w.adj[v], w.npend[v] = a, 0
+// repend moves hub p into (pending) or out of the pending prefix of v's
+// links in w.
+func (s *State) repend(w *view, v, p int32, pending bool) {
+	a, k := w.links[v], int(w.npend[v])
+	if pending {
+		for i := k; i < len(a); i++ {
+			if a[i].u == p {
+				a[i], a[k] = a[k], a[i]
+				w.npend[v]++
+				return
+			}
+		}
 		return
 	}
-	nb := s.topo.Neighbors(v)
-	if w.last == nil || w.last.pendLive == 0 {
-		w.adj[v], w.npend[v] = append(a, nb...), 0
-		return
-	}
-	pend := w.last.pend
-	for _, u := range nb {
-		if pend[u] >= 0 {
-			a = append(a, u)
+	for i := range k {
+		if a[i].u == p {
+			a[i], a[k-1] = a[k-1], a[i]
+			w.npend[v]--
+			return
 		}
 	}
-	k := len(a)
-	for _, u := range nb {
-		if pend[u] < 0 {
-			a = append(a, u)
-		}
-	}
-	w.adj[v], w.npend[v] = a, int32(k)
 }
 
 // nextEpoch starts a new set on mark and touch.
@@ -318,12 +325,11 @@ func (s *State) applyLayer(li int, l *layer, changed, nodes []int32, edges []sig
 	// Steps 1 and 2, each destination row written only by its owner
 	// worker (slot mod P): the links added and removed, with the old
 	// contributions of their other end; then the sources' pushes.
+	links := s.wv.links
 	work := 2 * len(edges)
 	for i, v := range src {
-		// A dead slot has no links after the batch (and its Neighbors need
-		// not be asked).
-		if (kind[i] == kindPush || kind[i] == kindUnpend) && s.deg[v] > 0 {
-			work += len(s.topo.Neighbors(v))
+		if kind[i] == kindPush || kind[i] == kindUnpend {
+			work += len(links[v])
 		}
 	}
 	P := 1
@@ -369,16 +375,33 @@ func (s *State) applyLayer(li int, l *layer, changed, nodes []int32, edges []sig
 				s.addOld(l, touch(e.v), e.u, e.sign)
 			}
 		}
+		// A source pushes the same row to each neighbour: four rows at
+		// a time, so that their cache misses overlap (about twice as
+		// fast as one row after the other on the arxiv-sized graph).
+		var four [4][]float64
 		for i, v := range src {
-			if kind[i] != kindPush && kind[i] != kindUnpend || s.deg[v] == 0 {
+			if kind[i] != kindPush && kind[i] != kindUnpend {
 				continue
 			}
 			p := push[i*w : (i+1)*w]
-			for _, d := range s.topo.Neighbors(v) {
-				if int(d)%P != o {
+			n := 0
+			for _, e := range links[v] {
+				if P > 1 && int(e.u)%P != o {
 					continue
 				}
-				addTo(touch(d), p)
+				row := touch(e.u)
+				if e.m != 1 {
+					axpyTo(row, float64(e.m), p)
+					continue
+				}
+				four[n] = row
+				if n++; n == 4 {
+					add4(&four, p)
+					n = 0
+				}
+			}
+			for _, row := range four[:n] {
+				addTo(row, p)
 			}
 		}
 		b.touched[o] = t

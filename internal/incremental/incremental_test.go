@@ -81,6 +81,7 @@ func runExact(t *testing.T, rng *rand.Rand, agg gcn.Aggregation, layers, lazy in
 			}
 		}
 		checkNodes(t, s, sample, want, 1e-5, fmt.Sprintf("batch %d", batch))
+		checkLinks(t, s, g, fmt.Sprintf("batch %d", batch))
 	}
 	checkNodes(t, s, g.liveNodes(), reference(net, g), 1e-5, "at the end")
 	if lazy == 3 && layers > 1 && s.layers[len(s.layers)-1].pendLive == 0 && agg == gcn.AggregationGCN {
@@ -289,15 +290,20 @@ func TestBytes(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	net := randomNetwork(rng, gcn.AggregationGCN, []int{16, 64, 64, 40}, gcn.InputNormRow)
 	g := newTestGraph(rng, 16, 1000, 2000)
-	links := 0
+	links := 0 // distinct neighbours, summed over the slots
 	for _, a := range g.adj {
-		links += len(a)
+		distinct := map[int32]bool{}
+		for _, u := range a {
+			distinct[u] = true
+		}
+		links += len(distinct)
 	}
 	weights := int64(16*64+64*64+64*40) * 8
 	// docs/INCREMENTAL.md, "Memory": New: per slot 16 + 32 + sum over the
-	// stored layers of (12*w + 8), 4 bytes per link end. NewConcurrent:
-	// per slot 16 + sum over the stored layers but the last of (12*w + 8)
-	// + 2 x (4*w_last + 40) + 4, 8 bytes per link end, and two sum rows of
+	// stored layers of (12*w + 8), 8 bytes per distinct neighbour.
+	// NewConcurrent: per slot 16 + sum over the stored layers but the last
+	// of (12*w + 8) + 2 x (4*w_last + 40) + 4, 16 bytes per distinct
+	// neighbour, and two sum rows of
 	// 8*w_last bytes per slot, allocated 4096 rows at a time. Plus the
 	// weights.
 	for _, concurrent := range []bool{false, true} {
@@ -313,7 +319,7 @@ func TestBytes(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got, lo := s.Bytes(), 1000*perNode+arena+int64(links)*4*V+weights; got < lo || got > lo+lo/4 {
+		if got, lo := s.Bytes(), 1000*perNode+arena+int64(links)*8*V+weights; got < lo || got > lo+lo/4 {
 			t.Errorf("concurrent=%v: Bytes() = %d, want %d (formula) to 25%% more (slice capacity)", concurrent, got, lo)
 		}
 	}

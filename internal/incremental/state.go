@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"math"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -129,6 +130,7 @@ type State struct {
 	lazyDegree int32
 
 	n       int     // slots covered by the writer's private arrays
+	wv      *view   // the view Apply writes (bound by bind)
 	deg     []int32 // the bound view's: 1 + links for a live slot, 0 for a dead one
 	prevDeg []int32 // deg before the batch during Apply; equal to deg otherwise
 	// layers: every stored layer; the last one is the bound view's (Apply
@@ -244,16 +246,25 @@ type paddedCount struct {
 }
 
 // view is what a score reads, as of one completed Apply: every slot's
-// degree, its links (a copy of the topology's, so scores never read the
-// topology) and the last stored layer's rows (nil for a one-layer network).
-// adj[v] lists v's pending hub neighbours first, npend[v] of them, so a
-// score adds their deltas without scanning the rest.
+// degree, its links (the state's own copy, kept from the changes, so
+// scores never read the topology) and the last stored layer's rows (nil
+// for a one-layer network). links[v] lists v's distinct neighbours, each
+// once with its multiplicity, pending hub neighbours first, npend[v] of
+// them, so a score adds their deltas without scanning the rest and reads
+// each neighbour once however many times the link is listed.
 type view struct {
 	n     int
 	deg   []int32
 	npend []int32
-	adj   [][]int32
+	links [][]link
 	last  *layer
+}
+
+// link is one distinct neighbour u of a slot and the number m of listed
+// links between them (u != v; the model counts each listing, so m
+// multiplies u's contribution).
+type link struct {
+	u, m int32
 }
 
 // layer is the stored state of one layer that is not the last.
@@ -385,8 +396,10 @@ func newState(net *gcn.Network, topo Topology, concurrent bool) (*State, error) 
 	return s, nil
 }
 
-// bind points the writer at view w: deg and the last stored layer are w's.
+// bind points the writer at view w: deg, the links and the last stored
+// layer are w's.
 func (s *State) bind(w *view) {
+	s.wv = w
 	s.deg = w.deg
 	if k := len(s.layers); k > 0 {
 		s.layers[k-1] = w.last
@@ -497,8 +510,8 @@ func growView(w *view, n int) {
 	}
 	w.deg = ext32(w.deg, n, 0)
 	w.npend = ext32(w.npend, n, 0)
-	for len(w.adj) < n {
-		w.adj = append(w.adj, nil)
+	for len(w.links) < n {
+		w.links = append(w.links, nil)
 	}
 	if w.last != nil {
 		w.last.grow(n)
@@ -515,7 +528,7 @@ func (s *State) syncView(dst, src *view) {
 	copy(dst.deg, src.deg)
 	copy(dst.npend, src.npend)
 	for i := range src.n {
-		dst.adj[i] = append(dst.adj[i][:0], src.adj[i]...)
+		dst.links[i] = append(dst.links[i][:0], src.links[i]...)
 	}
 	if d, r := dst.last, src.last; d != nil {
 		copy(d.h, r.h)
@@ -545,7 +558,7 @@ func (s *State) catchUp(w, src *view) {
 	for _, v := range s.dirtyNodes {
 		w.deg[v] = src.deg[v]
 		w.npend[v] = src.npend[v]
-		w.adj[v] = append(w.adj[v][:0], src.adj[v]...)
+		w.links[v] = append(w.links[v][:0], src.links[v]...)
 	}
 	if d, r := w.last, src.last; d != nil {
 		wd := d.width
@@ -590,9 +603,9 @@ func (s *State) Bytes() int64 {
 		if i == 1 && w == s.views[0] {
 			break
 		}
-		b += int64(cap(w.deg)+cap(w.npend))*4 + int64(cap(w.adj))*24
-		for _, a := range w.adj {
-			b += int64(cap(a)) * 4
+		b += int64(cap(w.deg)+cap(w.npend))*4 + int64(cap(w.links))*24
+		for _, a := range w.links {
+			b += int64(cap(a)) * 8
 		}
 		if w.last != nil {
 			b += lb(w.last)
@@ -623,18 +636,28 @@ func (s *State) build() error {
 	w := s.views[0]
 	growView(w, n)
 	s.bind(w)
+	pos := make([]int32, n) // u -> its index in the list being built, valid where mark is the epoch
 	for i := range n {
 		v := int32(i)
+		a := w.links[i][:0]
+		s.deg[i] = 0
 		if s.topo.Live(v) {
 			if f := s.topo.Features(v); len(f) != s.net.FeatureDim {
 				return fmt.Errorf("incremental: node slot %d: %d features, model wants %d", v, len(f), s.net.FeatureDim)
 			}
-			w.adj[i] = append(w.adj[i][:0], s.topo.Neighbors(v)...)
-			s.deg[i] = 1 + int32(len(w.adj[i]))
-		} else {
-			w.adj[i] = w.adj[i][:0]
-			s.deg[i] = 0
+			ep := s.nextEpoch()
+			nb := s.topo.Neighbors(v)
+			for _, u := range nb {
+				if s.mark[u] == ep {
+					a[pos[u]].m++
+					continue
+				}
+				s.mark[u], pos[u] = ep, int32(len(a))
+				a = append(a, link{u, 1})
+			}
+			s.deg[i] = 1 + int32(len(nb))
 		}
+		w.links[i] = slices.Clip(a)
 		s.prevDeg[i] = s.deg[i]
 	}
 	for li, l := range s.layers {
@@ -737,7 +760,7 @@ func coef(agg gcn.Aggregation, deg int32) float64 {
 	return 1 / math.Sqrt(float64(deg))
 }
 
-// sumExact recomputes s[v] from v's links.
+// sumExact recomputes s[v] from v's links (the bound view's copy).
 func (s *State) sumExact(l *layer, v int32) {
 	w := l.width
 	row := l.sumRow(v)
@@ -745,15 +768,13 @@ func (s *State) sumExact(l *layer, v int32) {
 		return
 	}
 	clear(row)
-	if !s.topo.Live(v) {
-		return
-	}
-	for _, u := range s.topo.Neighbors(v) {
+	for _, e := range s.wv.links[v] {
+		u, m := e.u, float64(e.m)
 		if k := l.pend[u]; k >= 0 {
-			addTo(row, l.pendRows[int(k)*2*w:int(k)*2*w+w])
+			axpyTo(row, m, l.pendRows[int(k)*2*w:int(k)*2*w+w])
 			continue
 		}
-		axpy32To(row, coef(l.agg, s.deg[u]), l.h[int(u)*w:int(u+1)*w])
+		axpy32To(row, m*coef(l.agg, s.deg[u]), l.h[int(u)*w:int(u+1)*w])
 	}
 }
 
@@ -835,9 +856,14 @@ func (s *State) viewOutput(vw *view, v int32, dst, sum []float64) {
 	default:
 		clear(sum)
 	}
-	for _, u := range vw.adj[v][:vw.npend[v]] {
-		k := l.pend[u]
-		addTo(sum, l.pendRows[int(k)*2*w+w:int(k+1)*2*w])
+	for _, e := range vw.links[v][:vw.npend[v]] {
+		k := l.pend[e.u]
+		delta := l.pendRows[int(k)*2*w+w : int(k+1)*2*w]
+		if e.m == 1 {
+			addTo(sum, delta)
+		} else {
+			axpyTo(sum, float64(e.m), delta)
+		}
 	}
 	s.activate(len(s.net.Layers)-2, l, l.h[int(v)*w:int(v+1)*w], sum, vw.deg[v], dst)
 }
@@ -942,9 +968,9 @@ func (s *State) scoreNode(vw *view, v int32, sc *rowScratch) {
 		for j, x := range row {
 			acc[j] = dinv * x
 		}
-		for _, u := range vw.adj[v] {
-			input(u)
-			axpyTo(acc, coef(L.Aggregation, vw.deg[u]), row)
+		for _, e := range vw.links[v] {
+			input(e.u)
+			axpyTo(acc, float64(e.m)*coef(L.Aggregation, vw.deg[e.u]), row)
 		}
 		for j := range acc {
 			acc[j] *= dinv
@@ -952,9 +978,13 @@ func (s *State) scoreNode(vw *view, v int32, sc *rowScratch) {
 	default:
 		input(v)
 		copy(acc, row)
-		for _, u := range vw.adj[v] {
-			input(u)
-			addTo(acc, row)
+		for _, e := range vw.links[v] {
+			input(e.u)
+			if e.m == 1 {
+				addTo(acc, row)
+			} else {
+				axpyTo(acc, float64(e.m), row)
+			}
 		}
 		if L.Aggregation == gcn.AggregationMean {
 			inv := 1 / float64(dv)
@@ -1035,11 +1065,12 @@ func (s *State) flushPending() {
 				continue
 			}
 			delta := l.pendRows[int(k)*2*w+w : int(k+1)*2*w]
-			for _, u := range s.topo.Neighbors(int32(v)) {
+			for _, e := range s.wv.links[v] {
+				u := e.u
 				if l.rows != nil && l.idx[u] < 0 {
 					l.cow(u)
 				}
-				addTo(l.sumRow(u), delta)
+				axpyTo(l.sumRow(u), float64(e.m), delta)
 				l.adj[u]++
 			}
 			l.pend[v] = -1
