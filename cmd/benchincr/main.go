@@ -64,6 +64,7 @@ var (
 	concurrent = false
 	scoreSlots = -1
 	coalesce   = 1
+	cpuprofile string
 )
 
 const (
@@ -90,17 +91,8 @@ func main() {
 	flag.IntVar(&coalesce, "coalesce", 1, "at most this many batches in one Apply: the writer adds arriving batches while scores still read the view it needs (State.Ready)")
 	flag.IntVar(&scoreSlots, "score-slots", -1, "State.SetMaxConcurrentScores (-1: the engine's default, GOMAXPROCS-1; 0: no limit)")
 	flag.BoolVar(&concurrent, "concurrent", false, "incremental.NewConcurrent: scores read the published view without a lock (default: New, scores under a read lock)")
-	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the timed phases to this file")
+	flag.StringVar(&cpuprofile, "cpuprofile", "", "write a CPU profile of the first graph's two streaming phases to this file")
 	flag.Parse()
-	if *cpuprofile != "" {
-		f, err := os.Create(*cpuprofile)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "benchincr:", err)
-			os.Exit(2)
-		}
-		pprof.StartCPUProfile(f)
-		defer pprof.StopCPUProfile()
-	}
 	fmt.Printf("benchincr: GOMAXPROCS=%d, %s, batches of %d, %d readers scoring %d nodes, %v per graph, seed %d, lazy degree %d, concurrent %v, coalesce %d, score slots %d\n",
 		runtime.GOMAXPROCS(0), runtime.Version(), batchSize, readers, scoreNodes, *duration, *seed, *lazy, concurrent, coalesce, scoreSlots)
 	if la, err := os.ReadFile("/proc/loadavg"); err == nil {
@@ -128,7 +120,6 @@ func main() {
 	}
 	fmt.Printf("bench-incremental: updates_per_s=%.0f score_p50_ms=%.3f max_abs_err=%.2g\n", first.updatesPerS, first.scoreP50, worst)
 	if worst > 1e-5 {
-		pprof.StopCPUProfile()
 		os.Exit(1)
 	}
 }
@@ -169,6 +160,23 @@ func run(c config, seed uint64, duration time.Duration, checkBatches, lazy int) 
 	// cores the shared machine gives us), then with the readers.
 	C := c.widths[len(c.widths)-1]
 	st0a := st.Stats()
+	stopProfile := func() {}
+	if cpuprofile != "" {
+		f, err := os.Create(cpuprofile)
+		if err != nil {
+			return res, err
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			f.Close()
+			return res, err
+		}
+		cpuprofile = "" // the first graph only
+		stopProfile = func() {
+			pprof.StopCPUProfile()
+			f.Close()
+		}
+		defer stopProfile()
+	}
 	alone, err := stream(st, g, rng, c.n, C, 0, duration/2, seed)
 	if err != nil {
 		return res, err
@@ -182,6 +190,8 @@ func run(c config, seed uint64, duration time.Duration, checkBatches, lazy int) 
 		return res, err
 	}
 	st1 := st.Stats()
+	stopProfile()
+	stopProfile = func() {}
 	all := mixed.lat
 	res.updatesPerS = mixed.rate()
 	res.scoreP50 = ms(all[len(all)/2])

@@ -332,10 +332,15 @@ func (s *State) applyLayer(li int, l *layer, changed, nodes []int32, edges []sig
 			work += len(links[v])
 		}
 	}
+	// P workers, a power of two: worker o owns the rows d with
+	// d & (P-1) == o.
 	P := 1
 	if s.workers > 1 && work*w >= s.parallelMin {
-		P = s.workers
+		for P*2 <= s.workers {
+			P *= 2
+		}
 	}
+	mask := int32(P - 1)
 	for len(b.touched) < P {
 		b.touched = append(b.touched, nil)
 	}
@@ -343,6 +348,9 @@ func (s *State) applyLayer(li int, l *layer, changed, nodes []int32, edges []sig
 	// with the published view, and the first write of a batch to a row
 	// copies it into the other row of its pair (cow).
 	cow := l.rows != nil
+	// inPlace: the last stored layer of a locked State, whose rows are
+	// written in place and whose touched rows nobody lists.
+	inPlace := lastStored && !s.concurrent && l.rows == nil
 	ep := s.nextEpoch()
 	s.owners(P, func(o int) {
 		t := b.touched[o][:0]
@@ -368,10 +376,10 @@ func (s *State) applyLayer(li int, l *layer, changed, nodes []int32, edges []sig
 			return l.sumRow(d)
 		}
 		for _, e := range edges {
-			if int(e.u)%P == o {
+			if e.u&mask == int32(o) {
 				s.addOld(l, touch(e.u), e.v, e.sign)
 			}
-			if int(e.v)%P == o {
+			if e.v&mask == int32(o) {
 				s.addOld(l, touch(e.v), e.u, e.sign)
 			}
 		}
@@ -386,10 +394,22 @@ func (s *State) applyLayer(li int, l *layer, changed, nodes []int32, edges []sig
 			p := push[i*w : (i+1)*w]
 			n := 0
 			for _, e := range links[v] {
-				if P > 1 && int(e.u)%P != o {
+				d := e.u
+				if d&mask != int32(o) {
 					continue
 				}
-				row := touch(e.u)
+				var row []float64
+				if inPlace {
+					// touch, inlined for the common case.
+					a := l.adj[d] + 1
+					l.adj[d] = a
+					if a > refreshBase && a%refreshCheck == 0 {
+						t = append(t, d)
+					}
+					row = l.s[int(d)*w : int(d+1)*w]
+				} else {
+					row = touch(d)
+				}
 				if e.m != 1 {
 					axpyTo(row, float64(e.m), p)
 					continue

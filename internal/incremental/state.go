@@ -841,10 +841,10 @@ func (s *State) outputRow(li int, v int32, dst []float64) {
 	s.activate(li, l, l.h[int(v)*w:int(v+1)*w], l.sumRow(v), s.deg[v], dst)
 }
 
-// viewOutput writes the last stored layer's output for v as vw holds it:
-// the stored sum plus the pending deltas of v's hub neighbours. sum holds
-// at least the layer's width.
-func (s *State) viewOutput(vw *view, v int32, dst, sum []float64) {
+// pendingSum writes v's neighbour sum in the last stored layer as vw
+// holds it into sum (at least the layer's width): the stored sum plus the
+// pending deltas of v's hub neighbours, four at a time.
+func (s *State) pendingSum(vw *view, v int32, sum []float64) {
 	l := vw.last
 	w := l.width
 	sum = sum[:w]
@@ -856,16 +856,55 @@ func (s *State) viewOutput(vw *view, v int32, dst, sum []float64) {
 	default:
 		clear(sum)
 	}
+	var four [4][]float64
+	n := 0
 	for _, e := range vw.links[v][:vw.npend[v]] {
 		k := l.pend[e.u]
 		delta := l.pendRows[int(k)*2*w+w : int(k+1)*2*w]
-		if e.m == 1 {
-			addTo(sum, delta)
-		} else {
+		if e.m != 1 {
 			axpyTo(sum, float64(e.m), delta)
+			continue
+		}
+		four[n] = delta
+		if n++; n == 4 {
+			addSum4(sum, &four)
+			n = 0
 		}
 	}
-	s.activate(len(s.net.Layers)-2, l, l.h[int(v)*w:int(v+1)*w], sum, vw.deg[v], dst)
+	for _, d := range four[:n] {
+		addTo(sum, d)
+	}
+}
+
+// addOutput adds scale times the last stored layer's output for v, as vw
+// holds it, to acc; sum is scratch of at least the layer's width.
+func (s *State) addOutput(vw *view, v int32, scale float64, acc, sum []float64) {
+	l := vw.last
+	w := l.width
+	s.pendingSum(vw, v, sum)
+	li := len(s.net.Layers) - 2
+	// The layer's output is act(a*h + b*sum + bias).
+	var a, b float64
+	switch l.agg {
+	case gcn.AggregationGCN:
+		di := coef(l.agg, vw.deg[v])
+		a, b = di*di, di
+	case gcn.AggregationMean:
+		a = 1 / float64(vw.deg[v])
+		b = a
+	default:
+		a, b = 1, 1
+	}
+	h, bias, sum, acc := l.h[int(v)*w:int(v+1)*w], s.biases[li][:w], sum[:w], acc[:w]
+	if s.net.Layers[li].Activation == gcn.ActivationReLU {
+		for j := range acc {
+			acc[j] += scale * max(0, a*float64(h[j])+b*sum[j]+bias[j])
+		}
+		return
+	}
+	for j := range acc {
+		acc[j] += scale * (a*float64(h[j]) + b*sum[j] + bias[j])
+	}
 }
 
 // activate writes stored layer li's (l's) output act(agg + bias) of a slot
@@ -951,46 +990,42 @@ func (s *State) Probabilities(nodes []int32, dst []float32) error {
 func (s *State) scoreNode(vw *view, v int32, sc *rowScratch) {
 	last := len(s.net.Layers) - 1
 	L := &s.net.Layers[last]
-	acc, row := sc.acc, sc.row
+	acc := sc.acc
 	clear(acc)
-	input := func(u int32) {
+	// acc = sum over v and its links of scale x the input row: for gcn
+	// dinv[u] per listing (and dinv[v] once more below), else 1.
+	add := func(u int32, scale float64) {
 		if last == 0 {
-			s.inputRow(u, row)
-		} else {
-			s.viewOutput(vw, u, row, sc.pend)
+			s.inputRow(u, sc.row)
+			axpyTo(acc, scale, sc.row)
+			return
 		}
+		s.addOutput(vw, u, scale, acc, sc.pend)
 	}
+	gcnAgg := L.Aggregation == gcn.AggregationGCN
 	dv := vw.deg[v]
+	if gcnAgg {
+		add(v, coef(L.Aggregation, dv))
+	} else {
+		add(v, 1)
+	}
+	for _, e := range vw.links[v] {
+		scale := float64(e.m)
+		if gcnAgg {
+			scale *= coef(L.Aggregation, vw.deg[e.u])
+		}
+		add(e.u, scale)
+	}
 	switch L.Aggregation {
 	case gcn.AggregationGCN:
-		input(v)
 		dinv := coef(L.Aggregation, dv)
-		for j, x := range row {
-			acc[j] = dinv * x
-		}
-		for _, e := range vw.links[v] {
-			input(e.u)
-			axpyTo(acc, float64(e.m)*coef(L.Aggregation, vw.deg[e.u]), row)
-		}
 		for j := range acc {
 			acc[j] *= dinv
 		}
-	default:
-		input(v)
-		copy(acc, row)
-		for _, e := range vw.links[v] {
-			input(e.u)
-			if e.m == 1 {
-				addTo(acc, row)
-			} else {
-				axpyTo(acc, float64(e.m), row)
-			}
-		}
-		if L.Aggregation == gcn.AggregationMean {
-			inv := 1 / float64(dv)
-			for j := range acc {
-				acc[j] *= inv
-			}
+	case gcn.AggregationMean:
+		inv := 1 / float64(dv)
+		for j := range acc {
+			acc[j] *= inv
 		}
 	}
 	z := sc.z

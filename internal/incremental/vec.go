@@ -80,3 +80,13 @@ func add4(r *[4][]float64, src []float64) {
 		d[i] += src[i]
 	}
 }
+
+// addSum4 adds the four rows r to dst (each at least len(dst) long),
+// loading and storing dst once for the four.
+func addSum4(dst []float64, r *[4][]float64) {
+	n := len(dst)
+	a, b, c, d := r[0][:n], r[1][:n], r[2][:n], r[3][:n]
+	for i := range dst {
+		dst[i] += (a[i] + b[i]) + (c[i] + d[i])
+	}
+}
