@@ -65,13 +65,13 @@ var (
 	scoreSlots = -1
 	coalesce   = 1
 	cpuprofile string
+	// draws is how many 10-node scores are timed both ways at the end.
+	draws = 100
 )
 
 const (
 	batchSize  = 100
 	scoreNodes = 10
-	// draws is how many 10-node scores are timed both ways at the end.
-	draws = 100
 	gamma = 2.5
 )
 
@@ -87,6 +87,7 @@ func main() {
 	checkBatches := flag.Int("check-batches", 100, "batches after the timed phase, each followed by a sampled exactness check")
 	lazy := flag.Int("lazy-degree", incremental.DefaultLazyDegree, "State.SetLazyDegree")
 	flag.IntVar(&readers, "readers", readers, "goroutines scoring while the stream runs")
+	flag.IntVar(&draws, "draws", draws, "10-node scores timed both from the state and by recomputing their receptive field at the end (0: none)")
 	flag.BoolVar(&checkAll, "check-all", true, "compare every node with a recomputation at the end")
 	flag.IntVar(&coalesce, "coalesce", 1, "at most this many batches in one Apply: the writer adds arriving batches while scores still read the view it needs (State.Ready)")
 	flag.IntVar(&scoreSlots, "score-slots", -1, "State.SetMaxConcurrentScores (-1: the engine's default, GOMAXPROCS-1; 0: no limit)")
@@ -257,6 +258,9 @@ func run(c config, seed uint64, duration time.Duration, checkBatches, lazy int) 
 	var inc, rec []time.Duration
 	nodes := make([]int32, scoreNodes)
 	dst := make([]float32, scoreNodes*C)
+	if draws == 0 {
+		return res, nil
+	}
 	for range draws {
 		for i := range nodes {
 			nodes[i] = int32(rng.IntN(c.n))
