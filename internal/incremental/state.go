@@ -125,14 +125,21 @@ type State struct {
 	// across workers (parallelWork; tests lower it).
 	parallelMin int
 
+	// cacheMin: scores cache the output of a slot with at least this
+	// many pending neighbours (cacheMinPending; tests lower it).
+	cacheMin int32
+
 	// lazyDegree: a node of the last stored layer with a degree above it
 	// keeps its changes pending; 0 disables pending.
 	lazyDegree int32
 
-	n       int     // slots covered by the writer's private arrays
-	wv      *view   // the view Apply writes (bound by bind)
-	deg     []int32 // the bound view's: 1 + links for a live slot, 0 for a dead one
-	prevDeg []int32 // deg before the batch during Apply; equal to deg otherwise
+	n       int    // slots covered by the writer's private arrays
+	version uint64 // the last version published (view.version)
+	// cachedRows counts the cachedOutput rows scores allocated.
+	cachedRows atomic.Int64
+	wv         *view   // the view Apply writes (bound by bind)
+	deg        []int32 // the bound view's: 1 + links for a live slot, 0 for a dead one
+	prevDeg    []int32 // deg before the batch during Apply; equal to deg otherwise
 	// layers: every stored layer; the last one is the bound view's (Apply
 	// binds the view it writes, see bind).
 	layers []*layer
@@ -258,7 +265,29 @@ type view struct {
 	npend []int32
 	links [][]link
 	last  *layer
+	// version numbers the views' states (publish sets it): a cached
+	// output is valid only for the version it was computed from.
+	version uint64
+	// outputs caches the last stored layer's output of slots with at
+	// least cacheMinPending pending neighbours, filled by scores (see
+	// addOutput).
+	outputs []atomic.Pointer[cachedOutput]
 }
+
+// cachedOutput is one slot's output of the last stored layer as of view
+// version: a hub's output sums hundreds of pending deltas and most scores
+// read the same hubs, so the first score after an Apply computes it and
+// the others copy it.
+type cachedOutput struct {
+	mu      sync.Mutex
+	version uint64 // 0: never computed
+	row     []float64
+}
+
+// cacheMinPending is the number of pending neighbours from which a slot's
+// output is cached: below it, summing the deltas costs about as much as
+// the cache's lock.
+const cacheMinPending = 16
 
 // link is one distinct neighbour u of a slot and the number m of listed
 // links between them (u != v; the model counts each listing, so m
@@ -339,7 +368,7 @@ func newState(net *gcn.Network, topo Topology, concurrent bool) (*State, error) 
 	if net.Output != gcn.OutputSoftmax {
 		return nil, fmt.Errorf("incremental: output %q, want %q", net.Output, gcn.OutputSoftmax)
 	}
-	s := &State{net: net, topo: topo, workers: min(runtime.GOMAXPROCS(0), 4), parallelMin: parallelWork, lazyDegree: DefaultLazyDegree}
+	s := &State{net: net, topo: topo, workers: min(runtime.GOMAXPROCS(0), 4), parallelMin: parallelWork, lazyDegree: DefaultLazyDegree, cacheMin: cacheMinPending}
 	for i, l := range net.Layers {
 		switch l.Aggregation {
 		case gcn.AggregationGCN, gcn.AggregationMean, gcn.AggregationSum:
@@ -455,6 +484,8 @@ func (s *State) writeView() *view {
 
 // publish sends every score that starts from now on to w.
 func (s *State) publish(w *view) {
+	s.version++
+	w.version = s.version
 	if s.views[0] == w {
 		s.active.Store(0)
 	} else {
@@ -512,6 +543,14 @@ func growView(w *view, n int) {
 	w.npend = ext32(w.npend, n, 0)
 	for len(w.links) < n {
 		w.links = append(w.links, nil)
+	}
+	if len(w.outputs) < n {
+		// Only the writer grows a view, and only when no score reads it.
+		o := make([]atomic.Pointer[cachedOutput], n+n/4)
+		for i := range w.outputs {
+			o[i].Store(w.outputs[i].Load())
+		}
+		w.outputs = o
 	}
 	if w.last != nil {
 		w.last.grow(n)
@@ -586,6 +625,10 @@ func (s *State) SetLazyDegree(d int) {
 	clear(s.views[s.active.Load()].npend)
 	s.lazyDegree = int32(d)
 	s.dirtyAll = true
+	for _, w := range s.views {
+		s.version++
+		w.version = s.version
+	}
 }
 
 // Bytes is the memory the state holds (see docs/INCREMENTAL.md for the
@@ -603,7 +646,7 @@ func (s *State) Bytes() int64 {
 		if i == 1 && w == s.views[0] {
 			break
 		}
-		b += int64(cap(w.deg)+cap(w.npend))*4 + int64(cap(w.links))*24
+		b += int64(cap(w.deg)+cap(w.npend))*4 + int64(cap(w.links))*24 + int64(cap(w.outputs))*8
 		for _, a := range w.links {
 			b += int64(cap(a)) * 8
 		}
@@ -623,6 +666,9 @@ func (s *State) Bytes() int64 {
 	}
 	for _, w := range s.weights {
 		b += int64(len(w)) * 8
+	}
+	if k := len(s.layers); k > 0 {
+		b += s.cachedRows.Load() * int64(48+8*s.layers[k-1].width)
 	}
 	return b
 }
@@ -877,8 +923,35 @@ func (s *State) pendingSum(vw *view, v int32, sum []float64) {
 }
 
 // addOutput adds scale times the last stored layer's output for v, as vw
-// holds it, to acc; sum is scratch of at least the layer's width.
+// holds it, to acc; sum is scratch of at least the layer's width. The
+// output of a slot with many pending neighbours is computed once per
+// version and cached.
 func (s *State) addOutput(vw *view, v int32, scale float64, acc, sum []float64) {
+	if vw.npend[v] < s.cacheMin {
+		s.output(vw, v, scale, acc, sum)
+		return
+	}
+	c := vw.outputs[v].Load()
+	if c == nil {
+		c = &cachedOutput{row: make([]float64, vw.last.width)}
+		if vw.outputs[v].CompareAndSwap(nil, c) {
+			s.cachedRows.Add(1)
+		} else {
+			c = vw.outputs[v].Load()
+		}
+	}
+	c.mu.Lock()
+	if c.version != vw.version {
+		clear(c.row)
+		s.output(vw, v, 1, c.row, sum)
+		c.version = vw.version
+	}
+	axpyTo(acc, scale, c.row)
+	c.mu.Unlock()
+}
+
+// output adds scale times the last stored layer's output for v to acc.
+func (s *State) output(vw *view, v int32, scale float64, acc, sum []float64) {
 	l := vw.last
 	w := l.width
 	s.pendingSum(vw, v, sum)
