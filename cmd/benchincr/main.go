@@ -72,7 +72,7 @@ var (
 const (
 	batchSize  = 100
 	scoreNodes = 10
-	gamma = 2.5
+	gamma      = 2.5
 )
 
 type result struct {
