@@ -159,8 +159,9 @@ func (s *State) editLink(w *view, v, u int32, add bool) {
 			a[i].m++
 			return
 		}
-		a = append(a, link{u, 1})
+		a = append(a, link{u, 1, -1})
 		if pending {
+			a[len(a)-1].k = w.last.pend[u]
 			a[len(a)-1], a[k] = a[k], a[len(a)-1]
 			k++
 		}
@@ -192,6 +193,7 @@ func (s *State) repend(w *view, v, p int32, pending bool) {
 	if pending {
 		for i := k; i < len(a); i++ {
 			if a[i].u == p {
+				a[i].k = w.last.pend[p]
 				a[i], a[k] = a[k], a[i]
 				w.npend[v]++
 				return

@@ -302,9 +302,9 @@ func TestBytes(t *testing.T) {
 	}
 	weights := int64(16*64+64*64+64*40) * 8
 	// docs/INCREMENTAL.md, "Memory": New: per slot 16 + 40 + sum over the
-	// stored layers of (12*w + 8), 8 bytes per distinct neighbour.
+	// stored layers of (12*w + 8), 12 bytes per distinct neighbour.
 	// NewConcurrent: per slot 16 + sum over the stored layers but the last
-	// of (12*w + 8) + 2 x (4*w_last + 48) + 4, 16 bytes per distinct
+	// of (12*w + 8) + 2 x (4*w_last + 48) + 4, 24 bytes per distinct
 	// neighbour, and two sum rows of 8*w_last bytes per slot, allocated
 	// 4096 rows at a time. Plus the weights (no score ran: no cached
 	// output rows).
@@ -321,7 +321,7 @@ func TestBytes(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got, lo := s.Bytes(), 1000*perNode+arena+int64(links)*8*V+weights; got < lo || got > lo+lo/4 {
+		if got, lo := s.Bytes(), 1000*perNode+arena+int64(links)*12*V+weights; got < lo || got > lo+lo/4 {
 			t.Errorf("concurrent=%v: Bytes() = %d, want %d (formula) to 25%% more (slice capacity)", concurrent, got, lo)
 		}
 	}

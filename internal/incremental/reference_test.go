@@ -399,6 +399,9 @@ func checkLinks(t *testing.T, s *State, g *testGraph, what string) {
 			if pending != (i < int(vw.npend[v])) {
 				t.Fatalf("%s: slot %d: neighbour %d at %d, pending %v, but the prefix has %d", what, v, e.u, i, pending, vw.npend[v])
 			}
+			if pending && e.k != vw.last.pend[e.u] {
+				t.Fatalf("%s: slot %d: pending neighbour %d listed with index %d, pends at %d", what, v, e.u, e.k, vw.last.pend[e.u])
+			}
 		}
 		if fmt.Sprint(got) != fmt.Sprint(want) {
 			t.Fatalf("%s: slot %d: links %v in the state, %v in the topology", what, v, got, want)

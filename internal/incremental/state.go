@@ -296,9 +296,11 @@ const cacheMinPending = 16
 
 // link is one distinct neighbour u of a slot and the number m of listed
 // links between them (u != v; the model counts each listing, so m
-// multiplies u's contribution).
+// multiplies u's contribution). In the pending prefix, k is u's pending
+// index (layer.pend[u], fixed while u pends), so a score reaches the delta
+// without a lookup; elsewhere k means nothing.
 type link struct {
-	u, m int32
+	u, m, k int32
 }
 
 // layer is the stored state of one layer that is not the last.
@@ -427,6 +429,12 @@ func newState(net *gcn.Network, topo Topology, concurrent bool) (*State, error) 
 		return nil, err
 	}
 	s.syncView(s.views[1], s.views[0])
+	// Versions start at 1: a cached output of version 0 was never
+	// computed.
+	for _, w := range s.views {
+		s.version++
+		w.version = s.version
+	}
 	return s, nil
 }
 
@@ -653,7 +661,7 @@ func (s *State) Bytes() int64 {
 		}
 		b += int64(cap(w.deg)+cap(w.npend))*4 + int64(cap(w.links))*24 + int64(cap(w.outputs))*8
 		for _, a := range w.links {
-			b += int64(cap(a)) * 8
+			b += int64(cap(a)) * 12
 		}
 		if w.last != nil {
 			b += lb(w.last)
@@ -704,7 +712,7 @@ func (s *State) build() error {
 					continue
 				}
 				s.mark[u], pos[u] = ep, int32(len(a))
-				a = append(a, link{u, 1})
+				a = append(a, link{u, 1, -1})
 			}
 			s.deg[i] = 1 + int32(len(nb))
 		}
@@ -910,8 +918,7 @@ func (s *State) pendingSum(vw *view, v int32, sum []float64) {
 	var four [4][]float64
 	n := 0
 	for _, e := range vw.links[v][:vw.npend[v]] {
-		k := l.pend[e.u]
-		delta := l.pendRows[int(k)*2*w+w : int(k+1)*2*w]
+		delta := l.pendRows[int(e.k)*2*w+w : int(e.k+1)*2*w]
 		if e.m != 1 {
 			axpyTo(sum, float64(e.m), delta)
 			continue
