@@ -136,6 +136,9 @@ func (s *State) Apply(changes []Change) error {
 		}
 	}
 	b.relink = relink
+	for _, v := range relink {
+		w.linksAt[v] = s.version + 1 // the version publish gives w
+	}
 	s.dirtyNodes = append(s.dirtyNodes[:0], relink...)
 	s.publish(w)
 	return nil
@@ -232,6 +235,7 @@ func (s *State) applyLayer(li int, l *layer, changed, nodes []int32, edges []sig
 	w := l.width
 	lastStored := li == len(s.layers)-1
 	lazy := lastStored && s.lazyDegree > 0
+	ver := s.version + 1 // the version publish gives this batch
 	tmpLen := 2 * s.maxWidth()
 
 	// New h rows, kept aside: the old ones are needed for the old
@@ -297,6 +301,9 @@ func (s *State) applyLayer(li int, l *layer, changed, nodes []int32, edges []sig
 				} else {
 					kind[i] = kindStayPending
 					delta := l.pendRows[int(k)*2*w+w : int(k+1)*2*w]
+					// The delta scores cached as of an earlier version.
+					copy(l.pendPrev[int(k)*w:int(k+1)*w], delta)
+					l.pendAt[2*k+1], l.pendAt[2*k] = l.pendAt[2*k], ver
 					for j := range delta {
 						delta[j] = cNew*float64(hNew[j]) - applied[j]
 					}
@@ -439,6 +446,9 @@ func (s *State) applyLayer(li int, l *layer, changed, nodes []int32, edges []sig
 		case kindBecomePending:
 			k := l.allocPending()
 			l.pend[v] = k
+			// New in its neighbours' prefixes (linksAt): no cached sum
+			// holds it.
+			l.pendAt[2*k], l.pendAt[2*k+1] = ver, ver
 			applied := l.pendRows[int(k)*2*w : int(k)*2*w+w]
 			delta := l.pendRows[int(k)*2*w+w : int(k+1)*2*w]
 			copy(applied, push[i*w:(i+1)*w])
@@ -553,6 +563,8 @@ func (l *layer) allocPending() int32 {
 	}
 	k := int32(len(l.pendRows) / (2 * l.width))
 	l.pendRows = append(l.pendRows, make([]float64, 2*l.width)...)
+	l.pendPrev = append(l.pendPrev, make([]float64, l.width)...)
+	l.pendAt = append(l.pendAt, 0, 0)
 	return k
 }
 

@@ -140,8 +140,9 @@ type State struct {
 
 	n       int    // slots covered by the writer's private arrays
 	version uint64 // the last version published (view.version)
-	// cachedRows counts the cachedOutput rows scores allocated.
-	cachedRows atomic.Int64
+	// cachedRows counts the cachedOutput rows scores allocated;
+	// broughtForward the cached pending sums brought forward (tests).
+	cachedRows, broughtForward atomic.Int64
 	wv         *view   // the view Apply writes (bound by bind)
 	deg        []int32 // the bound view's: 1 + links for a live slot, 0 for a dead one
 	prevDeg    []int32 // deg before the batch during Apply; equal to deg otherwise
@@ -277,17 +278,30 @@ type view struct {
 	// least cacheMinPending pending neighbours, filled by scores (see
 	// addOutput).
 	outputs []atomic.Pointer[cachedOutput]
+	// linksAt[v] is the version at which v's links last changed (edits,
+	// pending prefix); cacheFloor the version before which no cached
+	// pending sum may be brought forward (SetLazyDegree flushes them all).
+	linksAt    []uint64
+	cacheFloor uint64
 }
 
-// cachedOutput is one slot's output of the last stored layer as of view
-// version: a hub's output sums hundreds of pending deltas and most scores
-// read the same hubs, so the first score after an Apply computes it and
-// the others copy it.
+// cachedOutput is the pending part of one slot's neighbour sum in the
+// last stored layer (the sum over its pending hub neighbours of their
+// deltas) as of view version: a hub sums hundreds of pending deltas and
+// most scores read the same hubs. A later version brings it forward by the
+// deltas that changed since (a few per batch), and sums it again after
+// cacheRefresh such steps (rounding) or when it cannot.
 type cachedOutput struct {
 	mu      sync.Mutex
 	version uint64 // 0: never computed
-	row     []float64
+	steps   int    // brought forward since last summed
+	pending []float64
 }
+
+// cacheRefresh bounds the steps a cached pending sum is brought forward by
+// before it is summed again: each step adds at most npend rounding errors
+// of one delta.
+const cacheRefresh = 64
 
 // cacheMinPending is the number of pending neighbours from which a slot's
 // output is cached: below it, summing the deltas costs about as much as
@@ -326,6 +340,12 @@ type layer struct {
 	pendRows []float64 // [k*2*width]
 	pendFree []int32
 	pendLive int
+	// For cached outputs (addOutput): pendPrev[k] is hub k's delta before
+	// it last changed, pendAt[2k] the version it last changed at and
+	// pendAt[2k+1] the one before, so a score can bring a cached pending
+	// sum from version V forward by the deltas that changed since.
+	pendPrev []float64 // [k*width]
+	pendAt   []uint64  // [2k]
 }
 
 type batchScratch struct {
@@ -557,6 +577,9 @@ func growView(w *view, n int) {
 	for len(w.links) < n {
 		w.links = append(w.links, nil)
 	}
+	for len(w.linksAt) < n {
+		w.linksAt = append(w.linksAt, 0)
+	}
 	if len(w.outputs) < n {
 		// Only the writer grows a view, and only when no score reads it.
 		o := make([]atomic.Pointer[cachedOutput], n+n/4)
@@ -579,6 +602,8 @@ func (s *State) syncView(dst, src *view) {
 	growView(dst, src.n)
 	copy(dst.deg, src.deg)
 	copy(dst.npend, src.npend)
+	copy(dst.linksAt, src.linksAt)
+	dst.cacheFloor = src.cacheFloor
 	for i := range src.n {
 		dst.links[i] = append(dst.links[i][:0], src.links[i]...)
 	}
@@ -589,6 +614,8 @@ func (s *State) syncView(dst, src *view) {
 		d.adj = r.adj
 		copy(d.pend, r.pend)
 		d.pendRows = append(d.pendRows[:0], r.pendRows...)
+		d.pendPrev = append(d.pendPrev[:0], r.pendPrev...)
+		d.pendAt = append(d.pendAt[:0], r.pendAt...)
 		d.pendFree = append(d.pendFree[:0], r.pendFree...)
 		d.pendLive = r.pendLive
 	}
@@ -610,6 +637,7 @@ func (s *State) catchUp(w, src *view) {
 	for _, v := range s.dirtyNodes {
 		w.deg[v] = src.deg[v]
 		w.npend[v] = src.npend[v]
+		w.linksAt[v] = src.linksAt[v]
 		w.links[v] = append(w.links[v][:0], src.links[v]...)
 	}
 	if d, r := w.last, src.last; d != nil {
@@ -625,6 +653,8 @@ func (s *State) catchUp(w, src *view) {
 		d.chunks = d.rows.chunks
 		d.adj = r.adj
 		d.pendRows = append(d.pendRows[:0], r.pendRows...)
+		d.pendPrev = append(d.pendPrev[:0], r.pendPrev...)
+		d.pendAt = append(d.pendAt[:0], r.pendAt...)
 		d.pendFree = append(d.pendFree[:0], r.pendFree...)
 		d.pendLive = r.pendLive
 	}
@@ -641,6 +671,7 @@ func (s *State) SetLazyDegree(d int) {
 	for _, w := range s.views {
 		s.version++
 		w.version = s.version
+		w.cacheFloor = s.version // every cached pending sum is stale
 	}
 }
 
@@ -650,7 +681,7 @@ func (s *State) Bytes() int64 {
 	b := int64(cap(s.prevDeg)+cap(s.mark)+cap(s.touch)+cap(s.rowOf)) * 4
 	lb := func(l *layer) int64 {
 		return int64(cap(l.h))*4 + int64(cap(l.s))*8 + int64(cap(l.idx))*4 + int64(cap(l.pend))*4 +
-			int64(cap(l.pendRows))*8 + int64(cap(l.pendFree))*4
+			int64(cap(l.pendRows)+cap(l.pendPrev)+cap(l.pendAt))*8 + int64(cap(l.pendFree))*4
 	}
 	for _, l := range s.layers[:max(0, len(s.layers)-1)] {
 		b += lb(l)
@@ -659,7 +690,7 @@ func (s *State) Bytes() int64 {
 		if i == 1 && w == s.views[0] {
 			break
 		}
-		b += int64(cap(w.deg)+cap(w.npend))*4 + int64(cap(w.links))*24 + int64(cap(w.outputs))*8
+		b += int64(cap(w.deg)+cap(w.npend))*4 + int64(cap(w.links))*24 + int64(cap(w.outputs)+cap(w.linksAt))*8
 		for _, a := range w.links {
 			b += int64(cap(a)) * 12
 		}
@@ -681,7 +712,7 @@ func (s *State) Bytes() int64 {
 		b += int64(len(w)) * 8
 	}
 	if k := len(s.layers); k > 0 {
-		b += s.cachedRows.Load() * int64(48+8*s.layers[k-1].width)
+		b += s.cachedRows.Load() * int64(56+8*s.layers[k-1].width)
 	}
 	return b
 }
@@ -749,6 +780,7 @@ func (s *State) build() error {
 			l.pend[i] = -1
 		}
 		l.pendRows, l.pendFree, l.pendLive = l.pendRows[:0], l.pendFree[:0], 0
+		l.pendPrev, l.pendAt = l.pendPrev[:0], l.pendAt[:0]
 	}
 	return nil
 }
@@ -902,8 +934,14 @@ func (s *State) outputRow(li int, v int32, dst []float64) {
 
 // pendingSum writes v's neighbour sum in the last stored layer as vw
 // holds it into sum (at least the layer's width): the stored sum plus the
-// pending deltas of v's hub neighbours, four at a time.
+// pending deltas of v's hub neighbours.
 func (s *State) pendingSum(vw *view, v int32, sum []float64) {
+	s.storedSum(vw, v, sum)
+	s.addPending(vw, v, sum)
+}
+
+// storedSum writes v's stored neighbour sum into sum.
+func (s *State) storedSum(vw *view, v int32, sum []float64) {
 	l := vw.last
 	w := l.width
 	sum = sum[:w]
@@ -915,6 +953,14 @@ func (s *State) pendingSum(vw *view, v int32, sum []float64) {
 	default:
 		clear(sum)
 	}
+}
+
+// addPending adds the deltas of v's pending hub neighbours to sum, four at
+// a time.
+func (s *State) addPending(vw *view, v int32, sum []float64) {
+	l := vw.last
+	w := l.width
+	sum = sum[:w]
 	var four [4][]float64
 	n := 0
 	for _, e := range vw.links[v][:vw.npend[v]] {
@@ -936,16 +982,17 @@ func (s *State) pendingSum(vw *view, v int32, sum []float64) {
 
 // addOutput adds scale times the last stored layer's output for v, as vw
 // holds it, to acc; sum is scratch of at least the layer's width. The
-// output of a slot with many pending neighbours is computed once per
-// version and cached.
+// pending part of the sum of a slot with many pending neighbours is cached
+// and brought forward from version to version (cachedOutput).
 func (s *State) addOutput(vw *view, v int32, scale float64, acc, sum []float64) {
 	if vw.npend[v] < s.cacheMin {
-		s.output(vw, v, scale, acc, sum)
+		s.pendingSum(vw, v, sum)
+		s.activateInto(vw, v, scale, acc, sum)
 		return
 	}
 	c := vw.outputs[v].Load()
 	if c == nil {
-		c = &cachedOutput{row: make([]float64, vw.last.width)}
+		c = &cachedOutput{pending: make([]float64, vw.last.width)}
 		if vw.outputs[v].CompareAndSwap(nil, c) {
 			s.cachedRows.Add(1)
 		} else {
@@ -954,19 +1001,58 @@ func (s *State) addOutput(vw *view, v int32, scale float64, acc, sum []float64) 
 	}
 	c.mu.Lock()
 	if c.version != vw.version {
-		clear(c.row)
-		s.output(vw, v, 1, c.row, sum)
+		if !s.bringForward(vw, v, c) {
+			clear(c.pending)
+			s.addPending(vw, v, c.pending)
+			c.steps = 0
+		}
 		c.version = vw.version
 	}
-	axpyTo(acc, scale, c.row)
+	s.storedSum(vw, v, sum)
+	addTo(sum, c.pending)
 	c.mu.Unlock()
+	s.activateInto(vw, v, scale, acc, sum)
 }
 
-// output adds scale times the last stored layer's output for v to acc.
-func (s *State) output(vw *view, v int32, scale float64, acc, sum []float64) {
+// bringForward updates c (v's pending part as of c.version) to vw's
+// version by the deltas that changed since, if it can: v's pending
+// prefix unchanged since c.version, each changed hub changed once since,
+// and fewer than cacheRefresh steps taken. c.mu is held.
+func (s *State) bringForward(vw *view, v int32, c *cachedOutput) bool {
+	V := c.version
+	if V == 0 || V < vw.cacheFloor || vw.linksAt[v] > V || c.steps >= cacheRefresh {
+		return false
+	}
 	l := vw.last
 	w := l.width
-	s.pendingSum(vw, v, sum)
+	prefix := vw.links[v][:vw.npend[v]]
+	for _, e := range prefix {
+		if at := l.pendAt[2*e.k]; at > V && l.pendAt[2*e.k+1] > V {
+			return false // changed twice since: its delta at V is gone
+		}
+	}
+	for _, e := range prefix {
+		if l.pendAt[2*e.k] <= V {
+			continue
+		}
+		m := float64(e.m)
+		delta := l.pendRows[int(e.k)*2*w+w : int(e.k+1)*2*w]
+		prev := l.pendPrev[int(e.k)*w : int(e.k+1)*w]
+		p := c.pending[:w]
+		for j := range p {
+			p[j] += m * (delta[j] - prev[j])
+		}
+	}
+	c.steps++
+	s.broughtForward.Add(1)
+	return true
+}
+
+// activateInto adds scale times the last stored layer's output for v to
+// acc, from v's neighbour sum sum (pending deltas included).
+func (s *State) activateInto(vw *view, v int32, scale float64, acc, sum []float64) {
+	l := vw.last
+	w := l.width
 	li := len(s.net.Layers) - 2
 	// The layer's output is act(a*h + b*sum + bias).
 	var a, b float64
@@ -991,6 +1077,7 @@ func (s *State) output(vw *view, v int32, scale float64, acc, sum []float64) {
 		acc[j] += scale * (a*float64(h[j]) + b*sum[j] + bias[j])
 	}
 }
+
 
 // activate writes stored layer li's (l's) output act(agg + bias) of a slot
 // with transformed row h, neighbour sum sum and degree d. It reads no
@@ -1196,6 +1283,7 @@ func (s *State) flushPending() {
 			l.pend[v] = -1
 		}
 		l.pendRows, l.pendFree, l.pendLive = l.pendRows[:0], l.pendFree[:0], 0
+		l.pendPrev, l.pendAt = l.pendPrev[:0], l.pendAt[:0]
 		if l.rows != nil {
 			l.chunks = l.rows.chunks
 		}
