@@ -304,20 +304,20 @@ func TestBytes(t *testing.T) {
 		links += len(distinct)
 	}
 	weights := int64(16*64+64*64+64*40) * 8
-	// docs/INCREMENTAL.md, "Memory": New: per slot 16 + 40 + sum over the
+	// docs/INCREMENTAL.md, "Memory": New: per slot 16 + 48 + sum over the
 	// stored layers of (12*w + 8), 12 bytes per distinct neighbour.
 	// NewConcurrent: per slot 16 + sum over the stored layers but the last
-	// of (12*w + 8) + 2 x (4*w_last + 48) + 4, 24 bytes per distinct
+	// of (12*w + 8) + 2 x (4*w_last + 56) + 4, 24 bytes per distinct
 	// neighbour, and two sum rows of 8*w_last bytes per slot, allocated
 	// 4096 rows at a time. Plus the weights (no score ran: no cached
 	// output rows).
 	for _, concurrent := range []bool{false, true} {
 		newState := New
-		perNode := int64(16 + 32 + 8 + 2*(12*64+8))
+		perNode := int64(16 + 32 + 8 + 8 + 2*(12*64+8))
 		arena, V := int64(0), int64(1)
 		if concurrent {
 			newState, V = NewConcurrent, 2
-			perNode = 16 + (12*64 + 8) + 2*(4*64+40+8) + 4
+			perNode = 16 + (12*64 + 8) + 2*(4*64+40+8+8) + 4
 			arena = (2*1000 + chunkRows - 1) / chunkRows * chunkRows * 8 * 64
 		}
 		s, err := newState(net, g)
