@@ -143,9 +143,9 @@ type State struct {
 	// cachedRows counts the cachedOutput rows scores allocated;
 	// broughtForward the cached pending sums brought forward (tests).
 	cachedRows, broughtForward atomic.Int64
-	wv         *view   // the view Apply writes (bound by bind)
-	deg        []int32 // the bound view's: 1 + links for a live slot, 0 for a dead one
-	prevDeg    []int32 // deg before the batch during Apply; equal to deg otherwise
+	wv                         *view   // the view Apply writes (bound by bind)
+	deg                        []int32 // the bound view's: 1 + links for a live slot, 0 for a dead one
+	prevDeg                    []int32 // deg before the batch during Apply; equal to deg otherwise
 	// layers: every stored layer; the last one is the bound view's (Apply
 	// binds the view it writes, see bind).
 	layers []*layer
@@ -1077,7 +1077,6 @@ func (s *State) activateInto(vw *view, v int32, scale float64, acc, sum []float6
 		acc[j] += scale * (a*float64(h[j]) + b*sum[j] + bias[j])
 	}
 }
-
 
 // activate writes stored layer li's (l's) output act(agg + bias) of a slot
 // with transformed row h, neighbour sum sum and degree d. It reads no
