@@ -143,9 +143,10 @@ type State struct {
 	// cachedRows counts the cachedOutput rows scores allocated;
 	// broughtForward the cached pending sums brought forward (tests).
 	cachedRows, broughtForward atomic.Int64
-	wv                         *view   // the view Apply writes (bound by bind)
-	deg                        []int32 // the bound view's: 1 + links for a live slot, 0 for a dead one
-	prevDeg                    []int32 // deg before the batch during Apply; equal to deg otherwise
+
+	wv      *view   // the view Apply writes (bound by bind)
+	deg     []int32 // the bound view's: 1 + links for a live slot, 0 for a dead one
+	prevDeg []int32 // deg before the batch during Apply; equal to deg otherwise
 	// layers: every stored layer; the last one is the bound view's (Apply
 	// binds the view it writes, see bind).
 	layers []*layer
