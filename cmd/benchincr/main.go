@@ -64,14 +64,15 @@ var (
 	concurrent = false
 	scoreSlots = -1
 	coalesce   = 1
+	cpuprofile string
+	// draws is how many 10-node scores are timed both ways at the end.
+	draws = 100
 )
 
 const (
 	batchSize  = 100
 	scoreNodes = 10
-	// draws is how many 10-node scores are timed both ways at the end.
-	draws = 100
-	gamma = 2.5
+	gamma      = 2.5
 )
 
 type result struct {
@@ -86,21 +87,13 @@ func main() {
 	checkBatches := flag.Int("check-batches", 100, "batches after the timed phase, each followed by a sampled exactness check")
 	lazy := flag.Int("lazy-degree", incremental.DefaultLazyDegree, "State.SetLazyDegree")
 	flag.IntVar(&readers, "readers", readers, "goroutines scoring while the stream runs")
+	flag.IntVar(&draws, "draws", draws, "10-node scores timed both from the state and by recomputing their receptive field at the end (0: none)")
 	flag.BoolVar(&checkAll, "check-all", true, "compare every node with a recomputation at the end")
 	flag.IntVar(&coalesce, "coalesce", 1, "at most this many batches in one Apply: the writer adds arriving batches while scores still read the view it needs (State.Ready)")
 	flag.IntVar(&scoreSlots, "score-slots", -1, "State.SetMaxConcurrentScores (-1: the engine's default, GOMAXPROCS-1; 0: no limit)")
 	flag.BoolVar(&concurrent, "concurrent", false, "incremental.NewConcurrent: scores read the published view without a lock (default: New, scores under a read lock)")
-	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the timed phases to this file")
+	flag.StringVar(&cpuprofile, "cpuprofile", "", "write a CPU profile of the first graph's two streaming phases to this file")
 	flag.Parse()
-	if *cpuprofile != "" {
-		f, err := os.Create(*cpuprofile)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "benchincr:", err)
-			os.Exit(2)
-		}
-		pprof.StartCPUProfile(f)
-		defer pprof.StopCPUProfile()
-	}
 	fmt.Printf("benchincr: GOMAXPROCS=%d, %s, batches of %d, %d readers scoring %d nodes, %v per graph, seed %d, lazy degree %d, concurrent %v, coalesce %d, score slots %d\n",
 		runtime.GOMAXPROCS(0), runtime.Version(), batchSize, readers, scoreNodes, *duration, *seed, *lazy, concurrent, coalesce, scoreSlots)
 	if la, err := os.ReadFile("/proc/loadavg"); err == nil {
@@ -128,7 +121,6 @@ func main() {
 	}
 	fmt.Printf("bench-incremental: updates_per_s=%.0f score_p50_ms=%.3f max_abs_err=%.2g\n", first.updatesPerS, first.scoreP50, worst)
 	if worst > 1e-5 {
-		pprof.StopCPUProfile()
 		os.Exit(1)
 	}
 }
@@ -169,6 +161,23 @@ func run(c config, seed uint64, duration time.Duration, checkBatches, lazy int) 
 	// cores the shared machine gives us), then with the readers.
 	C := c.widths[len(c.widths)-1]
 	st0a := st.Stats()
+	stopProfile := func() {}
+	if cpuprofile != "" {
+		f, err := os.Create(cpuprofile)
+		if err != nil {
+			return res, err
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			f.Close()
+			return res, err
+		}
+		cpuprofile = "" // the first graph only
+		stopProfile = func() {
+			pprof.StopCPUProfile()
+			f.Close()
+		}
+		defer stopProfile()
+	}
 	alone, err := stream(st, g, rng, c.n, C, 0, duration/2, seed)
 	if err != nil {
 		return res, err
@@ -182,6 +191,8 @@ func run(c config, seed uint64, duration time.Duration, checkBatches, lazy int) 
 		return res, err
 	}
 	st1 := st.Stats()
+	stopProfile()
+	stopProfile = func() {}
 	all := mixed.lat
 	res.updatesPerS = mixed.rate()
 	res.scoreP50 = ms(all[len(all)/2])
@@ -191,6 +202,8 @@ func run(c config, seed uint64, duration time.Duration, checkBatches, lazy int) 
 		ms(mixed.apply)/float64(mixed.batches), mixed.cores(), float64(mixed.updates)/mixed.cpu.Seconds())
 	fmt.Printf("scores meanwhile: %d of %d nodes, %.0f/s: p50 %.3f ms, p99 %.3f ms, max %.3f ms (lock wait included); Apply waited for scores leaving the view %d times, %v in all\n",
 		len(all), scoreNodes, float64(len(all))/mixed.elapsed.Seconds(), res.scoreP50, res.scoreP99, ms(all[len(all)-1]), st1.DrainWaits-st0.DrainWaits, (st1.Drained - st0.Drained).Round(time.Millisecond))
+	wk := mixed.work
+	fmt.Printf("scores meanwhile without the lock wait: p50 %.3f ms, p99 %.3f ms\n", ms(wk[len(wk)/2]), ms(wk[len(wk)*99/100]))
 	updates := alone.updates + mixed.updates
 	var changes []incremental.Change
 
@@ -247,6 +260,9 @@ func run(c config, seed uint64, duration time.Duration, checkBatches, lazy int) 
 	var inc, rec []time.Duration
 	nodes := make([]int32, scoreNodes)
 	dst := make([]float32, scoreNodes*C)
+	if draws == 0 {
+		return res, nil
+	}
 	for range draws {
 		for i := range nodes {
 			nodes[i] = int32(rng.IntN(c.n))
@@ -275,6 +291,7 @@ type streamed struct {
 	elapsed, cpu     time.Duration
 	apply            time.Duration   // inside Apply
 	lat              []time.Duration // score latencies, sorted
+	work             []time.Duration // the same without the wait for the read lock, sorted
 }
 
 func (s streamed) rate() float64  { return float64(s.updates) / s.elapsed.Seconds() }
@@ -288,6 +305,7 @@ func stream(st *incremental.State, g *graph, rng *rand.Rand, n, C, readers int, 
 	var mu sync.RWMutex
 	var stop atomic.Bool
 	lat := make([][]time.Duration, readers)
+	work := make([][]time.Duration, readers) // without the wait for the lock
 	errs := make([]error, readers)
 	var wg sync.WaitGroup
 	for r := range readers {
@@ -305,7 +323,9 @@ func stream(st *incremental.State, g *graph, rng *rand.Rand, n, C, readers int, 
 				if !concurrent {
 					mu.RLock()
 				}
+				locked := time.Now()
 				err := st.Probabilities(nodes, dst)
+				work[r] = append(work[r], time.Since(locked))
 				if !concurrent {
 					mu.RUnlock()
 				}
@@ -350,10 +370,15 @@ func stream(st *incremental.State, g *graph, rng *rand.Rand, n, C, readers int, 
 	out.cpu = cpuTime() - cpu0
 	stop.Store(true)
 	wg.Wait()
-	for _, l := range lat {
+	for r, l := range lat {
 		out.lat = append(out.lat, l...)
+		out.work = append(out.work, work[r]...)
 	}
 	slices.Sort(out.lat)
+	slices.Sort(out.work)
+	if len(out.work) == 0 {
+		out.work = []time.Duration{0}
+	}
 	if len(out.lat) == 0 {
 		out.lat = []time.Duration{0}
 	}

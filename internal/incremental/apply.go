@@ -2,7 +2,6 @@ package incremental
 
 import (
 	"fmt"
-	"slices"
 	"sync"
 
 	"github.com/gcnserve/gcnserve/gcn"
@@ -102,6 +101,12 @@ func (s *State) Apply(changes []Change) error {
 			s.deg[v] = 0
 		}
 	}
+	// The view's links, edited link by link (the pending hubs first, as
+	// they are before the batch): the layers push along them.
+	for _, e := range edges {
+		s.editLink(w, e.u, e.v, e.sign > 0)
+		s.editLink(w, e.v, e.u, e.sign > 0)
+	}
 	b.flipped = b.flipped[:0]
 	changed := feat
 	for li, l := range s.layers {
@@ -110,31 +115,18 @@ func (s *State) Apply(changes []Change) error {
 	for _, v := range nodes {
 		s.prevDeg[v] = s.deg[v]
 	}
-	// The view's links: every neighbour of a hub that started or stopped
-	// pending is copied again from the topology (its place in their lists
-	// moves); the other endpoints of the batch's links are edited link by
-	// link (their lists keep the pending hubs first).
+	// A hub that started or stopped pending moves into or out of the
+	// pending prefix of each of its neighbours' lists.
 	ep = s.nextEpoch()
 	relink := b.relink[:0]
 	for _, p := range b.flipped {
-		if s.deg[p] > 0 {
-			for _, u := range s.topo.Neighbors(p) {
-				if s.mark[u] != ep {
-					s.mark[u] = ep
-					relink = append(relink, u)
-				}
+		pending := w.last.pend[p] >= 0
+		for _, e := range w.links[p] {
+			s.repend(w, e.u, p, pending)
+			if s.mark[e.u] != ep {
+				s.mark[e.u] = ep
+				relink = append(relink, e.u)
 			}
-		}
-	}
-	for _, v := range relink {
-		s.link(w, v)
-	}
-	for _, e := range edges {
-		if s.mark[e.u] != ep {
-			s.editLink(w, e.u, e.v, e.sign > 0)
-		}
-		if s.mark[e.v] != ep {
-			s.editLink(w, e.v, e.u, e.sign > 0)
 		}
 	}
 	for _, v := range nodes {
@@ -144,25 +136,48 @@ func (s *State) Apply(changes []Change) error {
 		}
 	}
 	b.relink = relink
+	for _, v := range relink {
+		w.linksAt[v] = s.version + 1 // the version publish gives w
+	}
 	s.dirtyNodes = append(s.dirtyNodes[:0], relink...)
 	s.publish(w)
 	return nil
 }
 
-// editLink adds u to (or removes one u from) v's links in w, keeping the
-// pending hubs first.
+// editLink adds one listing of the link v-u to v's links in w, or removes
+// one, keeping the pending hubs first. A pending u is looked for in the
+// short pending prefix only.
 func (s *State) editLink(w *view, v, u int32, add bool) {
-	a, k := w.adj[v], int(w.npend[v])
+	a, k := w.links[v], int(w.npend[v])
+	pending := w.last != nil && w.last.pend[u] >= 0
+	lo, hi := k, len(a)
+	if pending {
+		lo, hi = 0, k
+	}
+	i := lo
+	for ; i < hi && a[i].u != u; i++ {
+	}
 	if add {
-		a = append(a, u)
-		if w.last != nil && w.last.pend[u] >= 0 {
-			a[len(a)-1], a[k] = a[k], u
+		if i < hi {
+			a[i].m++
+			return
+		}
+		a = append(a, link{u, 1, -1})
+		if pending {
+			a[len(a)-1].k = w.last.pend[u]
+			a[len(a)-1], a[k] = a[k], a[len(a)-1]
 			k++
 		}
-		w.adj[v], w.npend[v] = a, int32(k)
+		w.links[v], w.npend[v] = a, int32(k)
 		return
 	}
-	i := slices.Index(a, u)
+	if i == hi {
+		return // not listed: the topology's owner broke the contract
+	}
+	if a[i].m > 1 {
+		a[i].m--
+		return
+	}
 	last := len(a) - 1
 	if i < k {
 		a[i] = a[k-1]
@@ -171,34 +186,31 @@ func (s *State) editLink(w *view, v, u int32, add bool) {
 	} else {
 		a[i] = a[last]
 	}
-	w.adj[v], w.npend[v] = a[:last], int32(k)
+	w.links[v], w.npend[v] = a[:last], int32(k)
 }
 
-// link copies v's links from the topology into w, pending hubs first.
-func (s *State) link(w *view, v int32) {
-	a := w.adj[v][:0]
-	if !s.topo.Live(v) {
-		w.adj[v], w.npend[v] = a, 0
+// repend moves hub p into (pending) or out of the pending prefix of v's
+// links in w.
+func (s *State) repend(w *view, v, p int32, pending bool) {
+	a, k := w.links[v], int(w.npend[v])
+	if pending {
+		for i := k; i < len(a); i++ {
+			if a[i].u == p {
+				a[i].k = w.last.pend[p]
+				a[i], a[k] = a[k], a[i]
+				w.npend[v]++
+				return
+			}
+		}
 		return
 	}
-	nb := s.topo.Neighbors(v)
-	if w.last == nil || w.last.pendLive == 0 {
-		w.adj[v], w.npend[v] = append(a, nb...), 0
-		return
-	}
-	pend := w.last.pend
-	for _, u := range nb {
-		if pend[u] >= 0 {
-			a = append(a, u)
+	for i := range k {
+		if a[i].u == p {
+			a[i], a[k-1] = a[k-1], a[i]
+			w.npend[v]--
+			return
 		}
 	}
-	k := len(a)
-	for _, u := range nb {
-		if pend[u] < 0 {
-			a = append(a, u)
-		}
-	}
-	w.adj[v], w.npend[v] = a, int32(k)
 }
 
 // nextEpoch starts a new set on mark and touch.
@@ -223,6 +235,7 @@ func (s *State) applyLayer(li int, l *layer, changed, nodes []int32, edges []sig
 	w := l.width
 	lastStored := li == len(s.layers)-1
 	lazy := lastStored && s.lazyDegree > 0
+	ver := s.version + 1 // the version publish gives this batch
 	tmpLen := 2 * s.maxWidth()
 
 	// New h rows, kept aside: the old ones are needed for the old
@@ -288,6 +301,9 @@ func (s *State) applyLayer(li int, l *layer, changed, nodes []int32, edges []sig
 				} else {
 					kind[i] = kindStayPending
 					delta := l.pendRows[int(k)*2*w+w : int(k+1)*2*w]
+					// The delta scores cached as of an earlier version.
+					copy(l.pendPrev[int(k)*w:int(k+1)*w], delta)
+					l.pendAt[2*k+1], l.pendAt[2*k] = l.pendAt[2*k], ver
 					for j := range delta {
 						delta[j] = cNew*float64(hNew[j]) - applied[j]
 					}
@@ -318,18 +334,22 @@ func (s *State) applyLayer(li int, l *layer, changed, nodes []int32, edges []sig
 	// Steps 1 and 2, each destination row written only by its owner
 	// worker (slot mod P): the links added and removed, with the old
 	// contributions of their other end; then the sources' pushes.
+	links := s.wv.links
 	work := 2 * len(edges)
 	for i, v := range src {
-		// A dead slot has no links after the batch (and its Neighbors need
-		// not be asked).
-		if (kind[i] == kindPush || kind[i] == kindUnpend) && s.deg[v] > 0 {
-			work += len(s.topo.Neighbors(v))
+		if kind[i] == kindPush || kind[i] == kindUnpend {
+			work += len(links[v])
 		}
 	}
+	// P workers, a power of two: worker o owns the rows d with
+	// d & (P-1) == o.
 	P := 1
 	if s.workers > 1 && work*w >= s.parallelMin {
-		P = s.workers
+		for P*2 <= s.workers {
+			P *= 2
+		}
 	}
+	mask := int32(P - 1)
 	for len(b.touched) < P {
 		b.touched = append(b.touched, nil)
 	}
@@ -337,6 +357,9 @@ func (s *State) applyLayer(li int, l *layer, changed, nodes []int32, edges []sig
 	// with the published view, and the first write of a batch to a row
 	// copies it into the other row of its pair (cow).
 	cow := l.rows != nil
+	// inPlace: the last stored layer of a locked State, whose rows are
+	// written in place and whose touched rows nobody lists.
+	inPlace := lastStored && !s.concurrent && l.rows == nil
 	ep := s.nextEpoch()
 	s.owners(P, func(o int) {
 		t := b.touched[o][:0]
@@ -362,23 +385,52 @@ func (s *State) applyLayer(li int, l *layer, changed, nodes []int32, edges []sig
 			return l.sumRow(d)
 		}
 		for _, e := range edges {
-			if int(e.u)%P == o {
+			if e.u&mask == int32(o) {
 				s.addOld(l, touch(e.u), e.v, e.sign)
 			}
-			if int(e.v)%P == o {
+			if e.v&mask == int32(o) {
 				s.addOld(l, touch(e.v), e.u, e.sign)
 			}
 		}
+		// A source pushes the same row to each neighbour: four rows at
+		// a time, so that their cache misses overlap (about twice as
+		// fast as one row after the other on the arxiv-sized graph).
+		var four [4][]float64
 		for i, v := range src {
-			if kind[i] != kindPush && kind[i] != kindUnpend || s.deg[v] == 0 {
+			if kind[i] != kindPush && kind[i] != kindUnpend {
 				continue
 			}
 			p := push[i*w : (i+1)*w]
-			for _, d := range s.topo.Neighbors(v) {
-				if int(d)%P != o {
+			n := 0
+			for _, e := range links[v] {
+				d := e.u
+				if d&mask != int32(o) {
 					continue
 				}
-				addTo(touch(d), p)
+				var row []float64
+				if inPlace {
+					// touch, inlined for the common case.
+					a := l.adj[d] + 1
+					l.adj[d] = a
+					if a > refreshBase && a%refreshCheck == 0 {
+						t = append(t, d)
+					}
+					row = l.s[int(d)*w : int(d+1)*w]
+				} else {
+					row = touch(d)
+				}
+				if e.m != 1 {
+					axpyTo(row, float64(e.m), p)
+					continue
+				}
+				four[n] = row
+				if n++; n == 4 {
+					add4(&four, p)
+					n = 0
+				}
+			}
+			for _, row := range four[:n] {
+				addTo(row, p)
 			}
 		}
 		b.touched[o] = t
@@ -394,6 +446,9 @@ func (s *State) applyLayer(li int, l *layer, changed, nodes []int32, edges []sig
 		case kindBecomePending:
 			k := l.allocPending()
 			l.pend[v] = k
+			// New in its neighbours' prefixes (linksAt): no cached sum
+			// holds it.
+			l.pendAt[2*k], l.pendAt[2*k+1] = ver, ver
 			applied := l.pendRows[int(k)*2*w : int(k)*2*w+w]
 			delta := l.pendRows[int(k)*2*w+w : int(k+1)*2*w]
 			copy(applied, push[i*w:(i+1)*w])
@@ -508,6 +563,8 @@ func (l *layer) allocPending() int32 {
 	}
 	k := int32(len(l.pendRows) / (2 * l.width))
 	l.pendRows = append(l.pendRows, make([]float64, 2*l.width)...)
+	l.pendPrev = append(l.pendPrev, make([]float64, l.width)...)
+	l.pendAt = append(l.pendAt, 0, 0)
 	return k
 }
 

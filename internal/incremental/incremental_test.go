@@ -60,7 +60,8 @@ func runExact(t *testing.T, rng *rand.Rand, agg gcn.Aggregation, layers, lazy in
 	}
 	s.SetLazyDegree(lazy)
 	if parallel {
-		s.workers, s.parallelMin = 2, 0
+		// And every output with a pending neighbour cached.
+		s.workers, s.parallelMin, s.cacheMin = 2, 0, 1
 	}
 	checkNodes(t, s, g.liveNodes(), reference(net, g), 1e-5, "after New")
 	mix := mixWeights{35, 25, 10, 10, 20}
@@ -81,8 +82,12 @@ func runExact(t *testing.T, rng *rand.Rand, agg gcn.Aggregation, layers, lazy in
 			}
 		}
 		checkNodes(t, s, sample, want, 1e-5, fmt.Sprintf("batch %d", batch))
+		checkLinks(t, s, g, fmt.Sprintf("batch %d", batch))
 	}
 	checkNodes(t, s, g.liveNodes(), reference(net, g), 1e-5, "at the end")
+	if parallel && lazy == 3 && layers > 1 && s.broughtForward.Load() == 0 {
+		t.Errorf("every output cached (cacheMin 1), lazy degree 3: no cached pending sum was brought forward; the test does not exercise it")
+	}
 	if lazy == 3 && layers > 1 && s.layers[len(s.layers)-1].pendLive == 0 && agg == gcn.AggregationGCN {
 		t.Errorf("lazy degree 3: no node pending at the end; the test does not exercise hubs")
 	}
@@ -212,6 +217,7 @@ func TestIncrementalConcurrent(t *testing.T) {
 	}
 	s.SetLazyDegree(6)
 	s.workers, s.parallelMin = 2, 0 // Apply's parallel path under -race too
+	s.cacheMin = 1                  // readers share cached outputs
 	var mu sync.RWMutex
 	const batches = 150
 	done := make(chan struct{})
@@ -289,31 +295,36 @@ func TestBytes(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	net := randomNetwork(rng, gcn.AggregationGCN, []int{16, 64, 64, 40}, gcn.InputNormRow)
 	g := newTestGraph(rng, 16, 1000, 2000)
-	links := 0
+	links := 0 // distinct neighbours, summed over the slots
 	for _, a := range g.adj {
-		links += len(a)
+		distinct := map[int32]bool{}
+		for _, u := range a {
+			distinct[u] = true
+		}
+		links += len(distinct)
 	}
 	weights := int64(16*64+64*64+64*40) * 8
-	// docs/INCREMENTAL.md, "Memory": New: per slot 16 + 32 + sum over the
-	// stored layers of (12*w + 8), 4 bytes per link end. NewConcurrent:
-	// per slot 16 + sum over the stored layers but the last of (12*w + 8)
-	// + 2 x (4*w_last + 40) + 4, 8 bytes per link end, and two sum rows of
-	// 8*w_last bytes per slot, allocated 4096 rows at a time. Plus the
-	// weights.
+	// docs/INCREMENTAL.md, "Memory": New: per slot 16 + 48 + sum over the
+	// stored layers of (12*w + 8), 12 bytes per distinct neighbour.
+	// NewConcurrent: per slot 16 + sum over the stored layers but the last
+	// of (12*w + 8) + 2 x (4*w_last + 56) + 4, 24 bytes per distinct
+	// neighbour, and two sum rows of 8*w_last bytes per slot, allocated
+	// 4096 rows at a time. Plus the weights (no score ran: no cached
+	// output rows).
 	for _, concurrent := range []bool{false, true} {
 		newState := New
-		perNode := int64(16 + 32 + 2*(12*64+8))
+		perNode := int64(16 + 32 + 8 + 8 + 2*(12*64+8))
 		arena, V := int64(0), int64(1)
 		if concurrent {
 			newState, V = NewConcurrent, 2
-			perNode = 16 + (12*64 + 8) + 2*(4*64+40) + 4
+			perNode = 16 + (12*64 + 8) + 2*(4*64+40+8+8) + 4
 			arena = (2*1000 + chunkRows - 1) / chunkRows * chunkRows * 8 * 64
 		}
 		s, err := newState(net, g)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got, lo := s.Bytes(), 1000*perNode+arena+int64(links)*4*V+weights; got < lo || got > lo+lo/4 {
+		if got, lo := s.Bytes(), 1000*perNode+arena+int64(links)*12*V+weights; got < lo || got > lo+lo/4 {
 			t.Errorf("concurrent=%v: Bytes() = %d, want %d (formula) to 25%% more (slice capacity)", concurrent, got, lo)
 		}
 	}

@@ -369,3 +369,45 @@ func checkNodes(t *testing.T, s *State, nodes []int32, want [][]float64, tol flo
 	}
 	return worst
 }
+
+// checkLinks compares the published view's links with the topology: for
+// every live slot the distinct neighbours with their multiplicities, the
+// pending hubs (and only they) in the prefix, and the degree 1 + listings.
+func checkLinks(t *testing.T, s *State, g *testGraph, what string) {
+	t.Helper()
+	vw := s.views[s.active.Load()]
+	for v := range g.live {
+		if !g.live[v] {
+			if len(vw.links[v]) != 0 || vw.deg[v] != 0 {
+				t.Fatalf("%s: dead slot %d: %d links, degree %d in the state", what, v, len(vw.links[v]), vw.deg[v])
+			}
+			continue
+		}
+		want := map[int32]int32{}
+		for _, u := range g.adj[v] {
+			want[u]++
+		}
+		got := map[int32]int32{}
+		listings := int32(0)
+		for i, e := range vw.links[v] {
+			if _, dup := got[e.u]; dup {
+				t.Fatalf("%s: slot %d lists neighbour %d twice", what, v, e.u)
+			}
+			got[e.u] = e.m
+			listings += e.m
+			pending := vw.last != nil && vw.last.pend[e.u] >= 0
+			if pending != (i < int(vw.npend[v])) {
+				t.Fatalf("%s: slot %d: neighbour %d at %d, pending %v, but the prefix has %d", what, v, e.u, i, pending, vw.npend[v])
+			}
+			if pending && e.k != vw.last.pend[e.u] {
+				t.Fatalf("%s: slot %d: pending neighbour %d listed with index %d, pends at %d", what, v, e.u, e.k, vw.last.pend[e.u])
+			}
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("%s: slot %d: links %v in the state, %v in the topology", what, v, got, want)
+		}
+		if vw.deg[v] != 1+listings {
+			t.Fatalf("%s: slot %d: degree %d, want 1 + %d listings", what, v, vw.deg[v], listings)
+		}
+	}
+}

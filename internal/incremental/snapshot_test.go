@@ -47,7 +47,7 @@ func runSnapshot(t *testing.T, layers int) {
 	hub := int32(1)
 	lazy := len(g.adj[hub]) + 3
 	s.SetLazyDegree(lazy)
-	s.workers, s.parallelMin = 2, 0
+	s.workers, s.parallelMin, s.cacheMin = 2, 0, 1
 
 	// Batch A: the hub gains 8 links (past the lazy degree: it starts
 	// pending), other links appear, features change. B undoes A.

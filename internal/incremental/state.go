@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"math"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -87,7 +88,12 @@ var ErrNotLive = errors.New("not a live node")
 // last stored layer is not pushed to its neighbours on every change but
 // kept pending and added when a score reads the neighbour (see
 // docs/INCREMENTAL.md, "Hubs").
-const DefaultLazyDegree = 512
+// 128 balances the two costs on the arxiv-sized benchmark graph with 4
+// scorers (pushing a degree change costs a cache-missing row write per
+// neighbour; a pending hub costs a cached row add per read of each
+// neighbour): 256 and 512 apply fewer updates per CPU-second, 64 makes
+// scores slower.
+const DefaultLazyDegree = 128
 
 // refreshBase and refreshPerLink set when a neighbour sum is recomputed
 // exactly: after refreshBase + refreshPerLink*deg incremental adjustments,
@@ -124,11 +130,21 @@ type State struct {
 	// across workers (parallelWork; tests lower it).
 	parallelMin int
 
+	// cacheMin: scores cache the output of a slot with at least this
+	// many pending neighbours (cacheMinPending; tests lower it).
+	cacheMin int32
+
 	// lazyDegree: a node of the last stored layer with a degree above it
 	// keeps its changes pending; 0 disables pending.
 	lazyDegree int32
 
-	n       int     // slots covered by the writer's private arrays
+	n       int    // slots covered by the writer's private arrays
+	version uint64 // the last version published (view.version)
+	// cachedRows counts the cachedOutput rows scores allocated;
+	// broughtForward the cached pending sums brought forward (tests).
+	cachedRows, broughtForward atomic.Int64
+
+	wv      *view   // the view Apply writes (bound by bind)
 	deg     []int32 // the bound view's: 1 + links for a live slot, 0 for a dead one
 	prevDeg []int32 // deg before the batch during Apply; equal to deg otherwise
 	// layers: every stored layer; the last one is the bound view's (Apply
@@ -244,16 +260,62 @@ type paddedCount struct {
 }
 
 // view is what a score reads, as of one completed Apply: every slot's
-// degree, its links (a copy of the topology's, so scores never read the
-// topology) and the last stored layer's rows (nil for a one-layer network).
-// adj[v] lists v's pending hub neighbours first, npend[v] of them, so a
-// score adds their deltas without scanning the rest.
+// degree, its links (the state's own copy, kept from the changes, so
+// scores never read the topology) and the last stored layer's rows (nil
+// for a one-layer network). links[v] lists v's distinct neighbours, each
+// once with its multiplicity, pending hub neighbours first, npend[v] of
+// them, so a score adds their deltas without scanning the rest and reads
+// each neighbour once however many times the link is listed.
 type view struct {
 	n     int
 	deg   []int32
 	npend []int32
-	adj   [][]int32
+	links [][]link
 	last  *layer
+	// version numbers the views' states (publish sets it): a cached
+	// output is valid only for the version it was computed from.
+	version uint64
+	// outputs caches the last stored layer's output of slots with at
+	// least cacheMinPending pending neighbours, filled by scores (see
+	// addOutput).
+	outputs []atomic.Pointer[cachedOutput]
+	// linksAt[v] is the version at which v's links last changed (edits,
+	// pending prefix); cacheFloor the version before which no cached
+	// pending sum may be brought forward (SetLazyDegree flushes them all).
+	linksAt    []uint64
+	cacheFloor uint64
+}
+
+// cachedOutput is the pending part of one slot's neighbour sum in the
+// last stored layer (the sum over its pending hub neighbours of their
+// deltas) as of view version: a hub sums hundreds of pending deltas and
+// most scores read the same hubs. A later version brings it forward by the
+// deltas that changed since (a few per batch), and sums it again after
+// cacheRefresh such steps (rounding) or when it cannot.
+type cachedOutput struct {
+	mu      sync.Mutex
+	version uint64 // 0: never computed
+	steps   int    // brought forward since last summed
+	pending []float64
+}
+
+// cacheRefresh bounds the steps a cached pending sum is brought forward by
+// before it is summed again: each step adds at most npend rounding errors
+// of one delta.
+const cacheRefresh = 64
+
+// cacheMinPending is the number of pending neighbours from which a slot's
+// output is cached: below it, summing the deltas costs about as much as
+// the cache's lock.
+const cacheMinPending = 16
+
+// link is one distinct neighbour u of a slot and the number m of listed
+// links between them (u != v; the model counts each listing, so m
+// multiplies u's contribution). In the pending prefix, k is u's pending
+// index (layer.pend[u], fixed while u pends), so a score reaches the delta
+// without a lookup; elsewhere k means nothing.
+type link struct {
+	u, m, k int32
 }
 
 // layer is the stored state of one layer that is not the last.
@@ -279,6 +341,12 @@ type layer struct {
 	pendRows []float64 // [k*2*width]
 	pendFree []int32
 	pendLive int
+	// For cached outputs (addOutput): pendPrev[k] is hub k's delta before
+	// it last changed, pendAt[2k] the version it last changed at and
+	// pendAt[2k+1] the one before, so a score can bring a cached pending
+	// sum from version V forward by the deltas that changed since.
+	pendPrev []float64 // [k*width]
+	pendAt   []uint64  // [2k]
 }
 
 type batchScratch struct {
@@ -328,7 +396,7 @@ func newState(net *gcn.Network, topo Topology, concurrent bool) (*State, error) 
 	if net.Output != gcn.OutputSoftmax {
 		return nil, fmt.Errorf("incremental: output %q, want %q", net.Output, gcn.OutputSoftmax)
 	}
-	s := &State{net: net, topo: topo, workers: min(runtime.GOMAXPROCS(0), 4), parallelMin: parallelWork, lazyDegree: DefaultLazyDegree}
+	s := &State{net: net, topo: topo, workers: min(runtime.GOMAXPROCS(0), 4), parallelMin: parallelWork, lazyDegree: DefaultLazyDegree, cacheMin: cacheMinPending}
 	for i, l := range net.Layers {
 		switch l.Aggregation {
 		case gcn.AggregationGCN, gcn.AggregationMean, gcn.AggregationSum:
@@ -382,11 +450,19 @@ func newState(net *gcn.Network, topo Topology, concurrent bool) (*State, error) 
 		return nil, err
 	}
 	s.syncView(s.views[1], s.views[0])
+	// Versions start at 1: a cached output of version 0 was never
+	// computed.
+	for _, w := range s.views {
+		s.version++
+		w.version = s.version
+	}
 	return s, nil
 }
 
-// bind points the writer at view w: deg and the last stored layer are w's.
+// bind points the writer at view w: deg, the links and the last stored
+// layer are w's.
 func (s *State) bind(w *view) {
+	s.wv = w
 	s.deg = w.deg
 	if k := len(s.layers); k > 0 {
 		s.layers[k-1] = w.last
@@ -442,6 +518,8 @@ func (s *State) writeView() *view {
 
 // publish sends every score that starts from now on to w.
 func (s *State) publish(w *view) {
+	s.version++
+	w.version = s.version
 	if s.views[0] == w {
 		s.active.Store(0)
 	} else {
@@ -497,8 +575,19 @@ func growView(w *view, n int) {
 	}
 	w.deg = ext32(w.deg, n, 0)
 	w.npend = ext32(w.npend, n, 0)
-	for len(w.adj) < n {
-		w.adj = append(w.adj, nil)
+	for len(w.links) < n {
+		w.links = append(w.links, nil)
+	}
+	for len(w.linksAt) < n {
+		w.linksAt = append(w.linksAt, 0)
+	}
+	if len(w.outputs) < n {
+		// Only the writer grows a view, and only when no score reads it.
+		o := make([]atomic.Pointer[cachedOutput], n+n/4)
+		for i := range w.outputs {
+			o[i].Store(w.outputs[i].Load())
+		}
+		w.outputs = o
 	}
 	if w.last != nil {
 		w.last.grow(n)
@@ -514,8 +603,10 @@ func (s *State) syncView(dst, src *view) {
 	growView(dst, src.n)
 	copy(dst.deg, src.deg)
 	copy(dst.npend, src.npend)
+	copy(dst.linksAt, src.linksAt)
+	dst.cacheFloor = src.cacheFloor
 	for i := range src.n {
-		dst.adj[i] = append(dst.adj[i][:0], src.adj[i]...)
+		dst.links[i] = append(dst.links[i][:0], src.links[i]...)
 	}
 	if d, r := dst.last, src.last; d != nil {
 		copy(d.h, r.h)
@@ -524,6 +615,8 @@ func (s *State) syncView(dst, src *view) {
 		d.adj = r.adj
 		copy(d.pend, r.pend)
 		d.pendRows = append(d.pendRows[:0], r.pendRows...)
+		d.pendPrev = append(d.pendPrev[:0], r.pendPrev...)
+		d.pendAt = append(d.pendAt[:0], r.pendAt...)
 		d.pendFree = append(d.pendFree[:0], r.pendFree...)
 		d.pendLive = r.pendLive
 	}
@@ -545,7 +638,8 @@ func (s *State) catchUp(w, src *view) {
 	for _, v := range s.dirtyNodes {
 		w.deg[v] = src.deg[v]
 		w.npend[v] = src.npend[v]
-		w.adj[v] = append(w.adj[v][:0], src.adj[v]...)
+		w.linksAt[v] = src.linksAt[v]
+		w.links[v] = append(w.links[v][:0], src.links[v]...)
 	}
 	if d, r := w.last, src.last; d != nil {
 		wd := d.width
@@ -560,6 +654,8 @@ func (s *State) catchUp(w, src *view) {
 		d.chunks = d.rows.chunks
 		d.adj = r.adj
 		d.pendRows = append(d.pendRows[:0], r.pendRows...)
+		d.pendPrev = append(d.pendPrev[:0], r.pendPrev...)
+		d.pendAt = append(d.pendAt[:0], r.pendAt...)
 		d.pendFree = append(d.pendFree[:0], r.pendFree...)
 		d.pendLive = r.pendLive
 	}
@@ -573,6 +669,11 @@ func (s *State) SetLazyDegree(d int) {
 	clear(s.views[s.active.Load()].npend)
 	s.lazyDegree = int32(d)
 	s.dirtyAll = true
+	for _, w := range s.views {
+		s.version++
+		w.version = s.version
+		w.cacheFloor = s.version // every cached pending sum is stale
+	}
 }
 
 // Bytes is the memory the state holds (see docs/INCREMENTAL.md for the
@@ -581,7 +682,7 @@ func (s *State) Bytes() int64 {
 	b := int64(cap(s.prevDeg)+cap(s.mark)+cap(s.touch)+cap(s.rowOf)) * 4
 	lb := func(l *layer) int64 {
 		return int64(cap(l.h))*4 + int64(cap(l.s))*8 + int64(cap(l.idx))*4 + int64(cap(l.pend))*4 +
-			int64(cap(l.pendRows))*8 + int64(cap(l.pendFree))*4
+			int64(cap(l.pendRows)+cap(l.pendPrev)+cap(l.pendAt))*8 + int64(cap(l.pendFree))*4
 	}
 	for _, l := range s.layers[:max(0, len(s.layers)-1)] {
 		b += lb(l)
@@ -590,9 +691,9 @@ func (s *State) Bytes() int64 {
 		if i == 1 && w == s.views[0] {
 			break
 		}
-		b += int64(cap(w.deg)+cap(w.npend))*4 + int64(cap(w.adj))*24
-		for _, a := range w.adj {
-			b += int64(cap(a)) * 4
+		b += int64(cap(w.deg)+cap(w.npend))*4 + int64(cap(w.links))*24 + int64(cap(w.outputs)+cap(w.linksAt))*8
+		for _, a := range w.links {
+			b += int64(cap(a)) * 12
 		}
 		if w.last != nil {
 			b += lb(w.last)
@@ -611,6 +712,9 @@ func (s *State) Bytes() int64 {
 	for _, w := range s.weights {
 		b += int64(len(w)) * 8
 	}
+	if k := len(s.layers); k > 0 {
+		b += s.cachedRows.Load() * int64(56+8*s.layers[k-1].width)
+	}
 	return b
 }
 
@@ -623,18 +727,28 @@ func (s *State) build() error {
 	w := s.views[0]
 	growView(w, n)
 	s.bind(w)
+	pos := make([]int32, n) // u -> its index in the list being built, valid where mark is the epoch
 	for i := range n {
 		v := int32(i)
+		a := w.links[i][:0]
+		s.deg[i] = 0
 		if s.topo.Live(v) {
 			if f := s.topo.Features(v); len(f) != s.net.FeatureDim {
 				return fmt.Errorf("incremental: node slot %d: %d features, model wants %d", v, len(f), s.net.FeatureDim)
 			}
-			w.adj[i] = append(w.adj[i][:0], s.topo.Neighbors(v)...)
-			s.deg[i] = 1 + int32(len(w.adj[i]))
-		} else {
-			w.adj[i] = w.adj[i][:0]
-			s.deg[i] = 0
+			ep := s.nextEpoch()
+			nb := s.topo.Neighbors(v)
+			for _, u := range nb {
+				if s.mark[u] == ep {
+					a[pos[u]].m++
+					continue
+				}
+				s.mark[u], pos[u] = ep, int32(len(a))
+				a = append(a, link{u, 1, -1})
+			}
+			s.deg[i] = 1 + int32(len(nb))
 		}
+		w.links[i] = slices.Clip(a)
 		s.prevDeg[i] = s.deg[i]
 	}
 	for li, l := range s.layers {
@@ -667,6 +781,7 @@ func (s *State) build() error {
 			l.pend[i] = -1
 		}
 		l.pendRows, l.pendFree, l.pendLive = l.pendRows[:0], l.pendFree[:0], 0
+		l.pendPrev, l.pendAt = l.pendPrev[:0], l.pendAt[:0]
 	}
 	return nil
 }
@@ -737,7 +852,7 @@ func coef(agg gcn.Aggregation, deg int32) float64 {
 	return 1 / math.Sqrt(float64(deg))
 }
 
-// sumExact recomputes s[v] from v's links.
+// sumExact recomputes s[v] from v's links (the bound view's copy).
 func (s *State) sumExact(l *layer, v int32) {
 	w := l.width
 	row := l.sumRow(v)
@@ -745,15 +860,13 @@ func (s *State) sumExact(l *layer, v int32) {
 		return
 	}
 	clear(row)
-	if !s.topo.Live(v) {
-		return
-	}
-	for _, u := range s.topo.Neighbors(v) {
+	for _, e := range s.wv.links[v] {
+		u, m := e.u, float64(e.m)
 		if k := l.pend[u]; k >= 0 {
-			addTo(row, l.pendRows[int(k)*2*w:int(k)*2*w+w])
+			axpyTo(row, m, l.pendRows[int(k)*2*w:int(k)*2*w+w])
 			continue
 		}
-		axpy32To(row, coef(l.agg, s.deg[u]), l.h[int(u)*w:int(u+1)*w])
+		axpy32To(row, m*coef(l.agg, s.deg[u]), l.h[int(u)*w:int(u+1)*w])
 	}
 }
 
@@ -820,10 +933,16 @@ func (s *State) outputRow(li int, v int32, dst []float64) {
 	s.activate(li, l, l.h[int(v)*w:int(v+1)*w], l.sumRow(v), s.deg[v], dst)
 }
 
-// viewOutput writes the last stored layer's output for v as vw holds it:
-// the stored sum plus the pending deltas of v's hub neighbours. sum holds
-// at least the layer's width.
-func (s *State) viewOutput(vw *view, v int32, dst, sum []float64) {
+// pendingSum writes v's neighbour sum in the last stored layer as vw
+// holds it into sum (at least the layer's width): the stored sum plus the
+// pending deltas of v's hub neighbours.
+func (s *State) pendingSum(vw *view, v int32, sum []float64) {
+	s.storedSum(vw, v, sum)
+	s.addPending(vw, v, sum)
+}
+
+// storedSum writes v's stored neighbour sum into sum.
+func (s *State) storedSum(vw *view, v int32, sum []float64) {
 	l := vw.last
 	w := l.width
 	sum = sum[:w]
@@ -835,11 +954,129 @@ func (s *State) viewOutput(vw *view, v int32, dst, sum []float64) {
 	default:
 		clear(sum)
 	}
-	for _, u := range vw.adj[v][:vw.npend[v]] {
-		k := l.pend[u]
-		addTo(sum, l.pendRows[int(k)*2*w+w:int(k+1)*2*w])
+}
+
+// addPending adds the deltas of v's pending hub neighbours to sum, four at
+// a time.
+func (s *State) addPending(vw *view, v int32, sum []float64) {
+	l := vw.last
+	w := l.width
+	sum = sum[:w]
+	var four [4][]float64
+	n := 0
+	for _, e := range vw.links[v][:vw.npend[v]] {
+		delta := l.pendRows[int(e.k)*2*w+w : int(e.k+1)*2*w]
+		if e.m != 1 {
+			axpyTo(sum, float64(e.m), delta)
+			continue
+		}
+		four[n] = delta
+		if n++; n == 4 {
+			addSum4(sum, &four)
+			n = 0
+		}
 	}
-	s.activate(len(s.net.Layers)-2, l, l.h[int(v)*w:int(v+1)*w], sum, vw.deg[v], dst)
+	for _, d := range four[:n] {
+		addTo(sum, d)
+	}
+}
+
+// addOutput adds scale times the last stored layer's output for v, as vw
+// holds it, to acc; sum is scratch of at least the layer's width. The
+// pending part of the sum of a slot with many pending neighbours is cached
+// and brought forward from version to version (cachedOutput).
+func (s *State) addOutput(vw *view, v int32, scale float64, acc, sum []float64) {
+	if vw.npend[v] < s.cacheMin {
+		s.pendingSum(vw, v, sum)
+		s.activateInto(vw, v, scale, acc, sum)
+		return
+	}
+	c := vw.outputs[v].Load()
+	if c == nil {
+		c = &cachedOutput{pending: make([]float64, vw.last.width)}
+		if vw.outputs[v].CompareAndSwap(nil, c) {
+			s.cachedRows.Add(1)
+		} else {
+			c = vw.outputs[v].Load()
+		}
+	}
+	c.mu.Lock()
+	if c.version != vw.version {
+		if !s.bringForward(vw, v, c) {
+			clear(c.pending)
+			s.addPending(vw, v, c.pending)
+			c.steps = 0
+		}
+		c.version = vw.version
+	}
+	s.storedSum(vw, v, sum)
+	addTo(sum, c.pending)
+	c.mu.Unlock()
+	s.activateInto(vw, v, scale, acc, sum)
+}
+
+// bringForward updates c (v's pending part as of c.version) to vw's
+// version by the deltas that changed since, if it can: v's pending
+// prefix unchanged since c.version, each changed hub changed once since,
+// and fewer than cacheRefresh steps taken. c.mu is held.
+func (s *State) bringForward(vw *view, v int32, c *cachedOutput) bool {
+	V := c.version
+	if V == 0 || V < vw.cacheFloor || vw.linksAt[v] > V || c.steps >= cacheRefresh {
+		return false
+	}
+	l := vw.last
+	w := l.width
+	prefix := vw.links[v][:vw.npend[v]]
+	for _, e := range prefix {
+		if at := l.pendAt[2*e.k]; at > V && l.pendAt[2*e.k+1] > V {
+			return false // changed twice since: its delta at V is gone
+		}
+	}
+	for _, e := range prefix {
+		if l.pendAt[2*e.k] <= V {
+			continue
+		}
+		m := float64(e.m)
+		delta := l.pendRows[int(e.k)*2*w+w : int(e.k+1)*2*w]
+		prev := l.pendPrev[int(e.k)*w : int(e.k+1)*w]
+		p := c.pending[:w]
+		for j := range p {
+			p[j] += m * (delta[j] - prev[j])
+		}
+	}
+	c.steps++
+	s.broughtForward.Add(1)
+	return true
+}
+
+// activateInto adds scale times the last stored layer's output for v to
+// acc, from v's neighbour sum sum (pending deltas included).
+func (s *State) activateInto(vw *view, v int32, scale float64, acc, sum []float64) {
+	l := vw.last
+	w := l.width
+	li := len(s.net.Layers) - 2
+	// The layer's output is act(a*h + b*sum + bias).
+	var a, b float64
+	switch l.agg {
+	case gcn.AggregationGCN:
+		di := coef(l.agg, vw.deg[v])
+		a, b = di*di, di
+	case gcn.AggregationMean:
+		a = 1 / float64(vw.deg[v])
+		b = a
+	default:
+		a, b = 1, 1
+	}
+	h, bias, sum, acc := l.h[int(v)*w:int(v+1)*w], s.biases[li][:w], sum[:w], acc[:w]
+	if s.net.Layers[li].Activation == gcn.ActivationReLU {
+		for j := range acc {
+			acc[j] += scale * max(0, a*float64(h[j])+b*sum[j]+bias[j])
+		}
+		return
+	}
+	for j := range acc {
+		acc[j] += scale * (a*float64(h[j]) + b*sum[j] + bias[j])
+	}
 }
 
 // activate writes stored layer li's (l's) output act(agg + bias) of a slot
@@ -925,42 +1162,42 @@ func (s *State) Probabilities(nodes []int32, dst []float32) error {
 func (s *State) scoreNode(vw *view, v int32, sc *rowScratch) {
 	last := len(s.net.Layers) - 1
 	L := &s.net.Layers[last]
-	acc, row := sc.acc, sc.row
+	acc := sc.acc
 	clear(acc)
-	input := func(u int32) {
+	// acc = sum over v and its links of scale x the input row: for gcn
+	// dinv[u] per listing (and dinv[v] once more below), else 1.
+	add := func(u int32, scale float64) {
 		if last == 0 {
-			s.inputRow(u, row)
-		} else {
-			s.viewOutput(vw, u, row, sc.pend)
+			s.inputRow(u, sc.row)
+			axpyTo(acc, scale, sc.row)
+			return
 		}
+		s.addOutput(vw, u, scale, acc, sc.pend)
 	}
+	gcnAgg := L.Aggregation == gcn.AggregationGCN
 	dv := vw.deg[v]
+	if gcnAgg {
+		add(v, coef(L.Aggregation, dv))
+	} else {
+		add(v, 1)
+	}
+	for _, e := range vw.links[v] {
+		scale := float64(e.m)
+		if gcnAgg {
+			scale *= coef(L.Aggregation, vw.deg[e.u])
+		}
+		add(e.u, scale)
+	}
 	switch L.Aggregation {
 	case gcn.AggregationGCN:
-		input(v)
 		dinv := coef(L.Aggregation, dv)
-		for j, x := range row {
-			acc[j] = dinv * x
-		}
-		for _, u := range vw.adj[v] {
-			input(u)
-			axpyTo(acc, coef(L.Aggregation, vw.deg[u]), row)
-		}
 		for j := range acc {
 			acc[j] *= dinv
 		}
-	default:
-		input(v)
-		copy(acc, row)
-		for _, u := range vw.adj[v] {
-			input(u)
-			addTo(acc, row)
-		}
-		if L.Aggregation == gcn.AggregationMean {
-			inv := 1 / float64(dv)
-			for j := range acc {
-				acc[j] *= inv
-			}
+	case gcn.AggregationMean:
+		inv := 1 / float64(dv)
+		for j := range acc {
+			acc[j] *= inv
 		}
 	}
 	z := sc.z
@@ -1035,16 +1272,18 @@ func (s *State) flushPending() {
 				continue
 			}
 			delta := l.pendRows[int(k)*2*w+w : int(k+1)*2*w]
-			for _, u := range s.topo.Neighbors(int32(v)) {
+			for _, e := range s.wv.links[v] {
+				u := e.u
 				if l.rows != nil && l.idx[u] < 0 {
 					l.cow(u)
 				}
-				addTo(l.sumRow(u), delta)
+				axpyTo(l.sumRow(u), float64(e.m), delta)
 				l.adj[u]++
 			}
 			l.pend[v] = -1
 		}
 		l.pendRows, l.pendFree, l.pendLive = l.pendRows[:0], l.pendFree[:0], 0
+		l.pendPrev, l.pendAt = l.pendPrev[:0], l.pendAt[:0]
 		if l.rows != nil {
 			l.chunks = l.rows.chunks
 		}

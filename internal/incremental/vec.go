@@ -54,3 +54,39 @@ func axpy32To(dst []float64, a float64, x []float32) {
 		dst[i] += a * float64(x[i])
 	}
 }
+
+// add4 adds src to each of the four rows r (each at least len(src) long).
+// The rows are interleaved so that their cache misses overlap.
+func add4(r *[4][]float64, src []float64) {
+	n := len(src)
+	a, b, c, d := r[0][:n], r[1][:n], r[2][:n], r[3][:n]
+	i := 0
+	for ; i+2 <= n; i += 2 {
+		s := src[i : i+2 : i+2]
+		s0, s1 := s[0], s[1]
+		a[i] += s0
+		b[i] += s0
+		c[i] += s0
+		d[i] += s0
+		a[i+1] += s1
+		b[i+1] += s1
+		c[i+1] += s1
+		d[i+1] += s1
+	}
+	for ; i < n; i++ {
+		a[i] += src[i]
+		b[i] += src[i]
+		c[i] += src[i]
+		d[i] += src[i]
+	}
+}
+
+// addSum4 adds the four rows r to dst (each at least len(dst) long),
+// loading and storing dst once for the four.
+func addSum4(dst []float64, r *[4][]float64) {
+	n := len(dst)
+	a, b, c, d := r[0][:n], r[1][:n], r[2][:n], r[3][:n]
+	for i := range dst {
+		dst[i] += (a[i] + b[i]) + (c[i] + d[i])
+	}
+}

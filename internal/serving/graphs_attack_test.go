@@ -223,8 +223,11 @@ func TestEmptyGraphsAreNotFree(t *testing.T) {
 
 // TestHubMultigraphScoresRecompute: after a delta of 200,000 links among
 // ten nodes, a graph in incremental mode answers a score of two of them in
-// seconds, not hours (the per-layer state would read each neighbour
-// listing's whole list: 40,000 x 40,000 per node), and equal to recompute.
+// seconds, not hours (a per-layer state that walked every listing would
+// read each neighbour listing's whole list: 40,000 x 40,000 per node; the
+// engine keeps each neighbour once with its multiplicity), and equal to
+// recompute within 1e-4: ONNX Runtime sums the 40,000 listings of a node
+// in float32 (about 1.2e-5 off here), the engine in float64.
 func TestHubMultigraphScoresRecompute(t *testing.T) {
 	model := filepath.Join(testenv.RepoRoot(t), "model", "karate.onnx")
 	var results [2][]float32
@@ -269,7 +272,7 @@ func TestHubMultigraphScoresRecompute(t *testing.T) {
 		repo.Close()
 	}
 	for k := range results[0] {
-		if d := math.Abs(float64(results[0][k] - results[1][k])); d > 1e-5 {
+		if d := math.Abs(float64(results[0][k] - results[1][k])); d > 1e-4 {
 			t.Fatalf("node %d: recompute %v, incremental mode %v", k, results[0][k], results[1][k])
 		}
 	}

@@ -100,7 +100,7 @@ func (gs *Graphs) ScoreNodes(ctx context.Context, id string, ids []string, minRe
 	var sub *graphs.Subgraph
 	if len(ids) == 0 {
 		unlock() // nothing to run the model on
-	} else if sc := gs.scorerLocked(sg, lease); sc != nil && !stateCostly(sg.g, slots) {
+	} else if sc := gs.scorerLocked(sg, lease); sc != nil {
 		if err := sc.Probabilities(slots, probs); err != nil {
 			return ScoreResult{}, err
 		}
@@ -147,19 +147,6 @@ func (gs *Graphs) ScoreNodes(ctx context.Context, id string, ids []string, minRe
 	}
 	gs.svc.cfg.Metrics.GraphScored(time.Since(start))
 	return out, nil
-}
-
-// stateCostly reports whether reading the asked nodes from per-layer
-// state could cost more than recomputing them: a score reads each
-// neighbour listing of an asked node, and with a hub's pending changes
-// each listing's own list (internal/incremental), so its cost grows with
-// the sum, over neighbour listings, of their degrees. Duplicate links make
-// that sum unbounded by the graph's size (a delta of a million links among
-// ten nodes: 4e10 steps), while recompute reads each node of the receptive
-// field once (at most every link twice). Past that, the score recomputes.
-func stateCostly(g *graphs.Graph, slots []int32) bool {
-	limit := 4*(2*g.NumEdges()+int64(g.NumSlots())) + 1<<20
-	return g.NeighborDegreeSum(slots, limit) > limit
 }
 
 // waitRevision waits until sg has reached revision want (0: no wait),

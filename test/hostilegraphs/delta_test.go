@@ -214,10 +214,9 @@ func containsAll(s string, subs []string) bool {
 // TestMillionEdgeDelta: a delta of a million edges among ten nodes (a
 // multigraph of hubs) is applied or refused naming a limit, and a score
 // of two of its nodes then answers within 30 s. In incremental mode (the
-// default model has a verified layer description) such a score would
-// read each neighbour listing's whole list from the per-layer state, 4e10
-// steps here, still running after minutes: the score recomputes instead
-// (serving's stateCostly).
+// default model has a verified layer description) a per-layer state that
+// walked every listing would take 4e10 steps here; the engine keeps each
+// neighbour once with its multiplicity (internal/incremental).
 func TestMillionEdgeDelta(t *testing.T) {
 	s := start(t)
 	s.create(t, "g", 10)
