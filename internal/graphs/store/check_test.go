@@ -3,6 +3,7 @@ package store_test
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -172,4 +173,24 @@ func TestOpenFlippedBytes(t *testing.T) {
 		}
 	}
 	t.Logf("100 flipped bytes: %d refused, %d opened", refused, 100-refused)
+}
+
+// TestLoadErrorNamesFile: a record Load's caller cannot decode fails the
+// load with an error naming the store file (the start-up error an operator
+// sees), wrapping the caller's.
+func TestLoadErrorNamesFile(t *testing.T) {
+	dir := t.TempDir()
+	s, err := store.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Create("g1", []byte("{}"), 1, []byte("snapshot")); err != nil {
+		t.Fatal(err)
+	}
+	bad := errors.New(`graph "g1": corrupt record`)
+	err = s.Load(func(store.Record) error { return bad })
+	if !errors.Is(err, bad) || !strings.Contains(err.Error(), filepath.Join(dir, store.FileName)) {
+		t.Errorf("Load: %v, want %q naming %s", err, bad, filepath.Join(dir, store.FileName))
+	}
 }

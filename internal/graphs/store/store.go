@@ -318,7 +318,7 @@ type LogEntry struct {
 
 // Load calls f with every stored graph, in id order. The record's bytes
 // are copies, f may keep them. A damaged page (bbolt panics on one) is an
-// error naming the file.
+// error naming the file, and so is f's error (a record f cannot decode).
 func (s *Store) Load(f func(Record) error) (err error) {
 	defer func() {
 		if p := recover(); p != nil {
@@ -346,7 +346,10 @@ func (s *Store) Load(f func(Record) error) (err error) {
 			if err != nil {
 				return err
 			}
-			return f(r)
+			if err := f(r); err != nil {
+				return fmt.Errorf("graph store file %s: %w", s.path, err)
+			}
+			return nil
 		})
 	})
 }
