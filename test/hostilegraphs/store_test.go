@@ -198,3 +198,24 @@ func pointBucketAtItself(t *testing.T, data []byte, name string) {
 	}
 	t.Fatalf("no bucket %q in the root bucket's page %d", name, root)
 }
+
+// TestEmptyStoreFileWarned: a store file truncated to 0 bytes is a new
+// store to bbolt; the server starts with no graphs and says so in a
+// warning naming the file (it said nothing: every graph gone silently).
+func TestEmptyStoreFileWarned(t *testing.T) {
+	bin := os.Getenv("HOSTILEGRAPHS_BINARY")
+	if bin == "" {
+		bin = servertest.Binary(t)
+	}
+	dir := t.TempDir()
+	db := filepath.Join(dir, "graphs.db")
+	if err := os.WriteFile(db, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := launchStore(t, bin, dir)
+	p.WaitServing(t, 60*time.Second)
+	log := p.Log()
+	if !strings.Contains(log, "graph store file is empty") || !strings.Contains(log, db) {
+		t.Errorf("start on an empty %s: no warning naming it:\n%s", db, log)
+	}
+}
