@@ -55,6 +55,8 @@ func ParseFlags(args []string, getenv func(string) string, stderr io.Writer) (Co
 	fs.DurationVar(&cfg.Batch.MaxDelay, "batch-max-delay", cfg.Batch.MaxDelay, "longest a request waits for others to join its batch")
 	fs.DurationVar(&cfg.RequestReadTimeout, "request-read-timeout", cfg.RequestReadTimeout, "cut off a gRPC call whose request message has not arrived in full this long after its headers, releasing the memory it reserved (0: never)")
 	fs.IntVar(&cfg.MaxConcurrentStreams, "max-concurrent-streams", cfg.MaxConcurrentStreams, "most gRPC calls in flight on one client connection; more wait in the client")
+	fs.IntVar(&cfg.MaxGRPCConns, "max-grpc-conns", cfg.MaxGRPCConns, "most open gRPC client connections; more wait to be accepted (0: unlimited; needs a file descriptor each)")
+	fs.DurationVar(&cfg.GRPCIdleTimeout, "grpc-idle-timeout", cfg.GRPCIdleTimeout, "close a gRPC connection with no call in flight this long; clients reconnect on their next call (0: never)")
 	fs.DurationVar(&cfg.MaxConnectionAge, "max-connection-age", cfg.MaxConnectionAge, "close client connections gracefully after this long, so clients balancing over DNS reach new replicas (0: never)")
 	fs.DurationVar(&cfg.DrainDelay, "drain-delay", cfg.DrainDelay, "on SIGTERM, how long to keep serving with health NOT_SERVING before closing the listeners")
 	fs.DurationVar(&cfg.ShutdownGrace, "shutdown-grace", cfg.ShutdownGrace, "after the drain delay, how long in-flight requests may finish before they are cancelled")

@@ -1,6 +1,8 @@
 package server
 
 import (
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/gcnserve/gcnserve/internal/graphs/store"
@@ -19,6 +21,13 @@ func (s *Server) openGraphs() error {
 		opts.NewScorer = serving.IncrementalScorer
 	}
 	if s.cfg.GraphStore != "" {
+		// bbolt makes a 0-byte file a new store: say so, since a store
+		// file truncated to nothing (a bad restore) would otherwise start
+		// empty without a word.
+		path := filepath.Join(s.cfg.GraphStore, store.FileName)
+		if fi, err := os.Stat(path); err == nil && fi.Mode().IsRegular() && fi.Size() == 0 {
+			s.log.Warn("graph store file is empty (0 bytes): starting a new store with no graphs", "file", path)
+		}
 		st, err := store.Open(s.cfg.GraphStore)
 		if err != nil {
 			return err

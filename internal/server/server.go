@@ -128,6 +128,15 @@ type Config struct {
 	// connection; more wait in the client. Default 100 (HTTP/2's
 	// recommended minimum).
 	MaxConcurrentStreams int
+	// MaxGRPCConns bounds the open connections of the gRPC listener; more
+	// wait in the kernel's accept queue (0: unlimited). Default 4096. A
+	// connection costs a file descriptor and about 17 KiB before any call
+	// (and before any token is checked).
+	MaxGRPCConns int
+	// GRPCIdleTimeout closes (GOAWAY) a gRPC connection with no call in
+	// flight for this long; clients reconnect on their next call. Default
+	// 2m; 0 keeps idle connections.
+	GRPCIdleTimeout time.Duration
 	// MaxConnectionAge closes a client connection gracefully after this
 	// long, so clients balancing over DNS find new replicas. Default 5m;
 	// 0 keeps connections forever.
@@ -201,6 +210,8 @@ func DefaultConfig() Config {
 		MaxConnectionAge:       5 * time.Minute,
 		RequestReadTimeout:     30 * time.Second,
 		MaxConcurrentStreams:   100,
+		MaxGRPCConns:           4096,
+		GRPCIdleTimeout:        2 * time.Minute,
 		DrainDelay:             5 * time.Second,
 		ShutdownGrace:          10 * time.Second,
 		HTTP:                   DefaultHTTPLimits(),
@@ -364,7 +375,15 @@ func New(cfg Config) (_ *Server, err error) {
 		// An aged connection is closed gracefully (GOAWAY, calls in flight
 		// finish), so round_robin clients re-resolve and reach new replicas
 		// after a scale-up.
-		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionAge: cfg.MaxConnectionAge, MaxConnectionAgeGrace: cfg.ShutdownGrace}),
+		// An idle connection is closed too (--grpc-idle-timeout): with
+		// --max-grpc-conns, idle connections opened without a token
+		// cannot keep the slots and file descriptors (issue 16's HTTP
+		// idle timeout, for gRPC).
+		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionAge: cfg.MaxConnectionAge, MaxConnectionAgeGrace: cfg.ShutdownGrace, MaxConnectionIdle: cfg.GRPCIdleTimeout}),
+		// A connection that has not sent the HTTP/2 preface (and, with TLS,
+		// finished its handshake) within grpcHandshakeTimeout is closed
+		// (grpc-go's default: 120s).
+		grpc.ConnectionTimeout(grpcHandshakeTimeout),
 		grpc.StatsHandler(s.metrics.GRPCStatsHandler()),
 		grpc.ChainUnaryInterceptor(unary...),
 		grpc.ChainStreamInterceptor(stream...),
@@ -553,11 +572,16 @@ func recoverPanics(log *slog.Logger) grpc.UnaryServerInterceptor {
 	}
 }
 
-// Serve answers gRPC requests on lis until Shutdown. It returns nil after a
-// clean shutdown.
+// grpcHandshakeTimeout bounds a new gRPC connection's TLS handshake and
+// HTTP/2 preface.
+const grpcHandshakeTimeout = 10 * time.Second
+
+// Serve answers gRPC requests on lis until Shutdown, at most
+// --max-grpc-conns connections at once. It returns nil after a clean
+// shutdown.
 func (s *Server) Serve(lis net.Listener) error {
 	s.log.Info("serving gRPC", "addr", lis.Addr().String())
-	if err := s.grpc.Serve(lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+	if err := s.grpc.Serve(limitListener(lis, s.cfg.MaxGRPCConns)); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
 		return err
 	}
 	return nil

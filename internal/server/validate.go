@@ -59,6 +59,7 @@ func (c Config) Validate() error {
 		{"max-concurrent-streams", int64(c.MaxConcurrentStreams), 1, 1 << 20, ""},
 		{"http-max-header-bytes", int64(c.HTTP.MaxHeaderBytes), 1 << 10, 16 << 20, ""},
 		{"max-http-conns", int64(c.HTTP.MaxConns), 0, 1 << 20, "0: unlimited"},
+		{"max-grpc-conns", int64(c.MaxGRPCConns), 0, 1 << 20, "0: unlimited"},
 	}
 	for _, r := range ints {
 		if r.v < r.lo || r.v > r.hi {
@@ -87,6 +88,7 @@ func (c Config) Validate() error {
 		{"batch-max-delay", c.Batch.MaxDelay, time.Second, ""},
 		{"repository-poll-interval", c.RepositoryPollInterval, 24 * time.Hour, "0: only on SIGHUP"},
 		{"max-connection-age", c.MaxConnectionAge, 30 * 24 * time.Hour, "0: never"},
+		{"grpc-idle-timeout", c.GRPCIdleTimeout, 30 * 24 * time.Hour, "0: never"},
 		{"request-read-timeout", c.RequestReadTimeout, time.Hour, "0: never"},
 		{"stream-send-timeout", c.StreamSendTimeout, time.Hour, "0: never"},
 		{"graph-revision-wait", c.GraphRevisionWait, 10 * time.Minute, "0: the 10s default"},

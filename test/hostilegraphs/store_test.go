@@ -1,6 +1,7 @@
 package hostilegraphs
 
 import (
+	"encoding/binary"
 	"errors"
 	"os"
 	"os/exec"
@@ -138,4 +139,83 @@ func TestHostileStoreDir(t *testing.T) {
 	script := "#!/bin/sh\nD=" + ro + "\nB=" + bin + "\nexec unshare -m sh -c 'mount --bind \"$1\" \"$1\" && mount -o remount,bind,ro \"$1\" && shift && exec \"$@\"' sh \"$D\" \"$B\" \"$@\"\n"
 	os.WriteFile(wrapper, []byte(script), 0o755)
 	refused(t, "--graph-store on a read-only file system", launchStore(t, wrapper, ro), ro, "read-only")
+}
+
+// TestStoreWithCycle: a store file whose page tree points back at itself
+// (the "graphs" bucket's root pointer set to the page that holds it, as a
+// flipped pointer can) is refused at start naming the file. bbolt walks
+// such a tree without end: on the unfixed binary the start never finished
+// and memory grew by about 100 MB a second.
+func TestStoreWithCycle(t *testing.T) {
+	bin := os.Getenv("HOSTILEGRAPHS_BINARY")
+	if bin == "" {
+		bin = servertest.Binary(t)
+	}
+	dir := filepath.Join(t.TempDir(), "store")
+	p := launchStore(t, bin, dir)
+	p.WaitServing(t, 60*time.Second)
+	p.Signal(t, syscall.SIGTERM)
+	p.ExitCode(t, 30*time.Second)
+	db := filepath.Join(dir, "graphs.db")
+	data, err := os.ReadFile(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pointBucketAtItself(t, data, "graphs")
+	if err := os.WriteFile(db, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	refused(t, "graphs.db whose graphs bucket holds itself", launchStore(t, bin, dir), db, "corrupted")
+}
+
+// pointBucketAtItself sets the root page of the top-level bucket name in
+// the bbolt file data to the page whose leaf holds it. bbolt's layout: a
+// page starts with a 16-byte header (id, flags, count, overflow); a meta
+// page holds the page size at 24, the root bucket's page at 32 and the
+// transaction id at 64; a leaf element is flags, pos, ksize, vsize (4
+// bytes each), its key pos bytes after the element, a bucket's value its
+// root page id.
+func pointBucketAtItself(t *testing.T, data []byte, name string) {
+	t.Helper()
+	le := binary.LittleEndian
+	pageSize := int(le.Uint32(data[24:]))
+	meta := 0
+	if le.Uint64(data[pageSize+64:]) > le.Uint64(data[64:]) {
+		meta = pageSize
+	}
+	root := le.Uint64(data[meta+32:])
+	page := data[int(root)*pageSize:]
+	if page[8]&0x02 == 0 {
+		t.Fatalf("root bucket's page %d is not a leaf (flags %#x)", root, page[8])
+	}
+	for i := range int(le.Uint16(page[10:])) {
+		elem := page[16+16*i:]
+		pos, ksize := int(le.Uint32(elem[4:])), int(le.Uint32(elem[8:]))
+		if le.Uint32(elem)&1 == 1 && string(elem[pos:pos+ksize]) == name {
+			le.PutUint64(elem[pos+ksize:], root)
+			return
+		}
+	}
+	t.Fatalf("no bucket %q in the root bucket's page %d", name, root)
+}
+
+// TestEmptyStoreFileWarned: a store file truncated to 0 bytes is a new
+// store to bbolt; the server starts with no graphs and says so in a
+// warning naming the file (it said nothing: every graph gone silently).
+func TestEmptyStoreFileWarned(t *testing.T) {
+	bin := os.Getenv("HOSTILEGRAPHS_BINARY")
+	if bin == "" {
+		bin = servertest.Binary(t)
+	}
+	dir := t.TempDir()
+	db := filepath.Join(dir, "graphs.db")
+	if err := os.WriteFile(db, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := launchStore(t, bin, dir)
+	p.WaitServing(t, 60*time.Second)
+	log := p.Log()
+	if !strings.Contains(log, "graph store file is empty") || !strings.Contains(log, db) {
+		t.Errorf("start on an empty %s: no warning naming it:\n%s", db, log)
+	}
 }

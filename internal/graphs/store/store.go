@@ -33,6 +33,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"time"
 
 	"github.com/gcnserve/gcnserve/internal/filekind"
@@ -152,6 +153,13 @@ func verify(path string) (err error) {
 		return err
 	}
 	defer db.Close()
+	// bbolt follows page pointers as they are: a cycle is a walk without
+	// end, a pointer past the mapping a fault. checkPages reads the page
+	// tree first, with bounds and each page once; a fault is a panic here.
+	if err := checkFile(path); err != nil {
+		return fmt.Errorf("graph store file %s is corrupted: %w", path, err)
+	}
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
 		if p := recover(); p != nil {
 			err = fmt.Errorf("graph store file %s is corrupted: %v", path, p)
@@ -171,6 +179,20 @@ func verify(path string) (err error) {
 	return db.View(func(tx *bolt.Tx) error {
 		return tx.ForEach(func(_ []byte, b *bolt.Bucket) error { return walk(b) })
 	})
+}
+
+// checkFile runs checkPages on the file at path.
+func checkFile(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	return checkPages(f, fi.Size())
 }
 
 // Close closes the file.
@@ -296,7 +318,7 @@ type LogEntry struct {
 
 // Load calls f with every stored graph, in id order. The record's bytes
 // are copies, f may keep them. A damaged page (bbolt panics on one) is an
-// error naming the file.
+// error naming the file, and so is f's error (a record f cannot decode).
 func (s *Store) Load(f func(Record) error) (err error) {
 	defer func() {
 		if p := recover(); p != nil {
@@ -324,7 +346,10 @@ func (s *Store) Load(f func(Record) error) (err error) {
 			if err != nil {
 				return err
 			}
-			return f(r)
+			if err := f(r); err != nil {
+				return fmt.Errorf("graph store file %s: %w", s.path, err)
+			}
+			return nil
 		})
 	})
 }
