@@ -172,9 +172,12 @@ func run(c config, seed uint64, duration time.Duration, checkBatches, lazy int) 
 			return res, err
 		}
 		cpuprofile = "" // the first graph only
+		var once sync.Once
 		stopProfile = func() {
-			pprof.StopCPUProfile()
-			f.Close()
+			once.Do(func() {
+				pprof.StopCPUProfile()
+				f.Close()
+			})
 		}
 		defer stopProfile()
 	}
@@ -191,8 +194,7 @@ func run(c config, seed uint64, duration time.Duration, checkBatches, lazy int) 
 		return res, err
 	}
 	st1 := st.Stats()
-	stopProfile()
-	stopProfile = func() {}
+	stopProfile() // the profile covers the streaming phases only
 	all := mixed.lat
 	res.updatesPerS = mixed.rate()
 	res.scoreP50 = ms(all[len(all)/2])

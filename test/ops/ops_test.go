@@ -33,7 +33,7 @@ import (
 // wire and holds about 31 MB once decoded.
 const (
 	floodRequests = 32
-	floodBudget   = 160 << 20 // one request at a time: serving.Cost puts one at 130 MiB
+	floodBudget   = 160 << 20 // two requests at a time: serving.Cost puts one at 65.5 MiB
 	// floodSlack is what the bound allows above baseline + budget: Go's
 	// garbage collector lets the heap reach about twice the live bytes
 	// before it collects (GOGC=100), so freed request buffers and tensors
