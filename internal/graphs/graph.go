@@ -85,21 +85,6 @@ func (g *Graph) Slot(id string) (int32, bool) {
 	return s, ok
 }
 
-// NeighborDegreeSum is the sum, over every neighbour listing of every
-// slot in slots (duplicates included), of that neighbour's degree; it
-// stops counting once the sum passes stop.
-func (g *Graph) NeighborDegreeSum(slots []int32, stop int64) int64 {
-	var n int64
-	for _, v := range slots {
-		for _, u := range g.adj[v] {
-			if n += int64(len(g.adj[u])); n > stop {
-				return n
-			}
-		}
-	}
-	return n
-}
-
 // SelfLoops returns how many self loops are listed at slot i.
 func (g *Graph) SelfLoops(i int32) int { return int(g.loops[i]) }
 
