@@ -15,14 +15,16 @@ import (
 	gcnpb "github.com/gcnserve/gcnserve/gen"
 	"github.com/gcnserve/gcnserve/internal/graphs"
 	"github.com/gcnserve/gcnserve/internal/serving"
+	"github.com/gcnserve/gcnserve/internal/wirecount"
 )
 
 // RegisterGraphs adds GraphService (stored graphs) to s. It only converts
 // messages and calls serving.Graphs. s must use the server's codec
 // (NewCodec): the requests that carry graph content (CreateGraph,
 // LoadGraph's chunks, ApplyDelta, ScoreNodes) are read as raw bytes after
-// admission, like ProcessGraph's, counted (DecodedBound) and admitted for
-// what they become, and only then decoded.
+// admission, like ProcessGraph's, counted from the wire (wirecount: their
+// node ids, nodes and edges checked against --max-nodes and --max-edges,
+// what they become admitted), and only then decoded.
 func RegisterGraphs(s grpc.ServiceRegistrar, gs *serving.Graphs, svc *serving.Service) {
 	s.RegisterService(&graphServiceDesc, &graphService{gs: gs, svc: svc, log: svc.Logger()})
 }
@@ -81,7 +83,7 @@ func graphRequest[Req any, PReq interface {
 			}
 			defer req.Close()
 			in := PReq(new(Req))
-			if err := s.receive(ctx, req, in, func(raw *rawMessage) error { return dec(raw) }); err != nil {
+			if err := s.receive(ctx, req, in, func(raw *rawMessage) error { return dec(raw) }, nil); err != nil {
 				return nil, serving.GRPCStatus(s.log, method, err)
 			}
 			res, err := f(s, ctx, in)
@@ -94,9 +96,12 @@ func graphRequest[Req any, PReq interface {
 	}
 }
 
-// receive reads one request message as raw bytes with recv, reserves what
-// it becomes once decoded in req, and decodes it into m.
-func (s *graphService) receive(ctx context.Context, req *serving.Request, m proto.Message, recv func(*rawMessage) error) error {
+// receive reads one request message as raw bytes with recv, counts what
+// its wire bytes declare, refuses it past --max-nodes or --max-edges
+// (checkCounts, before: elements of earlier messages of the same call),
+// reserves what it becomes once decoded in req, and only then decodes it
+// into m: a refused message never has its elements allocated.
+func (s *graphService) receive(ctx context.Context, req *serving.Request, m proto.Message, recv func(*rawMessage) error, before func(countedField) int64) error {
 	raw := new(rawMessage)
 	if err := recv(raw); err != nil {
 		return err // gRPC's own status (stream ended, deadline, too large)
@@ -106,11 +111,14 @@ func (s *graphService) receive(ctx context.Context, req *serving.Request, m prot
 		return raw.err
 	}
 	md := m.ProtoReflect().Descriptor()
-	decoded, err := DecodedBound(raw.data, md)
+	counts, err := wirecount.Count(raw.data, md)
 	if err != nil {
 		return status.Errorf(codes.InvalidArgument, "malformed %s: %v", md.Name(), err)
 	}
-	if err := req.ReserveDecoded(ctx, string(md.Name()), int64(len(raw.data)), decoded); err != nil {
+	if err := s.checkCounts(md, counts, before); err != nil {
+		return err
+	}
+	if err := req.ReserveDecoded(ctx, string(md.Name()), int64(len(raw.data)), counts.Decoded); err != nil {
 		return err
 	}
 	if err := proto.Unmarshal(raw.data, m); err != nil {
@@ -216,7 +224,15 @@ func (s *graphService) loadGraph(stream grpc.ServerStream) error {
 		if first != nil {
 			deadline.ArmRead() // the first chunk's is the call's own
 		}
-		err = s.receive(ctx, req, c, func(raw *rawMessage) error { return stream.RecvMsg(raw) })
+		// The stream is refused past the limits as it arrives, not at its
+		// end: a chunk that would take it past one is refused from its
+		// wire bytes, before it is decoded.
+		err = s.receive(ctx, req, c, func(raw *rawMessage) error { return stream.RecvMsg(raw) }, func(f countedField) int64 {
+			if f.edges {
+				return int64(len(d.AddEdges))
+			}
+			return int64(len(d.UpsertNodes))
+		})
 		deadline.Disarm()
 		if errors.Is(err, io.EOF) {
 			req.Close()
@@ -240,13 +256,6 @@ func (s *graphService) loadGraph(stream grpc.ServerStream) error {
 		req.Close()
 		if err != nil {
 			return err
-		}
-		// Refuse a stream past the limits as it arrives, not at its end.
-		if cfg.MaxNodes > 0 && len(d.UpsertNodes) > cfg.MaxNodes {
-			return gcn.Errorf(gcn.KindTooLarge, "graph has more than %d nodes, limit is %d (--max-nodes)", len(d.UpsertNodes)-1, cfg.MaxNodes)
-		}
-		if cfg.MaxEdges > 0 && len(d.AddEdges) > cfg.MaxEdges {
-			return gcn.Errorf(gcn.KindTooLarge, "graph has more than %d edges, limit is %d (--max-edges)", len(d.AddEdges)-1, cfg.MaxEdges)
 		}
 	}
 	if first == nil {
