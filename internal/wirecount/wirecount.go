@@ -49,6 +49,31 @@ type Counts struct {
 	// elements holds the element count of every repeated field that has
 	// one, by path (Elements).
 	elements map[string]int64
+	// paths caches each field's path under its parent's, so that walking
+	// 30 million nested elements builds no string per element.
+	paths map[fieldAt]fieldPath
+}
+
+// fieldAt is a field under the path of the message that holds it.
+type fieldAt struct {
+	prefix string
+	fd     protoreflect.FieldDescriptor
+}
+
+// fieldPath is a field's path ("graph.nodes") and the prefix of the fields
+// of its message ("graph.nodes.").
+type fieldPath struct{ path, prefix string }
+
+// pathOf returns fd's path under prefix, built once per Count.
+func (c *Counts) pathOf(prefix string, fd protoreflect.FieldDescriptor) fieldPath {
+	k := fieldAt{prefix, fd}
+	p, ok := c.paths[k]
+	if !ok {
+		p.path = prefix + string(fd.Name())
+		p.prefix = p.path + "."
+		c.paths[k] = p
+	}
+	return p
 }
 
 // Elements is how many elements the repeated field at path holds once
@@ -63,7 +88,7 @@ func (c Counts) Elements(path string) int64 { return c.elements[path] }
 // field; proto.Unmarshal refuses them too.
 func Count(b []byte, md protoreflect.MessageDescriptor) (Counts, error) {
 	// The message's own struct, beside what its fields hold.
-	c := Counts{Decoded: boundMessage, elements: make(map[string]int64)}
+	c := Counts{Decoded: boundMessage, elements: make(map[string]int64), paths: make(map[fieldAt]fieldPath)}
 	err := c.walk(b, md, "")
 	return c, err
 }
@@ -88,13 +113,13 @@ func (c *Counts) walk(b []byte, md protoreflect.MessageDescriptor, prefix string
 			c.Decoded += boundScalar + int64(tagLen+l)
 			continue
 		}
-		path := prefix + string(fd.Name())
+		path := c.pathOf(prefix, fd)
 		var n int64 = 1 // elements this occurrence adds
 		switch {
 		case fd.Kind() == protoreflect.MessageKind:
 			inner, _ := protowire.ConsumeBytes(v)
 			c.Decoded += boundMessage
-			if err := c.walk(inner, fd.Message(), path+"."); err != nil {
+			if err := c.walk(inner, fd.Message(), path.prefix); err != nil {
 				return fmt.Errorf("%s.%s: %w", md.Name(), fd.Name(), err)
 			}
 		case fd.Kind() == protoreflect.StringKind || fd.Kind() == protoreflect.BytesKind:
@@ -110,7 +135,7 @@ func (c *Counts) walk(b []byte, md protoreflect.MessageDescriptor, prefix string
 			c.Decoded += boundScalar
 		}
 		if fd.IsList() {
-			c.elements[path] += n
+			c.elements[path.path] += n
 		}
 	}
 	return nil

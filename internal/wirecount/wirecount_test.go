@@ -280,3 +280,24 @@ func FuzzCount(f *testing.F) {
 		}
 	})
 }
+
+// TestCountAllocatesNothingPerElement: counting a million nested elements
+// allocates a few KB (paths built once), not per element: counting must
+// not cost what decoding would.
+func TestCountAllocatesNothingPerElement(t *testing.T) {
+	b := lenField(4, bytes.Repeat(lenField(1, lenField(2, float32s(1))), 1_000_000))
+	md := (&gcnpb.CreateGraphRequest{}).ProtoReflect().Descriptor()
+	var c Counts
+	alloc := testenv.Allocated(func() {
+		var err error
+		if c, err = Count(b, md); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if c.Elements("graph.nodes") != 1_000_000 || c.Elements("graph.nodes.features") != 1_000_000 {
+		t.Fatalf("counted %d nodes and %d features, want 1000000 each", c.Elements("graph.nodes"), c.Elements("graph.nodes.features"))
+	}
+	if alloc > 64<<10 {
+		t.Errorf("counting 1,000,000 nodes allocated %d bytes, want under 64 KiB", alloc)
+	}
+}
