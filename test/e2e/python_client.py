@@ -12,33 +12,18 @@ Usage: python_client.py --addr HOST:PORT --token TOKEN --fixture karate.json --p
 Exit status 0 when every check passes.
 """
 import argparse
-import importlib
 import json
 import os
-import shutil
-import subprocess
 import sys
-import tempfile
 
 import grpc
 from google.protobuf import json_format
 
+# The shared stub loader lives in test/pyutil.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from pyutil.stubs import load_stubs  # noqa: E402
+
 TOLERANCE = 1e-5
-
-
-def load_stubs(proto):
-    """Compile proto with protoc and the gRPC Python plugin; import the modules."""
-    plugin = shutil.which("grpc_python_plugin")
-    if plugin is None:
-        sys.exit("grpc_python_plugin not found (Debian package protobuf-compiler-grpc)")
-    out = tempfile.mkdtemp(prefix="gcn-stubs-")
-    subprocess.run(
-        ["protoc", "-I", os.path.dirname(proto), "--python_out=" + out,
-         "--grpc_python_out=" + out, "--plugin=protoc-gen-grpc_python=" + plugin, proto],
-        check=True)
-    sys.path.insert(0, out)
-    base = os.path.splitext(os.path.basename(proto))[0]
-    return importlib.import_module(base + "_pb2"), importlib.import_module(base + "_pb2_grpc")
 
 
 def main():
@@ -48,7 +33,7 @@ def main():
     ap.add_argument("--fixture", required=True)
     ap.add_argument("--proto", required=True)
     args = ap.parse_args()
-    pb, pb_grpc = load_stubs(args.proto)
+    pb, pb_grpc = load_stubs(args.proto, prefix="gcn-stubs-")
     fixture = json.load(open(args.fixture))
     graph = json_format.ParseDict(fixture["request"], pb.GraphData(), ignore_unknown_fields=True)
     want = fixture["scores"]

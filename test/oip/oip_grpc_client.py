@@ -15,34 +15,19 @@ CASE.json: {"model", "num_nodes", "feature_dim", "num_classes", "x" (flat, row-m
 Exit status 0 when every check passes.
 """
 import argparse
-import importlib
 import json
 import os
-import shutil
-import subprocess
 import sys
-import tempfile
 
 import grpc
 import numpy as np
 
+# The shared stub loader lives in test/pyutil.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from pyutil.stubs import load_stubs  # noqa: E402
+
 TOLERANCE = 1e-5
 HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-def load_stubs(proto):
-    """Compile proto with protoc and the gRPC Python plugin; import the modules."""
-    plugin = shutil.which("grpc_python_plugin")
-    if plugin is None:
-        sys.exit("grpc_python_plugin not found (Debian package protobuf-compiler-grpc)")
-    out = tempfile.mkdtemp(prefix="oip-stubs-")
-    subprocess.run(
-        ["protoc", "-I", os.path.dirname(proto), "--python_out=" + out,
-         "--grpc_python_out=" + out, "--plugin=protoc-gen-grpc_python=" + plugin, proto],
-        check=True)
-    sys.path.insert(0, out)
-    base = os.path.splitext(os.path.basename(proto))[0]
-    return importlib.import_module(base + "_pb2"), importlib.import_module(base + "_pb2_grpc")
 
 
 class Checks:
@@ -63,7 +48,7 @@ def main():
     ap.add_argument("--case", required=True)
     ap.add_argument("--proto", default=os.path.join(HERE, "testdata", "open_inference_grpc.proto"))
     args = ap.parse_args()
-    pb, pb_grpc = load_stubs(args.proto)
+    pb, pb_grpc = load_stubs(args.proto, prefix="oip-stubs-")
     with open(args.case) as f:
         case = json.load(f)
     model, n, feat = case["model"], case["num_nodes"], case["feature_dim"]
