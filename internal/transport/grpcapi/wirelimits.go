@@ -41,10 +41,14 @@ func fullName(m interface {
 // field's count (a LoadGraph stream's earlier chunks); nil: none.
 func (s *graphService) checkCounts(md protoreflect.MessageDescriptor, c wirecount.Counts, before func(countedField) int64) error {
 	cfg := s.svc.Config()
+	return checkCounts(md, c, before, cfg.MaxNodes, cfg.MaxEdges)
+}
+
+func checkCounts(md protoreflect.MessageDescriptor, c wirecount.Counts, before func(countedField) int64, maxNodes, maxEdges int) error {
 	for _, f := range countedFields[md.FullName()] {
-		limit, flag := cfg.MaxNodes, "--max-nodes"
+		limit, flag := maxNodes, "--max-nodes"
 		if f.edges {
-			limit, flag = cfg.MaxEdges, "--max-edges"
+			limit, flag = maxEdges, "--max-edges"
 		}
 		n := c.Elements(f.path)
 		field := f.path
