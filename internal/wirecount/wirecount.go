@@ -17,8 +17,6 @@ import (
 
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/reflect/protoreflect"
-
-	"github.com/gcnserve/gcnserve/gcn"
 )
 
 // Per-element bounds of what decoding a message allocates, as protobuf-go
@@ -196,12 +194,4 @@ func packedLen(b []byte, k protoreflect.Kind) (int64, error) {
 		n++
 	}
 	return n, nil
-}
-
-// TooMany is the refusal of a request whose field holds n elements, more
-// than limit, the value of flag ("--max-nodes"): TooLarge (RESOURCE_EXHAUSTED,
-// HTTP 413) naming the field and the flag, in the wording of the limits
-// checked after decoding.
-func TooMany(field string, n int64, limit int, flag string) error {
-	return gcn.Errorf(gcn.KindTooLarge, "request has %d %s, limit is %d (%s)", n, field, limit, flag)
 }

@@ -98,10 +98,10 @@ func graphRequest[Req any, PReq interface {
 
 // receive reads one request message as raw bytes with recv, counts what
 // its wire bytes declare, refuses it past --max-nodes or --max-edges
-// (checkCounts, before: elements of earlier messages of the same call),
-// reserves what it becomes once decoded in req, and only then decodes it
-// into m: a refused message never has its elements allocated.
-func (s *graphService) receive(ctx context.Context, req *serving.Request, m proto.Message, recv func(*rawMessage) error, before func(countedField) int64) error {
+// (wirecount.CheckLimits; before: elements of earlier messages of the
+// same call), reserves what it becomes once decoded in req, and only then
+// decodes it into m: a refused message never has its elements allocated.
+func (s *graphService) receive(ctx context.Context, req *serving.Request, m proto.Message, recv func(*rawMessage) error, before func(wirecount.Field) int64) error {
 	raw := new(rawMessage)
 	if err := recv(raw); err != nil {
 		return err // gRPC's own status (stream ended, deadline, too large)
@@ -115,7 +115,8 @@ func (s *graphService) receive(ctx context.Context, req *serving.Request, m prot
 	if err != nil {
 		return status.Errorf(codes.InvalidArgument, "malformed %s: %v", md.Name(), err)
 	}
-	if err := s.checkCounts(md, counts, before); err != nil {
+	cfg := s.svc.Config()
+	if err := wirecount.CheckLimits(md, counts, before, cfg.MaxNodes, cfg.MaxEdges); err != nil {
 		return err
 	}
 	if err := req.ReserveDecoded(ctx, string(md.Name()), int64(len(raw.data)), counts.Decoded); err != nil {
@@ -227,8 +228,8 @@ func (s *graphService) loadGraph(stream grpc.ServerStream) error {
 		// The stream is refused past the limits as it arrives, not at its
 		// end: a chunk that would take it past one is refused from its
 		// wire bytes, before it is decoded.
-		err = s.receive(ctx, req, c, func(raw *rawMessage) error { return stream.RecvMsg(raw) }, func(f countedField) int64 {
-			if f.edges {
+		err = s.receive(ctx, req, c, func(raw *rawMessage) error { return stream.RecvMsg(raw) }, func(f wirecount.Field) int64 {
+			if f.Edges {
 				return int64(len(d.AddEdges))
 			}
 			return int64(len(d.UpsertNodes))

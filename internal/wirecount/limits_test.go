@@ -1,4 +1,4 @@
-package grpcapi
+package wirecount
 
 import (
 	"errors"
@@ -9,14 +9,13 @@ import (
 
 	"github.com/gcnserve/gcnserve/gcn"
 	gcnpb "github.com/gcnserve/gcnserve/gen"
-	"github.com/gcnserve/gcnserve/internal/wirecount"
 )
 
-// TestCheckCounts: each counted field of each GraphService request is
+// TestCheckLimits: each counted field of each GraphService request is
 // refused one element past its limit, naming the field and the flag, and
 // passes at it; a LoadGraph chunk counts with the stream's earlier chunks;
 // 0 is unlimited.
-func TestCheckCounts(t *testing.T) {
+func TestCheckLimits(t *testing.T) {
 	const maxNodes, maxEdges = 3, 2
 	ids := func(n int) []string { return make([]string, n) }
 	nodes := func(n int) []*gcnpb.Node {
@@ -33,9 +32,9 @@ func TestCheckCounts(t *testing.T) {
 		}
 		return out
 	}
-	earlier := func(n, e int64) func(countedField) int64 {
-		return func(f countedField) int64 {
-			if f.edges {
+	earlier := func(n, e int64) func(Field) int64 {
+		return func(f Field) int64 {
+			if f.Edges {
 				return e
 			}
 			return n
@@ -44,7 +43,7 @@ func TestCheckCounts(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
 		msg    proto.Message
-		before func(countedField) int64
+		before func(Field) int64
 		want   string // "" passes
 	}{
 		{"score at the limit", &gcnpb.ScoreRequest{NodeIds: ids(3)}, nil, ""},
@@ -68,11 +67,11 @@ func TestCheckCounts(t *testing.T) {
 			t.Fatal(err)
 		}
 		md := tc.msg.ProtoReflect().Descriptor()
-		c, err := wirecount.Count(b, md)
+		c, err := Count(b, md)
 		if err != nil {
 			t.Fatalf("%s: %v", tc.name, err)
 		}
-		err = checkCounts(md, c, tc.before, maxNodes, maxEdges)
+		err = CheckLimits(md, c, tc.before, maxNodes, maxEdges)
 		var e *gcn.Error
 		switch {
 		case tc.want == "" && err != nil:
@@ -80,7 +79,7 @@ func TestCheckCounts(t *testing.T) {
 		case tc.want != "" && (!errors.As(err, &e) || e.Kind != gcn.KindTooLarge || !strings.Contains(e.Msg, tc.want)):
 			t.Errorf("%s: got %v, want TooLarge %q", tc.name, err, tc.want)
 		}
-		if err := checkCounts(md, c, tc.before, 0, 0); err != nil {
+		if err := CheckLimits(md, c, tc.before, 0, 0); err != nil {
 			t.Errorf("%s without limits: %v", tc.name, err)
 		}
 	}
