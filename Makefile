@@ -122,8 +122,9 @@ fuzz:
 	@# Stored graphs: the store's delta records, and deltas applied to a graph.
 	$(GO) test -run=NONE -fuzz=FuzzDecodeDelta$$ -fuzztime=$(FUZZTIME) -fuzzminimizetime=$(FUZZMINIMIZE) ./internal/graphs
 	$(GO) test -run=NONE -fuzz=FuzzApplyDecodedDelta -fuzztime=$(FUZZTIME) -fuzzminimizetime=$(FUZZMINIMIZE) ./internal/graphs
-	@# GraphService requests counted from their wire bytes before decoding.
-	$(GO) test -run=NONE -fuzz=FuzzCount$$ -fuzztime=$(FUZZTIME) -fuzzminimizetime=$(FUZZMINIMIZE) ./internal/wirecount
+	@# Stored-graph requests counted (gRPC wire bytes, JSON bodies) before decoding.
+	for f in FuzzCount FuzzCountJSONFields; do \
+	  $(GO) test -run=NONE -fuzz="^$$f\$$" -fuzztime=$(FUZZTIME) -fuzzminimizetime=$(FUZZMINIMIZE) ./internal/wirecount || exit 1; done
 	@# Open Inference Protocol: gRPC request decoding, REST bodies, JSON tensor data.
 	for f in FuzzModelInferRequest FuzzRESTInferBody FuzzTensorData FuzzCountInferRequest; do \
 	  $(GO) test -run=NONE -fuzz="^$$f\$$" -fuzztime=$(FUZZTIME) -fuzzminimizetime=$(FUZZMINIMIZE) ./internal/transport/oip || exit 1; done

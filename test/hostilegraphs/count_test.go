@@ -63,8 +63,9 @@ func emptyElements(t *testing.T, outer, num protowire.Number, n int) []byte {
 
 // TestCountedBeforeDecoding: a request of 30 million empty node ids,
 // nodes, or edges (60 MB, gzip-compressed to about 60 KB: inside
-// --max-request-bytes, and inside the default budget's decode bound) is
-// refused RESOURCE_EXHAUSTED (413 over HTTP) naming the field and
+// --max-request-bytes, and inside the default budget's decode bound; over
+// HTTP 21 million JSON strings) is refused RESOURCE_EXHAUSTED (413 over
+// HTTP) naming the field and
 // --max-nodes or --max-edges, from its wire bytes: peak RSS grows by less
 // than 200 MiB (before the count, ScoreNodes decoded all 30 million ids
 // first: +1.8 GB), and the server keeps serving. Each attack runs on a
@@ -102,14 +103,11 @@ func TestCountedBeforeDecoding(t *testing.T) {
 			return cs.RecvMsg(&reply)
 		}, "edges", "--max-edges"},
 		{"HTTP score", func(t *testing.T, s *server) error {
-			const ids = 21_000_000 // `"",` each: 63 MB
-			body := gzipped(t, []byte(`{"node_ids": [`), []byte(`"",`), ids-1, []byte(`""]}`))
-			code, out := s.do(t, "POST", "/v1/graphs/g/score", body, true, "Content-Encoding", "gzip", "Content-Type", "application/json")
-			if code != http.StatusRequestEntityTooLarge {
-				return status.Errorf(codes.Unknown, "HTTP %d: %s", code, errorMessage(out))
-			}
-			return status.Error(codes.ResourceExhausted, errorMessage(out))
+			return s.postStrings(t, "/v1/graphs/g/score", "node_ids")
 		}, "node_ids", "--max-nodes"},
+		{"HTTP delta", func(t *testing.T, s *server) error {
+			return s.postStrings(t, "/v1/graphs/g/deltas", "removeNodes")
+		}, "remove_nodes", "--max-nodes"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := start(t)
@@ -128,4 +126,19 @@ func TestCountedBeforeDecoding(t *testing.T) {
 			s.serving(t, tc.name+" of 30M empty elements")
 		})
 	}
+}
+
+// postStrings posts a gzip-compressed JSON body whose field key holds 21
+// million empty strings (`"",` each: 63 MB, inside --max-request-bytes) to
+// path and returns its refusal as a status: RESOURCE_EXHAUSTED for a 413,
+// UNKNOWN naming any other answer.
+func (s *server) postStrings(t *testing.T, path, key string) error {
+	t.Helper()
+	const n = 21_000_000
+	body := gzipped(t, []byte(`{"`+key+`": [`), []byte(`"",`), n-1, []byte(`""]}`))
+	code, out := s.do(t, "POST", path, body, true, "Content-Encoding", "gzip", "Content-Type", "application/json")
+	if code != http.StatusRequestEntityTooLarge {
+		return status.Errorf(codes.Unknown, "HTTP %d: %s", code, errorMessage(out))
+	}
+	return status.Error(codes.ResourceExhausted, errorMessage(out))
 }

@@ -7,7 +7,6 @@ import (
 
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/gcnserve/gcnserve/gcn"
 	gcnpb "github.com/gcnserve/gcnserve/gen"
@@ -15,6 +14,7 @@ import (
 	"github.com/gcnserve/gcnserve/internal/graphs"
 	"github.com/gcnserve/gcnserve/internal/serving"
 	"github.com/gcnserve/gcnserve/internal/transport/httpx"
+	"github.com/gcnserve/gcnserve/internal/wirecount"
 )
 
 // Stored-graph routes (GraphService over HTTP/JSON). Bodies and answers are
@@ -51,8 +51,9 @@ type graphHandler struct {
 
 // readBody reads r's body into m through the one HTTP prologue
 // (httpx.ReadBody: --max-request-bytes, content decoding, read deadline,
-// memory admitted as the body arrives), and reserves what its JSON tokens
-// can become before decoding. The reservation ends with the decode: what a
+// memory admitted as the body arrives), refuses it past --max-nodes or
+// --max-edges by its elements, and reserves what its JSON tokens can
+// become before decoding. The reservation ends with the decode: what a
 // graph keeps afterwards counts against --max-graph-bytes.
 func (h *graphHandler) readBody(w http.ResponseWriter, r *http.Request, m proto.Message) error {
 	cfg := h.svc.Config()
@@ -61,52 +62,22 @@ func (h *graphHandler) readBody(w http.ResponseWriter, r *http.Request, m proto.
 		return err
 	}
 	defer req.Close()
-	counts := httpx.CountJSON(body)
-	if err := checkJSONCounts(m.ProtoReflect().Descriptor().FullName(), counts, cfg.MaxNodes, cfg.MaxEdges); err != nil {
+	// Past --max-nodes or --max-edges by its elements, as gRPC refuses the
+	// same request from its wire bytes: refused before protojson builds
+	// any of them.
+	md := m.ProtoReflect().Descriptor()
+	if err := wirecount.CheckLimits(md, wirecount.CountJSON(body, md), nil, cfg.MaxNodes, cfg.MaxEdges); err != nil {
 		return err
 	}
 	var budget int64
 	if cfg.Budget != nil {
 		budget = cfg.Budget.Bytes()
 	}
-	if err := httpx.ReserveDecoded(r.Context(), req, counts.GraphBytes(), budget); err != nil {
+	if err := httpx.ReserveDecoded(r.Context(), req, httpx.CountJSON(body).GraphBytes(), budget); err != nil {
 		return err
 	}
 	if err := protojson.Unmarshal(body, m); err != nil {
 		return gcn.Errorf(gcn.KindInvalidArgument, "request body is not a JSON %s: %s", m.ProtoReflect().Descriptor().Name(), protoMessage(err))
-	}
-	return nil
-}
-
-// scoreOtherStrings is the most JSON strings a valid ScoreRequest body
-// holds besides its node ids: its four keys (protojson refuses a field
-// given twice), graph_id's value and min_revision's (a uint64 may be a
-// string).
-const scoreOtherStrings = 6
-
-// checkJSONCounts refuses a stored-graph body whose JSON tokens already
-// hold more elements than --max-nodes and --max-edges allow (0:
-// unlimited), before protojson builds any, as gRPC refuses the same
-// requests from their wire bytes (wirecount): every node id to score is a
-// string, every node and edge an object.
-func checkJSONCounts(msg protoreflect.FullName, c httpx.JSONCounts, maxNodes, maxEdges int) error {
-	switch msg {
-	case (&gcnpb.ScoreRequest{}).ProtoReflect().Descriptor().FullName():
-		if maxNodes > 0 && c.Strings > int64(maxNodes)+scoreOtherStrings {
-			return gcn.Errorf(gcn.KindTooLarge, "request has %d JSON strings, more than the limit allows: %d node_ids (--max-nodes)", c.Strings, maxNodes)
-		}
-	case (&gcnpb.CreateGraphRequest{}).ProtoReflect().Descriptor().FullName():
-		// The request, its graph, and one object per node and per edge.
-		if maxNodes > 0 && maxEdges > 0 && c.Objects > 2+int64(maxNodes)+int64(maxEdges) {
-			return gcn.Errorf(gcn.KindTooLarge, "request has %d JSON objects, more than the limits allow: %d graph.nodes (--max-nodes) and %d graph.edges (--max-edges)",
-				c.Objects, maxNodes, maxEdges)
-		}
-	case (&gcnpb.DeltaRequest{}).ProtoReflect().Descriptor().FullName():
-		// The request, one object per upserted node, added and removed edge.
-		if maxNodes > 0 && maxEdges > 0 && c.Objects > 1+int64(maxNodes)+2*int64(maxEdges) {
-			return gcn.Errorf(gcn.KindTooLarge, "request has %d JSON objects, more than the limits allow: %d upsert_nodes (--max-nodes), %d add_edges and %d remove_edges (--max-edges)",
-				c.Objects, maxNodes, maxEdges, maxEdges)
-		}
 	}
 	return nil
 }
