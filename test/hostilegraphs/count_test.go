@@ -117,13 +117,13 @@ func TestCountedBeforeDecoding(t *testing.T) {
 			err := tc.attack(t, s)
 			took := time.Since(began)
 			growth := s.Memory(t, "VmHWM") - before
-			t.Logf("%s of 30M empty elements: %v %.200q after %v; peak RSS %s -> +%s",
+			t.Logf("%s of 60 MB of empty elements: %v %.200q after %v; peak RSS %s -> +%s",
 				tc.name, status.Code(err), status.Convert(err).Message(), took.Round(time.Millisecond), mib(before), mib(growth))
-			wantStatus(t, tc.name+" of 30M empty elements", err, codes.ResourceExhausted, tc.field, tc.flag)
+			wantStatus(t, tc.name+" of 60 MB of empty elements", err, codes.ResourceExhausted, tc.field, tc.flag)
 			if growth > maxGrowth {
-				t.Errorf("%s of 30M empty elements: peak RSS grew by %s, want under %s", tc.name, mib(growth), mib(maxGrowth))
+				t.Errorf("%s of 60 MB of empty elements: peak RSS grew by %s, want under %s", tc.name, mib(growth), mib(maxGrowth))
 			}
-			s.serving(t, tc.name+" of 30M empty elements")
+			s.serving(t, tc.name+" of 60 MB of empty elements")
 		})
 	}
 }
