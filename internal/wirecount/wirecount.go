@@ -10,6 +10,10 @@
 // field (a field sent with another wire type than its own is kept as
 // unknown bytes instead, and counted as such; a singular message sent
 // twice is merged, so its repeated fields add up).
+//
+// CountJSON counts the elements of a protojson body the same way, and
+// CheckLimits refuses the stored-graph requests past --max-nodes and
+// --max-edges by those counts, in one wording for gRPC and HTTP.
 package wirecount
 
 import (
