@@ -114,7 +114,7 @@ func (gs *Graphs) ExportChunks(ctx context.Context, id string, batch int, send f
 // ReserveDecoded resizes the request's reservation to what its message
 // holds once decoded: wireBytes (the message) plus decoded (the transport's
 // bound of what decoding allocates, counted from the wire before decoding,
-// grpcapi.DecodedBound). A message that could never fit the whole budget
+// wirecount.Count). A message that could never fit the whole budget
 // is refused at once (TooLarge naming --max-inflight-bytes), without
 // waiting.
 func (r *Request) ReserveDecoded(ctx context.Context, what string, wireBytes, decoded int64) error {
