@@ -15,7 +15,7 @@ import (
 // (or a table of hashes pointing at the ids) touches its slot and then, to
 // compare keys, the id somewhere else in memory. Here a slot is 16 bytes
 // holding an id of up to 8 bytes whole (most ids: "n12345", "paper_42"), its
-// length, 24 bits of its hash and its node index, so a lookup of a short id
+// length, 23 bits of its hash and its node index, so a lookup of a short id
 // is one memory access; a longer id is copied into a compact arena, its slot
 // says where, and it is compared in full only when its length and the hash
 // bits match.
@@ -49,7 +49,7 @@ type idIndex struct {
 
 // idSlot is one slot of idIndex: key is the id's bytes (short ids, as
 // shortKey packs them) or where the arena holds it (long ids); meta is
-// tag<<32 | index+1, 0 for an empty slot, where tag (idTag) holds 24 bits
+// tag<<32 | index+1, 0 for an empty slot, where tag (idTag) holds 23 bits
 // of the hash and the id's length (capped at 255).
 type idSlot struct {
 	key, meta uint64
@@ -124,11 +124,14 @@ func load64(id string) uint64 {
 	return binary.LittleEndian.Uint64(unsafe.Slice(unsafe.StringData(id), 8))
 }
 
-// idTag is what a slot's meta holds besides the index: 24 bits of h and
-// the id's length, capped at 255 (exact for short ids, which is what makes
-// key and tag identify a short id).
+// idTag is what a slot's meta holds besides the index: 23 bits of h, a
+// bit that is always set and the id's length, capped at 255 (exact for
+// short ids, which is what makes key and tag identify a short id). The set
+// bit keeps a tag from being 0, an empty slot's: lookupAll compares tags
+// without asking whether a slot is empty, and an empty id (key 0) whose
+// hash bits were 0 would otherwise match one.
 func idTag(h uint64, n int) uint64 {
-	return uint64(uint32(h)&0xffffff00 | uint32(min(n, 255)))
+	return uint64(uint32(h)&0xfffffe00 | 0x100 | uint32(min(n, 255)))
 }
 
 // home is the first slot of h's probe sequence: the high bits of h scaled

@@ -197,3 +197,15 @@ func TestPartPanicReachesCaller(t *testing.T) {
 		t.Errorf("parts finished: %v, want all before the panic reached the caller", finished)
 	}
 }
+
+// TestIDTagNeverEmpty: a tag is never 0, an empty slot's, whatever the
+// hash and length (an empty id whose hash bits are 0 included).
+func TestIDTagNeverEmpty(t *testing.T) {
+	for _, h := range []uint64{0, 0xff, 0xffffff00, ^uint64(0)} {
+		for _, n := range []int{0, 1, 8, 255, 1000} {
+			if idTag(h, n) == 0 {
+				t.Errorf("idTag(%#x, %d) = 0", h, n)
+			}
+		}
+	}
+}
