@@ -342,7 +342,7 @@ func (s *State) applyLayer(li int, l *layer, changed, nodes []int32, edges []sig
 		}
 	}
 	// P workers, a power of two: worker o owns the rows d with
-	// d & (P-1) == o.
+	// (d >> ownerShift) & (P-1) == o.
 	P := 1
 	if s.workers > 1 && work*w >= s.parallelMin {
 		for P*2 <= s.workers {
@@ -364,17 +364,16 @@ func (s *State) applyLayer(li int, l *layer, changed, nodes []int32, edges []sig
 	s.owners(P, func(o int) {
 		t := b.touched[o][:0]
 		touch := func(d int32) []float64 {
-			l.adj[d]++
 			if lastStored && !s.concurrent {
 				// Nothing else reads the list: only refresh candidates
-				// are needed, listed each time a row's count passes a
-				// multiple of refreshCheck above refreshBase (one random
-				// access less per push).
-				if a := l.adj[d]; a > refreshBase && a%refreshCheck == 0 {
+				// are needed, listed each time the row's byte counter
+				// wraps (adj counts the wraps below).
+				if l.adjLo[d]++; l.adjLo[d] == 0 {
 					t = append(t, d)
 				}
 				return l.sumRow(d)
 			}
+			l.adj[d]++
 			if s.touch[d] != ep {
 				s.touch[d] = ep
 				t = append(t, d)
@@ -385,10 +384,10 @@ func (s *State) applyLayer(li int, l *layer, changed, nodes []int32, edges []sig
 			return l.sumRow(d)
 		}
 		for _, e := range edges {
-			if e.u&mask == int32(o) {
+			if (e.u>>ownerShift)&mask == int32(o) {
 				s.addOld(l, touch(e.u), e.v, e.sign)
 			}
-			if e.v&mask == int32(o) {
+			if (e.v>>ownerShift)&mask == int32(o) {
 				s.addOld(l, touch(e.v), e.u, e.sign)
 			}
 		}
@@ -404,15 +403,13 @@ func (s *State) applyLayer(li int, l *layer, changed, nodes []int32, edges []sig
 			n := 0
 			for _, e := range links[v] {
 				d := e.u
-				if d&mask != int32(o) {
+				if (d>>ownerShift)&mask != int32(o) {
 					continue
 				}
 				var row []float64
 				if inPlace {
 					// touch, inlined for the common case.
-					a := l.adj[d] + 1
-					l.adj[d] = a
-					if a > refreshBase && a%refreshCheck == 0 {
+					if l.adjLo[d]++; l.adjLo[d] == 0 {
 						t = append(t, d)
 					}
 					row = l.s[int(d)*w : int(d+1)*w]
@@ -478,6 +475,7 @@ func (s *State) applyLayer(li int, l *layer, changed, nodes []int32, edges []sig
 				clear(l.sumRow(v))
 			}
 			l.adj[v] = 0
+			l.adjLo[v] = 0
 		}
 	}
 
@@ -485,9 +483,16 @@ func (s *State) applyLayer(li int, l *layer, changed, nodes []int32, edges []sig
 	var refreshed [8]int64
 	s.owners(P, func(o int) {
 		for _, d := range b.touched[o] {
+			if inPlace {
+				// Listed once per wrap of its byte counter (a row
+				// refreshed earlier in this list counts from 0 again:
+				// the wrap adds to the bound, not to the error).
+				l.adj[d] += refreshCheck
+			}
 			if int64(l.adj[d]) > refreshBase+refreshPerLink*int64(s.deg[d]) {
 				s.sumExact(l, d)
 				l.adj[d] = 0
+				l.adjLo[d] = 0
 				refreshed[o]++
 			}
 		}
@@ -542,6 +547,11 @@ func (s *State) applyLayer(li int, l *layer, changed, nodes []int32, edges []sig
 	b.feat = next
 	return next
 }
+
+// ownerShift: worker o of P owns the rows of the blocks of 64 slots
+// numbered o mod P, so that no two workers write one cache line of the
+// per-slot byte counters (adjLo).
+const ownerShift = 6
 
 // addOld adds sign times u's contribution before this batch to a
 // neighbour's sum row.

@@ -99,13 +99,14 @@ const DefaultLazyDegree = 128
 // exactly: after refreshBase + refreshPerLink*deg incremental adjustments,
 // which keeps the refresh cost at most 1/refreshPerLink of the adjustments'
 // and bounds the rounding error any sum can carry (docs/INCREMENTAL.md).
-// A locked State's last stored layer checks a row every refreshCheck
+// A locked State's last stored layer counts a row's adjustments in a byte
+// (adjLo) and checks the row each time the byte wraps, every refreshCheck
 // adjustments, so there a refresh comes at most refreshCheck adjustments
 // late.
 const (
 	refreshBase    = 1 << 12
 	refreshPerLink = 16
-	refreshCheck   = 1 << 10
+	refreshCheck   = 1 << 8 // adjLo wraps
 )
 
 // State is the per-layer state of one graph under one Network. Apply must
@@ -325,6 +326,12 @@ type layer struct {
 	h     []float32 // [n*width]: in @ W
 	s     []float64 // [n*width]: sum over links of the applied contributions (rows nil: see idx)
 	adj   []uint32  // adjustments of s[v] since it was last summed exactly (the views share it)
+	// adjLo counts the adjustments of the last stored layer of a locked
+	// State modulo refreshCheck (adj then counts the wraps, times
+	// refreshCheck): a push reads and writes a byte per destination, in
+	// an array a quarter of adj's size that stays in cache, instead of a
+	// cache-missing word (about 7% of the writer's CPU).
+	adjLo []uint8
 
 	// The last stored layer keeps its sums in rows, shared by the two
 	// views: idx[v] is v's row (-1: none, all zero) and chunks this view's
@@ -681,7 +688,7 @@ func (s *State) SetLazyDegree(d int) {
 func (s *State) Bytes() int64 {
 	b := int64(cap(s.prevDeg)+cap(s.mark)+cap(s.touch)+cap(s.rowOf)) * 4
 	lb := func(l *layer) int64 {
-		return int64(cap(l.h))*4 + int64(cap(l.s))*8 + int64(cap(l.idx))*4 + int64(cap(l.pend))*4 +
+		return int64(cap(l.h))*4 + int64(cap(l.s))*8 + int64(cap(l.idx))*4 + int64(cap(l.pend))*4 + int64(cap(l.adjLo)) +
 			int64(cap(l.pendRows)+cap(l.pendPrev)+cap(l.pendAt))*8 + int64(cap(l.pendFree))*4
 	}
 	for _, l := range s.layers[:max(0, len(s.layers)-1)] {
@@ -775,6 +782,7 @@ func (s *State) build() error {
 			for i := lo; i < hi; i++ {
 				s.sumExact(l, int32(i))
 				l.adj[i] = 0
+				l.adjLo[i] = 0
 			}
 		})
 		for i := range l.pend {
@@ -824,6 +832,7 @@ func (l *layer) grow(n int) {
 		l.rows.ensure(n)
 	}
 	l.adj = extU32(l.adj, n)
+	l.adjLo = extU8(l.adjLo, n)
 	l.pend = ext32(l.pend, n, -1)
 }
 
@@ -832,6 +841,13 @@ func ext32(a []int32, n int, fill int32) []int32 {
 		a = append(a, fill)
 	}
 	return a
+}
+
+func extU8(a []uint8, n int) []uint8 {
+	if n <= len(a) {
+		return a
+	}
+	return append(a, make([]uint8, n-len(a))...)
 }
 
 func extU32(a []uint32, n int) []uint32 {
