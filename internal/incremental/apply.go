@@ -144,9 +144,68 @@ func (s *State) Apply(changes []Change) error {
 	return nil
 }
 
+// linkIndexMin is the number of distinct neighbours from which a slot's
+// links get a position index (view.linkPos): below it a scan of the list
+// costs less than a map lookup and its upkeep. linkPosBytes is what Bytes
+// counts per indexed link (a Go map's slot, control byte and load factor).
+const (
+	linkIndexMin = 128
+	linkPosBytes = 12
+)
+
+// indexLinks maps each neighbour in a to its position.
+func indexLinks(a []link) map[int32]int32 {
+	m := make(map[int32]int32, len(a))
+	for i, e := range a {
+		m[e.u] = int32(i)
+	}
+	return m
+}
+
+// setLinkIndexMin indexes from now on the links of every slot with at
+// least n distinct neighbours, those that have as many now included (a
+// locked State only; tests use it to exercise the index on small graphs).
+func (s *State) setLinkIndexMin(n int) {
+	s.indexMin = n
+	if s.concurrent {
+		return
+	}
+	w := s.views[0]
+	for v, a := range w.links {
+		if w.linkPos[v] == nil && len(a) >= n {
+			w.linkPos[v] = indexLinks(a)
+		}
+	}
+}
+
+// find returns u's position in v's links in w, looking in [lo, hi) (the
+// pending prefix or the rest), or hi if u is not there.
+func (w *view) find(v, u int32, lo, hi int) int {
+	if m := w.linkPos[v]; m != nil {
+		if i, ok := m[u]; ok && int(i) >= lo && int(i) < hi {
+			return int(i)
+		}
+		return hi
+	}
+	a := w.links[v]
+	i := lo
+	for ; i < hi && a[i].u != u; i++ {
+	}
+	return i
+}
+
+// swapLinks swaps entries i and j of v's links in w, index included.
+func (w *view) swapLinks(v int32, i, j int) {
+	a := w.links[v]
+	a[i], a[j] = a[j], a[i]
+	if m := w.linkPos[v]; m != nil {
+		m[a[i].u], m[a[j].u] = int32(i), int32(j)
+	}
+}
+
 // editLink adds one listing of the link v-u to v's links in w, or removes
 // one, keeping the pending hubs first. A pending u is looked for in the
-// short pending prefix only.
+// short pending prefix only; a hub's list through its index.
 func (s *State) editLink(w *view, v, u int32, add bool) {
 	a, k := w.links[v], int(w.npend[v])
 	pending := w.last != nil && w.last.pend[u] >= 0
@@ -154,21 +213,26 @@ func (s *State) editLink(w *view, v, u int32, add bool) {
 	if pending {
 		lo, hi = 0, k
 	}
-	i := lo
-	for ; i < hi && a[i].u != u; i++ {
-	}
+	i := w.find(v, u, lo, hi)
 	if add {
 		if i < hi {
 			a[i].m++
 			return
 		}
 		a = append(a, link{u, 1, -1})
+		w.links[v] = a
+		m := w.linkPos[v]
+		if m != nil {
+			m[u] = int32(len(a) - 1)
+		} else if !s.concurrent && len(a) >= s.indexMin {
+			w.linkPos[v] = indexLinks(a)
+		}
 		if pending {
 			a[len(a)-1].k = w.last.pend[u]
-			a[len(a)-1], a[k] = a[k], a[len(a)-1]
+			w.swapLinks(v, len(a)-1, k)
 			k++
 		}
-		w.links[v], w.npend[v] = a, int32(k)
+		w.npend[v] = int32(k)
 		return
 	}
 	if i == hi {
@@ -180,11 +244,14 @@ func (s *State) editLink(w *view, v, u int32, add bool) {
 	}
 	last := len(a) - 1
 	if i < k {
-		a[i] = a[k-1]
-		a[k-1] = a[last]
+		w.swapLinks(v, i, k-1)
+		w.swapLinks(v, k-1, last)
 		k--
 	} else {
-		a[i] = a[last]
+		w.swapLinks(v, i, last)
+	}
+	if m := w.linkPos[v]; m != nil {
+		delete(m, u)
 	}
 	w.links[v], w.npend[v] = a[:last], int32(k)
 }
@@ -194,22 +261,16 @@ func (s *State) editLink(w *view, v, u int32, add bool) {
 func (s *State) repend(w *view, v, p int32, pending bool) {
 	a, k := w.links[v], int(w.npend[v])
 	if pending {
-		for i := k; i < len(a); i++ {
-			if a[i].u == p {
-				a[i].k = w.last.pend[p]
-				a[i], a[k] = a[k], a[i]
-				w.npend[v]++
-				return
-			}
+		if i := w.find(v, p, k, len(a)); i < len(a) {
+			a[i].k = w.last.pend[p]
+			w.swapLinks(v, i, k)
+			w.npend[v]++
 		}
 		return
 	}
-	for i := range k {
-		if a[i].u == p {
-			a[i], a[k-1] = a[k-1], a[i]
-			w.npend[v]--
-			return
-		}
+	if i := w.find(v, p, 0, k); i < k {
+		w.swapLinks(v, i, k-1)
+		w.npend[v]--
 	}
 }
 
