@@ -136,9 +136,6 @@ func (s *State) Apply(changes []Change) error {
 		}
 	}
 	b.relink = relink
-	for _, v := range relink {
-		w.linksAt[v] = s.version + 1 // the version publish gives w
-	}
 	s.dirtyNodes = append(s.dirtyNodes[:0], relink...)
 	s.publish(w)
 	return nil
@@ -214,6 +211,11 @@ func (s *State) editLink(w *view, v, u int32, add bool) {
 		lo, hi = 0, k
 	}
 	i := w.find(v, u, lo, hi)
+	if pending {
+		// v's pending part changes (a cached one cannot be brought
+		// forward across it); edits of its other links leave it.
+		w.linksAt[v] = s.version + 1 // the version publish gives w
+	}
 	if add {
 		if i < hi {
 			a[i].m++
@@ -265,12 +267,14 @@ func (s *State) repend(w *view, v, p int32, pending bool) {
 			a[i].k = w.last.pend[p]
 			w.swapLinks(v, i, k)
 			w.npend[v]++
+			w.linksAt[v] = s.version + 1
 		}
 		return
 	}
 	if i := w.find(v, p, 0, k); i < k {
 		w.swapLinks(v, i, k-1)
 		w.npend[v]--
+		w.linksAt[v] = s.version + 1
 	}
 }
 

@@ -292,8 +292,10 @@ type view struct {
 	// least cacheMinPending pending neighbours, filled by scores (see
 	// addOutput).
 	outputs []atomic.Pointer[cachedOutput]
-	// linksAt[v] is the version at which v's links last changed (edits,
-	// pending prefix); cacheFloor the version before which no cached
+	// linksAt[v] is the version at which v's pending prefix last changed
+	// (a pending neighbour's link added or removed, a hub moved in or
+	// out; edits of its other links leave the pending part as it was, and
+	// the hubs' links change in nearly every batch); cacheFloor the version before which no cached
 	// pending sum may be brought forward (SetLazyDegree flushes them all).
 	linksAt    []uint64
 	cacheFloor uint64
