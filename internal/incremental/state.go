@@ -1295,8 +1295,15 @@ func (s *State) parallelRange(n, work int, fn func(lo, hi int)) {
 }
 
 // parallelWork is the operation count above which a step is split across
-// cores: goroutine start and join cost a few microseconds.
-const parallelWork = 1 << 15
+// cores (New's build; batches of about 2,000 updates on the arxiv-sized
+// graph). Below it one goroutine does the step: splitting a batch of 100
+// (0.25M operations, under a millisecond) cost 60% more CPU per update and
+// took longer, not shorter, on the shared 2-core machine with scorers
+// running (28,000-36,000 against 49,000-52,000 updates/s in alternating
+// runs): each worker scans every source's links, and the second worker
+// waits for a core the scorers or other processes hold
+// (docs/INCREMENTAL.md, "Parallelism").
+const parallelWork = 1 << 22
 
 // flushPending pushes every pending hub's delta to its neighbours.
 func (s *State) flushPending() {
