@@ -366,9 +366,12 @@ func (s *State) applyLayer(li int, l *layer, changed, nodes []int32, edges []sig
 				} else {
 					kind[i] = kindStayPending
 					delta := l.pendRows[int(k)*2*w+w : int(k+1)*2*w]
-					// The delta scores cached as of an earlier version.
-					copy(l.pendPrev[int(k)*w:int(k+1)*w], delta)
-					l.pendAt[2*k+1], l.pendAt[2*k] = l.pendAt[2*k], ver
+					// The delta scores cached as of an earlier version,
+					// into the hub's ring of its last pendHistory.
+					j := int(k)*pendHistory + int(l.pendCnt[k]%pendHistory)
+					copy(l.pendPrev[j*w:(j+1)*w], delta)
+					l.pendAt[j] = ver
+					l.pendCnt[k]++
 					for j := range delta {
 						delta[j] = cNew*float64(hNew[j]) - applied[j]
 					}
@@ -510,7 +513,9 @@ func (s *State) applyLayer(li int, l *layer, changed, nodes []int32, edges []sig
 			l.pend[v] = k
 			// New in its neighbours' prefixes (linksAt): no cached sum
 			// holds it.
-			l.pendAt[2*k], l.pendAt[2*k+1] = ver, ver
+			for j := range pendHistory {
+				l.pendAt[int(k)*pendHistory+j] = ver
+			}
 			applied := l.pendRows[int(k)*2*w : int(k)*2*w+w]
 			delta := l.pendRows[int(k)*2*w+w : int(k+1)*2*w]
 			copy(applied, push[i*w:(i+1)*w])
@@ -638,8 +643,9 @@ func (l *layer) allocPending() int32 {
 	}
 	k := int32(len(l.pendRows) / (2 * l.width))
 	l.pendRows = append(l.pendRows, make([]float64, 2*l.width)...)
-	l.pendPrev = append(l.pendPrev, make([]float64, l.width)...)
-	l.pendAt = append(l.pendAt, 0, 0)
+	l.pendPrev = append(l.pendPrev, make([]float64, pendHistory*l.width)...)
+	l.pendAt = append(l.pendAt, make([]uint64, pendHistory)...)
+	l.pendCnt = append(l.pendCnt, 0)
 	return k
 }
 

@@ -362,12 +362,16 @@ type layer struct {
 	pendRows []float64 // [k*2*width]
 	pendFree []int32
 	pendLive int
-	// For cached outputs (addOutput): pendPrev[k] is hub k's delta before
-	// it last changed, pendAt[2k] the version it last changed at and
-	// pendAt[2k+1] the one before, so a score can bring a cached pending
-	// sum from version V forward by the deltas that changed since.
-	pendPrev []float64 // [k*width]
-	pendAt   []uint64  // [2k]
+	// For cached outputs (addOutput): each pending hub k keeps a ring of
+	// its last pendHistory changes, pendAt[k*pendHistory+j] the version
+	// of one and pendPrev's row k*pendHistory+j the delta before it
+	// (pendCnt[k] counts the changes, the next goes to pendCnt[k] mod
+	// pendHistory), so a score can bring a cached pending sum from
+	// version V forward by the deltas that changed since, as long as the
+	// hub changed at most pendHistory times since V.
+	pendPrev []float64 // [k*pendHistory*width]
+	pendAt   []uint64  // [k*pendHistory]
+	pendCnt  []uint32  // [k]
 }
 
 type batchScratch struct {
@@ -639,6 +643,7 @@ func (s *State) syncView(dst, src *view) {
 		d.pendRows = append(d.pendRows[:0], r.pendRows...)
 		d.pendPrev = append(d.pendPrev[:0], r.pendPrev...)
 		d.pendAt = append(d.pendAt[:0], r.pendAt...)
+		d.pendCnt = append(d.pendCnt[:0], r.pendCnt...)
 		d.pendFree = append(d.pendFree[:0], r.pendFree...)
 		d.pendLive = r.pendLive
 	}
@@ -678,6 +683,7 @@ func (s *State) catchUp(w, src *view) {
 		d.pendRows = append(d.pendRows[:0], r.pendRows...)
 		d.pendPrev = append(d.pendPrev[:0], r.pendPrev...)
 		d.pendAt = append(d.pendAt[:0], r.pendAt...)
+		d.pendCnt = append(d.pendCnt[:0], r.pendCnt...)
 		d.pendFree = append(d.pendFree[:0], r.pendFree...)
 		d.pendLive = r.pendLive
 	}
@@ -704,7 +710,7 @@ func (s *State) Bytes() int64 {
 	b := int64(cap(s.prevDeg)+cap(s.mark)+cap(s.touch)+cap(s.rowOf)) * 4
 	lb := func(l *layer) int64 {
 		return int64(cap(l.h))*4 + int64(cap(l.s))*8 + int64(cap(l.idx))*4 + int64(cap(l.pend))*4 + int64(cap(l.adjLo)) +
-			int64(cap(l.pendRows)+cap(l.pendPrev)+cap(l.pendAt))*8 + int64(cap(l.pendFree))*4
+			int64(cap(l.pendRows)+cap(l.pendPrev)+cap(l.pendAt))*8 + int64(cap(l.pendFree)+cap(l.pendCnt))*4
 	}
 	for _, l := range s.layers[:max(0, len(s.layers)-1)] {
 		b += lb(l)
@@ -812,7 +818,7 @@ func (s *State) build() error {
 			l.pend[i] = -1
 		}
 		l.pendRows, l.pendFree, l.pendLive = l.pendRows[:0], l.pendFree[:0], 0
-		l.pendPrev, l.pendAt = l.pendPrev[:0], l.pendAt[:0]
+		l.pendPrev, l.pendAt, l.pendCnt = l.pendPrev[:0], l.pendAt[:0], l.pendCnt[:0]
 	}
 	return nil
 }
@@ -1054,10 +1060,33 @@ func (s *State) addOutput(vw *view, v int32, scale float64, acc, sum []float64) 
 	s.activateInto(vw, v, scale, acc, sum)
 }
 
+// pendHistory is how many past deltas each pending hub keeps for cached
+// pending sums (bringForward): the top hubs change in most batches, and a
+// slot a score reads every few batches needs their deltas as of then.
+const pendHistory = 8
+
+// deltaAt finds pending hub k's delta as of version V: changed reports
+// whether it changed since, and if it did, j is the ring entry whose
+// pendPrev row holds the delta at V; ok is false when it changed more
+// than pendHistory times since (the delta at V is gone).
+func (l *layer) deltaAt(k int32, V uint64) (j int, changed, ok bool) {
+	base, c := int(k)*pendHistory, int(l.pendCnt[k])
+	j = -1
+	for i := 1; i <= pendHistory; i++ {
+		e := base + (c-i+2*pendHistory)%pendHistory
+		if l.pendAt[e] <= V {
+			return j, j >= 0, true
+		}
+		j = e
+	}
+	return j, true, false
+}
+
 // bringForward updates c (v's pending part as of c.version) to vw's
 // version by the deltas that changed since, if it can: v's pending
-// prefix unchanged since c.version, each changed hub changed once since,
-// and fewer than cacheRefresh steps taken. c.mu is held.
+// prefix unchanged since c.version, each changed hub changed at most
+// pendHistory times since, and fewer than cacheRefresh steps taken. c.mu
+// is held.
 func (s *State) bringForward(vw *view, v int32, c *cachedOutput) bool {
 	V := c.version
 	if V == 0 || V < vw.cacheFloor || vw.linksAt[v] > V || c.steps >= cacheRefresh {
@@ -1067,20 +1096,21 @@ func (s *State) bringForward(vw *view, v int32, c *cachedOutput) bool {
 	w := l.width
 	prefix := vw.links[v][:vw.npend[v]]
 	for _, e := range prefix {
-		if at := l.pendAt[2*e.k]; at > V && l.pendAt[2*e.k+1] > V {
-			return false // changed twice since: its delta at V is gone
+		if _, _, ok := l.deltaAt(e.k, V); !ok {
+			return false
 		}
 	}
+	p := c.pending[:w]
 	for _, e := range prefix {
-		if l.pendAt[2*e.k] <= V {
+		j, changed, _ := l.deltaAt(e.k, V)
+		if !changed {
 			continue
 		}
 		m := float64(e.m)
 		delta := l.pendRows[int(e.k)*2*w+w : int(e.k+1)*2*w]
-		prev := l.pendPrev[int(e.k)*w : int(e.k+1)*w]
-		p := c.pending[:w]
-		for j := range p {
-			p[j] += m * (delta[j] - prev[j])
+		prev := l.pendPrev[j*w : (j+1)*w]
+		for i := range p {
+			p[i] += m * (delta[i] - prev[i])
 		}
 	}
 	c.steps++
@@ -1329,7 +1359,7 @@ func (s *State) flushPending() {
 			l.pend[v] = -1
 		}
 		l.pendRows, l.pendFree, l.pendLive = l.pendRows[:0], l.pendFree[:0], 0
-		l.pendPrev, l.pendAt = l.pendPrev[:0], l.pendAt[:0]
+		l.pendPrev, l.pendAt, l.pendCnt = l.pendPrev[:0], l.pendAt[:0], l.pendCnt[:0]
 		if l.rows != nil {
 			l.chunks = l.rows.chunks
 		}
