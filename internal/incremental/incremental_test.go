@@ -319,11 +319,13 @@ func TestBytes(t *testing.T) {
 	// output rows).
 	for _, concurrent := range []bool{false, true} {
 		newState := New
-		perNode := int64(16 + 32 + 8 + 8 + 2*(12*64+8))
+		// Both: a link-index pointer per slot and view (8), a byte
+		// counter per slot and stored layer (per view for the last).
+		perNode := int64(16 + 32 + 8 + 8 + 2*(12*64+8) + 8 + 2)
 		arena, V := int64(0), int64(1)
 		if concurrent {
 			newState, V = NewConcurrent, 2
-			perNode = 16 + (12*64 + 8) + 2*(4*64+40+8+8) + 4
+			perNode = 16 + (12*64 + 8) + 2*(4*64+40+8+8) + 4 + 2*8 + 3
 			arena = (2*1000 + chunkRows - 1) / chunkRows * chunkRows * 8 * 64
 		}
 		s, err := newState(net, g)
