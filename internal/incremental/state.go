@@ -1118,6 +1118,76 @@ func (s *State) bringForward(vw *view, v int32, c *cachedOutput) bool {
 	return true
 }
 
+// storedRow is v's stored neighbour-sum row in vw's last stored layer
+// (nil: none, all zero).
+func (s *State) storedRow(vw *view, v int32) []float64 {
+	l := vw.last
+	w := l.width
+	switch {
+	case l.rows == nil:
+		return l.s[int(v)*w : int(v+1)*w]
+	case l.idx[v] >= 0:
+		return rowIn(l.chunks, w, l.idx[v])
+	}
+	return nil
+}
+
+// addOutputs4 is addOutput for the four slots sc.us (scales sc.sc4), each
+// with fewer than cacheMin pending neighbours (no cached part): their
+// pending parts first, then one loop over the four h and S rows, so that
+// their cache misses overlap as add4's do.
+func (s *State) addOutputs4(vw *view, sc *rowScratch, acc []float64) {
+	l := vw.last
+	w := l.width
+	li := len(s.net.Layers) - 2
+	if len(sc.zero) < w {
+		sc.zero = make([]float64, w)
+		for i := range sc.p4 {
+			sc.p4[i] = make([]float64, w)
+		}
+	}
+	var h [4][]float32
+	var S [4][]float64
+	var a, b [4]float64
+	for i, u := range sc.us {
+		p := sc.p4[i][:w]
+		clear(p)
+		if vw.npend[u] > 0 {
+			s.addPending(vw, u, p)
+		}
+		h[i] = l.h[int(u)*w : int(u+1)*w]
+		if S[i] = s.storedRow(vw, u); S[i] == nil {
+			S[i] = sc.zero[:w]
+		}
+		switch l.agg {
+		case gcn.AggregationGCN:
+			di := coef(l.agg, vw.deg[u])
+			a[i], b[i] = di*di, di
+		case gcn.AggregationMean:
+			a[i] = 1 / float64(vw.deg[u])
+			b[i] = a[i]
+		default:
+			a[i], b[i] = 1, 1
+		}
+	}
+	bias, acc := s.biases[li][:w], acc[:w]
+	h0, h1, h2, h3 := h[0][:w], h[1][:w], h[2][:w], h[3][:w]
+	s0, s1, s2, s3 := S[0][:w], S[1][:w], S[2][:w], S[3][:w]
+	p0, p1, p2, p3 := sc.p4[0][:w], sc.p4[1][:w], sc.p4[2][:w], sc.p4[3][:w]
+	c := sc.sc4
+	relu := s.net.Layers[li].Activation == gcn.ActivationReLU
+	for j := range acc {
+		x0 := a[0]*float64(h0[j]) + b[0]*(s0[j]+p0[j]) + bias[j]
+		x1 := a[1]*float64(h1[j]) + b[1]*(s1[j]+p1[j]) + bias[j]
+		x2 := a[2]*float64(h2[j]) + b[2]*(s2[j]+p2[j]) + bias[j]
+		x3 := a[3]*float64(h3[j]) + b[3]*(s3[j]+p3[j]) + bias[j]
+		if relu {
+			x0, x1, x2, x3 = max(0, x0), max(0, x1), max(0, x2), max(0, x3)
+		}
+		acc[j] += c[0]*x0 + c[1]*x1 + c[2]*x2 + c[3]*x3
+	}
+}
+
 // activateInto adds scale times the last stored layer's output for v to
 // acc, from v's neighbour sum sum (pending deltas included).
 func (s *State) activateInto(vw *view, v int32, scale float64, acc, sum []float64) {
@@ -1182,6 +1252,11 @@ func (s *State) activate(li int, l *layer, h []float32, sum []float64, d int32, 
 
 type rowScratch struct {
 	acc, row, pend, z []float64
+	// For addOutputs4: four pending parts and a zero row.
+	p4   [4][]float64
+	zero []float64
+	us   [4]int32
+	sc4  [4]float64
 }
 
 func grown(b []float64, n int) []float64 {
@@ -1235,13 +1310,24 @@ func (s *State) scoreNode(vw *view, v int32, sc *rowScratch) {
 	clear(acc)
 	// acc = sum over v and its links of scale x the input row: for gcn
 	// dinv[u] per listing (and dinv[v] once more below), else 1.
+	// Slots without a cached pending part go four at a time
+	// (addOutputs4), the rest one by one.
+	n4 := 0
 	add := func(u int32, scale float64) {
 		if last == 0 {
 			s.inputRow(u, sc.row)
 			axpyTo(acc, scale, sc.row)
 			return
 		}
-		s.addOutput(vw, u, scale, acc, sc.pend)
+		if vw.npend[u] >= s.cacheMin {
+			s.addOutput(vw, u, scale, acc, sc.pend)
+			return
+		}
+		sc.us[n4], sc.sc4[n4] = u, scale
+		if n4++; n4 == 4 {
+			s.addOutputs4(vw, sc, acc)
+			n4 = 0
+		}
 	}
 	gcnAgg := L.Aggregation == gcn.AggregationGCN
 	dv := vw.deg[v]
@@ -1256,6 +1342,9 @@ func (s *State) scoreNode(vw *view, v int32, sc *rowScratch) {
 			scale *= coef(L.Aggregation, vw.deg[e.u])
 		}
 		add(e.u, scale)
+	}
+	for i := range n4 {
+		s.addOutput(vw, sc.us[i], sc.sc4[i], acc, sc.pend)
 	}
 	switch L.Aggregation {
 	case gcn.AggregationGCN:
