@@ -206,6 +206,8 @@ func run(c config, seed uint64, duration time.Duration, checkBatches, lazy int) 
 		len(all), scoreNodes, float64(len(all))/mixed.elapsed.Seconds(), res.scoreP50, res.scoreP99, ms(all[len(all)-1]), st1.DrainWaits-st0.DrainWaits, (st1.Drained - st0.Drained).Round(time.Millisecond))
 	wk := mixed.work
 	fmt.Printf("scores meanwhile without the lock wait: p50 %.3f ms, p99 %.3f ms\n", ms(wk[len(wk)/2]), ms(wk[len(wk)*99/100]))
+	fmt.Printf("state after the stream: %.1f MB (%.0f bytes per node; pending hubs and cached pending sums included)\n",
+		float64(st.Bytes())/1e6, float64(st.Bytes())/float64(c.n))
 	updates := alone.updates + mixed.updates
 	var changes []incremental.Change
 

@@ -136,17 +136,73 @@ func (s *State) Apply(changes []Change) error {
 		}
 	}
 	b.relink = relink
-	for _, v := range relink {
-		w.linksAt[v] = s.version + 1 // the version publish gives w
-	}
 	s.dirtyNodes = append(s.dirtyNodes[:0], relink...)
 	s.publish(w)
 	return nil
 }
 
+// linkIndexMin is the number of distinct neighbours from which a slot's
+// links get a position index (view.linkPos): below it a scan of the list
+// costs less than a map lookup and its upkeep. linkPosBytes is what Bytes
+// counts per indexed link (a Go map's slot, control byte and load factor).
+const (
+	linkIndexMin = 128
+	linkPosBytes = 12
+)
+
+// indexLinks maps each neighbour in a to its position.
+func indexLinks(a []link) map[int32]int32 {
+	m := make(map[int32]int32, len(a))
+	for i, e := range a {
+		m[e.u] = int32(i)
+	}
+	return m
+}
+
+// setLinkIndexMin indexes from now on the links of every slot with at
+// least n distinct neighbours, those that have as many now included (a
+// locked State only; tests use it to exercise the index on small graphs).
+func (s *State) setLinkIndexMin(n int) {
+	s.indexMin = n
+	if s.concurrent {
+		return
+	}
+	w := s.views[0]
+	for v, a := range w.links {
+		if w.linkPos[v] == nil && len(a) >= n {
+			w.linkPos[v] = indexLinks(a)
+		}
+	}
+}
+
+// find returns u's position in v's links in w, looking in [lo, hi) (the
+// pending prefix or the rest), or hi if u is not there.
+func (w *view) find(v, u int32, lo, hi int) int {
+	if m := w.linkPos[v]; m != nil {
+		if i, ok := m[u]; ok && int(i) >= lo && int(i) < hi {
+			return int(i)
+		}
+		return hi
+	}
+	a := w.links[v]
+	i := lo
+	for ; i < hi && a[i].u != u; i++ {
+	}
+	return i
+}
+
+// swapLinks swaps entries i and j of v's links in w, index included.
+func (w *view) swapLinks(v int32, i, j int) {
+	a := w.links[v]
+	a[i], a[j] = a[j], a[i]
+	if m := w.linkPos[v]; m != nil {
+		m[a[i].u], m[a[j].u] = int32(i), int32(j)
+	}
+}
+
 // editLink adds one listing of the link v-u to v's links in w, or removes
 // one, keeping the pending hubs first. A pending u is looked for in the
-// short pending prefix only.
+// short pending prefix only; a hub's list through its index.
 func (s *State) editLink(w *view, v, u int32, add bool) {
 	a, k := w.links[v], int(w.npend[v])
 	pending := w.last != nil && w.last.pend[u] >= 0
@@ -154,8 +210,11 @@ func (s *State) editLink(w *view, v, u int32, add bool) {
 	if pending {
 		lo, hi = 0, k
 	}
-	i := lo
-	for ; i < hi && a[i].u != u; i++ {
+	i := w.find(v, u, lo, hi)
+	if pending {
+		// v's pending part changes (a cached one cannot be brought
+		// forward across it); edits of its other links leave it.
+		w.linksAt[v] = s.version + 1 // the version publish gives w
 	}
 	if add {
 		if i < hi {
@@ -163,12 +222,19 @@ func (s *State) editLink(w *view, v, u int32, add bool) {
 			return
 		}
 		a = append(a, link{u, 1, -1})
+		w.links[v] = a
+		m := w.linkPos[v]
+		if m != nil {
+			m[u] = int32(len(a) - 1)
+		} else if !s.concurrent && len(a) >= s.indexMin {
+			w.linkPos[v] = indexLinks(a)
+		}
 		if pending {
 			a[len(a)-1].k = w.last.pend[u]
-			a[len(a)-1], a[k] = a[k], a[len(a)-1]
+			w.swapLinks(v, len(a)-1, k)
 			k++
 		}
-		w.links[v], w.npend[v] = a, int32(k)
+		w.npend[v] = int32(k)
 		return
 	}
 	if i == hi {
@@ -180,11 +246,14 @@ func (s *State) editLink(w *view, v, u int32, add bool) {
 	}
 	last := len(a) - 1
 	if i < k {
-		a[i] = a[k-1]
-		a[k-1] = a[last]
+		w.swapLinks(v, i, k-1)
+		w.swapLinks(v, k-1, last)
 		k--
 	} else {
-		a[i] = a[last]
+		w.swapLinks(v, i, last)
+	}
+	if m := w.linkPos[v]; m != nil {
+		delete(m, u)
 	}
 	w.links[v], w.npend[v] = a[:last], int32(k)
 }
@@ -194,22 +263,18 @@ func (s *State) editLink(w *view, v, u int32, add bool) {
 func (s *State) repend(w *view, v, p int32, pending bool) {
 	a, k := w.links[v], int(w.npend[v])
 	if pending {
-		for i := k; i < len(a); i++ {
-			if a[i].u == p {
-				a[i].k = w.last.pend[p]
-				a[i], a[k] = a[k], a[i]
-				w.npend[v]++
-				return
-			}
+		if i := w.find(v, p, k, len(a)); i < len(a) {
+			a[i].k = w.last.pend[p]
+			w.swapLinks(v, i, k)
+			w.npend[v]++
+			w.linksAt[v] = s.version + 1
 		}
 		return
 	}
-	for i := range k {
-		if a[i].u == p {
-			a[i], a[k-1] = a[k-1], a[i]
-			w.npend[v]--
-			return
-		}
+	if i := w.find(v, p, 0, k); i < k {
+		w.swapLinks(v, i, k-1)
+		w.npend[v]--
+		w.linksAt[v] = s.version + 1
 	}
 }
 
@@ -301,9 +366,12 @@ func (s *State) applyLayer(li int, l *layer, changed, nodes []int32, edges []sig
 				} else {
 					kind[i] = kindStayPending
 					delta := l.pendRows[int(k)*2*w+w : int(k+1)*2*w]
-					// The delta scores cached as of an earlier version.
-					copy(l.pendPrev[int(k)*w:int(k+1)*w], delta)
-					l.pendAt[2*k+1], l.pendAt[2*k] = l.pendAt[2*k], ver
+					// The delta scores cached as of an earlier version,
+					// into the hub's ring of its last pendHistory.
+					j := int(k)*pendHistory + int(l.pendCnt[k]%pendHistory)
+					copy(l.pendPrev[j*w:(j+1)*w], delta)
+					l.pendAt[j] = ver
+					l.pendCnt[k]++
 					for j := range delta {
 						delta[j] = cNew*float64(hNew[j]) - applied[j]
 					}
@@ -342,7 +410,7 @@ func (s *State) applyLayer(li int, l *layer, changed, nodes []int32, edges []sig
 		}
 	}
 	// P workers, a power of two: worker o owns the rows d with
-	// d & (P-1) == o.
+	// (d >> ownerShift) & (P-1) == o.
 	P := 1
 	if s.workers > 1 && work*w >= s.parallelMin {
 		for P*2 <= s.workers {
@@ -364,17 +432,16 @@ func (s *State) applyLayer(li int, l *layer, changed, nodes []int32, edges []sig
 	s.owners(P, func(o int) {
 		t := b.touched[o][:0]
 		touch := func(d int32) []float64 {
-			l.adj[d]++
 			if lastStored && !s.concurrent {
 				// Nothing else reads the list: only refresh candidates
-				// are needed, listed each time a row's count passes a
-				// multiple of refreshCheck above refreshBase (one random
-				// access less per push).
-				if a := l.adj[d]; a > refreshBase && a%refreshCheck == 0 {
+				// are needed, listed each time the row's byte counter
+				// wraps (adj counts the wraps below).
+				if l.adjLo[d]++; l.adjLo[d] == 0 {
 					t = append(t, d)
 				}
 				return l.sumRow(d)
 			}
+			l.adj[d]++
 			if s.touch[d] != ep {
 				s.touch[d] = ep
 				t = append(t, d)
@@ -385,10 +452,10 @@ func (s *State) applyLayer(li int, l *layer, changed, nodes []int32, edges []sig
 			return l.sumRow(d)
 		}
 		for _, e := range edges {
-			if e.u&mask == int32(o) {
+			if (e.u>>ownerShift)&mask == int32(o) {
 				s.addOld(l, touch(e.u), e.v, e.sign)
 			}
-			if e.v&mask == int32(o) {
+			if (e.v>>ownerShift)&mask == int32(o) {
 				s.addOld(l, touch(e.v), e.u, e.sign)
 			}
 		}
@@ -404,15 +471,13 @@ func (s *State) applyLayer(li int, l *layer, changed, nodes []int32, edges []sig
 			n := 0
 			for _, e := range links[v] {
 				d := e.u
-				if d&mask != int32(o) {
+				if (d>>ownerShift)&mask != int32(o) {
 					continue
 				}
 				var row []float64
 				if inPlace {
 					// touch, inlined for the common case.
-					a := l.adj[d] + 1
-					l.adj[d] = a
-					if a > refreshBase && a%refreshCheck == 0 {
+					if l.adjLo[d]++; l.adjLo[d] == 0 {
 						t = append(t, d)
 					}
 					row = l.s[int(d)*w : int(d+1)*w]
@@ -448,7 +513,9 @@ func (s *State) applyLayer(li int, l *layer, changed, nodes []int32, edges []sig
 			l.pend[v] = k
 			// New in its neighbours' prefixes (linksAt): no cached sum
 			// holds it.
-			l.pendAt[2*k], l.pendAt[2*k+1] = ver, ver
+			for j := range pendHistory {
+				l.pendAt[int(k)*pendHistory+j] = ver
+			}
 			applied := l.pendRows[int(k)*2*w : int(k)*2*w+w]
 			delta := l.pendRows[int(k)*2*w+w : int(k+1)*2*w]
 			copy(applied, push[i*w:(i+1)*w])
@@ -478,6 +545,7 @@ func (s *State) applyLayer(li int, l *layer, changed, nodes []int32, edges []sig
 				clear(l.sumRow(v))
 			}
 			l.adj[v] = 0
+			l.adjLo[v] = 0
 		}
 	}
 
@@ -485,9 +553,16 @@ func (s *State) applyLayer(li int, l *layer, changed, nodes []int32, edges []sig
 	var refreshed [8]int64
 	s.owners(P, func(o int) {
 		for _, d := range b.touched[o] {
+			if inPlace {
+				// Listed once per wrap of its byte counter (a row
+				// refreshed earlier in this list counts from 0 again:
+				// the wrap adds to the bound, not to the error).
+				l.adj[d] += refreshCheck
+			}
 			if int64(l.adj[d]) > refreshBase+refreshPerLink*int64(s.deg[d]) {
 				s.sumExact(l, d)
 				l.adj[d] = 0
+				l.adjLo[d] = 0
 				refreshed[o]++
 			}
 		}
@@ -543,6 +618,11 @@ func (s *State) applyLayer(li int, l *layer, changed, nodes []int32, edges []sig
 	return next
 }
 
+// ownerShift: worker o of P owns the rows of the blocks of 64 slots
+// numbered o mod P, so that no two workers write one cache line of the
+// per-slot byte counters (adjLo).
+const ownerShift = 6
+
 // addOld adds sign times u's contribution before this batch to a
 // neighbour's sum row.
 func (s *State) addOld(l *layer, row []float64, u int32, sign float64) {
@@ -563,8 +643,9 @@ func (l *layer) allocPending() int32 {
 	}
 	k := int32(len(l.pendRows) / (2 * l.width))
 	l.pendRows = append(l.pendRows, make([]float64, 2*l.width)...)
-	l.pendPrev = append(l.pendPrev, make([]float64, l.width)...)
-	l.pendAt = append(l.pendAt, 0, 0)
+	l.pendPrev = append(l.pendPrev, make([]float64, pendHistory*l.width)...)
+	l.pendAt = append(l.pendAt, make([]uint64, pendHistory)...)
+	l.pendCnt = append(l.pendCnt, 0)
 	return k
 }
 

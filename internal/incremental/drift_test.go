@@ -35,7 +35,8 @@ func runDrift(t *testing.T, concurrent bool) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.SetLazyDegree(32) // the graph's hubs reach about 55 links
+	s.SetLazyDegree(32)   // the graph's hubs reach about 55 links
+	s.setLinkIndexMin(16) // and the larger lists are edited through their index
 	mix := mixWeights{47, 41, 1, 1, 10}
 	applied, batches := 0, 0
 	worst := 0.0

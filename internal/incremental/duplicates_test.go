@@ -31,6 +31,7 @@ func TestIncrementalDuplicateLinks(t *testing.T) {
 					t.Fatal(err)
 				}
 				s.SetLazyDegree(6)
+				s.setLinkIndexMin(2) // the hub's links through the index (New)
 				hub, a, b := int32(0), int32(1), int32(2)
 				want := func() [][]float64 { return reference(net, g) }
 				step := func(what string, changes []Change) {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -62,6 +63,8 @@ func runExact(t *testing.T, rng *rand.Rand, agg gcn.Aggregation, layers, lazy in
 	if parallel {
 		// And every output with a pending neighbour cached.
 		s.workers, s.parallelMin, s.cacheMin = 2, 0, 1
+		// And the links of every slot with 3 or more neighbours indexed.
+		s.setLinkIndexMin(3)
 	}
 	checkNodes(t, s, g.liveNodes(), reference(net, g), 1e-5, "after New")
 	mix := mixWeights{35, 25, 10, 10, 20}
@@ -87,6 +90,9 @@ func runExact(t *testing.T, rng *rand.Rand, agg gcn.Aggregation, layers, lazy in
 	checkNodes(t, s, g.liveNodes(), reference(net, g), 1e-5, "at the end")
 	if parallel && lazy == 3 && layers > 1 && s.broughtForward.Load() == 0 {
 		t.Errorf("every output cached (cacheMin 1), lazy degree 3: no cached pending sum was brought forward; the test does not exercise it")
+	}
+	if parallel && !concurrent && !slices.ContainsFunc(s.views[0].linkPos, func(m map[int32]int32) bool { return len(m) > 0 }) {
+		t.Errorf("index from 3 links: no slot's links indexed at the end; the test does not exercise the index")
 	}
 	if lazy == 3 && layers > 1 && s.layers[len(s.layers)-1].pendLive == 0 && agg == gcn.AggregationGCN {
 		t.Errorf("lazy degree 3: no node pending at the end; the test does not exercise hubs")
@@ -313,11 +319,13 @@ func TestBytes(t *testing.T) {
 	// output rows).
 	for _, concurrent := range []bool{false, true} {
 		newState := New
-		perNode := int64(16 + 32 + 8 + 8 + 2*(12*64+8))
+		// Both: a link-index pointer per slot and view (8), a byte
+		// counter per slot and stored layer (per view for the last).
+		perNode := int64(16 + 32 + 8 + 8 + 2*(12*64+8) + 8 + 2)
 		arena, V := int64(0), int64(1)
 		if concurrent {
 			newState, V = NewConcurrent, 2
-			perNode = 16 + (12*64 + 8) + 2*(4*64+40+8+8) + 4
+			perNode = 16 + (12*64 + 8) + 2*(4*64+40+8+8) + 4 + 2*8 + 3
 			arena = (2*1000 + chunkRows - 1) / chunkRows * chunkRows * 8 * 64
 		}
 		s, err := newState(net, g)

@@ -403,6 +403,16 @@ func checkLinks(t *testing.T, s *State, g *testGraph, what string) {
 				t.Fatalf("%s: slot %d: pending neighbour %d listed with index %d, pends at %d", what, v, e.u, e.k, vw.last.pend[e.u])
 			}
 		}
+		if m := vw.linkPos[v]; m != nil {
+			if len(m) != len(vw.links[v]) {
+				t.Fatalf("%s: slot %d: %d links indexed, %d listed", what, v, len(m), len(vw.links[v]))
+			}
+			for i, e := range vw.links[v] {
+				if m[e.u] != int32(i) {
+					t.Fatalf("%s: slot %d: neighbour %d at %d, indexed at %d", what, v, e.u, i, m[e.u])
+				}
+			}
+		}
 		if fmt.Sprint(got) != fmt.Sprint(want) {
 			t.Fatalf("%s: slot %d: links %v in the state, %v in the topology", what, v, got, want)
 		}

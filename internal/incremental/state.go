@@ -99,13 +99,14 @@ const DefaultLazyDegree = 128
 // exactly: after refreshBase + refreshPerLink*deg incremental adjustments,
 // which keeps the refresh cost at most 1/refreshPerLink of the adjustments'
 // and bounds the rounding error any sum can carry (docs/INCREMENTAL.md).
-// A locked State's last stored layer checks a row every refreshCheck
+// A locked State's last stored layer counts a row's adjustments in a byte
+// (adjLo) and checks the row each time the byte wraps, every refreshCheck
 // adjustments, so there a refresh comes at most refreshCheck adjustments
 // late.
 const (
 	refreshBase    = 1 << 12
 	refreshPerLink = 16
-	refreshCheck   = 1 << 10
+	refreshCheck   = 1 << 8 // adjLo wraps
 )
 
 // State is the per-layer state of one graph under one Network. Apply must
@@ -133,6 +134,11 @@ type State struct {
 	// cacheMin: scores cache the output of a slot with at least this
 	// many pending neighbours (cacheMinPending; tests lower it).
 	cacheMin int32
+
+	// indexMin: a slot's links get a position index (view.linkPos) from
+	// this many distinct neighbours on (linkIndexMin; tests lower it
+	// with setLinkIndexMin).
+	indexMin int
 
 	// lazyDegree: a node of the last stored layer with a degree above it
 	// keeps its changes pending; 0 disables pending.
@@ -271,7 +277,14 @@ type view struct {
 	deg   []int32
 	npend []int32
 	links [][]link
-	last  *layer
+	// linkPos[v], for a slot with at least linkIndexMin distinct
+	// neighbours in a locked State (nil otherwise), maps each neighbour to
+	// its position in links[v], so that Apply edits a hub's list without
+	// scanning it (hubs list up to 14,000 neighbours on the arxiv-sized
+	// graph; the scan was 7% of the CPU). Only the writer reads it; once
+	// made it is kept while the slot's list lives.
+	linkPos []map[int32]int32
+	last    *layer
 	// version numbers the views' states (publish sets it): a cached
 	// output is valid only for the version it was computed from.
 	version uint64
@@ -279,8 +292,10 @@ type view struct {
 	// least cacheMinPending pending neighbours, filled by scores (see
 	// addOutput).
 	outputs []atomic.Pointer[cachedOutput]
-	// linksAt[v] is the version at which v's links last changed (edits,
-	// pending prefix); cacheFloor the version before which no cached
+	// linksAt[v] is the version at which v's pending prefix last changed
+	// (a pending neighbour's link added or removed, a hub moved in or
+	// out; edits of its other links leave the pending part as it was, and
+	// the hubs' links change in nearly every batch); cacheFloor the version before which no cached
 	// pending sum may be brought forward (SetLazyDegree flushes them all).
 	linksAt    []uint64
 	cacheFloor uint64
@@ -325,6 +340,12 @@ type layer struct {
 	h     []float32 // [n*width]: in @ W
 	s     []float64 // [n*width]: sum over links of the applied contributions (rows nil: see idx)
 	adj   []uint32  // adjustments of s[v] since it was last summed exactly (the views share it)
+	// adjLo counts the adjustments of the last stored layer of a locked
+	// State modulo refreshCheck (adj then counts the wraps, times
+	// refreshCheck): a push reads and writes a byte per destination, in
+	// an array a quarter of adj's size that stays in cache, instead of a
+	// cache-missing word (about 7% of the writer's CPU).
+	adjLo []uint8
 
 	// The last stored layer keeps its sums in rows, shared by the two
 	// views: idx[v] is v's row (-1: none, all zero) and chunks this view's
@@ -341,12 +362,16 @@ type layer struct {
 	pendRows []float64 // [k*2*width]
 	pendFree []int32
 	pendLive int
-	// For cached outputs (addOutput): pendPrev[k] is hub k's delta before
-	// it last changed, pendAt[2k] the version it last changed at and
-	// pendAt[2k+1] the one before, so a score can bring a cached pending
-	// sum from version V forward by the deltas that changed since.
-	pendPrev []float64 // [k*width]
-	pendAt   []uint64  // [2k]
+	// For cached outputs (addOutput): each pending hub k keeps a ring of
+	// its last pendHistory changes, pendAt[k*pendHistory+j] the version
+	// of one and pendPrev's row k*pendHistory+j the delta before it
+	// (pendCnt[k] counts the changes, the next goes to pendCnt[k] mod
+	// pendHistory), so a score can bring a cached pending sum from
+	// version V forward by the deltas that changed since, as long as the
+	// hub changed at most pendHistory times since V.
+	pendPrev []float64 // [k*pendHistory*width]
+	pendAt   []uint64  // [k*pendHistory]
+	pendCnt  []uint32  // [k]
 }
 
 type batchScratch struct {
@@ -396,7 +421,7 @@ func newState(net *gcn.Network, topo Topology, concurrent bool) (*State, error) 
 	if net.Output != gcn.OutputSoftmax {
 		return nil, fmt.Errorf("incremental: output %q, want %q", net.Output, gcn.OutputSoftmax)
 	}
-	s := &State{net: net, topo: topo, workers: min(runtime.GOMAXPROCS(0), 4), parallelMin: parallelWork, lazyDegree: DefaultLazyDegree, cacheMin: cacheMinPending}
+	s := &State{net: net, topo: topo, workers: min(runtime.GOMAXPROCS(0), 4), parallelMin: parallelWork, lazyDegree: DefaultLazyDegree, cacheMin: cacheMinPending, indexMin: linkIndexMin}
 	for i, l := range net.Layers {
 		switch l.Aggregation {
 		case gcn.AggregationGCN, gcn.AggregationMean, gcn.AggregationSum:
@@ -577,6 +602,7 @@ func growView(w *view, n int) {
 	w.npend = ext32(w.npend, n, 0)
 	for len(w.links) < n {
 		w.links = append(w.links, nil)
+		w.linkPos = append(w.linkPos, nil)
 	}
 	for len(w.linksAt) < n {
 		w.linksAt = append(w.linksAt, 0)
@@ -617,6 +643,7 @@ func (s *State) syncView(dst, src *view) {
 		d.pendRows = append(d.pendRows[:0], r.pendRows...)
 		d.pendPrev = append(d.pendPrev[:0], r.pendPrev...)
 		d.pendAt = append(d.pendAt[:0], r.pendAt...)
+		d.pendCnt = append(d.pendCnt[:0], r.pendCnt...)
 		d.pendFree = append(d.pendFree[:0], r.pendFree...)
 		d.pendLive = r.pendLive
 	}
@@ -656,6 +683,7 @@ func (s *State) catchUp(w, src *view) {
 		d.pendRows = append(d.pendRows[:0], r.pendRows...)
 		d.pendPrev = append(d.pendPrev[:0], r.pendPrev...)
 		d.pendAt = append(d.pendAt[:0], r.pendAt...)
+		d.pendCnt = append(d.pendCnt[:0], r.pendCnt...)
 		d.pendFree = append(d.pendFree[:0], r.pendFree...)
 		d.pendLive = r.pendLive
 	}
@@ -681,8 +709,8 @@ func (s *State) SetLazyDegree(d int) {
 func (s *State) Bytes() int64 {
 	b := int64(cap(s.prevDeg)+cap(s.mark)+cap(s.touch)+cap(s.rowOf)) * 4
 	lb := func(l *layer) int64 {
-		return int64(cap(l.h))*4 + int64(cap(l.s))*8 + int64(cap(l.idx))*4 + int64(cap(l.pend))*4 +
-			int64(cap(l.pendRows)+cap(l.pendPrev)+cap(l.pendAt))*8 + int64(cap(l.pendFree))*4
+		return int64(cap(l.h))*4 + int64(cap(l.s))*8 + int64(cap(l.idx))*4 + int64(cap(l.pend))*4 + int64(cap(l.adjLo)) +
+			int64(cap(l.pendRows)+cap(l.pendPrev)+cap(l.pendAt))*8 + int64(cap(l.pendFree)+cap(l.pendCnt))*4
 	}
 	for _, l := range s.layers[:max(0, len(s.layers)-1)] {
 		b += lb(l)
@@ -694,6 +722,10 @@ func (s *State) Bytes() int64 {
 		b += int64(cap(w.deg)+cap(w.npend))*4 + int64(cap(w.links))*24 + int64(cap(w.outputs)+cap(w.linksAt))*8
 		for _, a := range w.links {
 			b += int64(cap(a)) * 12
+		}
+		b += int64(cap(w.linkPos)) * 8
+		for _, m := range w.linkPos {
+			b += int64(len(m)) * linkPosBytes
 		}
 		if w.last != nil {
 			b += lb(w.last)
@@ -749,6 +781,10 @@ func (s *State) build() error {
 			s.deg[i] = 1 + int32(len(nb))
 		}
 		w.links[i] = slices.Clip(a)
+		w.linkPos[i] = nil
+		if !s.concurrent && len(a) >= s.indexMin {
+			w.linkPos[i] = indexLinks(a)
+		}
 		s.prevDeg[i] = s.deg[i]
 	}
 	for li, l := range s.layers {
@@ -775,13 +811,14 @@ func (s *State) build() error {
 			for i := lo; i < hi; i++ {
 				s.sumExact(l, int32(i))
 				l.adj[i] = 0
+				l.adjLo[i] = 0
 			}
 		})
 		for i := range l.pend {
 			l.pend[i] = -1
 		}
 		l.pendRows, l.pendFree, l.pendLive = l.pendRows[:0], l.pendFree[:0], 0
-		l.pendPrev, l.pendAt = l.pendPrev[:0], l.pendAt[:0]
+		l.pendPrev, l.pendAt, l.pendCnt = l.pendPrev[:0], l.pendAt[:0], l.pendCnt[:0]
 	}
 	return nil
 }
@@ -824,6 +861,7 @@ func (l *layer) grow(n int) {
 		l.rows.ensure(n)
 	}
 	l.adj = extU32(l.adj, n)
+	l.adjLo = extU8(l.adjLo, n)
 	l.pend = ext32(l.pend, n, -1)
 }
 
@@ -832,6 +870,13 @@ func ext32(a []int32, n int, fill int32) []int32 {
 		a = append(a, fill)
 	}
 	return a
+}
+
+func extU8(a []uint8, n int) []uint8 {
+	if n <= len(a) {
+		return a
+	}
+	return append(a, make([]uint8, n-len(a))...)
 }
 
 func extU32(a []uint32, n int) []uint32 {
@@ -1015,10 +1060,33 @@ func (s *State) addOutput(vw *view, v int32, scale float64, acc, sum []float64) 
 	s.activateInto(vw, v, scale, acc, sum)
 }
 
+// pendHistory is how many past deltas each pending hub keeps for cached
+// pending sums (bringForward): the top hubs change in most batches, and a
+// slot a score reads every few batches needs their deltas as of then.
+const pendHistory = 8
+
+// deltaAt finds pending hub k's delta as of version V: changed reports
+// whether it changed since, and if it did, j is the ring entry whose
+// pendPrev row holds the delta at V; ok is false when it changed more
+// than pendHistory times since (the delta at V is gone).
+func (l *layer) deltaAt(k int32, V uint64) (j int, changed, ok bool) {
+	base, c := int(k)*pendHistory, int(l.pendCnt[k])
+	j = -1
+	for i := 1; i <= pendHistory; i++ {
+		e := base + (c-i+2*pendHistory)%pendHistory
+		if l.pendAt[e] <= V {
+			return j, j >= 0, true
+		}
+		j = e
+	}
+	return j, true, false
+}
+
 // bringForward updates c (v's pending part as of c.version) to vw's
 // version by the deltas that changed since, if it can: v's pending
-// prefix unchanged since c.version, each changed hub changed once since,
-// and fewer than cacheRefresh steps taken. c.mu is held.
+// prefix unchanged since c.version, each changed hub changed at most
+// pendHistory times since, and fewer than cacheRefresh steps taken. c.mu
+// is held.
 func (s *State) bringForward(vw *view, v int32, c *cachedOutput) bool {
 	V := c.version
 	if V == 0 || V < vw.cacheFloor || vw.linksAt[v] > V || c.steps >= cacheRefresh {
@@ -1028,25 +1096,96 @@ func (s *State) bringForward(vw *view, v int32, c *cachedOutput) bool {
 	w := l.width
 	prefix := vw.links[v][:vw.npend[v]]
 	for _, e := range prefix {
-		if at := l.pendAt[2*e.k]; at > V && l.pendAt[2*e.k+1] > V {
-			return false // changed twice since: its delta at V is gone
+		if _, _, ok := l.deltaAt(e.k, V); !ok {
+			return false
 		}
 	}
+	p := c.pending[:w]
 	for _, e := range prefix {
-		if l.pendAt[2*e.k] <= V {
+		j, changed, _ := l.deltaAt(e.k, V)
+		if !changed {
 			continue
 		}
 		m := float64(e.m)
 		delta := l.pendRows[int(e.k)*2*w+w : int(e.k+1)*2*w]
-		prev := l.pendPrev[int(e.k)*w : int(e.k+1)*w]
-		p := c.pending[:w]
-		for j := range p {
-			p[j] += m * (delta[j] - prev[j])
+		prev := l.pendPrev[j*w : (j+1)*w]
+		for i := range p {
+			p[i] += m * (delta[i] - prev[i])
 		}
 	}
 	c.steps++
 	s.broughtForward.Add(1)
 	return true
+}
+
+// storedRow is v's stored neighbour-sum row in vw's last stored layer
+// (nil: none, all zero).
+func (s *State) storedRow(vw *view, v int32) []float64 {
+	l := vw.last
+	w := l.width
+	switch {
+	case l.rows == nil:
+		return l.s[int(v)*w : int(v+1)*w]
+	case l.idx[v] >= 0:
+		return rowIn(l.chunks, w, l.idx[v])
+	}
+	return nil
+}
+
+// addOutputs4 is addOutput for the four slots sc.us (scales sc.sc4), each
+// with fewer than cacheMin pending neighbours (no cached part): their
+// pending parts first, then one loop over the four h and S rows, so that
+// their cache misses overlap as add4's do.
+func (s *State) addOutputs4(vw *view, sc *rowScratch, acc []float64) {
+	l := vw.last
+	w := l.width
+	li := len(s.net.Layers) - 2
+	if len(sc.zero) < w {
+		sc.zero = make([]float64, w)
+		for i := range sc.p4 {
+			sc.p4[i] = make([]float64, w)
+		}
+	}
+	var h [4][]float32
+	var S [4][]float64
+	var a, b [4]float64
+	for i, u := range sc.us {
+		p := sc.p4[i][:w]
+		clear(p)
+		if vw.npend[u] > 0 {
+			s.addPending(vw, u, p)
+		}
+		h[i] = l.h[int(u)*w : int(u+1)*w]
+		if S[i] = s.storedRow(vw, u); S[i] == nil {
+			S[i] = sc.zero[:w]
+		}
+		switch l.agg {
+		case gcn.AggregationGCN:
+			di := coef(l.agg, vw.deg[u])
+			a[i], b[i] = di*di, di
+		case gcn.AggregationMean:
+			a[i] = 1 / float64(vw.deg[u])
+			b[i] = a[i]
+		default:
+			a[i], b[i] = 1, 1
+		}
+	}
+	bias, acc := s.biases[li][:w], acc[:w]
+	h0, h1, h2, h3 := h[0][:w], h[1][:w], h[2][:w], h[3][:w]
+	s0, s1, s2, s3 := S[0][:w], S[1][:w], S[2][:w], S[3][:w]
+	p0, p1, p2, p3 := sc.p4[0][:w], sc.p4[1][:w], sc.p4[2][:w], sc.p4[3][:w]
+	c := sc.sc4
+	relu := s.net.Layers[li].Activation == gcn.ActivationReLU
+	for j := range acc {
+		x0 := a[0]*float64(h0[j]) + b[0]*(s0[j]+p0[j]) + bias[j]
+		x1 := a[1]*float64(h1[j]) + b[1]*(s1[j]+p1[j]) + bias[j]
+		x2 := a[2]*float64(h2[j]) + b[2]*(s2[j]+p2[j]) + bias[j]
+		x3 := a[3]*float64(h3[j]) + b[3]*(s3[j]+p3[j]) + bias[j]
+		if relu {
+			x0, x1, x2, x3 = max(0, x0), max(0, x1), max(0, x2), max(0, x3)
+		}
+		acc[j] += c[0]*x0 + c[1]*x1 + c[2]*x2 + c[3]*x3
+	}
 }
 
 // activateInto adds scale times the last stored layer's output for v to
@@ -1113,6 +1252,11 @@ func (s *State) activate(li int, l *layer, h []float32, sum []float64, d int32, 
 
 type rowScratch struct {
 	acc, row, pend, z []float64
+	// For addOutputs4: four pending parts and a zero row.
+	p4   [4][]float64
+	zero []float64
+	us   [4]int32
+	sc4  [4]float64
 }
 
 func grown(b []float64, n int) []float64 {
@@ -1166,13 +1310,24 @@ func (s *State) scoreNode(vw *view, v int32, sc *rowScratch) {
 	clear(acc)
 	// acc = sum over v and its links of scale x the input row: for gcn
 	// dinv[u] per listing (and dinv[v] once more below), else 1.
+	// Slots without a cached pending part go four at a time
+	// (addOutputs4), the rest one by one.
+	n4 := 0
 	add := func(u int32, scale float64) {
 		if last == 0 {
 			s.inputRow(u, sc.row)
 			axpyTo(acc, scale, sc.row)
 			return
 		}
-		s.addOutput(vw, u, scale, acc, sc.pend)
+		if vw.npend[u] >= s.cacheMin {
+			s.addOutput(vw, u, scale, acc, sc.pend)
+			return
+		}
+		sc.us[n4], sc.sc4[n4] = u, scale
+		if n4++; n4 == 4 {
+			s.addOutputs4(vw, sc, acc)
+			n4 = 0
+		}
 	}
 	gcnAgg := L.Aggregation == gcn.AggregationGCN
 	dv := vw.deg[v]
@@ -1187,6 +1342,9 @@ func (s *State) scoreNode(vw *view, v int32, sc *rowScratch) {
 			scale *= coef(L.Aggregation, vw.deg[e.u])
 		}
 		add(e.u, scale)
+	}
+	for i := range n4 {
+		s.addOutput(vw, sc.us[i], sc.sc4[i], acc, sc.pend)
 	}
 	switch L.Aggregation {
 	case gcn.AggregationGCN:
@@ -1256,8 +1414,15 @@ func (s *State) parallelRange(n, work int, fn func(lo, hi int)) {
 }
 
 // parallelWork is the operation count above which a step is split across
-// cores: goroutine start and join cost a few microseconds.
-const parallelWork = 1 << 15
+// cores (New's build; batches of about 2,000 updates on the arxiv-sized
+// graph). Below it one goroutine does the step: splitting a batch of 100
+// (0.25M operations, under a millisecond) cost 60% more CPU per update and
+// took longer, not shorter, on the shared 2-core machine with scorers
+// running (28,000-36,000 against 49,000-52,000 updates/s in alternating
+// runs): each worker scans every source's links, and the second worker
+// waits for a core the scorers or other processes hold
+// (docs/INCREMENTAL.md, "Parallelism").
+const parallelWork = 1 << 22
 
 // flushPending pushes every pending hub's delta to its neighbours.
 func (s *State) flushPending() {
@@ -1283,7 +1448,7 @@ func (s *State) flushPending() {
 			l.pend[v] = -1
 		}
 		l.pendRows, l.pendFree, l.pendLive = l.pendRows[:0], l.pendFree[:0], 0
-		l.pendPrev, l.pendAt = l.pendPrev[:0], l.pendAt[:0]
+		l.pendPrev, l.pendAt, l.pendCnt = l.pendPrev[:0], l.pendAt[:0], l.pendCnt[:0]
 		if l.rows != nil {
 			l.chunks = l.rows.chunks
 		}
