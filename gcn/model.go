@@ -211,7 +211,7 @@ func OpenBytes(data []byte, opts ...Option) (_ *Model, err error) {
 	case net != nil && o.native:
 		m.core.net = net
 		m.core.nativeWorkers = o.nativeWorkers
-		m.core.scratch = newScratchPool(o.scratchBytes)
+		m.core.scratch = newScratchPool(o.scratchBytes, scratchIdle)
 		m.info.Native = true
 		m.net = net
 	case net != nil:
