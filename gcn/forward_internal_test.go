@@ -371,6 +371,23 @@ func TestScratchPoolBounds(t *testing.T) {
 		t.Errorf("a put after close: retained %d bytes, want 0", got)
 	}
 
+	// Buffers under scratchMinBytes stay on the heap, kept with their
+	// scratch for the next pass.
+	small := newScratchPool(1<<20, time.Minute)
+	t.Cleanup(small.close)
+	sc = small.get()
+	hs := grow(sc, &sc.h, 100)
+	small.put(sc)
+	if got := small.retained(); got != 400 {
+		t.Errorf("a scratch of 100 heap floats: retained %d bytes, want 400", got)
+	}
+	if again := small.get(); again != sc || &again.h[0] != &hs[0] {
+		t.Error("the next pass did not get the kept scratch with its heap buffer")
+	}
+	if s := small.bufs.Stats(); s.Maps != 0 {
+		t.Errorf("a 400-byte buffer was mapped (%+v), want it on the heap", s)
+	}
+
 	var none *scratchPool
 	sc = none.get()
 	if sc == nil || sc.pool != nil {

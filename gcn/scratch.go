@@ -33,7 +33,7 @@ type scratch struct {
 	// h and spare are the transformed rows of the current and next layer.
 	h, spare []float32
 	// graph holds PredictGraph's tensors and id index (on the heap: the
-	// ids are strings).
+	// ids are strings; graphcheck owns their allocation).
 	graph graphcheck.Buffers
 }
 
@@ -60,30 +60,35 @@ func (s *scratch) cursors(parts, n int) [][]int32 {
 	return out
 }
 
-// release gives every numeric buffer back to the pool. Nothing may read
-// them afterwards; s may be used again (it starts empty).
+// release gives every mapped buffer back to the pool; buffers on the heap
+// (under scratchMinBytes) stay in s for its next pass. Nothing may read the
+// mapped ones afterwards.
 func (s *scratch) release() {
 	for _, b := range [...]*[]int32{&s.offsets, &s.sources} {
-		bufpool.Free(s.pool, *b)
-		*b = nil
+		if bufpool.Free(s.pool, *b) {
+			*b = nil
+		}
 	}
 	for k := range s.counters {
-		bufpool.Free(s.pool, s.counters[k])
-		s.counters[k] = nil
+		if bufpool.Free(s.pool, s.counters[k]) {
+			s.counters[k] = nil
+		}
 	}
 	for _, b := range [...]*[]float32{&s.dinv, &s.invDeg, &s.rowNorm, &s.scale, &s.h, &s.spare} {
-		bufpool.Free(s.pool, *b)
-		*b = nil
+		if bufpool.Free(s.pool, *b) {
+			*b = nil
+		}
 	}
 }
 
-// bytes is the numeric memory s holds (capacities).
+// bytes is the memory s holds (capacities): after release, its heap
+// buffers and PredictGraph's.
 func (s *scratch) bytes() int64 {
 	n := cap(s.offsets) + cap(s.sources) + cap(s.dinv) + cap(s.invDeg) + cap(s.rowNorm) + cap(s.scale) + cap(s.h) + cap(s.spare)
 	for _, c := range s.counters {
 		n += cap(c)
 	}
-	return int64(n) * int64(unsafe.Sizeof(float32(0)))
+	return int64(n)*int64(unsafe.Sizeof(float32(0))) + s.graph.Bytes()
 }
 
 // DefaultScratchBytes is WithScratchBytes' default: the scratch of about
@@ -102,16 +107,17 @@ const scratchIdle = 5 * time.Second
 const scratchMinBytes = bufpool.FrameBytes
 
 // scratchPool keeps the memory of finished forward passes for the next
-// ones: their numeric buffers in a bufpool.Pool (mapped, by size class) and
-// PredictGraph's buffers (which hold id strings, so stay on the heap) in a
-// bufpool.Kept. Each is bounded the same two ways: it keeps at most
-// maxBytes idle (a buffer that would take it over is released at once, so
-// one huge request never pins its memory), and releases what has been idle
-// for scratchIdle. A nil *scratchPool pools nothing: every pass allocates
-// on the heap.
+// ones: their big numeric buffers in a bufpool.Pool (mapped, by size
+// class), and the scratch itself with what stays on the heap (buffers
+// under scratchMinBytes, and PredictGraph's, which hold id strings) in a
+// bufpool.Kept. Both are bounded the same two ways: each keeps at most
+// maxBytes idle (a buffer or scratch that would take it over is let go at
+// once, so one huge request never pins its memory), and lets go what has
+// been idle for scratchIdle. A nil *scratchPool pools nothing: every pass
+// allocates on the heap.
 type scratchPool struct {
-	bufs   *bufpool.Pool
-	graphs *bufpool.Kept[graphcheck.Buffers]
+	bufs *bufpool.Pool
+	kept *bufpool.Kept[scratch]
 }
 
 // newScratchPool returns a pool of at most maxBytes idle, buffers released
@@ -122,35 +128,33 @@ func newScratchPool(maxBytes int64, idle time.Duration) *scratchPool {
 	}
 	return &scratchPool{
 		bufs: bufpool.New(bufpool.Options{MinBytes: scratchMinBytes, MaxIdleBytes: maxBytes, IdleTimeout: idle}),
-		graphs: bufpool.NewKept(maxBytes, idle, func(b *graphcheck.Buffers) int64 {
-			return b.Bytes()
-		}),
+		kept: bufpool.NewKept(maxBytes, idle, (*scratch).bytes),
 	}
 }
 
-// get returns a scratch whose numeric buffers come from the pool, with
-// the largest PredictGraph buffers the pool keeps.
+// get returns the largest scratch kept, or a new one; its big buffers
+// come from the pool.
 func (p *scratchPool) get() *scratch {
 	if p == nil {
 		return new(scratch)
 	}
-	s := &scratch{pool: p.bufs}
-	if g := p.graphs.Get(); g != nil {
-		s.graph = *g
+	s := p.kept.Get()
+	if s == nil {
+		s = new(scratch)
 	}
+	s.pool = p.bufs
 	return s
 }
 
-// put gives s's buffers back for later passes (or releases them over the
-// bound). Nothing may read them afterwards: s's pass must have returned.
+// put gives s's mapped buffers back, and keeps s with its heap buffers for
+// later passes (or lets it go over the bound). Nothing may read s's
+// buffers afterwards: s's pass must have returned.
 func (p *scratchPool) put(s *scratch) {
 	s.release()
 	s.graph.Release() // the caller's id strings must not stay reachable
-	if p != nil && s.graph.Bytes() > 0 {
-		g := s.graph
-		p.graphs.Put(&g)
+	if p != nil && s.bytes() > 0 {
+		p.kept.Put(s)
 	}
-	s.graph = graphcheck.Buffers{}
 }
 
 // retained is the memory the pool keeps idle now.
@@ -158,7 +162,7 @@ func (p *scratchPool) retained() int64 {
 	if p == nil {
 		return 0
 	}
-	return p.bufs.Stats().Idle + p.graphs.Bytes()
+	return p.bufs.Stats().Idle + p.kept.Bytes()
 }
 
 // close releases everything kept; buffers in use are released when put
@@ -168,7 +172,7 @@ func (p *scratchPool) close() {
 		return
 	}
 	p.bufs.Close()
-	p.graphs.Close()
+	p.kept.Close()
 }
 
 // parallelParts runs fn(0), ..., fn(parts-1) at once, fn(0) on the
