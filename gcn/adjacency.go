@@ -82,7 +82,7 @@ func buildAdjacency(numNodes int, edgeIndex []int64, workers int, sc *scratch) (
 	for _, n := range entries {
 		total += n
 	}
-	off := grow(&sc.offsets, numNodes+1)
+	off := grow(sc, &sc.offsets, numNodes+1)
 	// Row starts, and each part's start within each row, by node ranges on
 	// the parts' goroutines: a range's first offset is the entries of the
 	// rows before it, summed first (one pass over the counters each).
@@ -115,7 +115,7 @@ func buildAdjacency(numNodes int, edgeIndex []int64, workers int, sc *scratch) (
 		}
 	})
 	off[numNodes] = int32(total)
-	sources := grow(&sc.sources, total)
+	sources := grow(sc, &sc.sources, total)
 	parallelParts(parts, func(k int) {
 		c := cursors[k]
 		for j, s := range src[bounds[k]:bounds[k+1]] {
@@ -137,7 +137,7 @@ func buildAdjacency1(numNodes int, src, dst []int64, sc *scratch) *Adjacency {
 	// Counts go to off[v+2] so that, after the prefix sum, off[v+1] is the
 	// start of row v and serves as its fill cursor; once filled, off[v+1]
 	// has moved to the end of row v: the start of row v+1. No second array.
-	off := grow(&sc.offsets, numNodes+2)
+	off := grow(sc, &sc.offsets, numNodes+2)
 	clear(off)
 	entries := 0
 	for j, s := range src {
@@ -152,7 +152,7 @@ func buildAdjacency1(numNodes int, src, dst []int64, sc *scratch) *Adjacency {
 	for v := 2; v < len(off); v++ {
 		off[v] += off[v-1]
 	}
-	sources := grow(&sc.sources, entries)
+	sources := grow(sc, &sc.sources, entries)
 	for j, s := range src {
 		d := dst[j]
 		if s == d {

@@ -123,18 +123,18 @@ func (n *Network) forward(ctx context.Context, x []float32, adj *Adjacency, opts
 	for _, l := range n.Layers {
 		switch l.Aggregation {
 		case AggregationGCN:
-			dinv = grow(&sc.dinv, num)
+			dinv = grow(sc, &sc.dinv, num)
 		case AggregationMean:
-			invDeg = grow(&sc.invDeg, num)
+			invDeg = grow(sc, &sc.invDeg, num)
 		}
 	}
 	if n.InputNorm == InputNormRow {
-		rowNorm = grow(&sc.rowNorm, num)
+		rowNorm = grow(sc, &sc.rowNorm, num)
 	}
 	first := &n.Layers[0]
 	var scale []float32 // the first transform's row scales
 	if rowNorm != nil && first.Aggregation == AggregationGCN {
-		scale = grow(&sc.scale, num)
+		scale = grow(sc, &sc.scale, num)
 	}
 	parallel(rows, func(lo, hi int) {
 		off := adj.Offsets
@@ -172,10 +172,12 @@ func (n *Network) forward(ctx context.Context, x []float32, adj *Adjacency, opts
 	// probabilities. The arithmetic is that of transform and aggregate, in
 	// the same order, so the result is the same bit for bit as running them
 	// layer after layer.
-	h := grow(&sc.h, num*stride(first.Out))
+	h := grow(sc, &sc.h, num*stride(first.Out))
 	w := padWeight(first)
 	parallel(rows, func(lo, hi int) { transform(x, first.In, w, stride(first.Out), scale, lo, hi, h) })
-	spare := sc.spare // the other h buffer, reused from two layers back
+	// sc.spare is the other h buffer, reused from two layers back. Both
+	// stay in sc whatever the path out (a cancelled pass too), so that
+	// they go back to the pool.
 	for li := range n.Layers {
 		l := &n.Layers[li]
 		if err := ctx.Err(); err != nil {
@@ -203,16 +205,15 @@ func (n *Network) forward(ctx context.Context, x []float32, adj *Adjacency, opts
 		}
 		next := &n.Layers[li+1]
 		nst := stride(next.Out)
-		nextH := grow(&spare, num*nst)
+		nextH := grow(sc, &sc.spare, num*nst)
 		nextW := padWeight(next)
 		nextScale := n.layerScale(li+1, dinv, rowNorm)
 		parallel(rows, func(lo, hi int) {
 			aggregateTransform(adj, h, l, post, keep, nextW, nst, nextScale, lo, hi, nextH)
 		})
-		spare, h = h, nextH
+		sc.spare, sc.h = sc.h, sc.spare
+		h = nextH
 	}
-	// Both buffers go back to sc, whichever layer left them where.
-	sc.h, sc.spare = h[:cap(h)], spare[:cap(spare)]
 	return out, nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 )
@@ -322,61 +323,219 @@ func TestForwardScratchReuse(t *testing.T) {
 	}
 }
 
-// TestScratchPoolBounds: the pool hands back what it keeps, largest
-// first, never keeps more than its bound, and keeps nothing after close.
+// TestScratchPoolBounds: buffers a pass gives back serve the next pass
+// (same mapping), the pool never keeps more than its bound idle (a buffer
+// over it is unmapped at once), keeps nothing after close, and a nil pool
+// hands out heap scratch.
 func TestScratchPoolBounds(t *testing.T) {
-	sized := func(floats int) *scratch { return &scratch{h: make([]float32, floats)} }
-	p := newScratchPool(1000 * 4)
-	small, large := sized(100), sized(600)
-	p.put(small)
-	p.put(large)
-	if got := p.retained(); got != 700*4 {
-		t.Fatalf("retained %d bytes, want %d", got, 700*4)
+	const floats = 100_000 // 400 kB: a 512 KiB class, mapped
+	p := newScratchPool(1<<20, time.Minute)
+	t.Cleanup(p.close)
+	sc := p.get()
+	h := grow(sc, &sc.h, floats)
+	first := &h[0]
+	h[floats-1] = 7
+	p.put(sc)
+	if sc.h != nil {
+		t.Error("put left the scratch holding its buffer")
 	}
-	p.put(sized(400)) // 1100 floats: over the bound, dropped
-	if got := p.retained(); got != 700*4 {
-		t.Errorf("after a put over the bound: retained %d bytes, want %d", got, 700*4)
+	if got := p.retained(); got != 512<<10 {
+		t.Fatalf("retained %d bytes, want one 512 KiB class", got)
 	}
-	if got := p.get(); got != large {
-		t.Errorf("get returned a scratch of %d bytes, want the largest (%d)", got.bytes(), large.bytes())
+	sc = p.get()
+	if h := grow(sc, &sc.h, floats-1000); &h[0] != first {
+		t.Error("the next pass's buffer of the same class is not the one given back")
 	}
-	if got := p.get(); got != small {
-		t.Errorf("second get returned a scratch of %d bytes, want %d", got.bytes(), small.bytes())
+	if s := p.bufs.Stats(); s.Maps != 1 || s.InUse != 512<<10 || s.Idle != 0 {
+		t.Errorf("after reuse: %+v, want one mapping, 512 KiB in use, none idle", s)
 	}
-	if got := p.get(); got.bytes() != 0 {
-		t.Errorf("get on an empty pool returned %d bytes, want a new empty scratch", got.bytes())
+	other := p.get()
+	grow(other, &other.spare, floats) // a second mapping of the class
+	grow(other, &other.dinv, 2*floats)
+	p.put(sc)
+	p.put(other) // 512 KiB + 512 KiB + 1 MiB: only what fits stays
+	if got := p.retained(); got > 1<<20 {
+		t.Errorf("retained %d bytes, over the bound of %d", got, 1<<20)
 	}
-	p.put(sized(2000)) // alone over the bound
-	if got := p.retained(); got != 0 {
-		t.Errorf("after a put of more than the bound: retained %d bytes, want 0", got)
+	if s := p.bufs.Stats(); s.InUse != 0 || s.Unmaps == 0 {
+		t.Errorf("after the puts: %+v, want none in use and the buffers over the bound unmapped", s)
 	}
-	p.put(small)
 	p.close()
-	p.put(large)
 	if got := p.retained(); got != 0 {
 		t.Errorf("after close: retained %d bytes, want 0", got)
 	}
-	var none *scratchPool
-	none.put(large)
-	if none.get() == nil || none.retained() != 0 {
-		t.Error("a nil pool must hand out new scratch and keep nothing")
+	late := p.get()
+	grow(late, &late.h, floats)
+	p.put(late)
+	if got := p.retained(); got != 0 {
+		t.Errorf("a put after close: retained %d bytes, want 0", got)
 	}
-	if newScratchPool(0) != nil {
-		t.Error("newScratchPool(0) != nil, want no pool")
+
+	// Buffers under scratchMinBytes stay on the heap, kept with their
+	// scratch for the next pass.
+	small := newScratchPool(1<<20, time.Minute)
+	t.Cleanup(small.close)
+	sc = small.get()
+	hs := grow(sc, &sc.h, 100)
+	small.put(sc)
+	if got := small.retained(); got != 400 {
+		t.Errorf("a scratch of 100 heap floats: retained %d bytes, want 400", got)
+	}
+	if again := small.get(); again != sc || &again.h[0] != &hs[0] {
+		t.Error("the next pass did not get the kept scratch with its heap buffer")
+	}
+	if s := small.bufs.Stats(); s.Maps != 0 {
+		t.Errorf("a 400-byte buffer was mapped (%+v), want it on the heap", s)
+	}
+
+	var none *scratchPool
+	sc = none.get()
+	if sc == nil || sc.pool != nil {
+		t.Fatal("a nil pool must hand out heap scratch")
+	}
+	grow(sc, &sc.h, floats)
+	none.put(sc)
+	if none.retained() != 0 {
+		t.Error("a nil pool kept memory")
+	}
+	if newScratchPool(0, time.Minute) != nil {
+		t.Error("newScratchPool(0) != nil, want no pool (WithScratchBytes(0) keeps nothing)")
 	}
 }
 
-// TestScratchPoolIdle: the pool lets its scratch go once idle.
+// TestScratchPoolIdle: the pool unmaps its buffers once idle.
 func TestScratchPoolIdle(t *testing.T) {
-	p := newScratchPool(1 << 20)
+	p := newScratchPool(1<<20, time.Millisecond)
 	defer p.close()
-	p.idleAfter = time.Millisecond
-	p.put(&scratch{h: make([]float32, 10)})
+	sc := p.get()
+	grow(sc, &sc.h, 100_000)
+	p.put(sc)
 	deadline := time.Now().Add(30 * time.Second)
-	for p.retained() != 0 {
+	for p.retained() != 0 || p.bufs.Stats().Unmaps != 1 {
 		if time.Now().After(deadline) {
-			t.Fatalf("still %d bytes retained 30 s after the idle timer should have fired", p.retained())
+			t.Fatalf("still %d bytes retained (%+v) 30 s after the idle timer should have fired", p.retained(), p.bufs.Stats())
 		}
 		time.Sleep(time.Millisecond)
+	}
+}
+
+// randomLayer is a layer of random weights and biases.
+func randomLayer(in, out int, act Activation, agg Aggregation) Layer {
+	r := rand.New(rand.NewPCG(uint64(in), uint64(out)))
+	l := Layer{Aggregation: agg, In: in, Out: out, Weight: make([]float32, in*out), Bias: make([]float32, out), Activation: act}
+	for i := range l.Weight {
+		l.Weight[i] = float32(r.NormFloat64() * 0.5)
+	}
+	for i := range l.Bias {
+		l.Bias[i] = float32(r.NormFloat64() * 0.1)
+	}
+	return l
+}
+
+// randomTensors is a graph of n nodes, e random edges and f features in
+// [0, 1) per node.
+func randomTensors(n, e, f int) Tensors {
+	r := rand.New(rand.NewPCG(3, 4))
+	x := make([]float32, n*f)
+	for i := range x {
+		x[i] = r.Float32()
+	}
+	return Tensors{NumNodes: n, Features: x, EdgeIndex: largeEdges(n, e)}
+}
+
+// countdownCtx is a context whose Err turns to Canceled on its n-th call:
+// a pass cancelled at a chosen phase, deterministically.
+type countdownCtx struct {
+	context.Context
+	mu sync.Mutex
+	n  int
+}
+
+func (c *countdownCtx) Err() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.n--
+	if c.n <= 0 {
+		return context.Canceled
+	}
+	return nil
+}
+
+// TestForwardCancelledReturnsScratch: a pass cancelled at each of its
+// phases returns the context's error with every buffer it took still in
+// its scratch (none lost, so all go back to the pool: nothing stays in
+// use), and a pass run afterwards in the pool's reused, unmapped-and-
+// remapped buffers gives the fresh pass's probabilities bit for bit.
+func TestForwardCancelledReturnsScratch(t *testing.T) {
+	net := &Network{FeatureDim: 8, InputNorm: InputNormRow, Layers: []Layer{
+		randomLayer(8, 16, ActivationReLU, AggregationGCN), randomLayer(16, 16, ActivationReLU, AggregationMean),
+		randomLayer(16, 7, ActivationNone, AggregationGCN)}}
+	g := randomTensors(30_000, 3*edgesPerBuildWorker, 8)
+	want, err := net.ForwardLayers(context.Background(), g, ForwardOptions{Workers: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, bound := range []int64{1, 64 << 20} { // unmap every buffer at once; keep them
+		p := newScratchPool(bound, time.Minute)
+		for calls := 1; calls <= 4; calls++ { // Err's calls: before the build, then before each layer
+			sc := p.get()
+			ctx := &countdownCtx{Context: context.Background(), n: calls}
+			if _, err := net.forwardTensors(ctx, g, ForwardOptions{Workers: 2}, sc); err != context.Canceled {
+				t.Fatalf("bound %d, cancelled at Err call %d: err %v, want context.Canceled", bound, calls, err)
+			}
+			p.put(sc)
+			if s := p.bufs.Stats(); s.InUse != 0 {
+				t.Errorf("bound %d, cancelled at Err call %d: %d bytes still in use after put, want 0 (a buffer left the scratch)", bound, calls, s.InUse)
+			}
+			for _, workers := range []int{1, 2} {
+				sc := p.get()
+				got, err := net.forwardTensors(context.Background(), g, ForwardOptions{Workers: workers}, sc)
+				p.put(sc)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !sameBits(got.Probabilities, want.Probabilities) {
+					t.Errorf("bound %d, after a pass cancelled at Err call %d, workers=%d: probabilities differ from a fresh pass", bound, calls, workers)
+				}
+			}
+		}
+		if s := p.bufs.Stats(); s.Maps == 0 || s.InUse != 0 {
+			t.Errorf("bound %d: %+v, want mapped buffers, none in use", bound, s)
+		}
+		p.close()
+	}
+}
+
+// BenchmarkForwardScratch is the native pass on the large graph's shape
+// (100k nodes, 500k edges, 16 features, GCN 16-16-7) in scratch kept on the
+// heap (one scratch reused, as before the scratch was mapped) and in
+// scratch from the mapped pool (get and put per pass, as Model does).
+func BenchmarkForwardScratch(b *testing.B) {
+	net := &Network{FeatureDim: 16, InputNorm: InputNormRow, Layers: []Layer{
+		randomLayer(16, 16, ActivationReLU, AggregationGCN), randomLayer(16, 7, ActivationNone, AggregationGCN)}}
+	g := randomTensors(100_000, 500_000, 16)
+	for _, workers := range []int{1, 2} {
+		b.Run("heap/workers="+strconv.Itoa(workers), func(b *testing.B) {
+			sc := new(scratch)
+			defer reportCPU(b)()
+			for b.Loop() {
+				if _, err := net.forwardTensors(context.Background(), g, ForwardOptions{Workers: workers}, sc); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run("mapped/workers="+strconv.Itoa(workers), func(b *testing.B) {
+			p := newScratchPool(DefaultScratchBytes, scratchIdle)
+			defer p.close()
+			defer reportCPU(b)()
+			for b.Loop() {
+				sc := p.get()
+				_, err := net.forwardTensors(context.Background(), g, ForwardOptions{Workers: workers}, sc)
+				p.put(sc)
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }

@@ -211,7 +211,7 @@ func OpenBytes(data []byte, opts ...Option) (_ *Model, err error) {
 	case net != nil && o.native:
 		m.core.net = net
 		m.core.nativeWorkers = o.nativeWorkers
-		m.core.scratch = newScratchPool(o.scratchBytes)
+		m.core.scratch = newScratchPool(o.scratchBytes, scratchIdle)
 		m.info.Native = true
 		m.net = net
 	case net != nil:
@@ -498,12 +498,19 @@ func (s *session) predictIn(ctx context.Context, t Tensors, sc *scratch) (Predic
 	var probs []float32
 	var err error
 	if s.net != nil && s.net.nativePays(t) {
-		if sc == nil {
+		own := sc == nil
+		if own {
 			sc = s.scratch.get()
-			defer s.scratch.put(sc)
 		}
 		var out Outputs
 		out, err = s.net.forwardTensors(ctx, t, ForwardOptions{Workers: s.nativeWorkers}, sc)
+		// Not deferred: the pass has returned, so none of its goroutines
+		// reads sc any more (a cancelled one too). A pass that panics
+		// leaves its buffers out of the pool for good rather than risk
+		// their unmapping under a goroutine still reading them.
+		if own {
+			s.scratch.put(sc)
+		}
 		probs = out.Probabilities
 	} else {
 		probs = make([]float32, t.NumNodes*s.info.NumClasses)

@@ -116,14 +116,17 @@ func WithNativeWorkers(n int) Option {
 }
 
 // WithScratchBytes bounds the working memory the native path keeps between
-// requests (the adjacency, per-node scales and transformed rows of a pass;
-// not the Prediction, which is the caller's). Default DefaultScratchBytes
-// (64 MiB). A pass takes the largest scratch kept, grows it if the graph
-// needs more, and gives it back when done; one that would take the total
-// kept over n is dropped instead (so a single huge request never pins its
-// memory), and everything kept is let go after 5 s without a request. A
-// large request (100k nodes, 500k edges, hidden 16) then allocates little
-// beyond its Prediction. 0 keeps nothing: every pass allocates afresh.
+// requests (the adjacency, per-node scales and transformed rows of a pass,
+// and PredictGraph's tensors and id index; not the Prediction, which is the
+// caller's). Default DefaultScratchBytes (64 MiB). The big buffers (16 KiB
+// and up) are memory mapped outside the Go heap and reused by power-of-two
+// size class, so the garbage collector neither scans them nor lets the heap
+// grow by their size; the rest stays on the heap. Each kind is kept up to n
+// idle: a buffer that would take it over is released at once (so a single
+// huge request never pins its memory), and anything unused for 5 s is
+// released (a mapped buffer is returned to the OS then). A large request
+// (100k nodes, 500k edges, hidden 16) then allocates little beyond its
+// Prediction. 0 keeps nothing: every pass allocates afresh on the heap.
 func WithScratchBytes(n int64) Option {
 	return func(o *options) { o.scratchBytes = max(n, 0) }
 }

@@ -5,31 +5,45 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/gcnserve/gcnserve/internal/bufpool"
 	"github.com/gcnserve/gcnserve/internal/graphcheck"
 )
 
 // scratch is the working memory of one native forward pass: the adjacency,
 // the per-node scales and the transformed rows of two layers. Nothing in it
 // outlives the pass (the probabilities and kept layer outputs are
-// allocated apart, since the caller keeps them), so a Model hands scratch
-// from one request to the next instead of allocating about 15 MB per large
-// request. Every buffer is fully written before it is read, so reused
-// contents never matter.
+// allocated apart, since the caller keeps them). The numeric buffers come
+// from pool, memory mapped outside the Go heap and reused by size class
+// from one request to the next (package bufpool): kept on the heap, about
+// 15 MB of them per large request would count as live to the collector,
+// which then lets the heap grow twice as far. Every buffer is fully
+// written before it is read, so reused contents never matter.
+//
+// Lifetime: release gives the mapped buffers back, and the pool may unmap
+// them, so release runs only once nothing reads them: after the pass has
+// returned, and every pass waits for all its goroutines before it returns
+// (parallel, parallelParts), on a cancelled context too.
 type scratch struct {
+	// pool serves the numeric buffers (nil: the heap).
+	pool             *bufpool.Pool
 	offsets, sources []int32
 	// counters are the adjacency build's per-part row cursors.
 	counters                     [][]int32
 	dinv, invDeg, rowNorm, scale []float32
 	// h and spare are the transformed rows of the current and next layer.
 	h, spare []float32
-	// graph holds PredictGraph's tensors and id index.
+	// graph holds PredictGraph's tensors and id index (on the heap: the
+	// ids are strings; graphcheck owns their allocation).
 	graph graphcheck.Buffers
 }
 
-// grow returns (*buf)[:n], reallocating *buf when its capacity is short.
-func grow[T int32 | float32](buf *[]T, n int) []T {
+// grow returns (*buf)[:n], replacing *buf by a buffer from sc's pool when
+// its capacity is short (the old one goes back to the pool: it must not be
+// in use).
+func grow[T int32 | float32](sc *scratch, buf *[]T, n int) []T {
 	if cap(*buf) < n {
-		*buf = make([]T, n)
+		bufpool.Free(sc.pool, *buf)
+		*buf = bufpool.Make[T](sc.pool, n)
 	}
 	return (*buf)[:n]
 }
@@ -41,12 +55,34 @@ func (s *scratch) cursors(parts, n int) [][]int32 {
 	}
 	out := s.counters[:parts]
 	for k := range out {
-		out[k] = grow(&out[k], n)
+		out[k] = grow(s, &out[k], n)
 	}
 	return out
 }
 
-// bytes is the memory s holds (capacities).
+// release gives every mapped buffer back to the pool; buffers on the heap
+// (under scratchMinBytes) stay in s for its next pass. Nothing may read the
+// mapped ones afterwards.
+func (s *scratch) release() {
+	for _, b := range [...]*[]int32{&s.offsets, &s.sources} {
+		if bufpool.Free(s.pool, *b) {
+			*b = nil
+		}
+	}
+	for k := range s.counters {
+		if bufpool.Free(s.pool, s.counters[k]) {
+			s.counters[k] = nil
+		}
+	}
+	for _, b := range [...]*[]float32{&s.dinv, &s.invDeg, &s.rowNorm, &s.scale, &s.h, &s.spare} {
+		if bufpool.Free(s.pool, *b) {
+			*b = nil
+		}
+	}
+}
+
+// bytes is the memory s holds (capacities): after release, its heap
+// buffers and PredictGraph's.
 func (s *scratch) bytes() int64 {
 	n := cap(s.offsets) + cap(s.sources) + cap(s.dinv) + cap(s.invDeg) + cap(s.rowNorm) + cap(s.scale) + cap(s.h) + cap(s.spare)
 	for _, c := range s.counters {
@@ -56,125 +92,91 @@ func (s *scratch) bytes() int64 {
 }
 
 // DefaultScratchBytes is WithScratchBytes' default: the scratch of about
-// four 100k-node, 500k-edge, 16-wide requests (about 15 MB each).
+// four 100k-node, 500k-edge, 16-wide requests (about 18 MiB of size
+// classes each).
 const DefaultScratchBytes = 64 << 20
 
-// scratchIdle is how long a scratchPool keeps its scratch without a
-// request: after that it lets every buffer go, so a burst of large
-// requests does not hold memory for good (the garbage collector returns it
-// at its next cycle).
+// scratchIdle is how long a scratchPool keeps a buffer without a request
+// taking it: after that the buffer is unmapped (returned to the OS at
+// once), so a burst of large requests does not hold memory for good.
 const scratchIdle = 5 * time.Second
 
-// scratchPool keeps the scratch of finished forward passes for the next
-// ones. It is bounded two ways: it retains at most maxBytes in all (a
-// scratch that would take it over is dropped, so one huge request never
-// pins its memory), and it drops everything after scratchIdle without a
-// request. A nil *scratchPool pools nothing.
-type scratchPool struct {
-	maxBytes  int64
-	idleAfter time.Duration // scratchIdle; shorter in tests
+// scratchMinBytes is the smallest buffer the scratch maps: smaller ones
+// (karate's, a medium graph's offsets) are heap slices, allocated per pass.
+// One HTTP/2 frame's size, as the server's pool.
+const scratchMinBytes = bufpool.FrameBytes
 
-	// mu guards the fields below.
-	mu    sync.Mutex
-	free  []*scratch
-	bytes int64 // the sum of free's bytes()
-	idle  *time.Timer
-	// closed: put drops, the timer is stopped.
-	closed bool
+// scratchPool keeps the memory of finished forward passes for the next
+// ones: their big numeric buffers in a bufpool.Pool (mapped, by size
+// class), and the scratch itself with what stays on the heap (buffers
+// under scratchMinBytes, and PredictGraph's, which hold id strings) in a
+// bufpool.Kept. Both are bounded the same two ways: each keeps at most
+// maxBytes idle (a buffer or scratch that would take it over is let go at
+// once, so one huge request never pins its memory), and lets go what has
+// been idle for scratchIdle. A nil *scratchPool pools nothing: every pass
+// allocates on the heap.
+type scratchPool struct {
+	bufs *bufpool.Pool
+	kept *bufpool.Kept[scratch]
 }
 
-// newScratchPool returns a pool of at most maxBytes, or nil when maxBytes
-// is not positive (no pooling).
-func newScratchPool(maxBytes int64) *scratchPool {
+// newScratchPool returns a pool of at most maxBytes idle, buffers released
+// after idle unused, or nil when maxBytes is not positive (no pooling).
+func newScratchPool(maxBytes int64, idle time.Duration) *scratchPool {
 	if maxBytes <= 0 {
 		return nil
 	}
-	return &scratchPool{maxBytes: maxBytes, idleAfter: scratchIdle}
+	return &scratchPool{
+		bufs: bufpool.New(bufpool.Options{MinBytes: scratchMinBytes, MaxIdleBytes: maxBytes, IdleTimeout: idle}),
+		kept: bufpool.NewKept(maxBytes, idle, (*scratch).bytes),
+	}
 }
 
-// get returns the largest scratch kept (the likeliest to fit the request
-// without growing), or a new empty one.
+// get returns the largest scratch kept, or a new one; its big buffers
+// come from the pool.
 func (p *scratchPool) get() *scratch {
 	if p == nil {
 		return new(scratch)
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	best := -1
-	var bestBytes int64
-	for i, s := range p.free {
-		if b := s.bytes(); best < 0 || b > bestBytes {
-			best, bestBytes = i, b
-		}
+	s := p.kept.Get()
+	if s == nil {
+		s = new(scratch)
 	}
-	if best < 0 {
-		return new(scratch)
-	}
-	s := p.free[best]
-	p.free[best] = p.free[len(p.free)-1]
-	p.free[len(p.free)-1] = nil
-	p.free = p.free[:len(p.free)-1]
-	p.bytes -= bestBytes
+	s.pool = p.bufs
 	return s
 }
 
-// put gives s back for later passes, or drops it when keeping it would
-// take the pool over its bound. s must not be used after.
+// put gives s's mapped buffers back, and keeps s with its heap buffers for
+// later passes (or lets it go over the bound). Nothing may read s's
+// buffers afterwards: s's pass must have returned.
 func (p *scratchPool) put(s *scratch) {
+	s.release()
 	s.graph.Release() // the caller's id strings must not stay reachable
-	if p == nil {
-		return
-	}
-	b := s.bytes()
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.closed || p.bytes+b > p.maxBytes {
-		return
-	}
-	p.free = append(p.free, s)
-	p.bytes += b
-	if p.idle == nil {
-		p.idle = time.AfterFunc(p.idleAfter, p.drop)
-	} else {
-		p.idle.Reset(p.idleAfter)
+	if p != nil && s.bytes() > 0 {
+		p.kept.Put(s)
 	}
 }
 
-// drop lets every kept scratch go.
-func (p *scratchPool) drop() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	clear(p.free)
-	p.free = p.free[:0]
-	p.bytes = 0
-}
-
-// retained is the memory the pool keeps now.
+// retained is the memory the pool keeps idle now.
 func (p *scratchPool) retained() int64 {
 	if p == nil {
 		return 0
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.bytes
+	return p.bufs.Stats().Idle + p.kept.Bytes()
 }
 
-// close drops everything and stops the idle timer; later puts drop.
+// close releases everything kept; buffers in use are released when put
+// back.
 func (p *scratchPool) close() {
 	if p == nil {
 		return
 	}
-	p.mu.Lock()
-	p.closed = true
-	if p.idle != nil {
-		p.idle.Stop()
-	}
-	p.mu.Unlock()
-	p.drop()
+	p.bufs.Close()
+	p.kept.Close()
 }
 
 // parallelParts runs fn(0), ..., fn(parts-1) at once, fn(0) on the
-// calling goroutine.
+// calling goroutine, and returns once all have.
 func parallelParts(parts int, fn func(k int)) {
 	var wg sync.WaitGroup
 	for k := 1; k < parts; k++ {

@@ -16,12 +16,20 @@
 // back over it is unmapped at once), and unmaps every buffer idle longer than
 // IdleTimeout, so one huge request does not leave its memory behind for good.
 // Buffers smaller than MinBytes come from, and go back to, the Fallback pool
-// (gRPC's default, on the heap): small requests gain nothing from a mapping.
+// (on the heap): small requests gain nothing from a mapping.
 //
-// The server puts three kinds of buffer here: the HTTP/2 frames gRPC reads
-// a message into (grpc experimental.BufferPool), the codec's contiguous
-// copy of a request message, and the decoded feature matrix and edge index
-// (Make and Free, through graphwire.DecodePooled).
+// The package imports nothing but the standard library, so that the public
+// gcn package can use it too. Pool's methods are those of gRPC's
+// mem.BufferPool; the server hands it to gRPC as one, with gRPC's default
+// pool as its Fallback (internal/server, grpcbuffers.go).
+//
+// The server puts three kinds of buffer in its Pool: the HTTP/2 frames gRPC
+// reads a message into (grpc experimental.BufferPool), the codec's
+// contiguous copy of a request message, and the decoded feature matrix and
+// edge index (Make and Free, through graphwire.DecodePooled). Each gcn.Model
+// running natively has a Pool of its own for the forward pass's scratch
+// (gcn.WithScratchBytes): the adjacency, per-node scales and transformed
+// rows.
 //
 // The rule that makes this safe: memory that is unmapped faults when read.
 // A buffer may be put back only once nothing can read it any more, and every
@@ -36,8 +44,6 @@ import (
 	"sync"
 	"time"
 	"unsafe"
-
-	"google.golang.org/grpc/mem"
 )
 
 // Defaults of Options.
@@ -72,10 +78,32 @@ type Options struct {
 	// IdleTimeout is how long an idle buffer is kept (default
 	// DefaultIdleTimeout).
 	IdleTimeout time.Duration
-	// Fallback serves buffers under MinBytes (default
-	// mem.DefaultBufferPool()).
-	Fallback mem.BufferPool
+	// Fallback serves buffers under MinBytes, and any buffer when a
+	// mapping fails (default: plain heap slices, never reused). The server
+	// passes gRPC's mem.DefaultBufferPool().
+	Fallback Fallback
 }
+
+// Fallback is the pool a Pool leaves small buffers to: the methods of
+// gRPC's mem.BufferPool, so that one serves without this package importing
+// gRPC.
+type Fallback interface {
+	// Get returns a buffer of length n.
+	Get(n int) *[]byte
+	// Put returns a buffer Get handed out.
+	Put(b *[]byte)
+}
+
+// heapFallback is the default Fallback: a new slice per Get, left to the
+// collector on Put.
+type heapFallback struct{}
+
+func (heapFallback) Get(n int) *[]byte {
+	b := make([]byte, n)
+	return &b
+}
+
+func (heapFallback) Put(*[]byte) {}
 
 // Stats describes a Pool's memory.
 type Stats struct {
@@ -87,8 +115,8 @@ type Stats struct {
 	Maps, Unmaps, Dropped int64
 }
 
-// Pool is a bounded pool of off-heap buffers. It implements mem.BufferPool
-// and is safe for concurrent use.
+// Pool is a bounded pool of off-heap buffers. It has gRPC's mem.BufferPool
+// methods and is safe for concurrent use.
 type Pool struct {
 	opts Options
 	idle *idleSet[*[]byte]
@@ -124,7 +152,7 @@ func New(opts Options) *Pool {
 		opts.IdleTimeout = DefaultIdleTimeout
 	}
 	if opts.Fallback == nil {
-		opts.Fallback = mem.DefaultBufferPool()
+		opts.Fallback = heapFallback{}
 	}
 	p := &Pool{opts: opts, owned: map[*byte]mapping{}}
 	p.idle = newIdleSet(opts.MaxIdleBytes, opts.IdleTimeout, func(b *[]byte, class int) {
@@ -249,5 +277,3 @@ func (p *Pool) Close() error {
 	p.idle.close()
 	return nil
 }
-
-var _ mem.BufferPool = (*Pool)(nil)

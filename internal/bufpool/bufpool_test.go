@@ -226,3 +226,57 @@ func TestDroppedBufferReclaimed(t *testing.T) {
 		t.Errorf("idle buffer after GC: %+v, want it kept (idle handles are reachable)", s)
 	}
 }
+
+// TestKept: Kept hands back the largest value kept, keeps no more than its
+// bound (a value over it is dropped), nothing after Close, nothing when
+// its bound is not positive, and drops what stays idle.
+func TestKept(t *testing.T) {
+	size := func(b *[]string) int64 { return int64(cap(*b)) }
+	mk := func(n int) *[]string { b := make([]string, n); return &b }
+	k := NewKept(100, time.Minute, size)
+	small, large := mk(20), mk(60)
+	k.Put(small)
+	k.Put(large)
+	if got := k.Bytes(); got != 80 {
+		t.Fatalf("kept %d bytes, want 80", got)
+	}
+	k.Put(mk(30)) // 110: over the bound
+	if got := k.Bytes(); got != 80 {
+		t.Errorf("after a put over the bound: %d bytes kept, want 80", got)
+	}
+	if got := k.Get(); got != large {
+		t.Errorf("Get returned %d elements, want the largest (60)", cap(*got))
+	}
+	if got := k.Get(); got != small {
+		t.Errorf("second Get returned %d elements, want 20", cap(*got))
+	}
+	if got := k.Get(); got != nil {
+		t.Errorf("Get on an empty Kept returned %d elements, want nil", cap(*got))
+	}
+	k.Put(small)
+	k.Close()
+	k.Put(large)
+	if got := k.Bytes(); got != 0 {
+		t.Errorf("after Close: %d bytes kept, want 0", got)
+	}
+	if none := NewKept(0, time.Minute, size); none != nil {
+		t.Error("NewKept(0) != nil, want a Kept that keeps nothing")
+	} else {
+		none.Put(small)
+		if none.Get() != nil || none.Bytes() != 0 {
+			t.Error("a nil Kept kept a value")
+		}
+		none.Close()
+	}
+
+	idle := NewKept(100, time.Millisecond, size)
+	defer idle.Close()
+	idle.Put(mk(10))
+	deadline := time.Now().Add(30 * time.Second)
+	for idle.Bytes() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("still %d bytes kept 30 s after the idle timeout", idle.Bytes())
+		}
+		time.Sleep(time.Millisecond)
+	}
+}

@@ -6,8 +6,8 @@ import (
 )
 
 // idleSet holds idle buffers of type B by size class, within a bound on
-// their bytes and on how long each is kept. Pool (off-heap bytes) and
-// Slices (heap slices) share it.
+// their bytes and on how long each is kept. Pool (mapped bytes) and Kept
+// (heap values that hold pointers) share it: one pool implementation.
 type idleSet[B any] struct {
 	maxBytes int64
 	timeout  time.Duration
@@ -45,6 +45,25 @@ func (s *idleSet[B]) take(class int) (B, bool) {
 	s.lists[class] = list[:len(list)-1]
 	s.bytes -= int64(class)
 	return e.b, true
+}
+
+// takeLargest returns the most recently kept buffer of the largest class
+// held, if any.
+func (s *idleSet[B]) takeLargest() (B, bool) {
+	s.mu.Lock()
+	best := -1
+	for class, list := range s.lists {
+		if len(list) > 0 && class > best {
+			best = class
+		}
+	}
+	s.mu.Unlock()
+	if best < 0 {
+		var zero B
+		return zero, false
+	}
+	// Another taker may have emptied the class meanwhile: then none.
+	return s.take(best)
 }
 
 // keep holds b, of class bytes, for reuse; over the bound, or once closed,

@@ -36,11 +36,13 @@ func Make[T Number](p *Pool, n int) []T {
 	return unsafe.Slice((*T)(unsafe.Pointer(base)), n)
 }
 
-// Free gives back a slice Make returned; a slice Make took from the heap is
-// left to the collector. Nothing may use s, or any slice of it, afterwards.
-func Free[T Number](p *Pool, s []T) {
+// Free gives back a slice Make returned, and reports whether it did: a
+// slice Make took from the heap (or any other slice) is left as it is, to
+// the collector. Nothing may use a slice given back, or any slice of it,
+// afterwards.
+func Free[T Number](p *Pool, s []T) bool {
 	if p == nil || cap(s) == 0 {
-		return
+		return false
 	}
 	base := (*byte)(unsafe.Pointer(unsafe.SliceData(s)))
 	p.mu.Lock()
@@ -51,7 +53,8 @@ func Free[T Number](p *Pool, s []T) {
 		p.owned[base] = m
 		p.mu.Unlock()
 		p.Put(h)
-		return
+		return true
 	}
 	p.mu.Unlock()
+	return false
 }

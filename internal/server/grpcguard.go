@@ -2,14 +2,13 @@ package server
 
 import (
 	"context"
-	"github.com/gcnserve/gcnserve/internal/bufpool"
-	"google.golang.org/grpc/experimental"
 	"math"
 	"slices"
 	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/experimental"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/stats"
 	"google.golang.org/grpc/tap"
@@ -18,6 +17,7 @@ import (
 	gcnpb "github.com/gcnserve/gcnserve/gen"
 	"github.com/gcnserve/gcnserve/gen/inferencepb"
 	"github.com/gcnserve/gcnserve/internal/auth"
+	"github.com/gcnserve/gcnserve/internal/bufpool"
 	"github.com/gcnserve/gcnserve/internal/transport/grpcapi"
 )
 

@@ -316,10 +316,7 @@ func New(cfg Config) (_ *Server, err error) {
 	if cfg.GCPaceBytes > 0 {
 		s.pacer = gcpace.New(gcpace.Config{Threshold: cfg.GCPaceBytes})
 	}
-	// From one full HTTP/2 frame up; bounded: at most 256 MiB kept idle,
-	// each buffer released after 10 s unused (docs/ARCHITECTURE.md,
-	// "Per-request memory").
-	s.bufs = bufpool.New(bufpool.Options{MinBytes: bufpool.FrameBytes})
+	s.bufs = newRequestBuffers()
 	s.svc = serving.New(serving.Config{
 		Repository: s.repo, Budget: budget, Metrics: s.metrics,
 		MaxNodes: cfg.MaxNodes, MaxEdges: cfg.MaxEdges, MaxRequestBytes: cfg.MaxRequestBytes,
