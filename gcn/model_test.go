@@ -134,11 +134,17 @@ func TestPredictHonoursContext(t *testing.T) {
 	m := infertest.OpenKarate(t)
 	big := infertest.RandomGraph(7, 50_000, 500_000, m.Info().FeatureDim)
 
-	start := time.Now()
-	if _, err := m.Predict(context.Background(), big); err != nil {
-		t.Fatal(err)
+	// The shortest of three full runs: the deadline below is a tenth of
+	// it, which a later run on a machine whose load just fell cannot beat
+	// the way it could beat a tenth of one slow first run.
+	full := time.Duration(1<<63 - 1)
+	for range 3 {
+		start := time.Now()
+		if _, err := m.Predict(context.Background(), big); err != nil {
+			t.Fatal(err)
+		}
+		full = min(full, time.Since(start))
 	}
-	full := time.Since(start)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
@@ -146,14 +152,24 @@ func TestPredictHonoursContext(t *testing.T) {
 		t.Errorf("Predict with canceled context: err = %v, want context.Canceled", err)
 	}
 
-	ctx, cancel = context.WithTimeout(context.Background(), full/10)
-	defer cancel()
-	start = time.Now()
-	_, err := m.Predict(ctx, big)
+	// A run whose deadline passes mid-run ends with DeadlineExceeded. On a
+	// loaded machine the timer that ends the context can fire late, after
+	// the run has finished: a run that finished is tried again (up to 5
+	// times); any other error, or five finished runs, fail.
+	var err error
+	for attempt := 1; attempt <= 5; attempt++ {
+		ctx, cancel := context.WithTimeout(context.Background(), full/10)
+		start := time.Now()
+		_, err = m.Predict(ctx, big)
+		cancel()
+		t.Logf("full run %v; run %d with deadline %v returned after %v: %v", full, attempt, full/10, time.Since(start), err)
+		if err != nil {
+			break
+		}
+	}
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("Predict past deadline: err = %v, want context.DeadlineExceeded", err)
 	}
-	t.Logf("full run %v; run with deadline %v returned after %v", full, full/10, time.Since(start))
 
 	if _, err := m.Predict(context.Background(), infertest.RandomGraph(1, 3, 2, m.Info().FeatureDim)); err != nil {
 		t.Errorf("Predict after a terminated run: %v", err)
