@@ -3,7 +3,6 @@ package gcn_test
 import (
 	"context"
 	"errors"
-	"math"
 	"sync"
 	"testing"
 	"time"
@@ -64,7 +63,7 @@ func TestScratchLifetime(t *testing.T) {
 					switch {
 					case err == nil:
 						ok++
-						if !sameFloats(p.Probabilities, want[g].Probabilities) {
+						if !equalBits(p.Probabilities, want[g].Probabilities) {
 							t.Errorf("pass %d: probabilities differ from a model without scratch", i)
 						}
 					case errors.Is(err, context.Canceled):
@@ -86,17 +85,4 @@ func TestScratchLifetime(t *testing.T) {
 			}
 		})
 	}
-}
-
-// sameFloats reports whether a and b are equal bit for bit.
-func sameFloats(a, b []float32) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if math.Float32bits(a[i]) != math.Float32bits(b[i]) {
-			return false
-		}
-	}
-	return true
 }

@@ -113,13 +113,7 @@ func TestCountJSONAllocatesNothingPerElement(t *testing.T) {
 // never panics and, when protojson accepts the body, counts each repeated
 // field exactly (agreesJSON).
 func FuzzCountJSONFields(f *testing.F) {
-	exp := uint64(1)
-	for _, m := range []proto.Message{
-		&gcnpb.ScoreRequest{GraphId: "g", NodeIds: []string{"a", "", "b"}, MinRevision: 2},
-		&gcnpb.CreateGraphRequest{GraphId: "g", Graph: &gcnpb.GraphData{Nodes: nodes("n", 2, 3), Edges: edges(2)}},
-		&gcnpb.DeltaRequest{GraphId: "g", UpsertNodes: nodes("u", 1, 2), RemoveNodes: []string{"x"}, AddEdges: edges(1), RemoveEdges: edges(1), ExpectedRevision: &exp},
-		&gcnpb.LoadGraphChunk{GraphId: "g", Nodes: nodes("n", 2, 1), Edges: edges(1)},
-	} {
+	for _, m := range seedRequests() {
 		for _, opts := range []protojson.MarshalOptions{{}, {UseProtoNames: true}} {
 			b, err := opts.Marshal(m)
 			if err != nil {

@@ -261,13 +261,7 @@ func TestTooMany(t *testing.T) {
 // accepts whatever proto.Unmarshal accepts, and then counts each repeated
 // field exactly (agrees).
 func FuzzCount(f *testing.F) {
-	exp := uint64(1)
-	for _, m := range []proto.Message{
-		&gcnpb.ScoreRequest{GraphId: "g", NodeIds: []string{"a", "", "b"}, MinRevision: 2},
-		&gcnpb.CreateGraphRequest{GraphId: "g", Graph: &gcnpb.GraphData{Nodes: nodes("n", 2, 3), Edges: edges(2)}},
-		&gcnpb.DeltaRequest{GraphId: "g", UpsertNodes: nodes("u", 1, 2), RemoveNodes: []string{"x"}, AddEdges: edges(1), RemoveEdges: edges(1), ExpectedRevision: &exp},
-		&gcnpb.LoadGraphChunk{GraphId: "g", Nodes: nodes("n", 2, 1), Edges: edges(1)},
-	} {
+	for _, m := range seedRequests() {
 		f.Add(marshal(f, m))
 	}
 	f.Add(cat(tag(2, protowire.Fixed32Type), make([]byte, 4), lenField(2, float32s(2))))
@@ -299,5 +293,17 @@ func TestCountAllocatesNothingPerElement(t *testing.T) {
 	}
 	if alloc > 64<<10 {
 		t.Errorf("counting 1,000,000 nodes allocated %d bytes, want under 64 KiB", alloc)
+	}
+}
+
+// seedRequests is one request of each counted type, every counted field
+// filled: the fuzzers' seeds.
+func seedRequests() []proto.Message {
+	exp := uint64(1)
+	return []proto.Message{
+		&gcnpb.ScoreRequest{GraphId: "g", NodeIds: []string{"a", "", "b"}, MinRevision: 2},
+		&gcnpb.CreateGraphRequest{GraphId: "g", Graph: &gcnpb.GraphData{Nodes: nodes("n", 2, 3), Edges: edges(2)}},
+		&gcnpb.DeltaRequest{GraphId: "g", UpsertNodes: nodes("u", 1, 2), RemoveNodes: []string{"x"}, AddEdges: edges(1), RemoveEdges: edges(1), ExpectedRevision: &exp},
+		&gcnpb.LoadGraphChunk{GraphId: "g", Nodes: nodes("n", 2, 1), Edges: edges(1)},
 	}
 }
