@@ -3,6 +3,7 @@ package incremental
 import (
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/gcnserve/gcnserve/gcn"
 )
@@ -22,6 +23,17 @@ const (
 // outside the topology, an unknown kind, a feature row of the wrong size)
 // leaves the state as it was. Large batches use every worker.
 func (s *State) Apply(changes []Change) error {
+	if !s.split.on {
+		return s.apply(changes)
+	}
+	s.parallelMin = [2]int{parallelWork, splitWork}[s.split.pick()]
+	start := time.Now()
+	err := s.apply(changes)
+	s.split.record(time.Since(start))
+	return err
+}
+
+func (s *State) apply(changes []Change) error {
 	nslots := s.topo.NumSlots()
 	if nslots < s.n {
 		return fmt.Errorf("incremental: topology has %d slots, fewer than the %d it had", nslots, s.n)
@@ -411,6 +423,7 @@ func (s *State) applyLayer(li int, l *layer, changed, nodes []int32, edges []sig
 	}
 	// P workers, a power of two: worker o owns the rows d with
 	// (d >> ownerShift) & (P-1) == o.
+	s.split.ops += work * w
 	P := 1
 	if s.workers > 1 && work*w >= s.parallelMin {
 		for P*2 <= s.workers {

@@ -63,6 +63,7 @@ func runExact(t *testing.T, rng *rand.Rand, agg gcn.Aggregation, layers, lazy in
 	if parallel {
 		// And every output with a pending neighbour cached.
 		s.workers, s.parallelMin, s.cacheMin = 2, 0, 1
+		s.split.on = false
 		// And the links of every slot with 3 or more neighbours indexed.
 		s.setLinkIndexMin(3)
 	}
@@ -223,7 +224,8 @@ func TestIncrementalConcurrent(t *testing.T) {
 	}
 	s.SetLazyDegree(6)
 	s.workers, s.parallelMin = 2, 0 // Apply's parallel path under -race too
-	s.cacheMin = 1                  // readers share cached outputs
+	s.split.on = false
+	s.cacheMin = 1 // readers share cached outputs
 	var mu sync.RWMutex
 	const batches = 150
 	done := make(chan struct{})

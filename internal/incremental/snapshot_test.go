@@ -48,6 +48,7 @@ func runSnapshot(t *testing.T, layers int) {
 	lazy := len(g.adj[hub]) + 3
 	s.SetLazyDegree(lazy)
 	s.workers, s.parallelMin, s.cacheMin = 2, 0, 1
+	s.split.on = false
 
 	// Batch A: the hub gains 8 links (past the lazy degree: it starts
 	// pending), other links appear, features change. B undoes A.

@@ -128,8 +128,10 @@ type State struct {
 	biases  [][]float64 // per layer, Out values (zeros when the layer has none)
 	workers int
 	// parallelMin is the operation count above which a step is split
-	// across workers (parallelWork; tests lower it).
+	// across workers (parallelWork; tests lower it). Apply sets it by
+	// split unless a test turned split off.
 	parallelMin int
+	split       splitChooser
 
 	// cacheMin: scores cache the output of a slot with at least this
 	// many pending neighbours (cacheMinPending; tests lower it).
@@ -421,7 +423,7 @@ func newState(net *gcn.Network, topo Topology, concurrent bool) (*State, error) 
 	if net.Output != gcn.OutputSoftmax {
 		return nil, fmt.Errorf("incremental: output %q, want %q", net.Output, gcn.OutputSoftmax)
 	}
-	s := &State{net: net, topo: topo, workers: min(runtime.GOMAXPROCS(0), 4), parallelMin: parallelWork, lazyDegree: DefaultLazyDegree, cacheMin: cacheMinPending, indexMin: linkIndexMin}
+	s := &State{net: net, topo: topo, workers: min(runtime.GOMAXPROCS(0), 4), parallelMin: parallelWork, split: splitChooser{on: runtime.GOMAXPROCS(0) > 1}, lazyDegree: DefaultLazyDegree, cacheMin: cacheMinPending, indexMin: linkIndexMin}
 	for i, l := range net.Layers {
 		switch l.Aggregation {
 		case gcn.AggregationGCN, gcn.AggregationMean, gcn.AggregationSum:
@@ -1395,6 +1397,7 @@ func softmax(z []float64, dst []float32) {
 // parallelRange runs fn over [0,n) split across the workers when work (a
 // rough count of operations) is worth it, else in the calling goroutine.
 func (s *State) parallelRange(n, work int, fn func(lo, hi int)) {
+	s.split.ops += work
 	p := s.workers
 	if p <= 1 || work < s.parallelMin || n < 2 {
 		fn(0, n)
