@@ -35,6 +35,25 @@ func newIdleSet[B any](maxBytes int64, timeout time.Duration, release func(B, in
 func (s *idleSet[B]) take(class int) (B, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.takeLocked(class)
+}
+
+// takeLargest returns the most recently kept buffer of the largest class
+// held, if any.
+func (s *idleSet[B]) takeLargest() (B, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	best := -1
+	for class, list := range s.lists {
+		if len(list) > 0 && class > best {
+			best = class
+		}
+	}
+	return s.takeLocked(best)
+}
+
+// takeLocked is take with mu held.
+func (s *idleSet[B]) takeLocked(class int) (B, bool) {
 	list := s.lists[class]
 	if len(list) == 0 {
 		var zero B
@@ -45,25 +64,6 @@ func (s *idleSet[B]) take(class int) (B, bool) {
 	s.lists[class] = list[:len(list)-1]
 	s.bytes -= int64(class)
 	return e.b, true
-}
-
-// takeLargest returns the most recently kept buffer of the largest class
-// held, if any.
-func (s *idleSet[B]) takeLargest() (B, bool) {
-	s.mu.Lock()
-	best := -1
-	for class, list := range s.lists {
-		if len(list) > 0 && class > best {
-			best = class
-		}
-	}
-	s.mu.Unlock()
-	if best < 0 {
-		var zero B
-		return zero, false
-	}
-	// Another taker may have emptied the class meanwhile: then none.
-	return s.take(best)
 }
 
 // keep holds b, of class bytes, for reuse; over the bound, or once closed,
